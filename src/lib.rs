@@ -1,0 +1,16 @@
+//! taxinbox turns an accounting firm's shared mailbox into tasks with legal deadlines.
+//!
+//! The modules follow the path of one mail (see ARCHITECTURE.md):
+//! `source` → `mail` (parse, extract) → `rules` (classify) → `directory` (resolve client and person)
+//! → `calendar` (deadlines) → `store` (one commit) → back to `source` (acknowledge).
+
+pub mod calendar;
+pub mod cli;
+pub mod directory;
+pub mod ids;
+pub mod mail;
+pub mod pipeline;
+pub mod rules;
+pub mod settings;
+pub mod source;
+pub mod store;
