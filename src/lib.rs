@@ -6,11 +6,16 @@
 
 pub mod calendar;
 pub mod cli;
+pub mod daemon;
 pub mod directory;
+pub mod directory_import;
 pub mod ids;
+pub mod ingest;
 pub mod mail;
+pub mod notify;
 pub mod pipeline;
 pub mod rules;
 pub mod settings;
 pub mod source;
 pub mod store;
+pub mod telemetry;

@@ -1,1 +1,732 @@
-//! (being written)
+//! The path of one mail: parse → extract → classify → resolve → deadlines → commit.
+//!
+//! [`Pipeline::evaluate`] does everything that needs no database (and so can run outside a transaction);
+//! [`Pipeline::commit`] writes the outcome — message, case, tasks, notifications, log entry — through one open
+//! transaction. Callers batch several mails per transaction and acknowledge them at the source only after the
+//! commit returned. Invariant: every mail ends as a committed `processed`, `linked` or `quarantined` message, or
+//! is recognised as a `duplicate` of one; nothing is dropped.
+
+use crate::calendar::{self, DemandDates, DueFrom};
+use crate::directory::{Client, Role};
+use crate::mail::{self, Facts, ParsedMail};
+use crate::rules::{ClientChoice, Decision, DemandFacts, RuleContext, Ruleset, TaskDue};
+use crate::store::{self, MessageRecord, NewNotification, NewTask};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use sqlx::AnyConnection;
+use std::sync::Arc;
+
+/// One raw mail and where it came from.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub raw: Vec<u8>,
+    /// Where exactly it came from: a file path, `maildir:<name>:<file>`, `imap:<mailbox>:<uidvalidity>:<uid>`.
+    pub source: String,
+    /// The configured mailbox (or `cli` for files given on the command line).
+    pub mailbox: String,
+}
+
+/// How a mail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Processed,
+    Linked,
+    Duplicate,
+    Quarantined,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Processed => "processed",
+            Status::Linked => "linked",
+            Status::Duplicate => "duplicate",
+            Status::Quarantined => "quarantined",
+        }
+    }
+}
+
+/// The `ingest --format jsonl` contract: one per mail (DESIGN.md). Its own type, never a database row.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Report {
+    pub source: String,
+    pub message_id: Option<String>,
+    pub status: Status,
+    pub category: Option<String>,
+    pub kind: Option<String>,
+    pub client_inn: Option<String>,
+    pub demand: Option<DemandReport>,
+    pub joins: Option<String>,
+    pub rule: Option<String>,
+    pub ruleset: String,
+    pub tasks: Vec<TaskReport>,
+    pub error: Option<String>,
+    /// Row id of the stored message (for `audit show`, `reprocess`).
+    pub id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DemandReport {
+    pub number: Option<String>,
+    pub date: Option<NaiveDate>,
+    pub sent: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TaskReport {
+    pub step: String,
+    pub title: String,
+    pub role: String,
+    pub assignee: Option<String>,
+    pub due: NaiveDate,
+}
+
+/// A task with its deadline and person worked out, before it is stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedTask {
+    pub step: String,
+    pub title: String,
+    pub role: Role,
+    pub assignee: Option<String>,
+    pub due: NaiveDate,
+    pub priority: String,
+    /// Where the deadline comes from: base date, its source, working days, calendar region.
+    pub provenance: serde_json::Value,
+}
+
+/// Everything decided about a mail before touching the database.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub sha256: String,
+    pub message_id: Option<String>,
+    pub from: String,
+    pub subject: String,
+    pub received: NaiveDate,
+    pub facts: serde_json::Value,
+    pub outcome: Result<Resolved, String>,
+}
+
+/// A mail the rules decided on, with client, demand and tasks resolved.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub rule: Option<String>,
+    pub decision: Decision,
+    pub client_inn: Option<String>,
+    pub demand: Option<DemandFacts>,
+    pub tasks: Vec<PlannedTask>,
+}
+
+/// Everything one run needs: rules, register, calendars, the store.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub rules: Arc<Ruleset>,
+    pub ctx: RuleContext,
+    pub timezone: chrono_tz::Tz,
+}
+
+/// What a rule that decides nothing gets: a person looks at the mail within this many working days.
+const UNCLASSIFIED_REVIEW_DAYS: u32 = 2;
+
+pub fn sha256_hex(raw: &[u8]) -> String {
+    hex::encode(Sha256::digest(raw))
+}
+
+/// Demand numbers compare without `№`/`N`, spaces and case (FORMAT.md 6).
+pub fn number_key(number: &str) -> String {
+    let mut s = number.trim();
+    for prefix in ["№", "N", "n", "No.", "No"] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            if rest.starts_with(|c: char| c.is_ascii_digit() || c.is_whitespace() || c == '.') {
+                s = rest;
+                break;
+            }
+        }
+    }
+    s.chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+impl Pipeline {
+    /// Loads the production calendars, the demand catalogue and the rules from a rules folder
+    /// (`calendar/production/*.toml`, `demands.toml`, `mail/*.rhai`) around a register snapshot.
+    pub fn load(
+        rules_dir: &std::path::Path,
+        limits: &crate::rules::Limits,
+        directory: crate::directory::Directory,
+        timezone: chrono_tz::Tz,
+    ) -> anyhow::Result<Pipeline> {
+        let calendar = crate::calendar::ProductionCalendar::load_dir(
+            &rules_dir.join("calendar").join("production"),
+        )?;
+        let demands = crate::calendar::DemandCatalog::load(&rules_dir.join("demands.toml"))?;
+        let ctx = RuleContext {
+            directory: Arc::new(directory),
+            calendar: Arc::new(calendar),
+            demands: Arc::new(demands),
+        };
+        let rules = Ruleset::load(&rules_dir.join("mail"), limits, &ctx)?;
+        Ok(Pipeline {
+            rules: Arc::new(rules),
+            ctx,
+            timezone,
+        })
+    }
+
+    /// Parses, extracts, classifies and resolves one mail. Pure: no I/O.
+    pub fn evaluate(&self, raw: &[u8], mailbox: &str, now: DateTime<Utc>) -> Evaluation {
+        let sha256 = sha256_hex(raw);
+        let today = now.with_timezone(&self.timezone).date_naive();
+        let parsed = match mail::parse(raw) {
+            Ok(p) => p,
+            Err(e) => {
+                return Evaluation {
+                    sha256,
+                    message_id: None,
+                    from: String::new(),
+                    subject: String::new(),
+                    received: today,
+                    facts: serde_json::json!({}),
+                    outcome: Err(format!("parse: {e}")),
+                }
+            }
+        };
+        let received = parsed
+            .date
+            .map(|d| d.with_timezone(&self.timezone).date_naive())
+            .unwrap_or(today);
+        let facts = mail::extract(&parsed);
+        let outcome = self.decide(&parsed, &facts, received, mailbox);
+        Evaluation {
+            sha256,
+            message_id: parsed.message_id.clone(),
+            from: parsed.from.clone(),
+            subject: parsed.subject.clone(),
+            received,
+            facts: serde_json::to_value(&facts).unwrap_or_default(),
+            outcome,
+        }
+    }
+
+    fn decide(
+        &self,
+        parsed: &ParsedMail,
+        facts: &Facts,
+        received: NaiveDate,
+        mailbox: &str,
+    ) -> Result<Resolved, String> {
+        let object = crate::rules::mail_object(parsed, facts, received, mailbox);
+        let classification = self
+            .rules
+            .classify(&object)
+            .map_err(|e| format!("rule {e}"))?;
+        let rule = classification.rule;
+        let decision = classification.decision.unwrap_or_else(|| Decision {
+            category: "unclassified".into(),
+            reason: "no rule claimed this mail".into(),
+            tasks: Some(vec![crate::rules::TaskSpec {
+                step: "review".into(),
+                title: Some("Разобрать письмо: ни одно правило его не распознало".into()),
+                role: "accountant".into(),
+                due: TaskDue::WorkingDays(UNCLASSIFIED_REVIEW_DAYS),
+                priority: "normal".into(),
+            }]),
+            ..Decision::default()
+        });
+        let dir = &self.ctx.directory;
+        let client: Option<&Client> = match &decision.client {
+            ClientChoice::Inn(inn) => dir.client(inn.trim()),
+            ClientChoice::None => None,
+            ClientChoice::Resolve => facts
+                .demand
+                .as_ref()
+                .and_then(|d| d.taxpayer_inn.as_ref())
+                .and_then(|inn| dir.client(inn.as_str()))
+                .or_else(|| facts.inns.iter().find_map(|inn| dir.client(inn.as_str())))
+                .or_else(|| dir.client_by_email(&parsed.from)),
+        };
+        let region = client.and_then(|c| c.region.as_deref());
+        let demand = merge_demand(decision.demand.clone(), facts);
+        let tasks =
+            self.plan_tasks(&decision, client, demand.as_ref(), received, region, parsed)?;
+        Ok(Resolved {
+            rule,
+            client_inn: client.map(|c| c.inn.as_str().to_owned()),
+            demand: if decision.category == "tax_demand" {
+                demand
+            } else {
+                None
+            },
+            decision,
+            tasks,
+        })
+    }
+
+    fn plan_tasks(
+        &self,
+        decision: &Decision,
+        client: Option<&Client>,
+        demand: Option<&DemandFacts>,
+        received: NaiveDate,
+        region: Option<&str>,
+        parsed: &ParsedMail,
+    ) -> Result<Vec<PlannedTask>, String> {
+        let cal = &self.ctx.calendar;
+        let calendar_name = region.unwrap_or("federal");
+        let client_suffix = client.map(|c| format!(" — {}", c.name)).unwrap_or_default();
+        let mut planned = Vec::new();
+        if let Some(specs) = &decision.tasks {
+            for spec in specs {
+                let role: Role = spec
+                    .role
+                    .parse()
+                    .map_err(|e| format!("rule decision: task `{}`: {e}", spec.step))?;
+                let (due, provenance) = match spec.due {
+                    TaskDue::WorkingDays(n) => (
+                        cal.add_working_days(received, n, region)
+                            .map_err(|e| e.to_string())?,
+                        serde_json::json!({"from": "received", "base": received, "working_days": n, "calendar": calendar_name}),
+                    ),
+                    TaskDue::Date(d) => (
+                        cal.next_working_day(d, region).map_err(|e| e.to_string())?,
+                        serde_json::json!({"from": "rule", "base": d, "working_days": 0, "calendar": calendar_name}),
+                    ),
+                };
+                let title = spec
+                    .title
+                    .clone()
+                    .unwrap_or_else(|| default_title(decision, parsed));
+                planned.push(PlannedTask {
+                    step: spec.step.clone(),
+                    title: format!("{title}{client_suffix}"),
+                    assignee: self.ctx.directory.assignee(client, role, received),
+                    role,
+                    due,
+                    priority: spec.priority.clone(),
+                    provenance,
+                });
+            }
+            return Ok(planned);
+        }
+        if decision.category != "tax_demand" {
+            return Ok(planned);
+        }
+        let kind_id = decision.kind.as_deref().unwrap_or("other");
+        let kind = self.ctx.demands.kind(kind_id).ok_or_else(|| {
+            format!("rule decision: demand kind `{kind_id}` is not in demands.toml")
+        })?;
+        let dates = DemandDates {
+            sent: demand.and_then(|d| d.sent.or(d.date)),
+            received,
+            stated: demand.and_then(|d| d.deadline),
+            appointment: demand.and_then(|d| d.appointment),
+        };
+        for spec in &kind.tasks {
+            let computed =
+                calendar::due_date(cal, spec, &dates, region).map_err(|e| e.to_string())?;
+            let (due, provenance) = match computed {
+                Some(due) => (
+                    due,
+                    serde_json::json!({"from": from_name(spec.from), "base": base_date(spec.from, &dates),
+                        "working_days": spec.working_days, "calendar": calendar_name, "law": spec.law}),
+                ),
+                // The mail does not state the date the law counts from: the task still exists, due at once, and
+                // says so, rather than the demand being lost.
+                None => (
+                    cal.next_working_day(received, region)
+                        .map_err(|e| e.to_string())?,
+                    serde_json::json!({"from": "received", "base": received, "working_days": 0,
+                        "calendar": calendar_name, "law": spec.law,
+                        "warning": format!("no {} date found in the mail: check the deadline in the document", from_name(spec.from))}),
+                ),
+            };
+            planned.push(PlannedTask {
+                step: spec.step.clone(),
+                title: format!("{}{client_suffix}", spec.title),
+                role: Role::Accountant,
+                assignee: self
+                    .ctx
+                    .directory
+                    .assignee(client, Role::Accountant, received),
+                due,
+                priority: "high".into(),
+                provenance,
+            });
+        }
+        Ok(planned)
+    }
+
+    /// Writes one evaluated mail through the open transaction and returns its report.
+    pub async fn commit(
+        &self,
+        conn: &mut AnyConnection,
+        incoming_source: &str,
+        mailbox: &str,
+        raw: &[u8],
+        eval: &Evaluation,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Report> {
+        let now_s = store::timestamp(now);
+        if let Some(seen) = store::message_by_sha(conn, &eval.sha256).await? {
+            return Ok(Report {
+                source: incoming_source.to_owned(),
+                message_id: seen.message_id,
+                status: Status::Duplicate,
+                category: None,
+                kind: None,
+                client_inn: None,
+                demand: None,
+                joins: None,
+                rule: None,
+                ruleset: self.rules.version().to_owned(),
+                tasks: vec![],
+                error: None,
+                id: Some(seen.id),
+            });
+        }
+        store::put_raw(conn, &eval.sha256, raw, &now_s).await?;
+        let mut record = self.record(eval, incoming_source, mailbox, &now_s);
+        let report = self
+            .write_outcome(conn, None, &mut record, eval, incoming_source, &now_s)
+            .await?;
+        if let Some(id) = report.id {
+            store::add_source_ref(conn, incoming_source, id).await?;
+        }
+        Ok(report)
+    }
+
+    /// Runs a stored message through the current rules again (`taxinbox reprocess`), in the open transaction.
+    pub async fn reprocess(
+        &self,
+        conn: &mut AnyConnection,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Report> {
+        let seen = store::message_by_id(conn, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no message with id {id}"))?;
+        let raw = store::raw_mail(conn, &seen.sha256).await?.ok_or_else(|| {
+            anyhow::anyhow!("message {id}: its raw mail was purged; it cannot be processed again")
+        })?;
+        let mailbox = "reprocess";
+        let eval = self.evaluate(&raw, mailbox, now);
+        let now_s = store::timestamp(now);
+        let mut record = self.record(&eval, &seen.source, mailbox, &now_s);
+        let existing = store::tasks_of_message(conn, id).await?;
+        if !existing.is_empty() && seen.status != "quarantined" {
+            anyhow::bail!("message {id} already has tasks; only quarantined mail or mail without tasks is reprocessed");
+        }
+        self.write_outcome(conn, Some(id), &mut record, &eval, &seen.source, &now_s)
+            .await
+    }
+
+    fn record(&self, eval: &Evaluation, source: &str, mailbox: &str, now_s: &str) -> MessageRecord {
+        MessageRecord {
+            sha256: eval.sha256.clone(),
+            message_id: eval.message_id.clone(),
+            source: source.to_owned(),
+            mailbox: mailbox.to_owned(),
+            fetched_at: now_s.to_owned(),
+            received_date: eval.received.to_string(),
+            from_addr: eval.from.clone(),
+            subject: eval.subject.clone(),
+            ruleset: Some(self.rules.version().to_owned()),
+            facts: eval.facts.to_string(),
+            processed_at: now_s.to_owned(),
+            ..MessageRecord::default()
+        }
+    }
+
+    async fn write_outcome(
+        &self,
+        conn: &mut AnyConnection,
+        existing: Option<i64>,
+        record: &mut MessageRecord,
+        eval: &Evaluation,
+        source: &str,
+        now_s: &str,
+    ) -> anyhow::Result<Report> {
+        let mut report = Report {
+            source: source.to_owned(),
+            message_id: eval.message_id.clone(),
+            status: Status::Processed,
+            category: None,
+            kind: None,
+            client_inn: None,
+            demand: None,
+            joins: None,
+            rule: None,
+            ruleset: self.rules.version().to_owned(),
+            tasks: vec![],
+            error: None,
+            id: None,
+        };
+        let resolved = match &eval.outcome {
+            Err(error) => {
+                record.status = Status::Quarantined.as_str().into();
+                record.error = Some(error.clone());
+                let id = save(conn, existing, record).await?;
+                report.status = Status::Quarantined;
+                report.error = Some(error.clone());
+                report.id = Some(id);
+                self.log(conn, "mail_quarantined", id, eval, &report, now_s)
+                    .await?;
+                return Ok(report);
+            }
+            Ok(r) => r,
+        };
+        let d = &resolved.decision;
+        record.category = Some(d.category.clone());
+        record.kind = d.kind.clone();
+        record.client_inn = resolved.client_inn.clone();
+        record.rule = resolved.rule.clone();
+        record.reason = (!d.reason.is_empty()).then(|| d.reason.clone());
+        if let Some(dm) = &resolved.demand {
+            record.demand_number = dm.number.clone();
+            record.demand_date = dm.date.map(|x| x.to_string());
+            record.demand_sent = dm.sent.or(dm.date).map(|x| x.to_string());
+        }
+        report.category = Some(d.category.clone());
+        report.kind = d.kind.clone();
+        report.client_inn = resolved.client_inn.clone();
+        report.rule = resolved.rule.clone();
+        report.demand = resolved.demand.as_ref().map(|dm| DemandReport {
+            number: dm.number.clone(),
+            date: dm.date,
+            sent: dm.sent.or(dm.date),
+        });
+
+        // The same demand again: join its case, create nothing (FORMAT.md 6; only demands of a known client).
+        let case_key = match (&resolved.client_inn, &resolved.demand) {
+            (
+                Some(inn),
+                Some(DemandFacts {
+                    number: Some(number),
+                    date: Some(date),
+                    ..
+                }),
+            ) => Some((
+                inn.clone(),
+                number_key(number),
+                number.clone(),
+                date.to_string(),
+            )),
+            _ => None,
+        };
+        if let Some((inn, key, _, date)) = &case_key {
+            if let Some(case) = store::find_case(conn, inn, key, date).await? {
+                if existing != Some(case.first_message) {
+                    record.status = Status::Linked.as_str().into();
+                    record.case_id = Some(case.id);
+                    record.joins = case.first_message_id.clone();
+                    let id = save(conn, existing, record).await?;
+                    report.status = Status::Linked;
+                    report.joins = case.first_message_id;
+                    report.id = Some(id);
+                    self.log(conn, "mail_linked", id, eval, &report, now_s)
+                        .await?;
+                    return Ok(report);
+                }
+            }
+        }
+
+        record.status = Status::Processed.as_str().into();
+        let id = save(conn, existing, record).await?;
+        let case_id = match &case_key {
+            Some((inn, key, number, date)) => {
+                let case =
+                    store::insert_case(conn, inn, key, number, date, d.kind.as_deref(), id, now_s)
+                        .await?;
+                store::set_message_case(conn, id, case).await?;
+                Some(case)
+            }
+            None => None,
+        };
+        let mut recipients = Vec::new();
+        for t in &resolved.tasks {
+            let task_id = store::insert_task(
+                conn,
+                &NewTask {
+                    message: id,
+                    case_id,
+                    client_inn: resolved.client_inn.clone(),
+                    step: t.step.clone(),
+                    title: t.title.clone(),
+                    role: t.role.as_str().to_owned(),
+                    assignee: t.assignee.clone(),
+                    due: t.due.to_string(),
+                    priority: t.priority.clone(),
+                    provenance: t.provenance.to_string(),
+                    created_at: now_s.to_owned(),
+                },
+            )
+            .await?;
+            if let Some(person) = &t.assignee {
+                store::insert_notification(
+                    conn,
+                    &new_task_notification(task_id, id, person, t, eval, now_s),
+                )
+                .await?;
+                recipients.push(person.clone());
+            }
+            report.tasks.push(TaskReport {
+                step: t.step.clone(),
+                title: t.title.clone(),
+                role: t.role.as_str().to_owned(),
+                assignee: t.assignee.clone(),
+                due: t.due,
+            });
+        }
+        report.id = Some(id);
+        self.log(conn, "mail_processed", id, eval, &report, now_s)
+            .await?;
+        Ok(report)
+    }
+
+    async fn log(
+        &self,
+        conn: &mut AnyConnection,
+        event: &str,
+        id: i64,
+        eval: &Evaluation,
+        report: &Report,
+        now_s: &str,
+    ) -> anyhow::Result<()> {
+        let reason = match &eval.outcome {
+            Ok(r) => Some(r.decision.reason.clone()),
+            Err(_) => None,
+        };
+        let provenance: Vec<_> = match &eval.outcome {
+            Ok(r) => r
+                .tasks
+                .iter()
+                .map(|t| serde_json::json!({"step": t.step, "provenance": t.provenance}))
+                .collect(),
+            Err(_) => vec![],
+        };
+        let payload = serde_json::json!({
+            "report": report,
+            "reason": reason,
+            "received_date": eval.received,
+            "deadlines": provenance,
+        });
+        store::append_log(
+            conn,
+            &store::LogEntry {
+                at: now_s,
+                event,
+                message: Some(id),
+                sha256: Some(&eval.sha256),
+                payload: &payload,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+async fn save(
+    conn: &mut AnyConnection,
+    existing: Option<i64>,
+    record: &MessageRecord,
+) -> anyhow::Result<i64> {
+    match existing {
+        Some(id) => {
+            store::update_message_outcome(conn, id, record).await?;
+            Ok(id)
+        }
+        None => store::insert_message(conn, record).await,
+    }
+}
+
+/// The rule's demand facts, completed from the official XML where the rule left a gap.
+fn merge_demand(rule: Option<DemandFacts>, facts: &Facts) -> Option<DemandFacts> {
+    let xml = facts.demand.as_ref();
+    match (rule, xml) {
+        (None, None) => None,
+        (rule, xml) => {
+            let mut d = rule.unwrap_or_default();
+            if let Some(x) = xml {
+                d.number = d.number.or_else(|| x.number.clone());
+                d.date = d.date.or(x.date);
+                d.sent = d.sent.or(x.sent);
+            }
+            Some(d)
+        }
+    }
+}
+
+fn from_name(from: DueFrom) -> &'static str {
+    match from {
+        DueFrom::Sent => "sent",
+        DueFrom::Received => "received",
+        DueFrom::Stated => "stated",
+        DueFrom::Appointment => "appointment",
+    }
+}
+
+fn base_date(from: DueFrom, dates: &DemandDates) -> Option<NaiveDate> {
+    match from {
+        DueFrom::Sent => dates.sent,
+        DueFrom::Received => Some(dates.received),
+        DueFrom::Stated => dates.stated,
+        DueFrom::Appointment => dates.appointment,
+    }
+}
+
+fn default_title(decision: &Decision, parsed: &ParsedMail) -> String {
+    let subject = if parsed.subject.trim().is_empty() {
+        "(без темы)"
+    } else {
+        parsed.subject.trim()
+    };
+    match decision.category.as_str() {
+        "client_request" => format!("Запрос клиента: {subject}"),
+        _ => format!("Письмо: {subject}"),
+    }
+}
+
+fn new_task_notification(
+    task_id: i64,
+    message: i64,
+    person: &str,
+    t: &PlannedTask,
+    eval: &Evaluation,
+    now_s: &str,
+) -> NewNotification {
+    let due = t.due.format("%d.%m.%Y");
+    NewNotification {
+        kind: "task_assigned".into(),
+        task: Some(task_id),
+        message: Some(message),
+        recipient: person.to_owned(),
+        subject: format!("Новая задача до {due}: {}", t.title),
+        body: format!(
+            "Вам назначена задача.\n\nЗадача: {}\nСрок: {due}\n\nПисьмо: {}\nОт: {}\nПолучено: {}\n",
+            t.title,
+            eval.subject,
+            eval.from,
+            eval.received.format("%d.%m.%Y"),
+        ),
+        not_before: now_s.to_owned(),
+        created_at: now_s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demand_numbers_compare_without_sign_spaces_and_case() {
+        assert_eq!(number_key("№ 4521"), "4521");
+        assert_eq!(number_key("N 4521"), "4521");
+        assert_eq!(number_key("№4521"), "4521");
+        assert_eq!(number_key("13-12/8841@"), "13-12/8841@");
+        assert_eq!(number_key("2.4-17/1234"), "2.4-17/1234");
+        assert_eq!(number_key("ab 12"), "ab12");
+    }
+}

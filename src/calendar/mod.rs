@@ -1,1 +1,96 @@
-//! (being written)
+//! Legal time: which days are working days (the production calendar, federal and regional) and which tasks a
+//! tax-office demand creates with how many working days each (the demand catalogue).
+//!
+//! Both are data under `rules/` (`calendar/production/*.toml`, `demands.toml`), loaded once per run; every
+//! computation afterwards is pure. The calendar never guesses: a date in a year without a file is an error
+//! ([`CalendarError::OutOfRange`]), because a wrong deadline is worse than none.
+
+pub mod demands;
+pub mod production;
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+
+pub use demands::{due_date, DemandCatalog, DemandDates, DemandKind, DemandTaskSpec, DueFrom};
+pub use production::ProductionCalendar;
+
+/// What can go wrong loading the calendar data or computing a date with it. Every message names the file (and
+/// the line, when the TOML parser knows it) or the date that is out of range.
+#[derive(Debug, thiserror::Error)]
+pub enum CalendarError {
+    /// A file or folder could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not valid TOML, or has a key or value of the wrong shape.
+    #[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Parse {
+        /// The file's name as given to the loader.
+        file: String,
+        /// 1-based line of the problem, when the parser reports a position.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file parses but its content is inconsistent (a date outside the file's year, a duplicate step, …).
+    #[error("{file}: {message}")]
+    Invalid {
+        /// The file's name as given to the loader.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two production-calendar files describe the same year.
+    #[error("{second}: year {year} is already described by {first}")]
+    DuplicateYear {
+        /// The year.
+        year: i32,
+        /// The file loaded first.
+        first: String,
+        /// The file that repeats it.
+        second: String,
+    },
+    /// The production-calendar folder holds no `*.toml` file.
+    #[error("{}: no production calendar (*.toml) in this folder", dir.display())]
+    NoCalendar {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// A date falls in a year for which no production calendar is loaded.
+    #[error("{date}: no production calendar for {year} (loaded: {loaded})")]
+    OutOfRange {
+        /// The date asked about.
+        date: NaiveDate,
+        /// Its year.
+        year: i32,
+        /// The loaded years, e.g. `2025, 2026, 2027`.
+        loaded: String,
+    },
+}
+
+impl CalendarError {
+    /// Wraps a TOML parse/shape error of `content` (named `file`), turning the byte span into a line number.
+    fn from_toml(file: &str, content: &str, error: &toml::de::Error) -> CalendarError {
+        CalendarError::Parse {
+            file: file.to_owned(),
+            line: error.span().map(|span| line_of(content, span.start)),
+            message: error.message().to_owned(),
+        }
+    }
+}
+
+/// 1-based line number of a byte offset (clamped to the text, so a span at the very end still has a line).
+fn line_of(content: &str, offset: usize) -> usize {
+    let end = offset.min(content.len());
+    content.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}

@@ -1,1 +1,314 @@
-//! (being written)
+//! The Rhai ruleset that classifies mail.
+//!
+//! `rules/mail/*.rhai` run in file-name order; each defines `fn classify(mail)` returning `()` (not mine) or a
+//! decision map (see [`Decision`]). Files whose name starts with `_` are libraries: their functions are available to
+//! every rule file. The engine is a sandbox — no file, network or module access, bounded operations, call depth,
+//! string/array/map sizes and wall-clock time per mail — so a bad rule fails for one mail and never for the service.
+//! Invariant: this module does no I/O at classification time; the directory and calendars are in-memory snapshots.
+
+mod decision;
+mod helpers;
+mod object;
+
+pub use decision::{ClientChoice, Decision, DemandFacts, TaskDue, TaskSpec};
+pub use object::mail_object;
+
+use crate::calendar::{DemandCatalog, ProductionCalendar};
+use crate::directory::Directory;
+use rhai::{Dynamic, Engine, AST};
+use sha2::{Digest as _, Sha256};
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Limits of the sandbox, from the settings.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_operations: u64,
+    pub max_call_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub time_budget: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_operations: 1_000_000,
+            max_call_depth: 64,
+            max_string_size: 1 << 20,
+            max_array_size: 100_000,
+            time_budget: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the helper functions may consult: in-memory snapshots, shared read-only.
+#[derive(Debug, Clone)]
+pub struct RuleContext {
+    pub directory: Arc<Directory>,
+    pub calendar: Arc<ProductionCalendar>,
+    pub demands: Arc<DemandCatalog>,
+}
+
+/// A rule file that failed to load, with where.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{file}:{line}: {message}")]
+    Script {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}: no rule files (*.rhai) found")]
+    Empty(String),
+}
+
+/// A rule that failed on one mail.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct RuleFailure {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// The winning rule's decision.
+#[derive(Debug, Clone)]
+pub struct Classification {
+    /// File name of the rule that decided; `None` when no rule claimed the mail.
+    pub rule: Option<String>,
+    pub decision: Option<Decision>,
+}
+
+struct RuleFile {
+    name: String,
+    ast: AST,
+}
+
+/// A compiled, versioned set of rule files.
+pub struct Ruleset {
+    engine: Engine,
+    files: Vec<RuleFile>,
+    version: String,
+    dir: PathBuf,
+    time_budget: Duration,
+}
+
+impl std::fmt::Debug for Ruleset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ruleset")
+            .field("version", &self.version)
+            .field(
+                "files",
+                &self
+                    .files
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+thread_local! {
+    /// The wall-clock deadline of the classification running on this thread (rules run synchronously).
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// How often (in Rhai operations) the wall clock is read: often enough to stop a runaway rule within a few
+/// milliseconds of its budget, rarely enough that reading the clock costs nothing measurable.
+const CLOCK_CHECK_EVERY: u64 = 4096;
+
+fn build_engine(limits: &Limits, ctx: &RuleContext) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_operations(limits.max_operations);
+    engine.set_max_call_levels(limits.max_call_depth);
+    engine.set_max_string_size(limits.max_string_size);
+    engine.set_max_array_size(limits.max_array_size);
+    engine.set_max_map_size(limits.max_array_size);
+    engine.set_max_expr_depths(128, 64);
+    engine.set_max_variables(10_000);
+    engine.set_max_functions(10_000);
+    engine.set_max_modules(0);
+    engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
+    engine.disable_symbol("eval");
+    engine.set_strict_variables(true);
+    engine.on_print(|s| tracing::debug!(target: "taxinbox::rules", "{s}"));
+    engine.on_debug(|s, src, pos| tracing::debug!(target: "taxinbox::rules", source = src, line = pos.line(), "{s}"));
+    engine.on_progress(|ops| {
+        if ops % CLOCK_CHECK_EVERY == 0 {
+            if let Some(deadline) = DEADLINE.with(Cell::get) {
+                if Instant::now() > deadline {
+                    return Some(Dynamic::from("time budget exceeded"));
+                }
+            }
+        }
+        None
+    });
+    helpers::register(&mut engine, ctx);
+    engine
+}
+
+impl Ruleset {
+    /// Compiles every `*.rhai` in `dir`. Any error refuses the whole set, naming file and line, so the caller keeps
+    /// the rules it had.
+    pub fn load(dir: &Path, limits: &Limits, ctx: &RuleContext) -> Result<Ruleset, LoadError> {
+        let io = |e| LoadError::Io {
+            path: dir.display().to_string(),
+            source: e,
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "rhai") && p.is_file())
+            .collect();
+        paths.sort();
+        let mut sources = Vec::with_capacity(paths.len());
+        for p in &paths {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let text = std::fs::read_to_string(p).map_err(|e| LoadError::Io {
+                path: p.display().to_string(),
+                source: e,
+            })?;
+            sources.push((name, text));
+        }
+        Self::from_sources(dir, &sources, limits, ctx)
+    }
+
+    /// Compiles rule files given as `(file name, text)`, in the given order (tests, the playground).
+    pub fn from_sources(
+        dir: &Path,
+        sources: &[(String, String)],
+        limits: &Limits,
+        ctx: &RuleContext,
+    ) -> Result<Ruleset, LoadError> {
+        let engine = build_engine(limits, ctx);
+        let mut hasher = Sha256::new();
+        let mut library = AST::empty();
+        let mut files = Vec::new();
+        for (name, text) in sources {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            hasher.update(text.as_bytes());
+            hasher.update([0]);
+            let mut ast = engine.compile(text).map_err(|e| LoadError::Script {
+                file: name.clone(),
+                line: e.position().line().unwrap_or(1),
+                message: e.err_type().to_string(),
+            })?;
+            ast.set_source(name.as_str());
+            if name.starts_with('_') {
+                library = library.merge(&ast.clone_functions_only());
+            } else {
+                if !ast
+                    .iter_functions()
+                    .any(|f| f.name == "classify" && f.params.len() == 1)
+                {
+                    return Err(LoadError::Script {
+                        file: name.clone(),
+                        line: 1,
+                        message: "a rule file must define `fn classify(mail)`".into(),
+                    });
+                }
+                files.push(RuleFile {
+                    name: name.clone(),
+                    ast,
+                });
+            }
+        }
+        if files.is_empty() {
+            return Err(LoadError::Empty(dir.display().to_string()));
+        }
+        // Library functions are merged under each rule file, so a rule's own function of the same name wins.
+        for f in &mut files {
+            f.ast = library.merge(&f.ast);
+        }
+        Ok(Ruleset {
+            engine,
+            files,
+            version: format!("sha256:{}", hex::encode(hasher.finalize())),
+            dir: dir.to_path_buf(),
+            time_budget: limits.time_budget,
+        })
+    }
+
+    /// `sha256:` of the file names and contents: names the exact rules behind every decision.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn file_names(&self) -> impl Iterator<Item = &str> {
+        self.files.iter().map(|f| f.name.as_str())
+    }
+
+    /// Runs the rules in order on one mail; the first decision wins.
+    pub fn classify(&self, mail: &Dynamic) -> Result<Classification, RuleFailure> {
+        let deadline = Instant::now() + self.time_budget;
+        DEADLINE.with(|d| d.set(Some(deadline)));
+        let result = self.run(mail);
+        DEADLINE.with(|d| d.set(None));
+        result
+    }
+
+    fn run(&self, mail: &Dynamic) -> Result<Classification, RuleFailure> {
+        for file in &self.files {
+            let mut scope = rhai::Scope::new();
+            let options = rhai::CallFnOptions::new()
+                .eval_ast(false)
+                .rewind_scope(true);
+            let value = self
+                .engine
+                .call_fn_with_options::<Dynamic>(
+                    options,
+                    &mut scope,
+                    &file.ast,
+                    "classify",
+                    (mail.clone(),),
+                )
+                .map_err(|e| RuleFailure {
+                    file: file.name.clone(),
+                    line: e.position().line(),
+                    message: runtime_message(&e),
+                })?;
+            let decision = Decision::from_dynamic(value).map_err(|message| RuleFailure {
+                file: file.name.clone(),
+                line: None,
+                message,
+            })?;
+            if let Some(decision) = decision {
+                return Ok(Classification {
+                    rule: Some(file.name.clone()),
+                    decision: Some(decision),
+                });
+            }
+        }
+        Ok(Classification {
+            rule: None,
+            decision: None,
+        })
+    }
+}
+
+fn runtime_message(e: &rhai::EvalAltResult) -> String {
+    match e {
+        rhai::EvalAltResult::ErrorTerminated(reason, _) => format!("stopped: {reason}"),
+        rhai::EvalAltResult::ErrorTooManyOperations(_) => {
+            "stopped: operation limit exceeded".into()
+        }
+        other => other.to_string(),
+    }
+}

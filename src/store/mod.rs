@@ -1,1 +1,201 @@
-//! (being written)
+//! All SQL of taxinbox, for SQLite and PostgreSQL through one code path.
+//!
+//! Queries are runtime-checked (`sqlx::Any`), written once with `$n` placeholders and portable column types
+//! (ISO text dates, RFC 3339 instants, integer booleans). Every function takes a `&mut AnyConnection`, so it runs
+//! the same on a pooled connection or inside a transaction. Migrations live in `migrations/<engine>/`.
+
+mod audit;
+mod directory;
+mod messages;
+
+pub use audit::{append_log, verify_log, LogEntry, VerifyOutcome};
+pub use directory::{load_directory, save_directory};
+pub use messages::*;
+
+use anyhow::Context as _;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor as _};
+use std::str::FromStr as _;
+use std::time::Duration;
+
+/// A transaction on whichever engine the store uses.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// The database engines taxinbox supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// The connection pool and what it talks to.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a writer waits for SQLite's lock before giving up; a batch commit takes milliseconds, so a long wait
+/// means another process holds the file and the error should surface rather than hang forever.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+
+impl Store {
+    /// Connects, creating the SQLite file (and its folder) when missing, and applies pending migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Engine::Postgres
+        } else {
+            anyhow::bail!(
+                "database.url: unsupported scheme in {:?} (sqlite: or postgres: expected)",
+                redact_url(url)
+            );
+        };
+        let url = match engine {
+            Engine::Sqlite => prepare_sqlite_url(url)?,
+            Engine::Postgres => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .with_context(|| format!("database.url: cannot parse {}", redact_url(&url)))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match engine {
+                // SQLite has one writer; more connections only add lock contention.
+                Engine::Sqlite => 4,
+                Engine::Postgres => 8,
+            })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        conn.execute(
+                            format!(
+                                "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
+                                 PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                            )
+                            .as_str(),
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("connect to {}", redact_url(&url)))?;
+        let store = Store { pool, engine };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.engine {
+            Engine::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Engine::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .context("apply database migrations")?;
+        Ok(())
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn begin(&self) -> anyhow::Result<Tx> {
+        self.pool
+            .begin()
+            .await
+            .context("begin a database transaction")
+    }
+
+    pub async fn acquire(&self) -> anyhow::Result<sqlx::pool::PoolConnection<sqlx::Any>> {
+        self.pool
+            .acquire()
+            .await
+            .context("acquire a database connection")
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `sqlite://path` → `sqlite://path?mode=rwc`, with the folder created, so a fresh data directory just works.
+fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("create the database folder {}", parent.display()))?;
+            }
+        }
+    }
+    let query = if query.contains("mode=") {
+        query.to_owned()
+    } else if query.is_empty() {
+        "mode=rwc".to_owned()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            if let Some((user, _password)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_owned()
+}
+
+/// Current instant as stored: RFC 3339, UTC, seconds precision.
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db.example/taxinbox"),
+            "postgres://app:***@db.example/taxinbox"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db.example/x"),
+            "postgres://app@db.example/x"
+        );
+    }
+
+    #[test]
+    fn sqlite_urls_gain_create_mode() {
+        let url = prepare_sqlite_url("sqlite::memory:").unwrap();
+        assert_eq!(url, "sqlite://:memory:?mode=rwc");
+    }
+}

@@ -1,0 +1,1473 @@
+//! Decoding one raw message into a `ParsedMail`: headers decoded and unfolded, all readable body text
+//! in one string (HTML rendered when it is the real content), forwarded messages folded in, and the
+//! attachments listed with the text of XML and text files.
+//!
+//! MIME decoding itself is mail-parser's; this module decides which parts are the letter and which are
+//! files, renders HTML for the rules, and bounds everything (see `super::limits`). Attachment names
+//! are only ever data here: nothing touches the filesystem.
+
+use super::limits::{
+    MAX_ATTACHMENTS, MAX_ATTACHMENT_TEXT_BYTES, MAX_MESSAGE_BYTES, MAX_MIME_DEPTH,
+    MAX_NESTED_MESSAGES, MAX_TEXT_BYTES,
+};
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
+use mail_parser::decoders::base64::base64_decode;
+use mail_parser::decoders::quoted_printable::quoted_printable_decode;
+use mail_parser::parsers::MessageStream;
+use mail_parser::{
+    Address, Encoding, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders,
+    PartType,
+};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+/// One message, decoded. See the field docs for what each holds when the header is missing.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ParsedMail {
+    /// As in the header, with angle brackets (`<abc@host>`).
+    pub message_id: Option<String>,
+    /// RFC 2047 decoded and unfolded; "" if absent.
+    pub subject: String,
+    /// The first From address, lower-cased; "" if none.
+    pub from: String,
+    /// The display name of the first From address, decoded; "" if none.
+    pub from_name: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    /// The Date header with its own offset.
+    pub date: Option<DateTime<FixedOffset>>,
+    /// All readable body text: plain parts in order, HTML rendered where it carries the content,
+    /// forwarded messages after a blank line. `\n` line ends, no non-breaking spaces.
+    pub text: String,
+    /// Raw HTML of the first text/html body part; "" if none.
+    pub html: String,
+    /// Lower-case header name → decoded value; repeated headers joined with "\n".
+    pub headers: BTreeMap<String, String>,
+    pub attachments: Vec<Attachment>,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    /// Auto-submitted or bulk mail by its headers. A fact for the rules, not a verdict: operators send
+    /// real demand notifications with `Precedence: bulk`.
+    pub is_auto: bool,
+}
+
+/// One attached file (or a forwarded message, or an inline image).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Attachment {
+    /// The decoded file name as sent; "" if none. Untrusted: never use it as a path.
+    pub name: String,
+    /// `type/subtype`, lower-case.
+    pub mime: String,
+    /// Decoded size in bytes.
+    pub size: usize,
+    /// Decoded text of XML and `text/*` attachments; `None` for everything else.
+    pub text: Option<String>,
+}
+
+/// Why a byte string could not be read as a message at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("the message is empty")]
+    Empty,
+    #[error("not an e-mail message: {0}")]
+    NotAMessage(String),
+    #[error("the message is {size} bytes, more than the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+}
+
+/// Built once: the parser's header table is the same for every message.
+static PARSER: LazyLock<MessageParser> = LazyLock::new(MessageParser::new);
+
+/// Parses a raw RFC 5322 message. Anything that has a header block is `Ok` with whatever could be
+/// read; see `ParseError` for the rest. Never panics.
+pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError::Empty);
+    }
+    if raw.len() > MAX_MESSAGE_BYTES {
+        return Err(ParseError::TooLarge {
+            size: raw.len(),
+            limit: MAX_MESSAGE_BYTES,
+        });
+    }
+    // Leading blank lines would otherwise read as an empty header block followed by a body.
+    let Some(start) = header_start(raw) else {
+        return Err(ParseError::NotAMessage(
+            "it does not start with a header field (\"Name: value\")".into(),
+        ));
+    };
+    let raw = &raw[start..];
+    // mail-parser promises not to panic, but it carries debug assertions for states it considers
+    // impossible, and hostile input is exactly where those are reached. One bad mail must not take
+    // the worker down, so a panic anywhere in decoding becomes an ordinary error.
+    let result = std::panic::catch_unwind(|| {
+        let message = PARSER.parse(raw)?;
+        Some(build(&message))
+    });
+    match result {
+        Ok(Some(mail)) => Ok(mail),
+        Ok(None) => Err(ParseError::NotAMessage("no header block found".into())),
+        Err(_) => Err(ParseError::NotAMessage(
+            "the MIME structure could not be decoded".into(),
+        )),
+    }
+}
+
+/// Where the header block starts, when the first non-blank line (after an optional BOM and mbox
+/// `From ` line) is a header field: a name of printable ASCII, optional blanks (obsolete RFC 822
+/// syntax), then a colon. `None` for binary files and plain text.
+fn header_start(raw: &[u8]) -> Option<usize> {
+    let bom = if raw.starts_with(b"\xef\xbb\xbf") {
+        3
+    } else {
+        0
+    };
+    let blank = raw[bom..]
+        .iter()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count();
+    let start = bom + blank;
+    let rest = &raw[start..];
+    if is_header_line(rest) {
+        return Some(start);
+    }
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    (rest.starts_with(b"From ") && is_header_line(&rest[nl + 1..])).then_some(start)
+}
+
+fn is_header_line(line: &[u8]) -> bool {
+    let name_len = line
+        .iter()
+        .take_while(|&&b| b.is_ascii_graphic() && b != b':')
+        .count();
+    let blanks = line[name_len..]
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    name_len > 0 && line.get(name_len + blanks) == Some(&b':')
+}
+
+fn build(message: &Message<'_>) -> ParsedMail {
+    let mut mail = ParsedMail {
+        message_id: message
+            .message_id()
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(|id| format!("<{id}>")),
+        headers: collect_headers(message),
+        date: message.date().and_then(to_chrono),
+        in_reply_to: ids(message.in_reply_to()).into_iter().next(),
+        references: ids(message.references()),
+        ..ParsedMail::default()
+    };
+    // Taken from the decoded headers rather than mail-parser's subject() so an unencoded 8-bit
+    // subject gets the same charset fallback; the first Subject wins if there are several.
+    mail.subject = mail
+        .headers
+        .get("subject")
+        .and_then(|s| s.split('\n').next())
+        .unwrap_or_default()
+        .to_owned();
+    if let Some(first) = message.from().and_then(Address::first) {
+        mail.from = first.address().unwrap_or_default().trim().to_lowercase();
+        mail.from_name = first.name().map(clean_line).unwrap_or_default();
+    }
+    mail.to = addresses(message.all_to());
+    mail.cc = addresses(message.all_cc());
+
+    let mut walker = Walker::default();
+    let mut current: Vec<&Message<'_>> = vec![message];
+    for level in 0..=MAX_NESTED_MESSAGES {
+        let mut next = Vec::new();
+        for msg in current {
+            let mut out = Out::default();
+            let mut visited = vec![false; msg.parts.len()];
+            walker.walk(msg, 0, 0, &mut visited, &mut out, &mut next);
+            let body = out.text.trim_end();
+            // Once the cap is reached the rest would be cut anyway; stop copying it.
+            if body.is_empty() || walker.text.len() >= MAX_TEXT_BYTES {
+                continue;
+            }
+            if level > 0 {
+                // A forwarded message starts a new paragraph (the text so far ends with a line
+                // break, one more makes the blank line) so rules anchored on line starts still
+                // see its first line.
+                walker.text.push('\n');
+            }
+            walker.text.push_str(body);
+            walker.text.push('\n');
+        }
+        if next.is_empty() {
+            break;
+        }
+        current = next;
+    }
+    truncate_at_char_boundary(&mut walker.text, MAX_TEXT_BYTES);
+    let text = walker.text.trim();
+    mail.text = if text.len() == walker.text.len() {
+        std::mem::take(&mut walker.text)
+    } else {
+        text.to_owned()
+    };
+    mail.html = walker.html.unwrap_or_default();
+    mail.attachments = walker.attachments;
+    mail.is_auto = is_auto(&mail, message);
+    mail
+}
+
+/// Subjects and names are single lines for the rules; stray line breaks from folding bugs and
+/// non-breaking spaces would only make patterns miss.
+fn clean_line(s: &str) -> String {
+    let s = s.trim();
+    if s.contains(['\r', '\n', '\u{a0}', '\t']) {
+        s.chars()
+            .map(|c| match c {
+                '\r' | '\n' | '\u{a0}' | '\t' => ' ',
+                c => c,
+            })
+            .collect()
+    } else {
+        s.to_owned()
+    }
+}
+
+fn to_chrono(d: &mail_parser::DateTime) -> Option<DateTime<FixedOffset>> {
+    let date = NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))?;
+    let naive = date.and_hms_opt(u32::from(d.hour), u32::from(d.minute), u32::from(d.second))?;
+    let secs = i32::from(d.tz_hour) * 3600 + i32::from(d.tz_minute) * 60;
+    let offset = FixedOffset::east_opt(if d.tz_before_gmt { -secs } else { secs })?;
+    offset.from_local_datetime(&naive).single()
+}
+
+fn ids(value: &HeaderValue<'_>) -> Vec<String> {
+    let wrap = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty()).then(|| format!("<{s}>"))
+    };
+    match value {
+        HeaderValue::Text(t) => wrap(t).into_iter().collect(),
+        HeaderValue::TextList(list) => list.iter().filter_map(|t| wrap(t)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn addresses<'a>(headers: impl Iterator<Item = &'a Address<'a>>) -> Vec<String> {
+    headers
+        .flat_map(|a| a.iter())
+        .filter_map(|a| a.address())
+        .map(|a| a.trim().to_lowercase())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// Every top-level header, decoded the same way (RFC 2047 words, unfolding) whatever its kind, so
+/// rules can match `x-mailer`, `precedence` or `from` as text.
+fn collect_headers(message: &Message<'_>) -> BTreeMap<String, String> {
+    let raw = message.raw_message.as_ref();
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for h in message.headers() {
+        let name = h.name.as_str().trim().to_ascii_lowercase();
+        if name.is_empty() {
+            continue;
+        }
+        let value = raw
+            .get(h.offset_start as usize..h.offset_end as usize)
+            .map(decode_header_text)
+            .unwrap_or_default();
+        match map.get_mut(&name) {
+            Some(existing) => {
+                existing.push('\n');
+                existing.push_str(&value);
+            }
+            None => {
+                map.insert(name, value);
+            }
+        }
+    }
+    map
+}
+
+/// Decodes a raw header value as unstructured text (encoded words, folding). Raw 8-bit bytes that
+/// are not UTF-8 are read as windows-1251: Russian mailers that skip RFC 2047 use it by far the
+/// most, and anything is better than replacement characters in a subject the rules must read.
+fn decode_header_text(raw: &[u8]) -> String {
+    let mut bytes: Cow<'_, [u8]> = match std::str::from_utf8(raw) {
+        Ok(_) => Cow::Borrowed(raw),
+        Err(_) => {
+            let (text, _, _) = encoding_rs::WINDOWS_1251.decode(raw);
+            Cow::Owned(text.into_owned().into_bytes())
+        }
+    };
+    // The unstructured parser only finishes a value at a line end.
+    if !bytes.ends_with(b"\n") {
+        bytes.to_mut().push(b'\n');
+    }
+    match MessageStream::new(&bytes).parse_unstructured() {
+        HeaderValue::Text(t) => clean_line(&t),
+        _ => String::new(),
+    }
+}
+
+fn is_auto(mail: &ParsedMail, message: &Message<'_>) -> bool {
+    let h = |name: &str| {
+        mail.headers
+            .get(name)
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    let auto_submitted = h("auto-submitted").is_some_and(|v| v != "no");
+    let autoreply =
+        mail.headers.contains_key("x-autoreply") || mail.headers.contains_key("x-autorespond");
+    let suppress = h("x-auto-response-suppress")
+        .is_some_and(|v| v.split([',', ' ', ';']).any(|t| t == "all" || t == "oof"));
+    let precedence = h("precedence")
+        .is_some_and(|v| matches!(v.as_str(), "bulk" | "junk" | "auto_reply" | "list"));
+    let list =
+        mail.headers.contains_key("list-unsubscribe") || mail.headers.contains_key("list-id");
+    let dsn = message.parts.iter().any(|p| {
+        p.content_type().is_some_and(|ct| {
+            let sub = ct.subtype().unwrap_or_default();
+            (ct.ctype().eq_ignore_ascii_case("multipart") && sub.eq_ignore_ascii_case("report"))
+                || (ct.ctype().eq_ignore_ascii_case("message")
+                    && sub.eq_ignore_ascii_case("delivery-status"))
+        })
+    });
+    let daemon = mail.from.starts_with("mailer-daemon@") || mail.from.starts_with("postmaster@");
+    auto_submitted || autoreply || suppress || precedence || list || dsn || daemon
+}
+
+/// Text collected from one subtree; the flags tell an alternative which kind of content it holds.
+#[derive(Default)]
+struct Out {
+    text: String,
+    has_plain: bool,
+    has_html: bool,
+}
+
+impl Out {
+    fn push(&mut self, s: &str) {
+        if self.text.len() >= MAX_TEXT_BYTES {
+            return;
+        }
+        if !self.text.is_empty() && !self.text.ends_with('\n') {
+            self.text.push('\n');
+        }
+        push_normalized(&mut self.text, s);
+        truncate_at_char_boundary(&mut self.text, MAX_TEXT_BYTES);
+    }
+}
+
+/// Appends `s` with `\r\n`/`\r` turned into `\n` and U+00A0 into a space. Copies the clean runs in
+/// bulk: this runs over every body byte.
+fn push_normalized(out: &mut String, s: &str) {
+    let b = s.as_bytes();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\r' => {
+                out.push_str(&s[copied..i]);
+                out.push('\n');
+                i += if b.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                copied = i;
+            }
+            // U+00A0 is C2 A0 in UTF-8; both bytes are one char, so the slices stay on boundaries.
+            0xC2 if b.get(i + 1) == Some(&0xA0) => {
+                out.push_str(&s[copied..i]);
+                out.push(' ');
+                i += 2;
+                copied = i;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&s[copied..]);
+}
+
+fn truncate_at_char_boundary(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+#[derive(Default)]
+struct Walker {
+    text: String,
+    html: Option<String>,
+    attachments: Vec<Attachment>,
+}
+
+impl Walker {
+    /// Visits part `id` of `msg` and its subtree in document order: body text goes to `out`,
+    /// files to `self.attachments`, attached messages to `nested` for the next round.
+    fn walk<'m>(
+        &mut self,
+        msg: &'m Message<'m>,
+        id: usize,
+        depth: usize,
+        visited: &mut [bool],
+        out: &mut Out,
+        nested: &mut Vec<&'m Message<'m>>,
+    ) {
+        // Each part is visited once, so a malformed tree that lists a part twice cannot make the
+        // walk exponential.
+        match visited.get_mut(id) {
+            Some(seen) if !*seen => *seen = true,
+            _ => return,
+        }
+        let Some(part) = msg.parts.get(id) else {
+            return;
+        };
+        match &part.body {
+            PartType::Multipart(children) => {
+                if depth >= MAX_MIME_DEPTH {
+                    return;
+                }
+                let alternative = part
+                    .content_type()
+                    .and_then(|ct| ct.subtype())
+                    .is_some_and(|s| s.eq_ignore_ascii_case("alternative"));
+                if alternative {
+                    let mut candidates = Vec::with_capacity(children.len());
+                    for &child in children {
+                        let mut o = Out::default();
+                        self.walk(msg, child as usize, depth + 1, visited, &mut o, nested);
+                        candidates.push(o);
+                    }
+                    if let Some(best) = choose_alternative(candidates) {
+                        out.has_plain |= best.has_plain;
+                        out.has_html |= best.has_html;
+                        if !best.text.is_empty() {
+                            out.push(&best.text);
+                        }
+                    }
+                } else {
+                    for &child in children {
+                        self.walk(msg, child as usize, depth + 1, visited, out, nested);
+                    }
+                }
+            }
+            PartType::Text(text) if is_body(part, "plain") => {
+                out.push(text);
+                out.has_plain = true;
+            }
+            PartType::Html(html) if is_body(part, "html") => {
+                out.push(&html_to_text(html, MAX_TEXT_BYTES));
+                out.has_html = true;
+                if self.html.is_none() {
+                    let mut raw = html.to_string();
+                    truncate_at_char_boundary(&mut raw, MAX_TEXT_BYTES);
+                    self.html = Some(raw);
+                }
+            }
+            PartType::Message(inner) => {
+                self.add_attachment(msg, part);
+                nested.push(inner);
+            }
+            _ => self.add_attachment(msg, part),
+        }
+    }
+
+    fn add_attachment(&mut self, msg: &Message<'_>, part: &MessagePart<'_>) {
+        if self.attachments.len() < MAX_ATTACHMENTS {
+            self.attachments.push(attachment(msg, part));
+        }
+    }
+}
+
+/// Picks the alternative to read: the plain text, unless it is a stub ("open the HTML version") and
+/// the HTML says more than twice as much.
+fn choose_alternative(candidates: Vec<Out>) -> Option<Out> {
+    let plain = candidates.iter().position(|o| o.has_plain && !o.has_html);
+    let html = candidates.iter().position(|o| o.has_html);
+    let pick = match (plain, html) {
+        (Some(p), Some(h)) => {
+            // Bytes, not chars: both sides are mostly Cyrillic, so the ratio is the same and
+            // counting bytes is several times cheaper.
+            let weight = |o: &Out| o.text.bytes().filter(|c| !c.is_ascii_whitespace()).count();
+            if weight(&candidates[h]) > 2 * weight(&candidates[p]) {
+                h
+            } else {
+                p
+            }
+        }
+        (Some(p), None) => p,
+        (None, Some(h)) => h,
+        // RFC 2046: the last alternative is the richest the sender had.
+        (None, None) => candidates.iter().rposition(|o| !o.text.is_empty())?,
+    };
+    candidates.into_iter().nth(pick)
+}
+
+/// A text part is the letter itself (not a file) when it has no file name, is not marked as an
+/// attachment and is of the given `text/` subtype (or untyped, which RFC 2045 reads as text/plain).
+fn is_body(part: &MessagePart<'_>, subtype: &str) -> bool {
+    if part.attachment_name().is_some() {
+        return false;
+    }
+    if part
+        .content_disposition()
+        .is_some_and(|d| d.is_attachment())
+    {
+        return false;
+    }
+    match part.content_type() {
+        None => subtype == "plain",
+        Some(ct) => {
+            ct.ctype().eq_ignore_ascii_case("text")
+                && ct
+                    .subtype()
+                    .unwrap_or("plain")
+                    .eq_ignore_ascii_case(subtype)
+        }
+    }
+}
+
+fn attachment(msg: &Message<'_>, part: &MessagePart<'_>) -> Attachment {
+    let name = rfc2231_name(msg, part)
+        .or_else(|| part.attachment_name().map(decode_name))
+        .unwrap_or_default();
+    let mime = match part.content_type() {
+        Some(ct) => match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
+            None => ct.ctype().to_ascii_lowercase(),
+        },
+        None => match part.body {
+            PartType::Text(_) => "text/plain".to_owned(),
+            PartType::Html(_) => "text/html".to_owned(),
+            PartType::Message(_) => "message/rfc822".to_owned(),
+            _ => "application/octet-stream".to_owned(),
+        },
+    };
+    let charset = part
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"))
+        .map(str::to_owned);
+    let is_xml = is_xml(&name, &mime);
+    let is_text = mime.starts_with("text/");
+
+    let (size, text) = match &part.body {
+        PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+            let text = (is_xml || is_text).then(|| decode_text_file(bytes, charset.as_deref()));
+            (bytes.len(), text)
+        }
+        PartType::Text(t) | PartType::Html(t) => {
+            // mail-parser already decoded the text with the part's charset, but an XML file's own
+            // declaration wins over that, and the size should be the file's, so go back to the bytes.
+            let bytes = raw_part_bytes(msg, part);
+            let size = bytes.as_ref().map_or(t.len(), Vec::len);
+            let text = match bytes {
+                Some(b) if is_xml => decode_text_file(&b, charset.as_deref()),
+                _ => {
+                    let mut s = String::new();
+                    push_normalized(&mut s, t);
+                    truncate_at_char_boundary(&mut s, MAX_ATTACHMENT_TEXT_BYTES);
+                    s
+                }
+            };
+            (size, Some(text))
+        }
+        PartType::Message(m) => (m.raw_message.len(), None),
+        PartType::Multipart(_) => (0, None),
+    };
+    Attachment {
+        name,
+        mime,
+        size,
+        text,
+    }
+}
+
+fn is_xml(name: &str, mime: &str) -> bool {
+    let ext_xml = name
+        .rsplit_once('.')
+        .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("xml"));
+    // Office formats (…openxmlformats…) mention xml in the type but are zip files.
+    let mime_xml = matches!(mime, "text/xml" | "application/xml") || mime.ends_with("+xml");
+    ext_xml || mime_xml
+}
+
+/// Names arrive RFC 2231-encoded (decoded by mail-parser) or, against the standard but commonly, as
+/// an RFC 2047 word inside the quotes; the latter is decoded here.
+fn decode_name(name: &str) -> String {
+    if name.contains("=?") {
+        decode_header_text(name.as_bytes())
+    } else {
+        clean_line(name)
+    }
+}
+
+/// The file name from RFC 2231 parameters (`filename*=`, `filename*0*=`, …), read from the raw
+/// header. mail-parser decodes each continuation on its own, which breaks a multi-byte character
+/// split between two of them, as real clients do; here the bytes are joined before decoding.
+fn rfc2231_name(msg: &Message<'_>, part: &MessagePart<'_>) -> Option<String> {
+    let raw_header = |name: HeaderName<'static>| {
+        part.headers
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| {
+                msg.raw_message
+                    .get(h.offset_start as usize..h.offset_end as usize)
+            })
+            .map(String::from_utf8_lossy)
+    };
+    raw_header(HeaderName::ContentDisposition)
+        .and_then(|v| rfc2231_param(&v, "filename"))
+        .or_else(|| raw_header(HeaderName::ContentType).and_then(|v| rfc2231_param(&v, "name")))
+}
+
+/// Joins and decodes the RFC 2231 segments of parameter `param` in a raw header value.
+fn rfc2231_param(value: &str, param: &str) -> Option<String> {
+    if !value.contains('*') {
+        return None;
+    }
+    let mut segments: Vec<(u32, bool, String)> = Vec::new();
+    for (key, val) in header_params(value) {
+        let Some(rest) = key
+            .get(..param.len())
+            .filter(|k| k.eq_ignore_ascii_case(param))
+            .and_then(|_| key.get(param.len()..))
+        else {
+            continue;
+        };
+        let Some(rest) = rest.strip_prefix('*') else {
+            continue;
+        };
+        let (index, extended) = match rest {
+            "" => (0, true),
+            r => match r.strip_suffix('*') {
+                Some(n) => (n.parse().ok()?, true),
+                None => (r.parse().ok()?, false),
+            },
+        };
+        segments.push((index, extended, val));
+    }
+    if segments.is_empty() || segments.len() > 1000 {
+        return None;
+    }
+    segments.sort_by_key(|s| s.0);
+    let mut charset = None;
+    let mut bytes = Vec::new();
+    for (i, (_, extended, val)) in segments.iter().enumerate() {
+        if *extended {
+            let mut v = val.as_str();
+            if i == 0 {
+                let mut it = v.splitn(3, '\'');
+                if let (Some(cs), Some(_lang), Some(rest)) = (it.next(), it.next(), it.next()) {
+                    charset = Some(cs.to_owned());
+                    v = rest;
+                }
+            }
+            percent_decode(v.as_bytes(), &mut bytes);
+        } else {
+            bytes.extend_from_slice(val.as_bytes());
+        }
+    }
+    let encoding = charset
+        .and_then(|c| encoding_rs::Encoding::for_label(c.trim().as_bytes()))
+        .unwrap_or(encoding_rs::UTF_8);
+    let (text, _, _) = encoding.decode(&bytes);
+    Some(clean_line(&text)).filter(|s| !s.is_empty())
+}
+
+/// `key=value` pairs of a MIME header value after the first `;`, values unquoted.
+fn header_params(value: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = value.chars().peekable();
+    // Skip the main value (`attachment`, `text/plain`).
+    for c in chars.by_ref() {
+        if c == ';' {
+            break;
+        }
+    }
+    loop {
+        let mut key = String::new();
+        for c in chars.by_ref() {
+            match c {
+                '=' => break,
+                ';' => key.clear(),
+                c if c.is_whitespace() => {}
+                c => key.push(c),
+            }
+        }
+        if key.is_empty() && chars.peek().is_none() {
+            break;
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut val = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => {
+                        if let Some(n) = chars.next() {
+                            val.push(n);
+                        }
+                    }
+                    '\r' | '\n' => {}
+                    c => val.push(c),
+                }
+            }
+            for c in chars.by_ref() {
+                if c == ';' {
+                    break;
+                }
+            }
+        } else {
+            for c in chars.by_ref() {
+                match c {
+                    ';' => break,
+                    c if c.is_whitespace() => {}
+                    c => val.push(c),
+                }
+            }
+        }
+        if !key.is_empty() {
+            out.push((key, val));
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &[u8], out: &mut Vec<u8>) {
+    let hex = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                s.get(i + 1).and_then(|&c| hex(c)),
+                s.get(i + 2).and_then(|&c| hex(c)),
+            ) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+}
+
+/// The part's body bytes after transfer decoding, re-read from the raw message.
+fn raw_part_bytes(msg: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {
+    let raw = msg
+        .raw_message
+        .get(part.offset_body as usize..part.offset_end as usize)?;
+    match part.encoding {
+        Encoding::Base64 => base64_decode(raw),
+        Encoding::QuotedPrintable => quoted_printable_decode(raw),
+        Encoding::None => Some(raw.to_vec()),
+    }
+}
+
+/// Decodes a text file: a BOM first, then an XML declaration's `encoding`, then the MIME charset,
+/// then UTF-8. Capped at `MAX_ATTACHMENT_TEXT_BYTES`.
+fn decode_text_file(bytes: &[u8], charset: Option<&str>) -> String {
+    let bytes = &bytes[..bytes.len().min(MAX_ATTACHMENT_TEXT_BYTES)];
+    let encoding = encoding_rs::Encoding::for_bom(bytes)
+        .map(|(e, _)| e)
+        .or_else(|| xml_declared_encoding(bytes).and_then(encoding_rs::Encoding::for_label))
+        .or_else(|| charset.and_then(|c| encoding_rs::Encoding::for_label(c.trim().as_bytes())))
+        .unwrap_or(encoding_rs::UTF_8);
+    let (text, _, _) = encoding.decode(bytes);
+    let mut s = String::with_capacity(text.len());
+    push_normalized(&mut s, &text);
+    truncate_at_char_boundary(&mut s, MAX_ATTACHMENT_TEXT_BYTES);
+    s
+}
+
+/// The label in `<?xml … encoding="…"?>` at the start of `bytes`, if any.
+fn xml_declared_encoding(bytes: &[u8]) -> Option<&[u8]> {
+    let head = &bytes[..bytes.len().min(256)];
+    let start = head.iter().position(|&b| !b.is_ascii_whitespace())?;
+    let head = &head[start..];
+    if !head.starts_with(b"<?xml") {
+        return None;
+    }
+    let end = head.windows(2).position(|w| w == b"?>")?;
+    let decl = &head[..end];
+    let at = decl.windows(8).position(|w| w == b"encoding")?;
+    let rest = &decl[at + 8..];
+    let rest = &rest[rest.iter().position(|&b| b == b'"' || b == b'\'')?..];
+    let quote = rest[0];
+    let value = &rest[1..];
+    let close = value.iter().position(|&b| b == quote)?;
+    Some(&value[..close])
+}
+
+/// Renders HTML as readable text: block elements and `<br>` become line breaks, runs of whitespace
+/// collapse, entities are decoded, scripts, styles and the title are dropped. Linear in the input;
+/// stops after `limit` bytes of output.
+pub(crate) fn html_to_text(html: &str, limit: usize) -> String {
+    let b = html.as_bytes();
+    let mut out = Sink::default();
+    let mut i = 0;
+    while i < b.len() && out.text.len() < limit {
+        match b[i] {
+            b'<' => i = tag(html, i, &mut out),
+            b'&' => {
+                let (decoded, next) = entity(html, i);
+                match decoded {
+                    // Includes U+00A0: a non-breaking space is a space for the rules.
+                    Some(c) if c.is_whitespace() => out.space(),
+                    Some('\u{ad}') => {}
+                    Some(c) => out.word(c.encode_utf8(&mut [0; 4])),
+                    None => out.word("&"),
+                }
+                i = next;
+            }
+            c if c.is_ascii_whitespace() => {
+                out.space();
+                i += 1;
+            }
+            _ => {
+                let start = i;
+                while i < b.len() && !matches!(b[i], b'<' | b'&') && !b[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                // `i` stops only at ASCII bytes, so both ends are char boundaries.
+                out.word(&html[start..i]);
+            }
+        }
+    }
+    let mut text = out.text;
+    truncate_at_char_boundary(&mut text, limit);
+    let trimmed = text.trim_end().len();
+    text.truncate(trimmed);
+    text
+}
+
+#[derive(Default)]
+struct Sink {
+    text: String,
+    pending_space: bool,
+}
+
+impl Sink {
+    fn at_line_start(&self) -> bool {
+        self.text.is_empty() || self.text.ends_with('\n')
+    }
+    fn space(&mut self) {
+        self.pending_space = true;
+    }
+    fn word(&mut self, w: &str) {
+        if self.pending_space && !self.at_line_start() {
+            self.text.push(' ');
+        }
+        self.pending_space = false;
+        self.text.push_str(w);
+    }
+    fn line_break(&mut self) {
+        // At most one empty line in a row: layout tables nest blocks deeply.
+        if !self.text.is_empty() && !self.text.ends_with("\n\n") {
+            self.text.push('\n');
+        }
+        self.pending_space = false;
+    }
+    fn block(&mut self) {
+        if !self.at_line_start() {
+            self.text.push('\n');
+        }
+        self.pending_space = false;
+    }
+}
+
+const BLOCK_TAGS: &[&str] = &[
+    "p",
+    "div",
+    "tr",
+    "li",
+    "ul",
+    "ol",
+    "table",
+    "tbody",
+    "thead",
+    "tfoot",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "blockquote",
+    "pre",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "dl",
+    "dt",
+    "dd",
+    "form",
+    "address",
+    "center",
+    "caption",
+    "nav",
+    "aside",
+    "main",
+    "body",
+    "html",
+];
+const CELL_TAGS: &[&str] = &["td", "th"];
+const SKIPPED_TAGS: &[&str] = &["script", "style", "title", "template", "head"];
+
+/// Handles the markup starting at `b[i] == '<'`; returns the index after it.
+fn tag(html: &str, i: usize, out: &mut Sink) -> usize {
+    let b = html.as_bytes();
+    if b[i..].starts_with(b"<!--") {
+        return find(b, i + 4, b"-->").map_or(b.len(), |p| p + 3);
+    }
+    let closing = b.get(i + 1) == Some(&b'/');
+    let name_start = if closing { i + 2 } else { i + 1 };
+    match b.get(name_start) {
+        Some(c) if c.is_ascii_alphabetic() => {}
+        Some(b'!' | b'?') if !closing => {
+            return find(b, name_start, b">").map_or(b.len(), |p| p + 1);
+        }
+        _ => {
+            // A lone "<" in text ("a < b") is text.
+            out.word("<");
+            return i + 1;
+        }
+    }
+    let name_end = name_start
+        + b[name_start..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .count();
+    let name = &html[name_start..name_end];
+    let end = tag_end(b, name_end);
+    let self_closing = end > 0 && b.get(end - 1) == Some(&b'/');
+    let after = (end + 1).min(b.len());
+    let is = |list: &[&str]| list.iter().any(|t| t.eq_ignore_ascii_case(name));
+
+    if !closing && !self_closing && is(SKIPPED_TAGS) {
+        // `head` without a closing tag is common in sloppy HTML; skipping to the end would lose the
+        // whole letter, so only the elements whose content is never text skip unconditionally.
+        return match find_closing(b, after, name) {
+            Some(p) => tag_end(b, p).saturating_add(1).min(b.len()),
+            None if name.eq_ignore_ascii_case("head") => after,
+            None => b.len(),
+        };
+    }
+    if name.eq_ignore_ascii_case("br") {
+        out.line_break();
+    } else if is(BLOCK_TAGS) {
+        out.block();
+    } else if is(CELL_TAGS) {
+        out.space();
+    }
+    after
+}
+
+/// Index of the `>` closing the tag whose attributes start at `from`, skipping quoted values.
+fn tag_end(b: &[u8], from: usize) -> usize {
+    let mut quote: Option<u8> = None;
+    let mut k = from;
+    while k < b.len() {
+        let c = b[k];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'"' || c == b'\'' => quote = Some(c),
+            None if c == b'>' => return k,
+            None => {}
+        }
+        k += 1;
+    }
+    // An unbalanced quote would swallow the rest of the document; fall back to the first `>`.
+    find(b, from, b">").unwrap_or(b.len())
+}
+
+/// Position of `</name` (case-insensitive) at or after `from`.
+fn find_closing(b: &[u8], from: usize, name: &str) -> Option<usize> {
+    let mut k = from;
+    while let Some(p) = find(b, k, b"</") {
+        let start = p + 2;
+        let candidate = b.get(start..start + name.len())?;
+        if candidate.eq_ignore_ascii_case(name.as_bytes())
+            && !b
+                .get(start + name.len())
+                .is_some_and(u8::is_ascii_alphanumeric)
+        {
+            return Some(start + name.len());
+        }
+        k = start;
+    }
+    None
+}
+
+fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// Decodes the character reference at `b[i] == '&'`; returns it and the index after it. `None` with
+/// `i + 1` when it is not a reference we know (the `&` is then kept as text).
+fn entity(html: &str, i: usize) -> (Option<char>, usize) {
+    let b = html.as_bytes();
+    let window = &b[i + 1..b.len().min(i + 34)];
+    let Some(semi) = window.iter().position(|&c| c == b';') else {
+        return (None, i + 1);
+    };
+    let body = &window[..semi];
+    let c = if let Some(num) = body.strip_prefix(b"#") {
+        let (digits, radix) = match num {
+            [b'x' | b'X', hex @ ..] => (hex, 16),
+            dec => (dec, 10),
+        };
+        std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| u32::from_str_radix(d, radix).ok())
+            .map(|n| char::from_u32(n).unwrap_or(char::REPLACEMENT_CHARACTER))
+    } else {
+        named_entity(body)
+    };
+    match c {
+        Some(c) => (Some(c), i + 1 + semi + 1),
+        None => (None, i + 1),
+    }
+}
+
+fn named_entity(name: &[u8]) -> Option<char> {
+    Some(match name {
+        b"nbsp" => '\u{a0}',
+        b"lt" => '<',
+        b"gt" => '>',
+        b"amp" => '&',
+        b"quot" => '"',
+        b"apos" => '\'',
+        b"laquo" => '«',
+        b"raquo" => '»',
+        b"ldquo" => '“',
+        b"rdquo" => '”',
+        b"bdquo" => '„',
+        b"lsquo" => '‘',
+        b"rsquo" => '’',
+        b"sbquo" => '‚',
+        b"mdash" => '—',
+        b"ndash" => '–',
+        b"minus" => '−',
+        b"hellip" => '…',
+        b"numero" => '№',
+        b"copy" => '©',
+        b"reg" => '®',
+        b"trade" => '™',
+        b"bull" => '•',
+        b"middot" => '·',
+        b"deg" => '°',
+        b"times" => '×',
+        b"euro" => '€',
+        b"sect" => '§',
+        b"shy" => '\u{ad}',
+        b"ensp" | b"emsp" | b"thinsp" => ' ',
+        // Invisible joiners carry nothing for a reader; the soft hyphen is dropped by the caller.
+        b"zwnj" | b"zwj" => '\u{ad}',
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn corpus(n: &str) -> ParsedMail {
+        let path = format!("{}/tests/corpus/mail/{n}.eml", env!("CARGO_MANIFEST_DIR"));
+        let raw = std::fs::read(&path).unwrap();
+        parse(&raw).unwrap()
+    }
+
+    fn mail(raw: &str) -> ParsedMail {
+        parse(raw.as_bytes()).unwrap()
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn base64_and_quoted_printable_encoded_word_subjects_are_decoded_and_unfolded() {
+        let m = mail(
+            "From: a@b.example\r\nSubject: =?utf-8?B?0KLRgNC10LHQvtCy0LDQvdC40LU=?=\r\n =?utf-8?Q?_=E2=84=96_12?=\r\nMessage-ID: <x@y>\r\n\r\nbody\r\n",
+        );
+        assert_eq!(m.subject, "Требование № 12");
+        let m = mail("Subject: =?windows-1251?Q?=D2=F0=E5=E1=EE=E2=E0=ED=E8=E5?=\n\nx\n");
+        assert_eq!(m.subject, "Требование");
+        let m = mail("Subject: =?koi8-r?B?9NLFws/Xwc7JxQ==?=\n\nx\n");
+        assert_eq!(m.subject, "Требование");
+    }
+
+    #[test]
+    fn line_ends_become_newlines_and_non_breaking_spaces_become_spaces() {
+        let mut out = String::new();
+        push_normalized(&mut out, "a\r\nb\rc\u{a0}d\u{a0}\r\nжё\n");
+        assert_eq!(out, "a\nb\nc d \nжё\n");
+        let m = mail("Subject: t\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nИНН\u{a0}1650991230\r\nконец\r\n");
+        assert_eq!(m.text, "ИНН 1650991230\nконец");
+    }
+
+    #[test]
+    fn an_unencoded_windows_1251_subject_is_still_readable() {
+        let raw = b"Subject: \xd2\xf0\xe5\xe1\xee\xe2\xe0\xed\xe8\xe5 \xb9 5\r\n\r\nx\r\n";
+        assert_eq!(parse(raw).unwrap().subject, "Требование № 5");
+        let raw = "Subject: Требование № 5\r\n\r\nx\r\n";
+        assert_eq!(parse(raw.as_bytes()).unwrap().subject, "Требование № 5");
+    }
+
+    #[test]
+    fn the_envelope_headers_are_decoded_into_plain_fields() {
+        let m = mail(concat!(
+            "Message-ID: <abc@host.example>\n",
+            "From: =?utf-8?B?0JrQvtC90YLRg9GA?= <Notify@Kontur.RU>\n",
+            "To: One <one@firm.example>, two@firm.example\n",
+            "Cc: Three <THREE@firm.example>\n",
+            "Date: Thu, 12 Feb 2026 01:53:25 +0500\n",
+            "In-Reply-To: <prev@host>\n",
+            "References: <a@host> <prev@host>\n",
+            "X-Custom: =?utf-8?Q?=D0=B4=D0=B0?=\n",
+            "X-Custom: second\n",
+            "\n",
+            "Body\n",
+        ));
+        assert_eq!(m.message_id.as_deref(), Some("<abc@host.example>"));
+        assert_eq!(m.from, "notify@kontur.ru");
+        assert_eq!(m.from_name, "Контур");
+        assert_eq!(m.to, ["one@firm.example", "two@firm.example"]);
+        assert_eq!(m.cc, ["three@firm.example"]);
+        assert_eq!(
+            m.date.map(|d| d.to_rfc3339()).as_deref(),
+            Some("2026-02-12T01:53:25+05:00")
+        );
+        assert_eq!(m.in_reply_to.as_deref(), Some("<prev@host>"));
+        assert_eq!(m.references, ["<a@host>", "<prev@host>"]);
+        assert_eq!(
+            m.headers.get("x-custom").map(String::as_str),
+            Some("да\nsecond")
+        );
+        assert_eq!(m.text, "Body");
+        assert!(!m.is_auto);
+    }
+
+    #[test]
+    fn a_missing_header_gives_an_empty_or_absent_field() {
+        let m = mail("X-Nothing: here\n\nhello\n");
+        assert_eq!(m.message_id, None);
+        assert_eq!(m.subject, "");
+        assert_eq!(m.from, "");
+        assert_eq!(m.date, None);
+        assert_eq!(m.text, "hello");
+    }
+
+    #[test]
+    fn windows_1251_koi8r_and_utf8_bodies_are_decoded_from_base64_qp_and_8bit() {
+        let cp1251: &[u8] = b"\xd2\xf0\xe5\xe1\xee\xe2\xe0\xed\xe8\xe5 \xb9 5"; // "Требование № 5"
+        let raw = format!(
+            "Subject: t\nContent-Type: text/plain; charset=windows-1251\nContent-Transfer-Encoding: base64\n\n{}\n",
+            b64(cp1251)
+        );
+        assert_eq!(mail(&raw).text, "Требование № 5");
+
+        let raw = "Subject: t\nContent-Type: text/plain; charset=koi8-r\nContent-Transfer-Encoding: quoted-printable\n\n=F4=D2=C5=C2=CF=D7=C1=CE=C9=C5 =\n=CE=C1=CC=CF=C7=CF=D7=CF=C7=CF\n";
+        assert_eq!(mail(raw).text, "Требование налогового");
+
+        let mut raw = b"Subject: t\r\nContent-Type: text/plain; charset=windows-1251\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".to_vec();
+        raw.extend_from_slice(cp1251);
+        raw.extend_from_slice(b"\r\n\xe2\xf2\xee\xf0\xe0\xff\xa0\xf1\xf2\xf0\xee\xea\xe0\r\n");
+        assert_eq!(parse(&raw).unwrap().text, "Требование № 5\nвторая строка");
+
+        let raw = "Subject: t\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nИНН 7703703377\n";
+        assert_eq!(mail(raw).text, "ИНН 7703703377");
+    }
+
+    #[test]
+    fn corpus_bodies_in_koi8r_and_windows_1251_read_as_russian_text() {
+        let m = corpus("0015");
+        assert!(
+            m.text.contains("Получатель ......... ООО \"Агросервис\""),
+            "{}",
+            m.text
+        );
+        let m = corpus("0007");
+        assert!(
+            m.text.contains("Дата направления: 15 января 2026 г."),
+            "{}",
+            m.text
+        );
+        assert!(!m.text.contains('\r'));
+    }
+
+    #[test]
+    fn an_html_only_mail_becomes_readable_text() {
+        let m = corpus("0014");
+        assert!(m.text.contains("номер: N 2.4-11/5010;\n"), "{}", m.text);
+        assert!(m
+            .text
+            .contains("налогоплательщик: ООО «Агросервис», ИНН 7715587012, КПП 771501001."));
+        assert!(!m.text.contains("font-family"), "styles are dropped");
+        assert!(!m.text.contains('<'));
+        assert!(m.html.starts_with("<html>"));
+    }
+
+    #[test]
+    fn html_rendering_breaks_blocks_decodes_entities_and_drops_scripts() {
+        let html = "<html><head><title>T</title><style>p{color:red}</style></head><body>\
+            <p>Первый&nbsp;абзац &laquo;в&nbsp;кавычках&raquo; &lt;тег&gt; &#8470;&#x31;</p>\
+            <div>Строка<br>после br</div><script>alert('x<p>')</script>\
+            <table><tr><td>ИНН</td><td>1650991230</td></tr></table>\
+            <!-- comment <p> --> a &unknown; b &amp c</body></html>";
+        let text = html_to_text(html, 10_000);
+        assert_eq!(
+            text,
+            "Первый абзац «в кавычках» <тег> №1\nСтрока\nпосле br\nИНН 1650991230\na &unknown; b &amp c"
+        );
+    }
+
+    #[test]
+    fn html_rendering_survives_broken_markup() {
+        for html in [
+            "<",
+            "<p",
+            "<a href=\"x>text",
+            "&#99999999999;",
+            "<script>never closed",
+            "<!--",
+            "<head>text",
+            "&",
+        ] {
+            let _ = html_to_text(html, 100);
+        }
+        assert_eq!(html_to_text("<head>text", 100), "text");
+        assert_eq!(html_to_text("a < b", 100), "a < b");
+        assert_eq!(html_to_text("x&#99999999;y", 100), "x\u{fffd}y");
+    }
+
+    #[test]
+    fn a_stub_plain_alternative_gives_way_to_the_html() {
+        let m = corpus("0037");
+        assert!(
+            m.text.contains("Номер и дата: № 82-60/39975 от 10.02.2026"),
+            "{}",
+            m.text
+        );
+        assert!(!m.text.contains("включите"));
+    }
+
+    #[test]
+    fn a_full_plain_alternative_is_preferred_over_the_html() {
+        let m = corpus("0039");
+        assert!(
+            m.text
+                .starts_with("Здравствуйте!\n\nВ Контур.Экстерн поступил"),
+            "{}",
+            m.text
+        );
+        assert!(m.text.contains("ИНН/КПП: 7703703377/770301001"));
+        assert!(!m.html.is_empty());
+    }
+
+    #[test]
+    fn xml_attachments_are_decoded_by_their_declared_encoding() {
+        for n in ["0001", "0007", "0021"] {
+            let m = corpus(n);
+            let xml = m
+                .attachments
+                .iter()
+                .find(|a| a.name.ends_with(".xml"))
+                .unwrap();
+            let text = xml.text.as_deref().unwrap();
+            assert!(text.contains("<Файл ИдФайл=\"ON_DOCNPNO_"), "{n}: {text}");
+            assert!(text.contains("ИнфСообДок"));
+            assert!(xml.size > 900 && xml.size < 1200, "{n}: {}", xml.size);
+            let pdf = m.attachments.iter().find(|a| a.name.ends_with(".pdf"));
+            assert!(pdf.is_none_or(|p| p.mime == "application/pdf" && p.text.is_none()));
+        }
+        // A declaration wins over the transport's silence about the charset.
+        let xml: &[u8] = b"<?xml version=\"1.0\" encoding=\"windows-1251\"?><\xd4\xe0\xe9\xeb/>";
+        let raw = format!(
+            "Subject: x\nContent-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/plain\n\nhi\n--B\nContent-Type: application/octet-stream; name=a.xml\nContent-Transfer-Encoding: base64\n\n{}\n--B--\n",
+            b64(xml)
+        );
+        let m = mail(&raw);
+        assert_eq!(
+            m.attachments[0].text.as_deref(),
+            Some("<?xml version=\"1.0\" encoding=\"windows-1251\"?><Файл/>")
+        );
+        assert_eq!(m.attachments[0].size, xml.len());
+    }
+
+    #[test]
+    fn rfc2231_and_encoded_word_file_names_are_decoded() {
+        assert_eq!(
+            corpus("0010").attachments[0].name,
+            "Справка_ЕНС_7715587012_20260114.pdf"
+        );
+        assert_eq!(corpus("0030").attachments[0].name, "реестр документов.xlsx");
+        let m = mail(concat!(
+            "Subject: x\nContent-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/plain\n\nhi\n--B\n",
+            "Content-Type: application/pdf\nContent-Disposition: attachment;\n filename*=windows-1251''%D2%F0%E5%E1.pdf\n\n%PDF\n--B--\n",
+        ));
+        assert_eq!(m.attachments[0].name, "Треб.pdf");
+        assert_eq!(m.attachments[0].mime, "application/pdf");
+    }
+
+    #[test]
+    fn office_files_are_not_taken_for_xml() {
+        let m = corpus("0030");
+        assert!(m.attachments[0].mime.contains("openxmlformats"));
+        assert_eq!(m.attachments[0].text, None);
+    }
+
+    #[test]
+    fn a_forwarded_message_adds_its_text_after_the_outer_text_and_its_attachments() {
+        let m = corpus("0043");
+        let outer = m.text.find("Пришла встречка").unwrap();
+        let inner = m.text.find("В Контур.Экстерн поступил").unwrap();
+        assert!(outer < inner);
+        assert!(
+            m.text.contains("Контур.Экстерн\n\nЗдравствуйте!")
+                || m.text.contains("тел. +7 945 919-93-37\n\nЗдравствуйте!"),
+            "{}",
+            m.text
+        );
+        assert!(m.attachments.iter().any(|a| a.mime == "message/rfc822"));
+
+        let inner_xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Файл/>";
+        let raw = format!(
+            concat!(
+                "Subject: Fwd\nContent-Type: multipart/mixed; boundary=OUT\n\n--OUT\nContent-Type: text/plain; charset=utf-8\n\nСмотрите ниже\n",
+                "--OUT\nContent-Type: message/rfc822\n\nSubject: inner\nContent-Type: multipart/mixed; boundary=IN\n\n",
+                "--IN\nContent-Type: text/plain; charset=utf-8\n\nТребование № 7\n--IN\nContent-Type: text/xml; name=\"d.xml\"\n\n{}\n--IN--\n",
+                "--OUT--\n"
+            ),
+            inner_xml
+        );
+        let m = mail(&raw);
+        assert_eq!(m.text, "Смотрите ниже\n\nТребование № 7");
+        let names: Vec<_> = m
+            .attachments
+            .iter()
+            .map(|a| (a.name.as_str(), a.mime.as_str()))
+            .collect();
+        assert_eq!(names, [("", "message/rfc822"), ("d.xml", "text/xml")]);
+        assert_eq!(m.attachments[1].text.as_deref(), Some(inner_xml));
+    }
+
+    #[test]
+    fn auto_submitted_bulk_list_and_bounce_mail_is_marked_auto() {
+        let auto = |headers: &str| mail(&format!("{headers}\nSubject: x\n\nbody\n")).is_auto;
+        assert!(auto("Auto-Submitted: auto-replied"));
+        assert!(!auto("Auto-Submitted: no"));
+        assert!(auto("X-Autoreply: yes"));
+        assert!(auto("X-Autorespond: yes"));
+        assert!(auto("X-Auto-Response-Suppress: All"));
+        assert!(auto("X-Auto-Response-Suppress: DR, OOF"));
+        assert!(!auto("X-Auto-Response-Suppress: DR"));
+        assert!(auto("Precedence: bulk"));
+        assert!(auto("Precedence: junk"));
+        assert!(auto("Precedence: list"));
+        assert!(auto("Precedence: auto_reply"));
+        assert!(!auto("Precedence: first-class"));
+        assert!(auto("List-Unsubscribe: <mailto:u@x>"));
+        assert!(auto("List-Id: <news.x>"));
+        assert!(auto("From: MAILER-DAEMON@mx.example"));
+        assert!(auto("From: postmaster@mx.example"));
+        assert!(!auto("From: ivanova@firm.example"));
+        assert!(mail("Subject: b\nContent-Type: multipart/report; report-type=delivery-status; boundary=R\n\n--R\nContent-Type: text/plain\n\nfailed\n--R\nContent-Type: message/delivery-status\n\nStatus: 5.1.1\n--R--\n").is_auto);
+    }
+
+    #[test]
+    fn empty_headerless_and_oversized_input_is_refused() {
+        assert!(matches!(parse(b""), Err(ParseError::Empty)));
+        assert!(matches!(parse(b" \r\n\t"), Err(ParseError::Empty)));
+        assert!(matches!(
+            parse(b"%PDF-1.4\n%\xe2\xe3"),
+            Err(ParseError::NotAMessage(_))
+        ));
+        assert!(matches!(
+            parse(b"just some words\n"),
+            Err(ParseError::NotAMessage(_))
+        ));
+        assert!(matches!(
+            parse(b"\x00\x01\x02"),
+            Err(ParseError::NotAMessage(_))
+        ));
+        let big = vec![b'a'; MAX_MESSAGE_BYTES + 1];
+        assert!(
+            matches!(parse(&big), Err(ParseError::TooLarge { size, limit }) if size == big.len() && limit == MAX_MESSAGE_BYTES)
+        );
+    }
+
+    #[test]
+    fn an_mbox_from_line_a_bom_leading_blanks_or_obsolete_header_syntax_are_accepted() {
+        for raw in [
+            "From sender@x.example Mon Jan  1 00:00:00 2026\nSubject: hi\n\nbody\n",
+            "\u{feff}From: a@b.example\nSubject: hi\n\nbody\n",
+            "   \n\nSubject: hi\n\nbody\n",
+            "Subject : hi\n\nbody\n",
+        ] {
+            assert_eq!(mail(raw).text, "body", "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn the_text_cap_cuts_on_a_character_boundary() {
+        let body = "ж".repeat(MAX_TEXT_BYTES); // two bytes each: twice the cap
+        let m = mail(&format!(
+            "Subject: big\nContent-Type: text/plain; charset=utf-8\n\nя{body}\n"
+        ));
+        assert!(m.text.len() <= MAX_TEXT_BYTES);
+        assert!(m.text.len() > MAX_TEXT_BYTES - 4);
+        let m = mail(&format!(
+            "Subject: big\nContent-Type: text/html; charset=utf-8\n\n<p>я{body}</p>\n"
+        ));
+        assert!(m.text.len() <= MAX_TEXT_BYTES);
+    }
+
+    #[test]
+    fn deeply_nested_multiparts_and_messages_are_bounded_and_do_not_crash() {
+        let mut raw = String::from("Subject: deep\n");
+        for i in 0..2000 {
+            raw.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n"
+            ));
+        }
+        raw.push_str("Content-Type: text/plain\n\ndeep text\n");
+        let _ = parse(raw.as_bytes());
+
+        let mut raw = String::new();
+        for _ in 0..500 {
+            raw.push_str("Subject: fwd\nContent-Type: message/rfc822\n\n");
+        }
+        raw.push_str("Subject: bottom\n\nbottom text\n");
+        let _ = parse(raw.as_bytes());
+    }
+}

@@ -1,0 +1,428 @@
+//! The functions rules may call, besides Rhai's own: identifiers, dates and working days, the register, regular
+//! expressions. Every function is pure or reads an in-memory snapshot; none touches files or the network.
+
+use super::RuleContext;
+use crate::mail::dates;
+use chrono::NaiveDate;
+use regex::{Regex, RegexBuilder};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+fn fail<T>(message: impl Into<String>) -> RhaiResult<T> {
+    Err(message.into().into())
+}
+
+/// Compiled patterns by source text. Rules use a handful of literal patterns over and over, so the cache stays
+/// small; it is capped all the same, so a rule building patterns from mail text cannot grow it without bound.
+#[derive(Default)]
+struct RegexCache {
+    map: RwLock<HashMap<String, Arc<Regex>>>,
+}
+
+/// Largest compiled pattern accepted; the `regex` crate matches in linear time, this bounds compile time and memory.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+const REGEX_CACHE_ENTRIES: usize = 512;
+
+impl RegexCache {
+    fn get(&self, pattern: &str) -> RhaiResult<Arc<Regex>> {
+        if let Ok(map) = self.map.read() {
+            if let Some(re) = map.get(pattern) {
+                return Ok(re.clone());
+            }
+        }
+        let re = RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| {
+                Box::<EvalAltResult>::from(format!("bad regular expression {pattern:?}: {e}"))
+            })?;
+        let re = Arc::new(re);
+        if let Ok(mut map) = self.map.write() {
+            if map.len() < REGEX_CACHE_ENTRIES {
+                map.insert(pattern.to_owned(), re.clone());
+            }
+        }
+        Ok(re)
+    }
+}
+
+fn date_arg(s: &str) -> RhaiResult<NaiveDate> {
+    s.parse::<NaiveDate>()
+        .or_else(|_| dates::parse_date(s).ok_or(()))
+        .map_err(|()| format!("{s:?} is not a date").into())
+}
+
+fn iso(d: NaiveDate) -> Dynamic {
+    Dynamic::from(d.format("%Y-%m-%d").to_string())
+}
+
+fn opt_region(region: &str) -> Option<&str> {
+    let r = region.trim();
+    (!r.is_empty()).then_some(r)
+}
+
+/// A client as rules see it.
+pub fn client_map(c: &crate::directory::Client) -> Map {
+    let mut m = Map::new();
+    m.insert("inn".into(), c.inn.as_str().into());
+    m.insert("name".into(), c.name.clone().into());
+    m.insert(
+        "kpp".into(),
+        c.kpp
+            .as_ref()
+            .map(|k| Dynamic::from(k.as_str().to_owned()))
+            .unwrap_or(Dynamic::UNIT),
+    );
+    m.insert("regime".into(), c.regime.as_str().into());
+    m.insert(
+        "region".into(),
+        c.region.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+    );
+    m.insert("accountant".into(), c.accountant.clone().into());
+    m.insert("has_employees".into(), c.has_employees.into());
+    m.insert("vat_payer".into(), c.vat_payer.into());
+    m.insert(
+        "emails".into(),
+        c.emails
+            .iter()
+            .cloned()
+            .map(Dynamic::from)
+            .collect::<Array>()
+            .into(),
+    );
+    m
+}
+
+pub fn register(engine: &mut Engine, ctx: &RuleContext) {
+    let regexes = Arc::new(RegexCache::default());
+
+    engine.register_fn("is_valid_inn", |s: &str| crate::ids::is_valid_inn(s.trim()));
+    engine.register_fn("find_inns", |text: &str| -> Array {
+        let mut seen = Vec::<String>::new();
+        for m in DIGIT_RUN.find_iter(text) {
+            let s = m.as_str();
+            if (s.len() == 10 || s.len() == 12)
+                && crate::ids::is_valid_inn(s)
+                && !seen.iter().any(|x| x == s)
+            {
+                seen.push(s.to_owned());
+            }
+        }
+        seen.into_iter().map(Dynamic::from).collect()
+    });
+    engine.register_fn("parse_date", |s: &str| -> Dynamic {
+        dates::parse_date(s).map(iso).unwrap_or(Dynamic::UNIT)
+    });
+    engine.register_fn("find_dates", |text: &str| -> Array {
+        dates::find_dates(text)
+            .into_iter()
+            .map(|(_, d)| iso(d))
+            .collect()
+    });
+    // Every date with its byte offset: #{at, date}; lets a rule pick the date nearest a label.
+    engine.register_fn("find_dates_at", |text: &str| -> Array {
+        dates::find_dates(text)
+            .into_iter()
+            .map(|(at, d)| {
+                let mut m = Map::new();
+                m.insert(
+                    "at".into(),
+                    Dynamic::from(i64::try_from(at).unwrap_or(i64::MAX)),
+                );
+                m.insert("date".into(), iso(d));
+                Dynamic::from(m)
+            })
+            .collect()
+    });
+
+    let cal = ctx.calendar.clone();
+    engine.register_fn(
+        "add_working_days",
+        move |date: &str, n: i64| -> RhaiResult<Dynamic> { add_working_days(&cal, date, n, None) },
+    );
+    let cal = ctx.calendar.clone();
+    engine.register_fn(
+        "add_working_days",
+        move |date: &str, n: i64, region: &str| -> RhaiResult<Dynamic> {
+            add_working_days(&cal, date, n, opt_region(region))
+        },
+    );
+    let cal = ctx.calendar.clone();
+    engine.register_fn(
+        "next_working_day",
+        move |date: &str| -> RhaiResult<Dynamic> { add_working_days(&cal, date, 0, None) },
+    );
+    let cal = ctx.calendar.clone();
+    engine.register_fn(
+        "next_working_day",
+        move |date: &str, region: &str| -> RhaiResult<Dynamic> {
+            add_working_days(&cal, date, 0, opt_region(region))
+        },
+    );
+    let cal = ctx.calendar.clone();
+    engine.register_fn("is_working_day", move |date: &str| -> RhaiResult<bool> {
+        cal.is_working_day(date_arg(date)?, None)
+            .map_err(|e| e.to_string().into())
+    });
+
+    let dir = ctx.directory.clone();
+    engine.register_fn("client_by_inn", move |inn: &str| -> Dynamic {
+        dir.client(inn.trim())
+            .map(|c| Dynamic::from(client_map(c)))
+            .unwrap_or(Dynamic::UNIT)
+    });
+    let dir = ctx.directory.clone();
+    engine.register_fn("client_by_email", move |address: &str| -> Dynamic {
+        dir.client_by_email(address.trim())
+            .map(|c| Dynamic::from(client_map(c)))
+            .unwrap_or(Dynamic::UNIT)
+    });
+    let dir = ctx.directory.clone();
+    engine.register_fn("clients_by_email", move |address: &str| -> Array {
+        dir.clients_by_email(address.trim())
+            .into_iter()
+            .map(|c| Dynamic::from(client_map(c)))
+            .collect()
+    });
+    let dir = ctx.directory.clone();
+    engine.register_fn("is_staff", move |address: &str| -> bool {
+        dir.accountant(address.trim()).is_some()
+    });
+
+    let demands = ctx.demands.clone();
+    engine.register_fn("demand_phrases", move |kind: &str| -> Array {
+        demands
+            .kind(kind)
+            .map(|k| k.recognise.iter().cloned().map(Dynamic::from).collect())
+            .unwrap_or_default()
+    });
+    let demands = ctx.demands.clone();
+    engine.register_fn("demand_kinds", move || -> Array {
+        demands
+            .kinds()
+            .map(|k| Dynamic::from(k.id.clone()))
+            .collect()
+    });
+    engine.register_fn("contains_any", |text: &str, needles: Array| -> bool {
+        let hay = text.to_lowercase();
+        needles.iter().any(|n| {
+            n.read_lock::<ImmutableString>()
+                .is_some_and(|n| !n.is_empty() && hay.contains(&n.to_lowercase()))
+        })
+    });
+
+    let re = regexes.clone();
+    engine.register_fn(
+        "regex_match",
+        move |text: &str, pattern: &str| -> RhaiResult<bool> {
+            Ok(re.get(pattern)?.is_match(text))
+        },
+    );
+    let re = regexes.clone();
+    engine.register_fn(
+        "regex_capture",
+        move |text: &str, pattern: &str| -> RhaiResult<Dynamic> {
+            let re = re.get(pattern)?;
+            Ok(match re.captures(text) {
+                Some(c) => c
+                    .get(1)
+                    .or_else(|| c.get(0))
+                    .map(|m| Dynamic::from(m.as_str().to_owned()))
+                    .unwrap_or(Dynamic::UNIT),
+                None => Dynamic::UNIT,
+            })
+        },
+    );
+    // All groups of the first match (index 0 = whole match; a group that did not take part is ()).
+    let re = regexes.clone();
+    engine.register_fn(
+        "regex_captures",
+        move |text: &str, pattern: &str| -> RhaiResult<Dynamic> {
+            let re = re.get(pattern)?;
+            Ok(match re.captures(text) {
+                Some(c) => Dynamic::from(
+                    c.iter()
+                        .map(|m| {
+                            m.map(|m| Dynamic::from(m.as_str().to_owned()))
+                                .unwrap_or(Dynamic::UNIT)
+                        })
+                        .collect::<Array>(),
+                ),
+                None => Dynamic::UNIT,
+            })
+        },
+    );
+    // Every match (group 1 when the pattern has one, else the whole match), in order; capped by the array limit.
+    let re = regexes.clone();
+    engine.register_fn(
+        "regex_find_all",
+        move |text: &str, pattern: &str| -> RhaiResult<Array> {
+            let re = re.get(pattern)?;
+            Ok(re
+                .captures_iter(text)
+                .take(10_000)
+                .filter_map(|c| {
+                    c.get(1)
+                        .or_else(|| c.get(0))
+                        .map(|m| Dynamic::from(m.as_str().to_owned()))
+                })
+                .collect())
+        },
+    );
+    // The text with quote markers ("> ") dropped and every run of white space made one space: labels and values
+    // that a mail client wrapped or quoted read as one line again.
+    engine.register_fn("squash", |text: &str| -> String { squash(text) });
+    let re = regexes.clone();
+    engine.register_fn(
+        "regex_replace",
+        move |text: &str, pattern: &str, with: &str| -> RhaiResult<String> {
+            Ok(re.get(pattern)?.replace_all(text, with).into_owned())
+        },
+    );
+    // The first date written within a short distance after a match of `label` (a regular expression), or ().
+    let re = regexes.clone();
+    engine.register_fn(
+        "find_date_after",
+        move |text: &str, label: &str| -> RhaiResult<Dynamic> {
+            let re = re.get(label)?;
+            for m in re.find_iter(text) {
+                let tail = &text[m.end()..];
+                let window = &tail[..floor_char_boundary(tail, DATE_AFTER_WINDOW)];
+                if let Some((at, d)) = dates::find_dates(window).into_iter().next() {
+                    if at <= DATE_AFTER_MAX_GAP {
+                        return Ok(iso(d));
+                    }
+                }
+            }
+            Ok(Dynamic::UNIT)
+        },
+    );
+    // Every valid INN in the text with the role its label gives it: "taxpayer", "office" (the tax authority's own
+    // INN) or "counterparty" (the company a 93.1 demand asks about). FORMAT.md convention 5.
+    engine.register_fn("inn_roles", |text: &str| -> Array { inn_roles(text) });
+    engine.register_fn("fail", |message: &str| -> RhaiResult<Dynamic> {
+        fail(message)
+    });
+}
+
+fn add_working_days(
+    cal: &crate::calendar::ProductionCalendar,
+    date: &str,
+    n: i64,
+    region: Option<&str>,
+) -> RhaiResult<Dynamic> {
+    let n = u32::try_from(n).map_err(|_| format!("working days must be 0 or more, not {n}"))?;
+    let d = cal
+        .add_working_days(date_arg(date)?, n, region)
+        .map_err(|e| e.to_string())?;
+    Ok(iso(d))
+}
+
+static DIGIT_RUN: std::sync::LazyLock<Regex> =
+    std::sync::LazyLock::new(|| Regex::new("[0-9]+").expect("a literal pattern compiles"));
+
+/// How far after a label a date may start (characters of filler such as ": до «").
+const DATE_AFTER_MAX_GAP: usize = 24;
+/// How much text after a label is searched for its date.
+const DATE_AFTER_WINDOW: usize = 80;
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+pub fn squash(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let line = line.trim_start_matches(|c: char| c == '>' || c.is_whitespace());
+        for word in line.split_whitespace() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
+    }
+    out
+}
+
+/// Labels that say whose an INN is, matched against the text just before it (lower-cased); the nearest decides.
+static OFFICE_LABEL: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+    Regex::new(
+        r"ифнс|инспекц|налоговый орган|налогового органа|отправитель|от кого|\(\d{4}\)|код \d{4}",
+    )
+    .expect("a literal pattern compiles")
+});
+static COUNTERPARTY_LABEL: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+    Regex::new(r"проверяемого налогоплательщика|контрагент\w*|в отношении")
+        .expect("a literal pattern compiles")
+});
+/// Labels that name the addressee outright.
+static TAXPAYER_LABEL: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+    Regex::new(r"налогоплательщик\w*|получател\w*|кому|адресат|организаци\w*|инн ?/ ?кпп|для ")
+        .expect("a literal pattern compiles")
+});
+/// A company's legal form: names a company (so not the office), but says nothing against a counterparty label.
+static ORG_FORM: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+    Regex::new(r"ооо|\bип\b|зао|пао|\bао\b").expect("a literal pattern compiles")
+});
+/// How much text before an INN is read for its label (bytes).
+const ROLE_CONTEXT: usize = 200;
+
+/// The role of an INN from the labels before it: a counterparty label wins unless an addressee label follows it;
+/// the office's label wins unless an addressee label or a company's legal form follows it; else the taxpayer.
+fn role_of(before: &str) -> &'static str {
+    let counterparty: Vec<(usize, usize)> = COUNTERPARTY_LABEL
+        .find_iter(before)
+        .map(|m| (m.start(), m.end()))
+        .collect();
+    let c = counterparty.last().map(|m| m.1);
+    let t = TAXPAYER_LABEL
+        .find_iter(before)
+        .filter(|m| {
+            !counterparty
+                .iter()
+                .any(|(s, e)| m.start() >= *s && m.start() < *e)
+        })
+        .last()
+        .map(|m| m.end());
+    let o = OFFICE_LABEL.find_iter(before).last().map(|m| m.end());
+    let g = ORG_FORM.find_iter(before).last().map(|m| m.end());
+    if c.is_some() && c > t {
+        "counterparty"
+    } else if o.is_some() && o > t.max(g) {
+        "office"
+    } else {
+        "taxpayer"
+    }
+}
+
+fn inn_roles(text: &str) -> Array {
+    let flat = squash(text);
+    let mut out = Array::new();
+    for m in DIGIT_RUN.find_iter(&flat) {
+        let s = m.as_str();
+        if !((s.len() == 10 || s.len() == 12) && crate::ids::is_valid_inn(s)) {
+            continue;
+        }
+        let start = m.start();
+        let mut from = start.saturating_sub(ROLE_CONTEXT);
+        while !flat.is_char_boundary(from) {
+            from += 1;
+        }
+        let before = flat[from..start].to_lowercase();
+        let role = role_of(&before);
+        let mut item = Map::new();
+        item.insert("inn".into(), Dynamic::from(s.to_owned()));
+        item.insert("role".into(), Dynamic::from(role));
+        out.push(Dynamic::from(item));
+    }
+    out
+}

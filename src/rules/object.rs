@@ -1,0 +1,116 @@
+//! The `mail` object a rule sees: the parsed mail and the extracted facts as one Rhai map.
+
+use crate::mail::{Facts, ParsedMail, XmlDemand};
+use chrono::NaiveDate;
+use rhai::{Array, Dynamic, Map};
+
+fn opt_str(s: Option<&str>) -> Dynamic {
+    s.map(|s| Dynamic::from(s.to_owned()))
+        .unwrap_or(Dynamic::UNIT)
+}
+
+fn opt_date(d: Option<NaiveDate>) -> Dynamic {
+    d.map(|d| Dynamic::from(d.format("%Y-%m-%d").to_string()))
+        .unwrap_or(Dynamic::UNIT)
+}
+
+fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Dynamic {
+    Dynamic::from(
+        items
+            .into_iter()
+            .map(|s| Dynamic::from(s.to_owned()))
+            .collect::<Array>(),
+    )
+}
+
+fn demand(d: &XmlDemand) -> Dynamic {
+    let mut m = Map::new();
+    m.insert(
+        "taxpayer_inn".into(),
+        opt_str(d.taxpayer_inn.as_ref().map(|i| i.as_str())),
+    );
+    m.insert(
+        "taxpayer_kpp".into(),
+        opt_str(d.taxpayer_kpp.as_ref().map(|k| k.as_str())),
+    );
+    m.insert("taxpayer_name".into(), opt_str(d.taxpayer_name.as_deref()));
+    m.insert("number".into(), opt_str(d.number.as_deref()));
+    m.insert("date".into(), opt_date(d.date));
+    m.insert("sent".into(), opt_date(d.sent));
+    m.insert("knd".into(), opt_str(d.knd.as_deref()));
+    m.insert("office_code".into(), opt_str(d.office_code.as_deref()));
+    m.insert("office_name".into(), opt_str(d.office_name.as_deref()));
+    Dynamic::from(m)
+}
+
+/// Builds the map of DESIGN.md's rule API. `received` is the date the mail counts as received (its Date header in
+/// the firm's time zone); `mailbox` names the source it came from.
+pub fn mail_object(
+    mail: &ParsedMail,
+    facts: &Facts,
+    received: NaiveDate,
+    mailbox: &str,
+) -> Dynamic {
+    let mut m = Map::new();
+    m.insert("message_id".into(), opt_str(mail.message_id.as_deref()));
+    m.insert("subject".into(), mail.subject.clone().into());
+    m.insert("from".into(), mail.from.clone().into());
+    m.insert("from_name".into(), mail.from_name.clone().into());
+    m.insert("to".into(), strings(mail.to.iter().map(String::as_str)));
+    m.insert("cc".into(), strings(mail.cc.iter().map(String::as_str)));
+    m.insert(
+        "date".into(),
+        mail.date
+            .map(|d| Dynamic::from(d.to_rfc3339()))
+            .unwrap_or(Dynamic::UNIT),
+    );
+    m.insert("received_at".into(), opt_date(Some(received)));
+    m.insert("mailbox".into(), mailbox.into());
+    m.insert("text".into(), mail.text.clone().into());
+    m.insert("html".into(), mail.html.clone().into());
+    let headers: Map = mail
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
+        .collect();
+    m.insert("headers".into(), headers.into());
+    let attachments: Array = mail
+        .attachments
+        .iter()
+        .map(|a| {
+            let mut am = Map::new();
+            am.insert("name".into(), a.name.clone().into());
+            am.insert("mime".into(), a.mime.clone().into());
+            am.insert(
+                "size".into(),
+                Dynamic::from(i64::try_from(a.size).unwrap_or(i64::MAX)),
+            );
+            am.insert("text".into(), opt_str(a.text.as_deref()));
+            Dynamic::from(am)
+        })
+        .collect();
+    m.insert("attachments".into(), attachments.into());
+    m.insert("in_reply_to".into(), opt_str(mail.in_reply_to.as_deref()));
+    m.insert(
+        "references".into(),
+        strings(mail.references.iter().map(String::as_str)),
+    );
+    m.insert("is_auto".into(), mail.is_auto.into());
+    m.insert(
+        "inns".into(),
+        strings(facts.inns.iter().map(|i| i.as_str())),
+    );
+    m.insert(
+        "kpps".into(),
+        strings(facts.kpps.iter().map(|k| k.as_str())),
+    );
+    m.insert(
+        "ogrns".into(),
+        strings(facts.ogrns.iter().map(|o| o.as_str())),
+    );
+    m.insert(
+        "demand".into(),
+        facts.demand.as_ref().map(demand).unwrap_or(Dynamic::UNIT),
+    );
+    Dynamic::from(m)
+}

@@ -1,0 +1,177 @@
+//! The firm's register in the database: clients, their contact addresses, accountants, absences.
+
+use crate::directory::{Absence, Accountant, Client, Directory};
+use anyhow::Context as _;
+use sqlx::{AnyConnection, Row as _};
+
+/// Creates or updates the given clients and accountants; when `absences` is given it replaces the absences of the
+/// people it names (a file is the whole truth about those people's absences).
+pub async fn save_directory(
+    conn: &mut AnyConnection,
+    clients: &[Client],
+    accountants: &[Accountant],
+    absences: Option<&[Absence]>,
+    now: &str,
+) -> anyhow::Result<()> {
+    for a in accountants {
+        sqlx::query(
+            "INSERT INTO accountants (email, name, role, manager) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (email) DO UPDATE SET name = excluded.name, role = excluded.role, manager = excluded.manager",
+        )
+        .bind(&a.email)
+        .bind(&a.name)
+        .bind(a.role.as_str())
+        .bind(&a.manager)
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("save accountant {}", a.email))?;
+    }
+    for c in clients {
+        sqlx::query(
+            "INSERT INTO clients (inn, name, kpp, regime, has_employees, vat_payer, accountant, backup_accountant, \
+             region, attributes, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (inn) DO UPDATE SET name = excluded.name, kpp = excluded.kpp, regime = excluded.regime, \
+             has_employees = excluded.has_employees, vat_payer = excluded.vat_payer, \
+             accountant = excluded.accountant, backup_accountant = excluded.backup_accountant, \
+             region = excluded.region, attributes = excluded.attributes, updated_at = excluded.updated_at",
+        )
+        .bind(c.inn.as_str())
+        .bind(&c.name)
+        .bind(c.kpp.as_ref().map(|k| k.as_str().to_owned()))
+        .bind(c.regime.as_str())
+        .bind(i64::from(c.has_employees))
+        .bind(i64::from(c.vat_payer))
+        .bind(&c.accountant)
+        .bind(&c.backup_accountant)
+        .bind(&c.region)
+        .bind(c.attributes.join("|"))
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("save client {}", c.inn))?;
+        sqlx::query("DELETE FROM client_contacts WHERE client_inn = $1")
+            .bind(c.inn.as_str())
+            .execute(&mut *conn)
+            .await?;
+        for (position, address) in c.emails.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO client_contacts (client_inn, address, position) VALUES ($1, $2, $3) \
+                 ON CONFLICT (client_inn, address) DO NOTHING",
+            )
+            .bind(c.inn.as_str())
+            .bind(address)
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("save contact {address} of client {}", c.inn))?;
+        }
+    }
+    if let Some(absences) = absences {
+        let mut people: Vec<&str> = absences.iter().map(|a| a.email.as_str()).collect();
+        people.sort_unstable();
+        people.dedup();
+        for person in people {
+            sqlx::query("DELETE FROM absences WHERE email = $1")
+                .bind(person)
+                .execute(&mut *conn)
+                .await?;
+        }
+        for a in absences {
+            sqlx::query(
+                "INSERT INTO absences (email, date_from, date_to, substitute) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (email, date_from) DO UPDATE SET date_to = excluded.date_to, \
+                 substitute = excluded.substitute",
+            )
+            .bind(&a.email)
+            .bind(a.from.to_string())
+            .bind(a.to.to_string())
+            .bind(&a.substitute)
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("save absence of {}", a.email))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the whole register into memory; lookups during processing then do no I/O.
+pub async fn load_directory(conn: &mut AnyConnection) -> anyhow::Result<Directory> {
+    let accountants =
+        sqlx::query("SELECT email, name, role, manager FROM accountants ORDER BY email")
+            .fetch_all(&mut *conn)
+            .await
+            .context("read accountants")?
+            .iter()
+            .map(|r| {
+                let role: String = r.try_get("role")?;
+                Ok(Accountant {
+                    email: r.try_get("email")?,
+                    name: r.try_get("name")?,
+                    role: role
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("accountant role {role:?}: {e}"))?,
+                    manager: r.try_get("manager")?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+    let contacts = sqlx::query(
+        "SELECT client_inn, address FROM client_contacts ORDER BY client_inn, position",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("read client contacts")?;
+    let mut emails: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in &contacts {
+        emails
+            .entry(r.try_get("client_inn")?)
+            .or_default()
+            .push(r.try_get("address")?);
+    }
+    let clients = sqlx::query(
+        "SELECT inn, name, kpp, regime, has_employees, vat_payer, accountant, backup_accountant, region, attributes \
+         FROM clients ORDER BY inn",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("read clients")?
+    .iter()
+    .map(|r| {
+        let inn: String = r.try_get("inn")?;
+        let kpp: Option<String> = r.try_get("kpp")?;
+        let regime: String = r.try_get("regime")?;
+        let attributes: String = r.try_get("attributes")?;
+        Ok(Client {
+            name: r.try_get("name")?,
+            inn: crate::ids::Inn::parse(&inn)?,
+            kpp: kpp.map(|k| crate::ids::Kpp::parse(&k)).transpose()?,
+            regime: regime.parse().map_err(|e| anyhow::anyhow!("client {inn} regime {regime:?}: {e}"))?,
+            has_employees: r.try_get::<i64, _>("has_employees")? != 0,
+            vat_payer: r.try_get::<i64, _>("vat_payer")? != 0,
+            accountant: r.try_get("accountant")?,
+            backup_accountant: r.try_get("backup_accountant")?,
+            emails: emails.remove(&inn).unwrap_or_default(),
+            region: r.try_get("region")?,
+            attributes: attributes.split('|').filter(|a| !a.is_empty()).map(str::to_owned).collect(),
+        })
+    })
+    .collect::<anyhow::Result<Vec<_>>>()?;
+    let absences = sqlx::query(
+        "SELECT email, date_from, date_to, substitute FROM absences ORDER BY email, date_from",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("read absences")?
+    .iter()
+    .map(|r| {
+        let from: String = r.try_get("date_from")?;
+        let to: String = r.try_get("date_to")?;
+        Ok(Absence {
+            email: r.try_get("email")?,
+            from: from.parse()?,
+            to: to.parse()?,
+            substitute: r.try_get("substitute")?,
+        })
+    })
+    .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Directory::new(clients, accountants, absences))
+}

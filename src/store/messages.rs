@@ -1,0 +1,599 @@
+//! Messages, cases, tasks and the notification outbox.
+
+use anyhow::Context as _;
+use sqlx::{AnyConnection, Row as _};
+
+/// What the store knows of a mail already seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub sha256: String,
+    pub message_id: Option<String>,
+    pub status: String,
+    pub source: String,
+}
+
+/// One processed mail as it is committed.
+#[derive(Debug, Clone, Default)]
+pub struct MessageRecord {
+    pub sha256: String,
+    pub message_id: Option<String>,
+    pub source: String,
+    pub mailbox: String,
+    pub fetched_at: String,
+    pub received_date: String,
+    pub from_addr: String,
+    pub subject: String,
+    pub status: String,
+    pub category: Option<String>,
+    pub kind: Option<String>,
+    pub client_inn: Option<String>,
+    pub demand_number: Option<String>,
+    pub demand_date: Option<String>,
+    pub demand_sent: Option<String>,
+    pub case_id: Option<i64>,
+    pub joins: Option<String>,
+    pub rule: Option<String>,
+    pub ruleset: Option<String>,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub facts: String,
+    pub processed_at: String,
+}
+
+impl MessageRecord {
+    /// The record with every text made storable: PostgreSQL's TEXT cannot hold NUL, which hostile mail carries in
+    /// its headers; it becomes U+FFFD (the raw mail keeps the original bytes).
+    fn storable(&self) -> MessageRecord {
+        let c = |s: &String| clean(s);
+        let o = |s: &Option<String>| s.as_ref().map(|s| clean(s));
+        MessageRecord {
+            sha256: c(&self.sha256),
+            message_id: o(&self.message_id),
+            source: c(&self.source),
+            mailbox: c(&self.mailbox),
+            fetched_at: c(&self.fetched_at),
+            received_date: c(&self.received_date),
+            from_addr: c(&self.from_addr),
+            subject: c(&self.subject),
+            status: c(&self.status),
+            category: o(&self.category),
+            kind: o(&self.kind),
+            client_inn: o(&self.client_inn),
+            demand_number: o(&self.demand_number),
+            demand_date: o(&self.demand_date),
+            demand_sent: o(&self.demand_sent),
+            case_id: self.case_id,
+            joins: o(&self.joins),
+            rule: o(&self.rule),
+            ruleset: o(&self.ruleset),
+            reason: o(&self.reason),
+            error: o(&self.error),
+            facts: c(&self.facts),
+            processed_at: c(&self.processed_at),
+        }
+    }
+}
+
+/// Text as both engines store it: NUL replaced (see [`MessageRecord::storable`]).
+pub fn clean(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_owned()
+    }
+}
+
+/// A task as it is committed.
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    pub message: i64,
+    pub case_id: Option<i64>,
+    pub client_inn: Option<String>,
+    pub step: String,
+    pub title: String,
+    pub role: String,
+    pub assignee: Option<String>,
+    pub due: String,
+    pub priority: String,
+    pub provenance: String,
+    pub created_at: String,
+}
+
+/// A notification waiting in the outbox.
+#[derive(Debug, Clone, Default)]
+pub struct NewNotification {
+    pub kind: String,
+    pub task: Option<i64>,
+    pub message: Option<i64>,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub not_before: String,
+    pub created_at: String,
+}
+
+/// A task as listed to people.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TaskRow {
+    pub id: i64,
+    pub message: i64,
+    pub client_inn: Option<String>,
+    pub step: String,
+    pub title: String,
+    pub role: String,
+    pub assignee: Option<String>,
+    pub due: String,
+    pub status: String,
+}
+
+/// A case (one demand) already known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseRef {
+    pub id: i64,
+    pub first_message: i64,
+    pub first_message_id: Option<String>,
+}
+
+/// A notification taken from the outbox for sending.
+#[derive(Debug, Clone)]
+pub struct PendingNotification {
+    pub id: i64,
+    pub kind: String,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub attempts: i64,
+}
+
+fn stored_message(row: &sqlx::any::AnyRow) -> Result<StoredMessage, sqlx::Error> {
+    Ok(StoredMessage {
+        id: row.try_get("id")?,
+        sha256: row.try_get("sha256")?,
+        message_id: row.try_get("message_id")?,
+        status: row.try_get("status")?,
+        source: row.try_get("source")?,
+    })
+}
+
+pub async fn message_by_sha(
+    conn: &mut AnyConnection,
+    sha256: &str,
+) -> anyhow::Result<Option<StoredMessage>> {
+    let row = sqlx::query(
+        "SELECT id, sha256, message_id, status, source FROM messages WHERE sha256 = $1",
+    )
+    .bind(sha256)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("look up a message by content hash")?;
+    Ok(row.as_ref().map(stored_message).transpose()?)
+}
+
+pub async fn message_by_id(
+    conn: &mut AnyConnection,
+    id: i64,
+) -> anyhow::Result<Option<StoredMessage>> {
+    let row =
+        sqlx::query("SELECT id, sha256, message_id, status, source FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .context("look up a message by id")?;
+    Ok(row.as_ref().map(stored_message).transpose()?)
+}
+
+pub async fn message_by_source(
+    conn: &mut AnyConnection,
+    source: &str,
+) -> anyhow::Result<Option<StoredMessage>> {
+    let row = sqlx::query(
+        "SELECT m.id, m.sha256, m.message_id, m.status, m.source FROM source_refs s \
+         JOIN messages m ON m.id = s.message WHERE s.source = $1",
+    )
+    .bind(source)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("look up a message by source reference")?;
+    Ok(row.as_ref().map(stored_message).transpose()?)
+}
+
+/// Ids of messages with a status (`quarantined`, …), oldest first.
+pub async fn message_ids_with_status(
+    conn: &mut AnyConnection,
+    status: &str,
+) -> anyhow::Result<Vec<i64>> {
+    let rows = sqlx::query("SELECT id FROM messages WHERE status = $1 ORDER BY id")
+        .bind(status)
+        .fetch_all(&mut *conn)
+        .await
+        .context("list messages by status")?;
+    rows.iter()
+        .map(|r| r.try_get::<i64, _>("id").map_err(Into::into))
+        .collect()
+}
+
+/// Stores the raw bytes under their hash unless they are there already.
+pub async fn put_raw(
+    conn: &mut AnyConnection,
+    sha256: &str,
+    content: &[u8],
+    now: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO raw_mail (sha256, size, content, stored_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (sha256) DO NOTHING",
+    )
+    .bind(sha256)
+    .bind(i64::try_from(content.len()).unwrap_or(i64::MAX))
+    .bind(content)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .context("store raw mail")?;
+    Ok(())
+}
+
+pub async fn raw_mail(conn: &mut AnyConnection, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    let row = sqlx::query("SELECT content FROM raw_mail WHERE sha256 = $1")
+        .bind(sha256)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("read raw mail")?;
+    Ok(match row {
+        Some(row) => row.try_get::<Option<Vec<u8>>, _>("content")?,
+        None => None,
+    })
+}
+
+pub async fn insert_message(conn: &mut AnyConnection, m: &MessageRecord) -> anyhow::Result<i64> {
+    let m = &m.storable();
+    let row = sqlx::query(
+        "INSERT INTO messages (sha256, message_id, source, mailbox, fetched_at, received_date, from_addr, subject, \
+         status, category, kind, client_inn, demand_number, demand_date, demand_sent, case_id, joins, rule, ruleset, \
+         reason, error, facts, processed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
+         RETURNING id",
+    )
+    .bind(&m.sha256)
+    .bind(&m.message_id)
+    .bind(&m.source)
+    .bind(&m.mailbox)
+    .bind(&m.fetched_at)
+    .bind(&m.received_date)
+    .bind(&m.from_addr)
+    .bind(&m.subject)
+    .bind(&m.status)
+    .bind(&m.category)
+    .bind(&m.kind)
+    .bind(&m.client_inn)
+    .bind(&m.demand_number)
+    .bind(&m.demand_date)
+    .bind(&m.demand_sent)
+    .bind(m.case_id)
+    .bind(&m.joins)
+    .bind(&m.rule)
+    .bind(&m.ruleset)
+    .bind(&m.reason)
+    .bind(&m.error)
+    .bind(&m.facts)
+    .bind(&m.processed_at)
+    .fetch_one(&mut *conn)
+    .await
+    .context("insert message")?;
+    Ok(row.try_get("id")?)
+}
+
+/// Overwrites the outcome of a message that is processed again (`taxinbox reprocess`); its source stays.
+pub async fn update_message_outcome(
+    conn: &mut AnyConnection,
+    id: i64,
+    m: &MessageRecord,
+) -> anyhow::Result<()> {
+    let m = &m.storable();
+    sqlx::query(
+        "UPDATE messages SET status = $1, category = $2, kind = $3, client_inn = $4, demand_number = $5, \
+         demand_date = $6, demand_sent = $7, case_id = $8, joins = $9, rule = $10, ruleset = $11, reason = $12, \
+         error = $13, facts = $14, processed_at = $15, received_date = $16 WHERE id = $17",
+    )
+    .bind(&m.status)
+    .bind(&m.category)
+    .bind(&m.kind)
+    .bind(&m.client_inn)
+    .bind(&m.demand_number)
+    .bind(&m.demand_date)
+    .bind(&m.demand_sent)
+    .bind(m.case_id)
+    .bind(&m.joins)
+    .bind(&m.rule)
+    .bind(&m.ruleset)
+    .bind(&m.reason)
+    .bind(&m.error)
+    .bind(&m.facts)
+    .bind(&m.processed_at)
+    .bind(&m.received_date)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context("update message outcome")?;
+    Ok(())
+}
+
+/// Remembers where a mail came from, so that the same source is recognised on re-delivery.
+pub async fn add_source_ref(
+    conn: &mut AnyConnection,
+    source: &str,
+    message: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO source_refs (source, message) VALUES ($1, $2) ON CONFLICT (source) DO NOTHING",
+    )
+    .bind(clean(source))
+    .bind(message)
+    .execute(&mut *conn)
+    .await
+    .context("record source reference")?;
+    Ok(())
+}
+
+pub async fn find_case(
+    conn: &mut AnyConnection,
+    client_inn: &str,
+    number_key: &str,
+    demand_date: &str,
+) -> anyhow::Result<Option<CaseRef>> {
+    let row = sqlx::query(
+        "SELECT c.id, c.first_message, m.message_id FROM cases c JOIN messages m ON m.id = c.first_message \
+         WHERE c.client_inn = $1 AND c.number_key = $2 AND c.demand_date = $3",
+    )
+    .bind(client_inn)
+    .bind(number_key)
+    .bind(demand_date)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("look up a demand case")?;
+    Ok(match row {
+        Some(row) => Some(CaseRef {
+            id: row.try_get("id")?,
+            first_message: row.try_get("first_message")?,
+            first_message_id: row.try_get("message_id")?,
+        }),
+        None => None,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_case(
+    conn: &mut AnyConnection,
+    client_inn: &str,
+    number_key: &str,
+    number: &str,
+    demand_date: &str,
+    kind: Option<&str>,
+    first_message: i64,
+    now: &str,
+) -> anyhow::Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO cases (client_inn, number_key, number, demand_date, kind, first_message, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(client_inn)
+    .bind(number_key)
+    .bind(number)
+    .bind(demand_date)
+    .bind(kind)
+    .bind(first_message)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await
+    .context("insert demand case")?;
+    Ok(row.try_get("id")?)
+}
+
+pub async fn set_message_case(
+    conn: &mut AnyConnection,
+    message: i64,
+    case_id: i64,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE messages SET case_id = $1 WHERE id = $2")
+        .bind(case_id)
+        .bind(message)
+        .execute(&mut *conn)
+        .await
+        .context("link message to its case")?;
+    Ok(())
+}
+
+pub async fn insert_task(conn: &mut AnyConnection, t: &NewTask) -> anyhow::Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO tasks (message, case_id, client_inn, step, title, role, assignee, due, priority, provenance, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+    )
+    .bind(t.message)
+    .bind(t.case_id)
+    .bind(&t.client_inn)
+    .bind(clean(&t.step))
+    .bind(clean(&t.title))
+    .bind(&t.role)
+    .bind(&t.assignee)
+    .bind(&t.due)
+    .bind(&t.priority)
+    .bind(&t.provenance)
+    .bind(&t.created_at)
+    .fetch_one(&mut *conn)
+    .await
+    .context("insert task")?;
+    Ok(row.try_get("id")?)
+}
+
+pub async fn insert_notification(
+    conn: &mut AnyConnection,
+    n: &NewNotification,
+) -> anyhow::Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO outbox (kind, task, message, recipient, subject, body, not_before, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(&n.kind)
+    .bind(n.task)
+    .bind(n.message)
+    .bind(clean(&n.recipient))
+    .bind(clean(&n.subject))
+    .bind(clean(&n.body))
+    .bind(&n.not_before)
+    .bind(&n.created_at)
+    .fetch_one(&mut *conn)
+    .await
+    .context("queue notification")?;
+    Ok(row.try_get("id")?)
+}
+
+fn task_row(row: &sqlx::any::AnyRow) -> Result<TaskRow, sqlx::Error> {
+    Ok(TaskRow {
+        id: row.try_get("id")?,
+        message: row.try_get("message")?,
+        client_inn: row.try_get("client_inn")?,
+        step: row.try_get("step")?,
+        title: row.try_get("title")?,
+        role: row.try_get("role")?,
+        assignee: row.try_get("assignee")?,
+        due: row.try_get("due")?,
+        status: row.try_get("status")?,
+    })
+}
+
+/// Which tasks to list.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only this person's tasks.
+    pub assignee: Option<String>,
+    /// Only tasks in the unassigned queue.
+    pub unassigned: bool,
+    /// Only open tasks due before this ISO date.
+    pub due_before: Option<String>,
+    /// Only open tasks.
+    pub open_only: bool,
+}
+
+pub async fn list_tasks(
+    conn: &mut AnyConnection,
+    filter: &TaskFilter,
+) -> anyhow::Result<Vec<TaskRow>> {
+    let rows = sqlx::query(
+        "SELECT id, message, client_inn, step, title, role, assignee, due, status FROM tasks \
+         WHERE ($1 = '' OR assignee = $1) AND ($2 = 0 OR assignee IS NULL) \
+         AND ($3 = '' OR (due < $3 AND status = 'open')) AND ($4 = 0 OR status = 'open') \
+         ORDER BY due, id",
+    )
+    .bind(filter.assignee.clone().unwrap_or_default())
+    .bind(i64::from(filter.unassigned))
+    .bind(filter.due_before.clone().unwrap_or_default())
+    .bind(i64::from(filter.open_only))
+    .fetch_all(&mut *conn)
+    .await
+    .context("list tasks")?;
+    Ok(rows.iter().map(task_row).collect::<Result<_, _>>()?)
+}
+
+pub async fn tasks_of_message(
+    conn: &mut AnyConnection,
+    message: i64,
+) -> anyhow::Result<Vec<TaskRow>> {
+    let rows = sqlx::query(
+        "SELECT id, message, client_inn, step, title, role, assignee, due, status FROM tasks WHERE message = $1 \
+         ORDER BY id",
+    )
+    .bind(message)
+    .fetch_all(&mut *conn)
+    .await
+    .context("list the tasks of a message")?;
+    Ok(rows.iter().map(task_row).collect::<Result<_, _>>()?)
+}
+
+/// Counts of messages by status, for summaries.
+pub async fn message_counts(conn: &mut AnyConnection) -> anyhow::Result<Vec<(String, i64)>> {
+    let rows =
+        sqlx::query("SELECT status, COUNT(*) AS n FROM messages GROUP BY status ORDER BY status")
+            .fetch_all(&mut *conn)
+            .await
+            .context("count messages")?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?)))
+        .collect()
+}
+
+/// Takes up to `limit` notifications that are due for sending. On PostgreSQL the rows stay locked
+/// (`FOR UPDATE SKIP LOCKED`) until the transaction ends, so several instances never send the same one.
+pub async fn claim_notifications(
+    conn: &mut AnyConnection,
+    engine: super::Engine,
+    now: &str,
+    limit: i64,
+) -> anyhow::Result<Vec<PendingNotification>> {
+    let lock = match engine {
+        super::Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+        super::Engine::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT id, kind, recipient, subject, body, attempts FROM outbox \
+         WHERE status = 'pending' AND not_before <= $1 ORDER BY id LIMIT $2{lock}"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .context("claim notifications")?;
+    rows.iter()
+        .map(|r| {
+            Ok(PendingNotification {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                recipient: r.try_get("recipient")?,
+                subject: r.try_get("subject")?,
+                body: r.try_get("body")?,
+                attempts: r.try_get("attempts")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn mark_notification_sent(
+    conn: &mut AnyConnection,
+    id: i64,
+    now: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1 WHERE id = $2",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context("mark notification sent")?;
+    Ok(())
+}
+
+pub async fn mark_notification_failed(
+    conn: &mut AnyConnection,
+    id: i64,
+    error: &str,
+    retry_at: Option<&str>,
+) -> anyhow::Result<()> {
+    let (status, not_before) = match retry_at {
+        Some(at) => ("pending", at),
+        None => ("failed", ""),
+    };
+    sqlx::query(
+        "UPDATE outbox SET status = $1, last_error = $2, attempts = attempts + 1, \
+         not_before = CASE WHEN $3 = '' THEN not_before ELSE $3 END WHERE id = $4",
+    )
+    .bind(status)
+    .bind(error)
+    .bind(not_before)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context("record a failed notification")?;
+    Ok(())
+}

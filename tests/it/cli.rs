@@ -1,0 +1,127 @@
+//! The command line as scripts and MTAs use it: the binary, its JSONL contract, stdin, exit codes.
+
+use crate::helpers::{corpus, Engine, TestApp};
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+fn taxinbox(app: &TestApp) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_taxinbox"));
+    c.arg("--config").arg(&app.config).env_remove("RUST_LOG");
+    c
+}
+
+const REQUIRED_FIELDS: [&str; 12] = [
+    "source",
+    "message_id",
+    "status",
+    "category",
+    "kind",
+    "client_inn",
+    "demand",
+    "joins",
+    "rule",
+    "ruleset",
+    "tasks",
+    "error",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_prints_the_jsonl_contract_and_reads_stdin() {
+    let app = TestApp::new(Engine::Sqlite).await;
+    let import = taxinbox(&app)
+        .args(["directory", "import"])
+        .arg(corpus().join("clients.csv"))
+        .arg("--accountants")
+        .arg(corpus().join("accountants.csv"))
+        .arg("--absences")
+        .arg(corpus().join("absences.csv"))
+        .output()
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    assert!(String::from_utf8_lossy(&import.stdout).contains("60 client(s)"));
+
+    let out = taxinbox(&app)
+        .args(["ingest", "--format", "jsonl"])
+        .arg(corpus().join("mail/0007.eml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    for field in REQUIRED_FIELDS {
+        assert!(line.get(field).is_some(), "field {field} missing in {line}");
+    }
+    assert_eq!(line["status"], "processed");
+    assert_eq!(line["category"], "tax_demand");
+    assert_eq!(line["kind"], "documents");
+    assert_eq!(line["client_inn"], "1686203469");
+    assert_eq!(line["demand"]["number"], "14-13/8809@");
+    assert!(line["ruleset"].as_str().unwrap().starts_with("sha256:"));
+    let tasks = line["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    for t in tasks {
+        for f in ["step", "title", "role", "assignee", "due"] {
+            assert!(t.get(f).is_some(), "task field {f} missing");
+        }
+    }
+
+    // An MTA pipes one message on stdin.
+    let mut child = taxinbox(&app)
+        .args(["ingest", "--format", "jsonl", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(corpus().join("mail/0003.eml")).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["source"], "-");
+    assert_eq!(line["category"], "client_request");
+    assert_eq!(
+        line["tasks"][0]["assignee"],
+        "sokolova@debet-service.example"
+    );
+
+    let verify = taxinbox(&app).args(["audit", "verify"]).output().unwrap();
+    assert!(verify.status.success());
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("intact"));
+    app.cleanup().await;
+}
+
+#[test]
+fn a_bad_setting_is_named_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("taxinbox.toml");
+    std::fs::write(&config, "[bogus]\nkey = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_taxinbox"))
+        .arg("--config")
+        .arg(&config)
+        .args(["rules", "check"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bogus"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

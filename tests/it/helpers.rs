@@ -1,0 +1,171 @@
+//! Shared set-up for the integration tests: every test gets its own database (a temporary SQLite file, or a fresh
+//! PostgreSQL database on the local server) and its own data folder; nothing is shared between tests.
+
+use std::path::{Path, PathBuf};
+use taxinbox::cli::App;
+use taxinbox::settings::Settings;
+use taxinbox::store::Store;
+
+/// The engines every behavioural test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn corpus() -> PathBuf {
+    project_root().join("tests").join("corpus")
+}
+
+/// The local PostgreSQL server the tests use (trust auth on 127.0.0.1; override with TAXINBOX_TEST_PG).
+pub fn postgres_server() -> String {
+    std::env::var("TAXINBOX_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// A test's own world: a temporary folder, a configuration file pointing at the project's rules, a database.
+pub struct TestApp {
+    pub app: App,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pg_database: Option<String>,
+}
+
+static PG_COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+async fn fresh_postgres_database() -> String {
+    use sqlx::Connection as _;
+    let name = format!(
+        "taxinbox_it_{}_{}_{}",
+        std::process::id(),
+        PG_COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let admin = format!("{}/test", postgres_server());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed by the tests: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    conn.close().await.ok();
+    name
+}
+
+impl TestApp {
+    pub async fn new(engine: Engine) -> TestApp {
+        Self::with_extra_config(engine, "").await
+    }
+
+    /// `extra` is appended to the generated configuration file.
+    pub async fn with_extra_config(engine: Engine, extra: &str) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (url, pg_database) = match engine {
+            Engine::Sqlite => (
+                format!("sqlite://{}", dir.path().join("taxinbox.db").display()),
+                None,
+            ),
+            Engine::Postgres => {
+                let name = fresh_postgres_database().await;
+                (format!("{}/{name}", postgres_server()), Some(name))
+            }
+        };
+        let config = dir.path().join("taxinbox.toml");
+        let text = format!(
+            "[database]\nurl = \"{url}\"\n[rules]\ndir = \"{}\"\n[notify]\ntransport = \"file\"\ndir = \"{}\"\nfrom = \"taxinbox@debet-service.example\"\n{extra}\n",
+            project_root().join("rules").display(),
+            dir.path().join("outbox").display(),
+        );
+        std::fs::write(&config, text).expect("write config");
+        let settings = Settings::from_sources(Some(&config), &[]).expect("test settings");
+        let store = Store::connect(&settings.database.url)
+            .await
+            .expect("connect store");
+        TestApp {
+            app: App { settings, store },
+            dir,
+            config,
+            pg_database,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Imports the corpus register (clients, accountants, absences).
+    pub async fn import_corpus_register(&self) {
+        let c = corpus();
+        taxinbox::directory_import::import_files(
+            &self.app.store,
+            &c.join("clients.csv"),
+            Some(&c.join("accountants.csv")),
+            Some(&c.join("absences.csv")),
+        )
+        .await
+        .expect("import the corpus register");
+    }
+
+    pub async fn pipeline(&self) -> taxinbox::pipeline::Pipeline {
+        self.app.pipeline().await.expect("pipeline")
+    }
+
+    /// Ingests paths through the library, as `taxinbox ingest` does, collecting the reports.
+    pub async fn ingest(&self, paths: &[&Path], dry_run: bool) -> Vec<taxinbox::pipeline::Report> {
+        let pipeline = self.pipeline().await;
+        let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let inputs = taxinbox::source::collect(&paths).expect("collect inputs");
+        let options = taxinbox::ingest::IngestOptions {
+            dry_run,
+            batch_size: self.app.settings.ingest.batch_size,
+        };
+        let mut reports = Vec::new();
+        taxinbox::ingest::ingest(
+            &self.app.store,
+            &pipeline,
+            &inputs,
+            &options,
+            &chrono::Utc::now,
+            |r| reports.push(r.clone()),
+        )
+        .await
+        .expect("ingest");
+        reports
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        let mut conn = self.app.store.acquire().await.expect("conn");
+        let row: (i64,) = sqlx::query_as(sql).fetch_one(&mut *conn).await.expect(sql);
+        row.0
+    }
+
+    /// Drops the PostgreSQL database of this test.
+    pub async fn cleanup(self) {
+        self.app.store.close().await;
+        if let Some(name) = self.pg_database {
+            use sqlx::Connection as _;
+            if let Ok(mut conn) =
+                sqlx::PgConnection::connect(&format!("{}/test", postgres_server())).await
+            {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+}
+
+/// Copies a folder's files (not sub-folders) into `to`.
+pub fn copy_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
+}

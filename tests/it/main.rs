@@ -1,0 +1,9 @@
+//! The one integration-test binary: behaviour on real databases (SQLite and PostgreSQL), the corpus score,
+//! robustness against hostile mail, the command line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is the test failing
+
+mod cli;
+mod corpus;
+mod helpers;
+mod ingest;
