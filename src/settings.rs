@@ -543,11 +543,13 @@ fn validate(raw: RawSettings, base: &Path) -> Result<Settings, SettingsError> {
     };
 
     let rules = RulesSettings {
-        dir: normalize(&base.join(
-            raw.rules
-                .dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_RULES_DIR)),
-        )),
+        dir: normalize(
+            &base.join(
+                raw.rules
+                    .dir
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_RULES_DIR)),
+            ),
+        ),
         max_operations: positive(
             &mut problems,
             "rules.max_operations",
