@@ -67,6 +67,27 @@ pub struct Report {
     pub id: Option<i64>,
 }
 
+impl Report {
+    /// A report that says nothing yet beyond where the mail came from and how it ended.
+    pub fn new(source: &str, message_id: Option<String>, status: Status, ruleset: &str) -> Report {
+        Report {
+            source: source.to_owned(),
+            message_id,
+            status,
+            category: None,
+            kind: None,
+            client_inn: None,
+            demand: None,
+            joins: None,
+            rule: None,
+            ruleset: ruleset.to_owned(),
+            tasks: vec![],
+            error: None,
+            id: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DemandReport {
     pub number: Option<String>,
@@ -372,19 +393,13 @@ impl Pipeline {
         let now_s = store::timestamp(now);
         if let Some(seen) = store::message_by_sha(conn, &eval.sha256).await? {
             return Ok(Report {
-                source: incoming_source.to_owned(),
-                message_id: seen.message_id,
-                status: Status::Duplicate,
-                category: None,
-                kind: None,
-                client_inn: None,
-                demand: None,
-                joins: None,
-                rule: None,
-                ruleset: self.rules.version().to_owned(),
-                tasks: vec![],
-                error: None,
                 id: Some(seen.id),
+                ..Report::new(
+                    incoming_source,
+                    seen.message_id,
+                    Status::Duplicate,
+                    self.rules.version(),
+                )
             });
         }
         store::put_raw(conn, &eval.sha256, raw, &now_s).await?;
@@ -449,21 +464,12 @@ impl Pipeline {
         source: &str,
         now_s: &str,
     ) -> anyhow::Result<Report> {
-        let mut report = Report {
-            source: source.to_owned(),
-            message_id: eval.message_id.clone(),
-            status: Status::Processed,
-            category: None,
-            kind: None,
-            client_inn: None,
-            demand: None,
-            joins: None,
-            rule: None,
-            ruleset: self.rules.version().to_owned(),
-            tasks: vec![],
-            error: None,
-            id: None,
-        };
+        let mut report = Report::new(
+            source,
+            eval.message_id.clone(),
+            Status::Processed,
+            self.rules.version(),
+        );
         let resolved = match &eval.outcome {
             Err(error) => {
                 record.status = Status::Quarantined.as_str().into();

@@ -312,3 +312,189 @@ fn runtime_message(e: &rhai::EvalAltResult) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn ctx() -> RuleContext {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
+        RuleContext {
+            directory: Arc::new(Directory::default()),
+            calendar: Arc::new(
+                ProductionCalendar::load_dir(&root.join("calendar/production")).unwrap(),
+            ),
+            demands: Arc::new(DemandCatalog::load(&root.join("demands.toml")).unwrap()),
+        }
+    }
+
+    fn ruleset(files: &[(&str, &str)], limits: &Limits) -> Result<Ruleset, LoadError> {
+        let sources: Vec<(String, String)> = files
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        Ruleset::from_sources(Path::new("test"), &sources, limits, &ctx())
+    }
+
+    fn mail() -> Dynamic {
+        let mut m = rhai::Map::new();
+        m.insert("subject".into(), "Требование № 1 от 02.03.2026".into());
+        m.insert("text".into(), "ИНН 7728997898".into());
+        Dynamic::from(m)
+    }
+
+    #[test]
+    fn the_first_rule_that_decides_wins_and_is_named() {
+        let rs = ruleset(
+            &[
+                ("10-pass.rhai", "fn classify(mail) { () }"),
+                (
+                    "20-notice.rhai",
+                    r#"fn classify(mail) { #{category: "notice"} }"#,
+                ),
+                (
+                    "30-never.rhai",
+                    r#"fn classify(mail) { #{category: "ignore"} }"#,
+                ),
+            ],
+            &Limits::default(),
+        )
+        .unwrap();
+        let c = rs.classify(&mail()).unwrap();
+        assert_eq!(c.rule.as_deref(), Some("20-notice.rhai"));
+        assert_eq!(c.decision.unwrap().category, "notice");
+        assert!(rs.version().starts_with("sha256:"));
+    }
+
+    #[test]
+    fn library_functions_are_shared_by_every_rule_file() {
+        let rs = ruleset(
+            &[
+                (
+                    "_lib.rhai",
+                    r#"fn verdict() { #{category: "notice", reason: "from the library"} }"#,
+                ),
+                ("10-use.rhai", "fn classify(mail) { verdict() }"),
+            ],
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            rs.classify(&mail()).unwrap().decision.unwrap().reason,
+            "from the library"
+        );
+    }
+
+    #[test]
+    fn an_endless_loop_is_stopped_for_that_mail_within_the_budget() {
+        let limits = Limits {
+            max_operations: u64::MAX,
+            time_budget: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let rs = ruleset(
+            &[("10-loop.rhai", "fn classify(mail) { loop { } }")],
+            &limits,
+        )
+        .unwrap();
+        let started = Instant::now();
+        let err = rs.classify(&mail()).unwrap_err();
+        assert!(err.message.contains("time budget"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "stopped late: {:?}",
+            started.elapsed()
+        );
+        // The next mail runs with a fresh budget.
+        assert!(rs
+            .classify(&mail())
+            .unwrap_err()
+            .message
+            .contains("time budget"));
+    }
+
+    #[test]
+    fn operation_depth_and_size_limits_fail_the_mail_not_the_service() {
+        let limits = Limits {
+            max_operations: 10_000,
+            ..Limits::default()
+        };
+        for (name, script) in [
+            (
+                "ops.rhai",
+                "fn classify(mail) { let x = 0; while true { x += 1; } }",
+            ),
+            (
+                "depth.rhai",
+                "fn f(n) { f(n + 1) } fn classify(mail) { f(0) }",
+            ),
+            (
+                "string.rhai",
+                r#"fn classify(mail) { let s = "x"; loop { s += s; } }"#,
+            ),
+            (
+                "array.rhai",
+                "fn classify(mail) { let a = []; loop { a.push(1); a += a; } }",
+            ),
+            (
+                "missing.rhai",
+                "fn classify(mail) { no_such_function(mail) }",
+            ),
+            ("type.rhai", "fn classify(mail) { 42 }"),
+            (
+                "file.rhai",
+                r#"fn classify(mail) { import "/etc/passwd" as p; () }"#,
+            ),
+        ] {
+            let rs = ruleset(&[(name, script)], &limits).unwrap();
+            let err = rs.classify(&mail()).unwrap_err();
+            assert_eq!(err.file, name, "{err}");
+        }
+    }
+
+    #[test]
+    fn a_syntax_error_names_file_and_line() {
+        let err = ruleset(
+            &[("10-bad.rhai", "fn classify(mail) {\n  let = 1;\n}")],
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("10-bad.rhai:2:"), "{err}");
+    }
+
+    #[test]
+    fn a_rule_file_without_classify_is_refused() {
+        let err = ruleset(
+            &[("10-x.rhai", "fn other(mail) { () }")],
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("fn classify(mail)"), "{err}");
+    }
+
+    #[test]
+    fn helpers_compute_working_days_and_identifiers() {
+        let rs = ruleset(
+            &[(
+                "10-h.rhai",
+                r#"fn classify(mail) {
+                    if !is_valid_inn("7728997898") || is_valid_inn("9999000014") { return #{category: "bad-inn"}; }
+                    if find_inns(mail.text) != ["7728997898"] { return #{category: "bad-find"}; }
+                    if parse_date("«02» марта 2026 года") != "2026-03-02" { return #{category: "bad-date"}; }
+                    if add_working_days("2026-03-03", 16) != "2026-03-26" { return #{category: "bad-wd"}; }
+                    if add_working_days("2026-03-19", 1, "16") != "2026-03-23" { return #{category: "bad-region"}; }
+                    if next_working_day("2026-03-07") != "2026-03-10" { return #{category: "bad-next"}; }
+                    if regex_capture(mail.subject, "№ (\\d+)") != "1" { return #{category: "bad-re"}; }
+                    #{category: "ok"}
+                }"#,
+            )],
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            rs.classify(&mail()).unwrap().decision.unwrap().category,
+            "ok"
+        );
+    }
+}

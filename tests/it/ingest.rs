@@ -310,3 +310,38 @@ fn a_broken_rule_file_is_refused_with_file_and_line() {
     let err = taxinbox::rules::Ruleset::load(dir.path(), &Default::default(), &ctx).unwrap_err();
     assert!(err.to_string().starts_with("20-bad.rhai:2:"), "{err}");
 }
+
+on_both_engines!(
+    an_edited_log_entry_is_named_by_audit_verify,
+    |engine| async move {
+        let app = TestApp::new(engine).await;
+        app.import_corpus_register().await;
+        app.ingest(
+            &[
+                &corpus().join("mail/0007.eml"),
+                &corpus().join("mail/0014.eml"),
+                &corpus().join("mail/0015.eml"),
+            ],
+            false,
+        )
+        .await;
+        let mut conn = app.app.store.acquire().await.unwrap();
+        assert!(matches!(
+            taxinbox::store::verify_log(&mut conn).await.unwrap(),
+            taxinbox::store::VerifyOutcome::Intact { entries: 4 }
+        ));
+        // Someone with database access rewrites the decision of the second mail.
+        sqlx::query(
+            "UPDATE audit_log SET payload = REPLACE(payload, 'tax_demand', 'ignore') WHERE seq = 3",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        match taxinbox::store::verify_log(&mut conn).await.unwrap() {
+            taxinbox::store::VerifyOutcome::Broken { seq, .. } => assert_eq!(seq, 3),
+            other => panic!("tampering not detected: {other:?}"),
+        }
+        drop(conn);
+        app.cleanup().await;
+    }
+);
