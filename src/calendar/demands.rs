@@ -70,6 +70,8 @@ pub struct DemandKind {
     pub knd: Option<String>,
     /// Phrases whose presence suggests this kind (used by the classification rules).
     pub recognise: Vec<String>,
+    /// How people name this kind in their own words (a client's note over a forwarded screenshot).
+    pub informal: Vec<String>,
     /// The tasks it creates, in file order.
     pub tasks: Vec<DemandTaskSpec>,
 }
@@ -84,6 +86,8 @@ struct RawKind {
     knd: Option<String>,
     #[serde(default)]
     recognise: Vec<String>,
+    #[serde(default)]
+    informal: Vec<String>,
     tasks: Vec<DemandTaskSpec>,
 }
 
@@ -139,7 +143,12 @@ impl DemandCatalog {
                     "{at}.knd: empty; leave the key out instead"
                 )));
             }
-            if kind.recognise.iter().any(|phrase| phrase.trim().is_empty()) {
+            if kind
+                .recognise
+                .iter()
+                .chain(&kind.informal)
+                .any(|phrase| phrase.trim().is_empty())
+            {
                 // An empty phrase is contained in every text and would match every mail.
                 return Err(invalid(format!("{at}.recognise: holds an empty phrase")));
             }
@@ -176,6 +185,7 @@ impl DemandCatalog {
                     law: kind.law,
                     knd: kind.knd,
                     recognise: kind.recognise,
+                    informal: kind.informal,
                     tasks: kind.tasks,
                 },
             );

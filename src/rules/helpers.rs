@@ -19,7 +19,8 @@ fn fail<T>(message: impl Into<String>) -> RhaiResult<T> {
 /// small; it is capped all the same, so a rule building patterns from mail text cannot grow it without bound.
 #[derive(Default)]
 struct RegexCache {
-    map: RwLock<HashMap<String, Arc<Regex>>>,
+    // Looked up for every call a rule makes, with patterns of a few hundred bytes: a fast hasher matters here.
+    map: RwLock<HashMap<String, Arc<Regex>, ahash::RandomState>>,
 }
 
 /// Largest compiled pattern accepted; the `regex` crate matches in linear time, this bounds compile time and memory.
@@ -46,6 +47,98 @@ impl RegexCache {
             }
         }
         Ok(re)
+    }
+}
+
+/// Every demand kind's phrases in one automaton.
+struct DemandKindFinder {
+    automaton: Option<aho_corasick::AhoCorasick>,
+    owner: Vec<String>,
+}
+
+impl DemandKindFinder {
+    fn new(demands: &crate::calendar::DemandCatalog) -> DemandKindFinder {
+        let mut patterns = Vec::new();
+        let mut owner = Vec::new();
+        for kind in demands.kinds() {
+            for phrase in kind.recognise.iter().chain(&kind.informal) {
+                patterns.push(phrase.to_lowercase());
+                owner.push(kind.id.clone());
+            }
+        }
+        let automaton = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&patterns)
+            .map_err(|e| tracing::error!("cannot compile the demand phrases: {e}"))
+            .ok();
+        DemandKindFinder { automaton, owner }
+    }
+
+    fn find(&self, text: &str) -> Option<&str> {
+        let m = self.automaton.as_ref()?.find(&text.to_lowercase())?;
+        self.owner.get(m.pattern().as_usize()).map(String::as_str)
+    }
+}
+
+/// A compiled set of phrases: which key each pattern belongs to.
+struct PhraseSet {
+    automaton: aho_corasick::AhoCorasick,
+    keys: Vec<String>,
+    owner: Vec<usize>,
+}
+
+/// Phrase sets by their content. Rules pass the same lists for every mail, so each is compiled once.
+#[derive(Default)]
+struct PhraseCache {
+    map: RwLock<HashMap<String, Arc<PhraseSet>, ahash::RandomState>>,
+}
+
+impl PhraseCache {
+    fn get(&self, phrases: &Map) -> RhaiResult<Arc<PhraseSet>> {
+        let mut keys = Vec::new();
+        let mut patterns = Vec::new();
+        let mut owner = Vec::new();
+        let mut cache_key = String::new();
+        for (key, list) in phrases {
+            let list = list
+                .read_lock::<Array>()
+                .ok_or_else(|| format!("phrases for `{key}` must be an array of strings"))?;
+            keys.push(key.to_string());
+            cache_key.push_str(key);
+            cache_key.push('\u{1}');
+            for p in list.iter() {
+                let p = p
+                    .read_lock::<ImmutableString>()
+                    .ok_or_else(|| format!("phrases for `{key}` must be strings"))?;
+                if p.is_empty() {
+                    continue;
+                }
+                cache_key.push_str(&p);
+                cache_key.push('\u{2}');
+                patterns.push(p.to_lowercase());
+                owner.push(keys.len() - 1);
+            }
+        }
+        if let Ok(map) = self.map.read() {
+            if let Some(set) = map.get(&cache_key) {
+                return Ok(set.clone());
+            }
+        }
+        let automaton = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&patterns)
+            .map_err(|e| format!("cannot compile the phrases: {e}"))?;
+        let set = Arc::new(PhraseSet {
+            automaton,
+            keys,
+            owner,
+        });
+        if let Ok(mut map) = self.map.write() {
+            if map.len() < REGEX_CACHE_ENTRIES {
+                map.insert(cache_key, set.clone());
+            }
+        }
+        Ok(set)
     }
 }
 
@@ -196,8 +289,25 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
     engine.register_fn("demand_phrases", move |kind: &str| -> Array {
         demands
             .kind(kind)
-            .map(|k| k.recognise.iter().cloned().map(Dynamic::from).collect())
+            .map(|k| {
+                k.recognise
+                    .iter()
+                    .chain(&k.informal)
+                    .cloned()
+                    .map(Dynamic::from)
+                    .collect()
+            })
             .unwrap_or_default()
+    });
+    // The demand kind whose phrase (demands.toml `recognise` and `informal`) comes first in the text, or ():
+    // a document's own title precedes the grounds it cites (a freeze decision cites an unpaid demand).
+    // The phrases are compiled once, when the rules are loaded.
+    let kinds = DemandKindFinder::new(&ctx.demands);
+    engine.register_fn("demand_kind", move |text: &str| -> Dynamic {
+        kinds
+            .find(text)
+            .map(|k| Dynamic::from(k.to_owned()))
+            .unwrap_or(Dynamic::UNIT)
     });
     let demands = ctx.demands.clone();
     engine.register_fn("demand_kinds", move || -> Array {
@@ -206,6 +316,21 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
             .map(|k| Dynamic::from(k.id.clone()))
             .collect()
     });
+    // Of a map `key => [phrases]`, the key whose phrase occurs first in the text (case-insensitive), or ().
+    // On a tie (two phrases starting at the same place) the longer phrase wins.
+    let phrase_sets = Arc::new(PhraseCache::default());
+    engine.register_fn(
+        "earliest_phrase",
+        move |text: &str, phrases: Map| -> RhaiResult<Dynamic> {
+            let set = phrase_sets.get(&phrases)?;
+            let hay = text.to_lowercase();
+            Ok(set
+                .automaton
+                .find(&hay)
+                .map(|m| Dynamic::from(set.keys[set.owner[m.pattern().as_usize()]].clone()))
+                .unwrap_or(Dynamic::UNIT))
+        },
+    );
     engine.register_fn("contains_any", |text: &str, needles: Array| -> bool {
         let hay = text.to_lowercase();
         needles.iter().any(|n| {
@@ -371,7 +496,8 @@ static TAXPAYER_LABEL: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| 
 });
 /// A company's legal form: names a company (so not the office), but says nothing against a counterparty label.
 static ORG_FORM: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-    Regex::new(r"ооо|\bип\b|зао|пао|\bао\b").expect("a literal pattern compiles")
+    Regex::new(r"ооо|(?:^|[^\p{L}])(?:ип|ао)(?:[^\p{L}]|$)|зао|пао")
+        .expect("a literal pattern compiles")
 });
 /// How much text before an INN is read for its label (bytes).
 const ROLE_CONTEXT: usize = 200;

@@ -265,6 +265,8 @@ impl Ruleset {
     }
 
     fn run(&self, mail: &Dynamic) -> Result<Classification, RuleFailure> {
+        // Shared, so that handing the mail to each rule file copies a pointer, not the whole map.
+        let mail = mail.clone().into_shared();
         for file in &self.files {
             let mut scope = rhai::Scope::new();
             let options = rhai::CallFnOptions::new()

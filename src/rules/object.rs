@@ -43,6 +43,22 @@ fn demand(d: &XmlDemand) -> Dynamic {
     Dynamic::from(m)
 }
 
+/// Everything a person could read in the mail on one line: subject, body, text attachments (the XML included),
+/// quote markers dropped and white space folded. Computed once here, because every rule searches it.
+fn search_text(mail: &ParsedMail) -> String {
+    let mut all = String::with_capacity(mail.subject.len() + mail.text.len() + 64);
+    all.push_str(&mail.subject);
+    all.push('\n');
+    all.push_str(&mail.text);
+    for a in &mail.attachments {
+        if let Some(t) = &a.text {
+            all.push('\n');
+            all.push_str(t);
+        }
+    }
+    super::helpers::squash(&all)
+}
+
 /// Builds the map of DESIGN.md's rule API. `received` is the date the mail counts as received (its Date header in
 /// the firm's time zone); `mailbox` names the source it came from.
 pub fn mail_object(
@@ -112,5 +128,6 @@ pub fn mail_object(
         "demand".into(),
         facts.demand.as_ref().map(demand).unwrap_or(Dynamic::UNIT),
     );
+    m.insert("search_text".into(), search_text(mail).into());
     Dynamic::from(m)
 }
