@@ -84,8 +84,10 @@ pub enum Command {
     /// The processed-mail log.
     Audit {
         #[command(subcommand)]
-        command: AuditCommand,
+        command: crate::audit::AuditCommand,
     },
+    /// The tax calendar: every client's obligations; `calendar generate` creates the tasks that are due.
+    Calendar(crate::calendar::command::CalendarArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,12 +106,6 @@ pub enum DirectoryCommand {
 pub enum RulesCommand {
     /// Compile every rule file; errors name file:line.
     Check,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AuditCommand {
-    /// Check the hash chain of the processed-mail log; names the first bad entry.
-    Verify,
 }
 
 impl Cli {
@@ -279,22 +275,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit {
-            command: AuditCommand::Verify,
-        } => {
-            let app = App::open(config).await?;
-            let mut conn = app.store.acquire().await?;
-            match store::verify_log(&mut conn).await? {
-                store::VerifyOutcome::Intact { entries } => {
-                    println!("processed-mail log intact: {entries} entries");
-                    Ok(ExitCode::SUCCESS)
-                }
-                store::VerifyOutcome::Broken { seq, reason } => {
-                    println!("processed-mail log BROKEN at entry {seq}: {reason}");
-                    Ok(ExitCode::from(2))
-                }
-            }
-        }
+        Command::Audit { command } => crate::audit::run(config, command).await,
+        Command::Calendar(args) => crate::calendar::command::run(config, args).await,
     }
 }
 

@@ -4,6 +4,7 @@
 //! `source` → `mail` (parse, extract) → `rules` (classify) → `directory` (resolve client and person)
 //! → `calendar` (deadlines) → `store` (one commit) → back to `source` (acknowledge).
 
+pub mod audit;
 pub mod calendar;
 pub mod cli;
 pub mod daemon;
