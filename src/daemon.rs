@@ -15,6 +15,9 @@ use std::time::Duration;
 /// How often the Maildir sources are looked at between passes.
 const POLL_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How often raw mail past its retention period is purged: retention is counted in days.
+const PURGE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// One pass: every Maildir's new mail, then the outbox.
 pub async fn run_pass(
     app: &App,
@@ -38,6 +41,7 @@ pub async fn run_pass(
         .await?;
         merge(&mut total, summary);
     }
+    crate::calendar::command::generate_today(app).await?; // idempotent: reads existing keys, writes only new tasks
     let delivery = notify::Delivery::from_settings(&app.settings.notify)?;
     let sent = notify::send_pending(
         &app.store,
@@ -74,21 +78,51 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
     }
     let pipeline = app.pipeline().await?;
     tracing::info!(ruleset = pipeline.rules.version(), "rules loaded");
+    crate::audit::record_ruleset(&app.store, &pipeline.rules, chrono::Utc::now()).await?;
+    let mut next_purge = std::time::Instant::now();
+    // IMAP: with --once one pass per mailbox now (its notifications go out with run_pass's outbox); otherwise one
+    // supervised task per mailbox for as long as the daemon runs.
+    let (mut imap_once, mailbox_tasks) = start_mailboxes(&app, &pipeline, once).await;
     loop {
-        let (summary, sent) = run_pass(&app, &pipeline).await?;
+        if std::time::Instant::now() >= next_purge {
+            next_purge = std::time::Instant::now() + PURGE_INTERVAL;
+            // A failed purge costs disk space, not mail: it is retried tomorrow while mail keeps flowing.
+            match crate::audit::purge_expired(
+                &app.store,
+                &app.settings.audit,
+                chrono::Utc::now(),
+                false,
+            )
+            .await
+            {
+                Ok(purged) if purged.purged > 0 => tracing::info!("{purged}"),
+                Ok(_) => {}
+                Err(e) => tracing::error!("purge of raw mail past its retention failed: {e:#}"),
+            }
+        }
+        let (mut summary, sent) = run_pass(&app, &pipeline).await?;
         if once {
+            merge(&mut summary, std::mem::take(&mut imap_once.summary));
             cli::print_summary(&summary, false);
             println!(
                 "notifications delivered: {}, failed: {}",
                 sent.sent, sent.failed
             );
             print_open_tasks(&app).await?;
-            return Ok(ExitCode::SUCCESS);
+            for (mailbox, error) in &imap_once.failed {
+                eprintln!("mailbox {mailbox} failed: {error}");
+            }
+            return Ok(if imap_once.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL_INTERVAL) => {}
             _ = shutdown_signal() => {
                 tracing::info!("shutting down");
+                mailbox_tasks.stop().await;
                 app.store.close().await;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -136,4 +170,135 @@ async fn print_open_tasks(app: &App) -> anyhow::Result<()> {
         println!("  {who:<40} {n}");
     }
     Ok(())
+}
+
+/// What `run --once` did with the IMAP mailboxes.
+#[derive(Debug, Default)]
+pub struct MailboxesOnce {
+    pub summary: Summary,
+    /// Mailboxes whose pass failed, with the error; the others were worked all the same.
+    pub failed: Vec<(String, crate::imap::Error)>,
+}
+
+/// One pass over every configured IMAP mailbox, one after the other; a failing mailbox never stops the others.
+pub async fn poll_mailboxes_once(app: &App, pipeline: &Pipeline) -> MailboxesOnce {
+    let mut out = MailboxesOnce::default();
+    let ctx = crate::imap::PollContext {
+        store: &app.store,
+        pipeline,
+        batch_size: app.settings.ingest.batch_size,
+        clock: &chrono::Utc::now,
+        stop: None,
+    };
+    for mailbox in &app.settings.mailboxes {
+        match crate::imap::poll_mailbox_once(&ctx, mailbox).await {
+            Ok(outcome) => {
+                for r in &outcome.reports {
+                    add_report(&mut out.summary, r);
+                }
+            }
+            Err(e) => out.failed.push((mailbox.name.clone(), e)),
+        }
+    }
+    out
+}
+
+fn add_report(summary: &mut Summary, r: &crate::pipeline::Report) {
+    *summary
+        .by_status
+        .entry(r.status.as_str().to_owned())
+        .or_default() += 1;
+    for t in &r.tasks {
+        *summary
+            .tasks_by_assignee
+            .entry(t.assignee.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    if r.status == crate::pipeline::Status::Quarantined {
+        summary
+            .quarantined
+            .push((r.source.clone(), r.error.clone().unwrap_or_default()));
+    }
+}
+
+/// How long shutdown waits for a mailbox to finish the batch in hand and leave IDLE.
+const MAILBOX_SHUTDOWN_GRACE: Duration = Duration::from_secs(120);
+/// A mailbox task that panics (a bug) is restarted this many times before it is given up.
+const MAILBOX_MAX_RESTARTS: u32 = 5;
+
+/// The daemon's IMAP tasks, one per mailbox, and the flag that stops them.
+struct MailboxTasks {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<(String, tokio::task::JoinHandle<crate::imap::MailboxEnd>)>,
+}
+
+async fn start_mailboxes(
+    app: &App,
+    pipeline: &Pipeline,
+    once: bool,
+) -> (MailboxesOnce, MailboxTasks) {
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    if once {
+        return (
+            poll_mailboxes_once(app, pipeline).await,
+            MailboxTasks { stop, tasks },
+        );
+    }
+    for mailbox in &app.settings.mailboxes {
+        let (store, pipeline, mailbox, rx) = (
+            app.store.clone(),
+            pipeline.clone(),
+            mailbox.clone(),
+            stop_rx.clone(),
+        );
+        let batch_size = app.settings.ingest.batch_size;
+        let name = mailbox.name.clone();
+        let supervised = async move {
+            let mut restarts = 0;
+            loop {
+                let task = tokio::spawn(crate::imap::run_mailbox(
+                    store.clone(),
+                    pipeline.clone(),
+                    mailbox.clone(),
+                    batch_size,
+                    rx.clone(),
+                ));
+                match task.await {
+                    Ok(end) => return end,
+                    Err(e) if restarts < MAILBOX_MAX_RESTARTS && !*rx.borrow() => {
+                        restarts += 1;
+                        tracing::error!(mailbox = %mailbox.name, restarts, "mailbox task failed, restarting: {e}");
+                        tokio::time::sleep(crate::imap::backoff_delay(restarts)).await;
+                    }
+                    Err(e) => {
+                        return crate::imap::MailboxEnd::Stopped(crate::imap::Error::Server {
+                            mailbox: mailbox.name.clone(),
+                            reason: format!("task failed {restarts} times, given up: {e}"),
+                        })
+                    }
+                }
+            }
+        };
+        tasks.push((name, tokio::spawn(supervised)));
+    }
+    (MailboxesOnce::default(), MailboxTasks { stop, tasks })
+}
+
+impl MailboxTasks {
+    /// Asks every mailbox to stop after the mail in hand and reports how each ended.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for (name, task) in self.tasks {
+            match tokio::time::timeout(MAILBOX_SHUTDOWN_GRACE, task).await {
+                Ok(Ok(crate::imap::MailboxEnd::Shutdown)) => {
+                    tracing::info!(mailbox = %name, "mailbox stopped")
+                }
+                // Its error was logged when it stopped.
+                Ok(Ok(crate::imap::MailboxEnd::Stopped(_))) => {}
+                Ok(Err(e)) => tracing::error!(mailbox = %name, "mailbox task failed: {e}"),
+                Err(_) => tracing::warn!(mailbox = %name, "mailbox did not stop in time"),
+            }
+        }
+    }
 }

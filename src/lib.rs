@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod directory;
 pub mod directory_import;
 pub mod ids;
+pub mod imap;
 pub mod ingest;
 pub mod mail;
 pub mod notify;

@@ -4,7 +4,8 @@
 //! never without its notification. This worker delivers them: as `.eml` files for the embedded default (one file
 //! per notification, named by its id, written atomically — delivering again overwrites, never duplicates).
 //! Every message carries `Auto-Submitted: auto-generated` and `X-Taxinbox: notification`, so that taxinbox (and
-//! well-behaved auto-responders) never treat it as new work.
+//! well-behaved auto-responders) never treat it as new work. Each delivery or failure is a `notification_sent` /
+//! `notification_failed` entry of the processed-mail log, appended in the transaction that marks the row.
 
 use crate::store::{self, Store};
 use anyhow::Context as _;
@@ -111,12 +112,15 @@ pub async fn send_pending(
             match result {
                 Ok(()) => {
                     store::mark_notification_sent(&mut tx, n.id, &now_s).await?;
+                    store::log_notification(&mut tx, n.id, &now_s, None).await?;
                     outcome.sent += 1;
                 }
                 Err(e) => {
                     // A message that cannot be built or written is recorded as failed, visible to admins.
                     tracing::error!(notification = n.id, "cannot deliver notification: {e:#}");
-                    store::mark_notification_failed(&mut tx, n.id, &format!("{e:#}"), None).await?;
+                    let error = format!("{e:#}");
+                    store::mark_notification_failed(&mut tx, n.id, &error, None).await?;
+                    store::log_notification(&mut tx, n.id, &now_s, Some(&error)).await?;
                     outcome.failed += 1;
                 }
             }

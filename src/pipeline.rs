@@ -405,7 +405,7 @@ impl Pipeline {
         store::put_raw(conn, &eval.sha256, raw, &now_s).await?;
         let mut record = self.record(eval, incoming_source, mailbox, &now_s);
         let report = self
-            .write_outcome(conn, None, &mut record, eval, incoming_source, &now_s)
+            .write_outcome(conn, None, &mut record, eval, incoming_source, &now_s, None)
             .await?;
         if let Some(id) = report.id {
             store::add_source_ref(conn, incoming_source, id).await?;
@@ -434,8 +434,16 @@ impl Pipeline {
         if !existing.is_empty() && seen.status != "quarantined" {
             anyhow::bail!("message {id} already has tasks; only quarantined mail or mail without tasks is reprocessed");
         }
-        self.write_outcome(conn, Some(id), &mut record, &eval, &seen.source, &now_s)
-            .await
+        self.write_outcome(
+            conn,
+            Some(id),
+            &mut record,
+            &eval,
+            &seen.source,
+            &now_s,
+            Some("mail_reprocessed"),
+        )
+        .await
     }
 
     fn record(&self, eval: &Evaluation, source: &str, mailbox: &str, now_s: &str) -> MessageRecord {
@@ -455,6 +463,9 @@ impl Pipeline {
         }
     }
 
+    /// `log_event` replaces the outcome's own event (`mail_processed`, …) in the log: `mail_reprocessed` for
+    /// `taxinbox reprocess`, so an auditor tells a second decision from the first (the payload says how it ended).
+    #[allow(clippy::too_many_arguments)]
     async fn write_outcome(
         &self,
         conn: &mut AnyConnection,
@@ -463,6 +474,7 @@ impl Pipeline {
         eval: &Evaluation,
         source: &str,
         now_s: &str,
+        log_event: Option<&str>,
     ) -> anyhow::Result<Report> {
         let mut report = Report::new(
             source,
@@ -478,8 +490,15 @@ impl Pipeline {
                 report.status = Status::Quarantined;
                 report.error = Some(error.clone());
                 report.id = Some(id);
-                self.log(conn, "mail_quarantined", id, eval, &report, now_s)
-                    .await?;
+                self.log(
+                    conn,
+                    log_event.unwrap_or("mail_quarantined"),
+                    id,
+                    eval,
+                    &report,
+                    now_s,
+                )
+                .await?;
                 return Ok(report);
             }
             Ok(r) => r,
@@ -532,8 +551,15 @@ impl Pipeline {
                     report.status = Status::Linked;
                     report.joins = case.first_message_id;
                     report.id = Some(id);
-                    self.log(conn, "mail_linked", id, eval, &report, now_s)
-                        .await?;
+                    self.log(
+                        conn,
+                        log_event.unwrap_or("mail_linked"),
+                        id,
+                        eval,
+                        &report,
+                        now_s,
+                    )
+                    .await?;
                     return Ok(report);
                 }
             }
@@ -587,8 +613,15 @@ impl Pipeline {
             });
         }
         report.id = Some(id);
-        self.log(conn, "mail_processed", id, eval, &report, now_s)
-            .await?;
+        self.log(
+            conn,
+            log_event.unwrap_or("mail_processed"),
+            id,
+            eval,
+            &report,
+            now_s,
+        )
+        .await?;
         Ok(report)
     }
 

@@ -62,6 +62,8 @@ const DEFAULT_IMAP_FOLDER: &str = "INBOX";
 const DEFAULT_PROCESSED_FOLDER: &str = "INBOX/Processed";
 /// Where a mail that could not be processed is moved for a person to look at.
 const DEFAULT_QUARANTINE_FOLDER: &str = "INBOX/Quarantine";
+/// Five years: the period Russian tax law lets the authority look back (NK RF art. 23: keep documents 5 years).
+const DEFAULT_RETENTION_DAYS: i64 = 1825;
 
 /// Why the configuration could not be loaded. Every message names the file or the setting at fault.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +127,16 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Register files `taxinbox run` imports at start (a firm exporting its register from a CRM as CSV).
     pub directory: DirectorySettings,
+    /// How long the processed-mail log keeps raw mail.
+    pub audit: AuditSettings,
+}
+
+/// The processed-mail log's retention of raw mail. The log itself and every hash are kept forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// Days after which a raw mail's content may be purged (its SHA-256 and size stay); `None` keeps it forever
+    /// (`retention_days = 0` in the file).
+    pub retention_days: Option<u32>,
 }
 
 /// Register CSV files kept in sync by the daemon; all optional (the register may be imported by hand instead).
@@ -283,6 +295,9 @@ pub struct MailboxSettings {
     pub processed_folder: String,
     /// Folder a mail that failed processing is moved to.
     pub quarantine_folder: String,
+    /// A PEM file of the certificate authority (or authorities) to trust instead of the public roots, for a
+    /// server with a private CA (resolved path). `None`: the public web roots.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// One local Maildir to process (for a mail server that delivers to disk, and for the sample).
@@ -363,6 +378,14 @@ struct RawSettings {
     ingest: RawIngest,
     general: RawGeneral,
     directory: RawDirectory,
+    audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawAudit {
+    /// Wider than `u32` so a negative or huge value is reported by name rather than as a type error.
+    retention_days: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -404,6 +427,7 @@ struct RawMailbox {
     folder: Option<String>,
     processed_folder: Option<String>,
     quarantine_folder: Option<String>,
+    tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -667,6 +691,24 @@ fn validate(raw: RawSettings, base: &Path) -> Result<Settings, SettingsError> {
         problems.push("general.language: empty".to_owned());
     }
 
+    let retention_days = raw.audit.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS);
+    let audit = match u32::try_from(retention_days) {
+        Ok(0) => AuditSettings {
+            retention_days: None,
+        },
+        Ok(days) => AuditSettings {
+            retention_days: Some(days),
+        },
+        Err(_) => {
+            problems.push(format!(
+                "audit.retention_days: {retention_days} is not a number of days (0 keeps raw mail forever)"
+            ));
+            AuditSettings {
+                retention_days: None,
+            }
+        }
+    };
+
     match (notify, listen, timezone) {
         (Some(notify), Some(listen), Some(timezone)) if problems.is_empty() => Ok(Settings {
             database: DatabaseSettings { url },
@@ -679,6 +721,7 @@ fn validate(raw: RawSettings, base: &Path) -> Result<Settings, SettingsError> {
             general: GeneralSettings { timezone, language },
             data_dir,
             directory,
+            audit,
         }),
         _ => Err(SettingsError::Invalid(problems)),
     }
@@ -746,6 +789,7 @@ fn validate_mailbox(
         folder: folder_name,
         processed_folder,
         quarantine_folder,
+        tls_ca_file: raw.tls_ca_file.map(|file| normalize(&base.join(file))),
     })
 }
 
@@ -1103,6 +1147,18 @@ mod tests {
     }
 
     #[test]
+    fn raw_mail_is_kept_five_years_unless_configured_and_zero_keeps_it_forever() {
+        let (_dir, settings) = load("", &[]);
+        assert_eq!(settings.expect("valid").audit.retention_days, Some(1825));
+        let (_dir, settings) = load("[audit]\nretention_days = 30\n", &[]);
+        assert_eq!(settings.expect("valid").audit.retention_days, Some(30));
+        let (_dir, settings) = load("", &[("TAXINBOX__AUDIT__RETENTION_DAYS", "0")]);
+        assert_eq!(settings.expect("valid").audit.retention_days, None);
+        let error = error_text("[audit]\nretention_days = -1\n", &[]);
+        assert!(error.contains("audit.retention_days: -1"), "{error}");
+    }
+
+    #[test]
     fn no_file_at_all_gives_the_defaults_relative_to_the_working_directory() {
         let settings = Settings::from_sources(None, &[]).expect("defaults");
         assert_eq!(settings.database.url, "sqlite://data/taxinbox.db");
@@ -1207,6 +1263,18 @@ mod tests {
             ),
             ("INBOX", "INBOX/Processed", "INBOX/Quarantine")
         );
+    }
+
+    #[test]
+    fn a_mailbox_ca_file_is_resolved_against_the_config_folder() {
+        let (dir, settings) = load(&format!("{MAILBOX}tls_ca_file = \"certs/ca.pem\"\n"), &[]);
+        let mailbox = &settings.expect("valid").mailboxes[0];
+        assert_eq!(
+            mailbox.tls_ca_file.as_deref(),
+            Some(dir.path().join("certs").join("ca.pem").as_path())
+        );
+        let (_dir, settings) = load(MAILBOX, &[]);
+        assert_eq!(settings.expect("valid").mailboxes[0].tls_ca_file, None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod command;
 pub mod demands;
 pub mod production;
+pub mod tax;
 
 use std::path::PathBuf;
 

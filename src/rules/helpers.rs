@@ -284,6 +284,24 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
     engine.register_fn("is_staff", move |address: &str| -> bool {
         dir.accountant(address.trim()).is_some()
     });
+    // The firm's own mail: a person of the register, or any address at a domain the firm's people write from.
+    let firm_domains: Vec<String> = ctx
+        .directory
+        .accountants()
+        .filter_map(|a| {
+            a.email
+                .rsplit_once('@')
+                .map(|(_, d)| format!("@{}", d.to_lowercase()))
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let dir = ctx.directory.clone();
+    engine.register_fn("is_firm_address", move |address: &str| -> bool {
+        let address = address.trim().to_lowercase();
+        dir.accountant(&address).is_some()
+            || firm_domains.iter().any(|d| address.ends_with(d.as_str()))
+    });
 
     let demands = ctx.demands.clone();
     engine.register_fn("demand_phrases", move |kind: &str| -> Array {

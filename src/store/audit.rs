@@ -4,6 +4,10 @@
 //! reordering entries breaks the chain at the first bad one. `audit_head` holds the newest link; appending starts
 //! with an `UPDATE … RETURNING` of that row, which takes the write lock on SQLite and a row lock on PostgreSQL, so
 //! concurrent writers append one after another.
+//!
+//! Also here: the writes that exist for the log's sake — notification entries, the ruleset record, the purge of
+//! raw mail after its retention period (the content goes, its hash and size stay, and the purge is itself an
+//! entry naming every hash it emptied, so `audit verify` tells purged mail from removed mail).
 
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
@@ -115,9 +119,13 @@ pub async fn verify_log(conn: &mut AnyConnection) -> anyhow::Result<VerifyOutcom
         let stored_prev: String = row.try_get("prev_hash")?;
         let stored_hash: String = row.try_get("hash")?;
         if seq != expected_seq {
+            // The first bad entry is the one that is not there.
             return Ok(VerifyOutcome::Broken {
-                seq,
-                reason: format!("entry {expected_seq} is missing"),
+                seq: expected_seq,
+                reason: format!(
+                    "entry {expected_seq} is missing (the log goes from entry {} to entry {seq})",
+                    expected_seq - 1
+                ),
             });
         }
         if stored_prev != prev_hash {
@@ -161,4 +169,171 @@ pub async fn verify_log(conn: &mut AnyConnection) -> anyhow::Result<VerifyOutcom
     Ok(VerifyOutcome::Intact {
         entries: expected_seq - 1,
     })
+}
+
+/// The event of a purge entry; its payload lists the hashes whose content was emptied.
+pub const RAW_MAIL_PURGED: &str = "raw_mail_purged";
+
+/// Hashes named per purge entry: a first purge after years of mail stays a series of readable entries.
+const PURGE_BATCH: i64 = 500;
+
+/// Logs the delivery (or failure) of one outbox notification; called in the transaction that marks the row, so
+/// the outbox and the log never disagree.
+pub async fn log_notification(
+    conn: &mut AnyConnection,
+    id: i64,
+    at: &str,
+    error: Option<&str>,
+) -> anyhow::Result<i64> {
+    let row = sqlx::query(
+        "SELECT kind, task, message, recipient, status, attempts FROM outbox WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await
+    .with_context(|| format!("read notification {id} for the processed-mail log"))?;
+    let message: Option<i64> = row.try_get("message")?;
+    let payload = serde_json::json!({
+        "notification": id,
+        "kind": row.try_get::<String, _>("kind")?,
+        "task": row.try_get::<Option<i64>, _>("task")?,
+        "recipient": row.try_get::<String, _>("recipient")?,
+        "status": row.try_get::<String, _>("status")?,
+        "attempts": row.try_get::<i64, _>("attempts")?,
+        "error": error,
+    });
+    let event = if error.is_some() {
+        "notification_failed"
+    } else {
+        "notification_sent"
+    };
+    append_log(
+        conn,
+        &LogEntry {
+            at,
+            event,
+            message,
+            sha256: None,
+            payload: &payload,
+        },
+    )
+    .await
+}
+
+/// Records the ruleset a daemon runs with: always in `rulesets`, and as a `ruleset_loaded` entry when it differs
+/// from the ruleset the log last named (a restart with the same rules is not news). Returns the entry's number.
+pub async fn record_ruleset(
+    conn: &mut AnyConnection,
+    version: &str,
+    files: &[&str],
+    at: &str,
+) -> anyhow::Result<Option<i64>> {
+    let files_json = serde_json::to_string(files)?;
+    sqlx::query(
+        "INSERT INTO rulesets (version, loaded_at, files) VALUES ($1, $2, $3) ON CONFLICT (version) DO NOTHING",
+    )
+    .bind(version)
+    .bind(at)
+    .bind(&files_json)
+    .execute(&mut *conn)
+    .await
+    .context("record the ruleset")?;
+    let last = sqlx::query(
+        "SELECT payload FROM audit_log WHERE event = 'ruleset_loaded' ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .context("read the last ruleset entry")?;
+    if let Some(row) = last {
+        let payload: String = row.try_get("payload")?;
+        let last: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
+        if last.get("version").and_then(|v| v.as_str()) == Some(version) {
+            return Ok(None);
+        }
+    }
+    let payload = serde_json::json!({"version": version, "files": files});
+    let seq = append_log(
+        conn,
+        &LogEntry {
+            at,
+            event: "ruleset_loaded",
+            message: None,
+            sha256: None,
+            payload: &payload,
+        },
+    )
+    .await?;
+    Ok(Some(seq))
+}
+
+/// What one purge step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeOutcome {
+    /// Raw mails whose content was emptied.
+    pub purged: usize,
+    /// Their size in bytes.
+    pub bytes: i64,
+    /// The entry that names them, when there were any.
+    pub entry: Option<i64>,
+}
+
+/// Empties the content of up to [`PURGE_BATCH`] raw mails stored before `stored_before` (an RFC 3339 instant) and
+/// logs which. Mail still in quarantine keeps its bytes: nobody has dealt with it yet, and reprocessing needs them.
+/// With `dry_run` nothing is written and the outcome says what would go. Call repeatedly until nothing is purged.
+pub async fn purge_raw_mail(
+    conn: &mut AnyConnection,
+    stored_before: &str,
+    retention_days: u32,
+    at: &str,
+    dry_run: bool,
+) -> anyhow::Result<PurgeOutcome> {
+    let rows = sqlx::query(
+        "SELECT r.sha256, r.size FROM raw_mail r WHERE r.content IS NOT NULL AND r.stored_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = r.sha256 AND m.status = 'quarantined') \
+         ORDER BY r.stored_at, r.sha256 LIMIT $2",
+    )
+    .bind(stored_before)
+    .bind(if dry_run { i64::MAX } else { PURGE_BATCH })
+    .fetch_all(&mut *conn)
+    .await
+    .context("find raw mail past its retention period")?;
+    let mut outcome = PurgeOutcome::default();
+    let mut hashes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let sha: String = row.try_get("sha256")?;
+        outcome.bytes += row.try_get::<i64, _>("size")?;
+        outcome.purged += 1;
+        if !dry_run {
+            sqlx::query("UPDATE raw_mail SET content = NULL WHERE sha256 = $1")
+                .bind(&sha)
+                .execute(&mut *conn)
+                .await
+                .context("purge raw mail")?;
+        }
+        hashes.push(sha);
+    }
+    if dry_run || hashes.is_empty() {
+        return Ok(outcome);
+    }
+    let payload = serde_json::json!({
+        "retention_days": retention_days,
+        "stored_before": stored_before,
+        "count": outcome.purged,
+        "bytes": outcome.bytes,
+        "sha256": hashes,
+    });
+    outcome.entry = Some(
+        append_log(
+            conn,
+            &LogEntry {
+                at,
+                event: RAW_MAIL_PURGED,
+                message: None,
+                sha256: None,
+                payload: &payload,
+            },
+        )
+        .await?,
+    );
+    Ok(outcome)
 }

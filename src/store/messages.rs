@@ -117,7 +117,8 @@ pub struct NewNotification {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TaskRow {
     pub id: i64,
-    pub message: i64,
+    /// The mail the task came from; `None` for a tax-calendar task.
+    pub message: Option<i64>,
     pub client_inn: Option<String>,
     pub step: String,
     pub title: String,

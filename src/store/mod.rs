@@ -5,11 +5,20 @@
 //! the same on a pooled connection or inside a transaction. Migrations live in `migrations/<engine>/`.
 
 mod audit;
+mod audit_read;
+mod calendar;
 mod directory;
+mod imap;
 mod messages;
 
-pub use audit::{append_log, verify_log, LogEntry, VerifyOutcome};
+pub use audit::{
+    append_log, log_notification, purge_raw_mail, record_ruleset, verify_log, LogEntry,
+    PurgeOutcome, VerifyOutcome, RAW_MAIL_PURGED,
+};
+pub use audit_read::*;
+pub use calendar::*;
 pub use directory::{load_directory, save_directory};
+pub use imap::*;
 pub use messages::*;
 
 use anyhow::Context as _;
@@ -51,16 +60,7 @@ impl Store {
     /// Connects, creating the SQLite file (and its folder) when missing, and applies pending migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
-        let engine = if url.starts_with("sqlite:") {
-            Engine::Sqlite
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Engine::Postgres
-        } else {
-            anyhow::bail!(
-                "database.url: unsupported scheme in {:?} (sqlite: or postgres: expected)",
-                redact_url(url)
-            );
-        };
+        let engine = engine_of(url)?;
         let url = match engine {
             Engine::Sqlite => prepare_sqlite_url(url)?,
             Engine::Postgres => url.to_owned(),
@@ -97,11 +97,70 @@ impl Store {
         Ok(store)
     }
 
-    async fn migrate(&self) -> anyhow::Result<()> {
-        let migrator = match self.engine {
+    /// Connects for reading only, as auditors do: no migrations, SQLite opened with `mode=ro` (the file must
+    /// exist), PostgreSQL sessions with `default_transaction_read_only`, so even a bug cannot write. Refuses a
+    /// database whose schema is missing or older than this program's, naming what is missing.
+    pub async fn connect_read_only(url: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let engine = engine_of(url)?;
+        let url = match engine {
+            Engine::Sqlite => read_only_sqlite_url(url),
+            Engine::Postgres => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .with_context(|| format!("database.url: cannot parse {}", redact_url(&url)))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    let setup = match engine {
+                        Engine::Sqlite => format!(
+                            "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA query_only = ON;"
+                        ),
+                        Engine::Postgres => "SET default_transaction_read_only = on".to_owned(),
+                    };
+                    conn.execute(setup.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("connect read-only to {}", redact_url(&url)))?;
+        let store = Store { pool, engine };
+        store.check_schema().await?;
+        Ok(store)
+    }
+
+    fn migrator(&self) -> sqlx::migrate::Migrator {
+        match self.engine {
             Engine::Sqlite => sqlx::migrate!("migrations/sqlite"),
             Engine::Postgres => sqlx::migrate!("migrations/postgres"),
-        };
+        }
+    }
+
+    /// A read-only reader cannot migrate, so it insists that every migration this program knows is applied.
+    async fn check_schema(&self) -> anyhow::Result<()> {
+        let mut conn = self.acquire().await?;
+        let applied = audit_read::applied_migrations(&mut conn).await?;
+        let missing: Vec<String> = self
+            .migrator()
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect();
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "the database schema is older than this taxinbox (missing migration(s): {}); \
+                 start taxinbox once with the service role, which applies them",
+                missing.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = self.migrator();
         migrator
             .run(&self.pool)
             .await
@@ -134,6 +193,33 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn engine_of(url: &str) -> anyhow::Result<Engine> {
+    if url.starts_with("sqlite:") {
+        Ok(Engine::Sqlite)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Engine::Postgres)
+    } else {
+        anyhow::bail!(
+            "database.url: unsupported scheme in {:?} (sqlite: or postgres: expected)",
+            redact_url(url)
+        )
+    }
+}
+
+/// `sqlite://path?…` → `sqlite://path?…&mode=ro`, whatever mode the configuration asked for.
+fn read_only_sqlite_url(url: &str) -> String {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("mode="))
+        .collect();
+    params.push("mode=ro");
+    format!("sqlite://{path}?{}", params.join("&"))
 }
 
 /// `sqlite://path` → `sqlite://path?mode=rwc`, with the folder created, so a fresh data directory just works.
@@ -191,6 +277,15 @@ mod tests {
             redact_url("postgres://app@db.example/x"),
             "postgres://app@db.example/x"
         );
+    }
+
+    #[test]
+    fn read_only_sqlite_urls_override_any_mode() {
+        assert_eq!(
+            read_only_sqlite_url("sqlite://data/x.db?mode=rwc&cache=shared"),
+            "sqlite://data/x.db?cache=shared&mode=ro"
+        );
+        assert_eq!(read_only_sqlite_url("sqlite:x.db"), "sqlite://x.db?mode=ro");
     }
 
     #[test]

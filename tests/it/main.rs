@@ -3,7 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is the test failing
 
+mod audit;
+mod calendar;
 mod cli;
 mod corpus;
+mod dovecot;
 mod helpers;
+mod imap;
 mod ingest;

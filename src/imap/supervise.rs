@@ -1,0 +1,148 @@
+//! The long-running task of one mailbox in `taxinbox run`: a pass, then IDLE (or a pause where the server has
+//! no IDLE), again and again; on a retryable error, reconnect after an exponential back-off with jitter; on a
+//! permanent one (refused login, missing folder, bad TLS set-up) stop this mailbox only, with the error.
+//!
+//! Shutdown is a `watch` flag: a pass in progress finishes its batch (committed and moved), IDLE is left with
+//! DONE, and the task returns [`MailboxEnd::Shutdown`].
+
+use super::{Error, MailboxSession, PollContext};
+use crate::pipeline::Pipeline;
+use crate::settings::MailboxSettings;
+use crate::store::Store;
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// IDLE is re-issued after this long: RFC 2177 lets servers drop an IDLE after 30 minutes of silence.
+pub const IDLE_REFRESH: Duration = Duration::from_secs(25 * 60);
+/// Between passes on a server without IDLE: new mail waits at most this long, a tax demand's deadline is days.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// First wait after a failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest wait between attempts: an outage of hours is retried every few minutes, never hammered.
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// How a mailbox task ended.
+#[derive(Debug)]
+pub enum MailboxEnd {
+    /// Asked to stop.
+    Shutdown,
+    /// A failure retrying cannot fix; the other mailboxes go on.
+    Stopped(Error),
+}
+
+/// The wait before attempt `attempt` (1-based) after failures: `base * 2^(attempt-1)` capped, then a random
+/// point in its upper half, so that many instances cut off together do not reconnect in lockstep.
+pub fn backoff_delay(attempt: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(BACKOFF_CAP);
+    let half = capped / 2;
+    // RandomState is seeded randomly per instance: enough jitter without a dependency.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let millis = u64::try_from(half.as_millis()).unwrap_or(u64::MAX).max(1);
+    half + Duration::from_millis(random % millis)
+}
+
+/// Works `mailbox` until `stop` turns `true` or a permanent error.
+pub async fn run_mailbox(
+    store: Store,
+    pipeline: Pipeline,
+    mailbox: MailboxSettings,
+    batch_size: usize,
+    stop: watch::Receiver<bool>,
+) -> MailboxEnd {
+    let clock = chrono::Utc::now;
+    let mut failures: u32 = 0;
+    let mut session: Option<MailboxSession> = None;
+    // Bounded by the stop flag: each turn either waits (IDLE, pause, back-off: all capped and interruptible)
+    // or returns.
+    loop {
+        if *stop.borrow() {
+            if let Some(s) = session.take() {
+                s.logout().await;
+            }
+            return MailboxEnd::Shutdown;
+        }
+        let step = async {
+            let mut s = match session.take() {
+                Some(s) => s,
+                None => MailboxSession::open(&mailbox).await?,
+            };
+            let stop_view = stop.clone();
+            let ctx = PollContext {
+                store: &store,
+                pipeline: &pipeline,
+                batch_size,
+                clock: &clock,
+                stop: Some(&stop_view),
+            };
+            let outcome = s.poll(&ctx).await?;
+            if !outcome.reports.is_empty() || outcome.moved_from_before > 0 {
+                tracing::info!(
+                    mailbox = %mailbox.name,
+                    committed = outcome.reports.len(),
+                    moved = outcome.moved,
+                    "pass done"
+                );
+            }
+            Ok::<MailboxSession, Error>(s)
+        };
+        match step.await {
+            Ok(s) => {
+                failures = 0;
+                let mut stop_idle = stop.clone();
+                if s.can_idle() {
+                    match s.idle(IDLE_REFRESH, &mut stop_idle).await {
+                        Ok((s, _woken)) => session = Some(s),
+                        Err(e) => {
+                            tracing::warn!(mailbox = %mailbox.name, "IDLE failed, reconnecting: {e}");
+                        }
+                    }
+                } else {
+                    session = Some(s);
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                        _ = stop_idle.wait_for(|s| *s) => {}
+                    }
+                }
+            }
+            Err(e) if e.is_retryable() => {
+                failures = failures.saturating_add(1);
+                let delay = backoff_delay(failures);
+                tracing::warn!(
+                    mailbox = %mailbox.name,
+                    attempt = failures,
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "{e}"
+                );
+                let mut stop_wait = stop.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop_wait.wait_for(|s| *s) => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(mailbox = %mailbox.name, "mailbox stopped: {e}");
+                return MailboxEnd::Stopped(e);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_under_the_cap() {
+        for attempt in 1..40 {
+            let d = backoff_delay(attempt);
+            assert!(d <= BACKOFF_CAP, "attempt {attempt}: {d:?}");
+        }
+        assert!(backoff_delay(1) <= BACKOFF_BASE);
+        assert!(backoff_delay(6) >= BACKOFF_BASE * 16);
+        assert!(backoff_delay(30) >= BACKOFF_CAP / 2);
+    }
+}

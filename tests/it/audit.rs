@@ -1,0 +1,476 @@
+//! The processed-mail log as auditors use it, on both engines: verification names the first bad entry after any
+//! edit, deletion, swap or altered raw mail; purged raw mail still verifies; the export has one row per mail;
+//! `audit show` tells a mail's whole story; the audit commands work with a role that may only read.
+
+use crate::helpers::{corpus, postgres_server, project_root, Engine, TestApp};
+use std::sync::Arc;
+use taxinbox::audit;
+use taxinbox::pipeline::Status;
+
+macro_rules! on_both_engines {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                ($body)(Engine::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                ($body)(Engine::Postgres).await;
+            }
+        }
+    };
+}
+
+async fn ingested_corpus(engine: Engine) -> TestApp {
+    let app = TestApp::new(engine).await;
+    app.import_corpus_register().await;
+    app.ingest(&[&corpus().join("mail")], false).await;
+    app
+}
+
+async fn scalar_i64(app: &TestApp, sql: &str) -> i64 {
+    app.count(sql).await
+}
+
+/// Runs `tamper` in a transaction, verifies inside it, and rolls back, so one ingested corpus serves every case.
+async fn verify_after(app: &TestApp, tamper: &[&str]) -> audit::Verification {
+    let mut tx = app.app.store.begin().await.unwrap();
+    for sql in tamper {
+        sqlx::query(sql).execute(&mut *tx).await.expect(sql);
+    }
+    let v = audit::verify(&mut tx).await.unwrap();
+    tx.rollback().await.unwrap();
+    v
+}
+
+fn first_bad(v: &audit::Verification) -> i64 {
+    assert!(!v.is_intact(), "tampering not detected: {v}");
+    v.first_bad()
+        .and_then(|f| f.seq)
+        .expect("a bad entry is named")
+}
+
+on_both_engines!(
+    the_ingested_corpus_verifies_and_every_edit_deletion_swap_or_altered_raw_mail_is_named,
+    |engine| async move {
+        let app = ingested_corpus(engine).await;
+        let mut conn = app.app.store.acquire().await.unwrap();
+        let v = audit::verify(&mut conn).await.unwrap();
+        drop(conn);
+        let mails = scalar_i64(&app, "SELECT COUNT(*) FROM messages").await;
+        assert!(v.is_intact(), "{v}");
+        assert_eq!(v.entries, mails + 1, "one entry per mail and the register");
+        assert_eq!(v.raw_checked, u64::try_from(mails).unwrap());
+        assert_eq!(v.mails_checked, u64::try_from(mails).unwrap());
+
+        // Someone edits the decision recorded in one entry.
+        let demand = scalar_i64(
+            &app,
+            "SELECT MIN(seq) FROM audit_log WHERE event = 'mail_processed' AND payload LIKE '%\"tax_demand\"%'",
+        )
+        .await;
+        let v = verify_after(
+            &app,
+            &[&format!(
+                "UPDATE audit_log SET payload = REPLACE(payload, '\"tax_demand\"', '\"ignore\"') WHERE seq = {demand}"
+            )],
+        )
+        .await;
+        assert_eq!(first_bad(&v), demand, "{v}");
+
+        // … or the decision stored with the mail, leaving the log alone.
+        let message = scalar_i64(
+            &app,
+            &format!("SELECT message FROM audit_log WHERE seq = {demand}"),
+        )
+        .await;
+        let v = verify_after(
+            &app,
+            &[&format!(
+                "UPDATE messages SET category = 'ignore' WHERE id = {message}"
+            )],
+        )
+        .await;
+        assert_eq!(first_bad(&v), demand, "{v}");
+        assert!(v.to_string().contains("category ignore"), "{v}");
+
+        // … deletes one entry.
+        let v = verify_after(&app, &["DELETE FROM audit_log WHERE seq = 10"]).await;
+        assert_eq!(first_bad(&v), 10, "{v}");
+
+        // … swaps two.
+        let v = verify_after(
+            &app,
+            &[
+                "UPDATE audit_log SET seq = -21 WHERE seq = 21",
+                "UPDATE audit_log SET seq = 21 WHERE seq = 20",
+                "UPDATE audit_log SET seq = 20 WHERE seq = -21",
+            ],
+        )
+        .await;
+        assert_eq!(first_bad(&v), 20, "{v}");
+
+        // … or alters a stored raw mail (here: one byte of the mail entry 30 is about).
+        let sha: (String,) = sqlx::query_as("SELECT sha256 FROM audit_log WHERE seq = 30")
+            .fetch_one(&mut *app.app.store.acquire().await.unwrap())
+            .await
+            .unwrap();
+        let first = scalar_i64(
+            &app,
+            &format!("SELECT MIN(seq) FROM audit_log WHERE sha256 = '{}'", sha.0),
+        )
+        .await;
+        let mut tx = app.app.store.begin().await.unwrap();
+        let raw = taxinbox::store::raw_mail(&mut tx, &sha.0)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut altered = raw.clone();
+        let last = altered.len() - 3;
+        altered[last] ^= 0x20;
+        sqlx::query("UPDATE raw_mail SET content = $1 WHERE sha256 = $2")
+            .bind(altered)
+            .bind(&sha.0)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let v = audit::verify(&mut tx).await.unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(first_bad(&v), first, "{v}");
+        assert!(v.to_string().contains("altered"), "{v}");
+
+        // Untouched again after every rollback.
+        let mut conn = app.app.store.acquire().await.unwrap();
+        assert!(audit::verify(&mut conn).await.unwrap().is_intact());
+        drop(conn);
+        app.cleanup().await;
+    }
+);
+
+on_both_engines!(
+    the_csv_export_has_one_row_per_mail_with_the_auditor_columns,
+    |engine| async move {
+        let app = ingested_corpus(engine).await;
+        let mut conn = app.app.store.acquire().await.unwrap();
+        let rows = audit::export_rows(&mut conn, &Default::default())
+            .await
+            .unwrap();
+        drop(conn);
+        let mut bytes = Vec::new();
+        audit::write_csv(&mut bytes, &rows).unwrap();
+        assert!(bytes.starts_with("\u{feff}".as_bytes()), "a BOM for Excel");
+        let mut reader = csv::Reader::from_reader(&bytes[3..]);
+        let header: Vec<String> = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(header, audit::CSV_COLUMNS);
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        let mails = app.count("SELECT COUNT(*) FROM messages").await;
+        assert_eq!(records.len() as i64, mails);
+        let ids: std::collections::BTreeSet<&str> = records.iter().map(|r| &r[0]).collect();
+        assert_eq!(ids.len() as i64, mails, "one row per mail");
+        let mut with_tasks = 0;
+        for r in &records {
+            assert!(
+                chrono::NaiveDate::parse_from_str(&r[col("received")], "%Y-%m-%d").is_ok(),
+                "{r:?}"
+            );
+            assert!(!r[col("mailbox")].is_empty());
+            assert!(r[col("ruleset_version")].starts_with("sha256:"), "{r:?}");
+            assert!(
+                ["processed", "linked", "quarantined"].contains(&&r[col("status")]),
+                "{r:?}"
+            );
+            if r[col("tasks")].is_empty() {
+                continue;
+            }
+            with_tasks += 1;
+            let tasks = r[col("tasks")].split(audit::LIST_SEPARATOR).count();
+            let assignees = r[col("assignees")].split(audit::LIST_SEPARATOR).count();
+            let dues: Vec<&str> = r[col("due_dates")].split(audit::LIST_SEPARATOR).collect();
+            assert_eq!((tasks, assignees), (dues.len(), dues.len()), "{r:?}");
+            for due in dues {
+                assert!(chrono::NaiveDate::parse_from_str(due, "%Y-%m-%d").is_ok());
+            }
+        }
+        let tasked = app.count("SELECT COUNT(DISTINCT message) FROM tasks").await;
+        assert_eq!(with_tasks, tasked);
+        let demand = records
+            .iter()
+            .find(|r| &r[col("category")] == "tax_demand" && !r[col("client_inn")].is_empty())
+            .expect("the corpus has demands of known clients");
+        assert!(!demand[col("client")].is_empty() && !demand[col("rule")].is_empty());
+        app.cleanup().await;
+    }
+);
+
+on_both_engines!(
+    purged_raw_mail_still_verifies_as_purged_but_raw_mail_emptied_without_a_purge_is_named,
+    |engine| async move {
+        let app = TestApp::with_extra_config(engine, "[audit]\nretention_days = 30\n").await;
+        app.import_corpus_register().await;
+        app.ingest(
+            &[
+                &corpus().join("mail/0007.eml"),
+                &corpus().join("mail/0014.eml"),
+                &corpus().join("mail/0015.eml"),
+            ],
+            false,
+        )
+        .await;
+        let settings = app.app.settings.audit;
+        assert_eq!(settings.retention_days, Some(30));
+        // Within the retention period nothing goes.
+        let now = audit::purge_expired(&app.app.store, &settings, chrono::Utc::now(), false)
+            .await
+            .unwrap();
+        assert_eq!(now.purged, 0);
+        let later = chrono::Utc::now() + chrono::Duration::days(31);
+        let dry = audit::purge_expired(&app.app.store, &settings, later, true)
+            .await
+            .unwrap();
+        assert_eq!(dry.purged, 3);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM raw_mail WHERE content IS NULL")
+                .await,
+            0,
+            "a dry run changes nothing"
+        );
+        let purged = audit::purge_expired(&app.app.store, &settings, later, false)
+            .await
+            .unwrap();
+        assert_eq!(purged.purged, 3);
+        assert_eq!(purged.entries.len(), 1);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM raw_mail WHERE content IS NULL")
+                .await,
+            3
+        );
+        let mut conn = app.app.store.acquire().await.unwrap();
+        let v = audit::verify(&mut conn).await.unwrap();
+        assert!(v.is_intact(), "{v}");
+        assert_eq!((v.raw_checked, v.raw_purged), (3, 3));
+        let story = audit::story(&mut conn, 1).await.unwrap().unwrap();
+        assert!(matches!(story.raw, audit::RawState::Purged { .. }));
+        assert!(story.history.iter().any(|l| l.event == "raw_mail_purged"));
+        drop(conn);
+
+        // A mail whose bytes vanish without a purge entry is tampering, named by its entry.
+        app.ingest(&[&corpus().join("mail/0016.eml")], false).await;
+        let entry = app
+            .count("SELECT MAX(seq) FROM audit_log WHERE sha256 IS NOT NULL")
+            .await;
+        let v = verify_after(
+            &app,
+            &[&format!(
+                "UPDATE raw_mail SET content = NULL WHERE sha256 = (SELECT sha256 FROM audit_log WHERE seq = {entry})"
+            )],
+        )
+        .await;
+        assert_eq!(first_bad(&v), entry, "{v}");
+        assert!(v.to_string().contains("no purge entry"), "{v}");
+        app.cleanup().await;
+    }
+);
+
+on_both_engines!(
+    show_tells_why_a_mail_was_quarantined_and_that_a_reprocess_then_processed_and_notified,
+    |engine| async move {
+        let app = TestApp::new(engine).await;
+        app.import_corpus_register().await;
+        let good = app.pipeline().await;
+        // The same rules plus one that fails on every mail, run first.
+        let mut broken = good.clone();
+        broken.rules = Arc::new(
+            taxinbox::rules::Ruleset::from_sources(
+                &project_root().join("rules/mail"),
+                &[(
+                    "05-broken.rhai".to_owned(),
+                    "fn classify(mail) { let x = mail.nothing_here.len(); () }\n".to_owned(),
+                )],
+                &Default::default(),
+                &good.ctx,
+            )
+            .unwrap(),
+        );
+        let inputs =
+            taxinbox::source::collect(&[corpus().join("mail/0014.eml").display().to_string()])
+                .unwrap();
+        let mut reports = vec![];
+        taxinbox::ingest::ingest(
+            &app.app.store,
+            &broken,
+            &inputs,
+            &taxinbox::ingest::IngestOptions {
+                dry_run: false,
+                batch_size: 8,
+            },
+            &chrono::Utc::now,
+            |r| reports.push(r.clone()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reports[0].status, Status::Quarantined);
+        let id = reports[0].id.unwrap();
+
+        let mut tx = app.app.store.begin().await.unwrap();
+        let again = good
+            .reprocess(&mut tx, id, chrono::Utc::now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(again.status, Status::Processed);
+        taxinbox::audit::record_ruleset(&app.app.store, &good.rules, chrono::Utc::now())
+            .await
+            .unwrap();
+        // A restart with the same rules is not news.
+        taxinbox::audit::record_ruleset(&app.app.store, &good.rules, chrono::Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM audit_log WHERE event = 'ruleset_loaded'")
+                .await,
+            1
+        );
+        let delivery = taxinbox::notify::Delivery::Files(app.path("outbox"));
+        let sent = taxinbox::notify::send_pending(
+            &app.app.store,
+            &delivery,
+            "taxinbox@debet-service.example",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            sent.sent as i64,
+            app.count("SELECT COUNT(*) FROM outbox").await
+        );
+
+        let store = taxinbox::store::Store::connect_read_only(&app.app.settings.database.url)
+            .await
+            .unwrap();
+        let mut conn = store.acquire().await.unwrap();
+        let story = audit::story(&mut conn, id).await.unwrap().unwrap();
+        let text = audit::render_story(&story, chrono_tz::Europe::Moscow);
+        let events: Vec<&str> = story.history.iter().map(|l| l.event.as_str()).collect();
+        assert_eq!(
+            events[..2],
+            ["mail_quarantined", "mail_reprocessed"],
+            "{text}"
+        );
+        assert!(
+            events[2..].iter().all(|e| *e == "notification_sent"),
+            "{text}"
+        );
+        assert!(
+            text.contains("05-broken.rhai"),
+            "why it was quarantined:\n{text}"
+        );
+        assert!(text.contains("reprocessed → processed"), "{text}");
+        assert!(text.contains("Subject:"), "raw headers:\n{text}");
+        assert!(text.contains(&good.rules.version().to_string()), "{text}");
+        assert_eq!(story.tasks.len(), again.tasks.len());
+        assert!(story.notifications.iter().all(|n| n.status == "sent"));
+        let v = audit::verify(&mut conn).await.unwrap();
+        assert!(v.is_intact(), "{v}");
+        // The reader cannot write.
+        assert!(sqlx::query("DELETE FROM audit_log")
+            .execute(&mut *conn)
+            .await
+            .is_err());
+        drop(conn);
+        store.close().await;
+        app.cleanup().await;
+    }
+);
+
+/// Runs the binary with a configuration file.
+fn taxinbox(config: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_taxinbox"));
+    c.arg("--config").arg(config).env_remove("RUST_LOG");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_role_that_may_only_select_runs_every_audit_command_on_postgres() {
+    use sqlx::Connection as _;
+    let app = TestApp::new(Engine::Postgres).await;
+    app.import_corpus_register().await;
+    app.ingest(
+        &[
+            &corpus().join("mail/0007.eml"),
+            &corpus().join("mail/0014.eml"),
+        ],
+        false,
+    )
+    .await;
+    let url = app.app.settings.database.url.clone();
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let role = format!("{database}_auditor");
+    // The shipped grants, with this test's names.
+    let grants = std::fs::read_to_string(project_root().join("deploy/postgres-auditor.sql"))
+        .unwrap()
+        .replace("taxinbox_auditor", &role)
+        .replace("DATABASE taxinbox ", &format!("DATABASE {database} "))
+        .replace("FOR ROLE taxinbox ", "FOR ROLE postgres ");
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(&grants).execute(&mut admin).await.unwrap();
+    admin.close().await.unwrap();
+
+    let server = postgres_server();
+    let auditor_url = server.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(auditor_url, server, "the test server URL names its user");
+    let config = app.path("auditor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"{auditor_url}/{database}\"\n[rules]\ndir = \"{}\"\n",
+            project_root().join("rules").display()
+        ),
+    )
+    .unwrap();
+    for args in [
+        &["audit", "verify"][..],
+        &["audit", "log"],
+        &["audit", "log", "--format", "jsonl", "--status", "processed"],
+        &["audit", "show", "1"],
+        &["audit", "export", "--format", "csv"],
+        &["audit", "export", "--format", "jsonl"],
+    ] {
+        let out = taxinbox(&config).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stdout.is_empty(), "{args:?} printed nothing");
+    }
+    let verify = taxinbox(&config)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("intact: 3 entries"));
+    // The role cannot write: a writing command fails.
+    let ingest = taxinbox(&config)
+        .arg("ingest")
+        .arg(corpus().join("mail/0015.eml"))
+        .output()
+        .unwrap();
+    assert!(!ingest.status.success(), "the auditor role wrote");
+
+    app.cleanup().await;
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/test"))
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}

@@ -1,0 +1,364 @@
+//! A private Dovecot for the IMAP tests: its own configuration, state, logs and mail in a temporary folder,
+//! listening on 127.0.0.1 on a free port, started in the foreground and killed when dropped.
+//!
+//! Mail is delivered by writing files into the user's Maildir `new/`, the way an MDA does; Dovecot sees them at
+//! the next SELECT. `scripts/test-services` installs Dovecot (Debian's `dovecot-imapd`) when it is missing.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The one user of every test server.
+pub const USER: &str = "buh";
+/// Its password; the tests check it never shows in an error.
+pub const PASSWORD: &str = "Pa55-word-for-tests";
+
+/// A running Dovecot.
+pub struct Dovecot {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    delivered: u32,
+    /// The CA that signed the server's certificate, when the server speaks TLS.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A port the kernel just handed out and that nobody listens on (the window until Dovecot binds is tiny).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn dovecot_binary() -> String {
+    for candidate in ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"] {
+        if Path::new(candidate).exists() {
+            return candidate.to_owned();
+        }
+    }
+    "dovecot".to_owned()
+}
+
+fn id(args: &[&str]) -> String {
+    let o = Command::new("id").args(args).output().expect("run id");
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// Who the server's processes and the mail run as, as configuration lines, and the mail's uid and gid.
+/// As root, Dovecot's own unprivileged users (it refuses root for logins and mail); otherwise the current user.
+fn server_users() -> (String, u32, u32) {
+    let uid: u32 = id(&["-u"]).parse().expect("uid");
+    if uid == 0 {
+        let mail_uid = id(&["-u", "dovecot"])
+            .parse()
+            .expect("the dovecot user exists");
+        let mail_gid = id(&["-g", "dovecot"])
+            .parse()
+            .expect("the dovecot group exists");
+        (String::new(), mail_uid, mail_gid)
+    } else {
+        let name = id(&["-un"]);
+        let gid = id(&["-g"]).parse().expect("gid");
+        (
+            format!("default_internal_user = {name}\ndefault_login_user = {name}\n"),
+            uid,
+            gid,
+        )
+    }
+}
+
+impl Dovecot {
+    /// Starts a plain-text server (`ssl = no`): the mailbox must say `tls = "none"`.
+    pub fn start() -> Dovecot {
+        Self::start_with(false)
+    }
+
+    /// Starts a server that speaks TLS from the first byte, with a certificate for `localhost` signed by a CA
+    /// made for this test ([`Dovecot::ca_file`]).
+    pub fn start_tls() -> Dovecot {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Dovecot {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let conf = dir.path().join("dovecot.conf");
+        let d = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(&p).expect("create dovecot dir");
+            p
+        };
+        let (base, state, mail) = (d("run"), d("state"), d("mail"));
+        let passwd = dir.path().join("passwd");
+        std::fs::write(&passwd, format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n")).expect("passwd");
+        let (users, uid, gid) = server_users();
+        // The mail folders belong to the mail user; the test (maybe root) only drops files into them.
+        let maildir = mail.join(USER).join("Maildir");
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(maildir.join(sub)).expect("create Maildir");
+        }
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("open the temp dir to the mail user");
+            for p in [
+                mail.clone(),
+                mail.join(USER),
+                maildir.clone(),
+                maildir.join("new"),
+                maildir.join("cur"),
+                maildir.join("tmp"),
+            ] {
+                std::os::unix::fs::chown(&p, Some(uid), Some(gid)).expect("chown Maildir");
+            }
+        }
+        let text = format!(
+            r#"# Private test server: nothing here is read from /etc/dovecot.
+base_dir = {base}
+state_dir = {state}
+log_path = {log}
+info_log_path = {log}
+listen = 127.0.0.1
+protocols = imap
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+# A refused login answers at once: the tests check refusals, not brute-force protection.
+auth_failure_delay = 0
+{users}first_valid_uid = 1
+first_valid_gid = 1
+mail_location = maildir:{mail}/%u/Maildir
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {passwd}
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={mail}/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+  chroot =
+}}
+service anvil {{
+  chroot =
+}}
+"#,
+            base = base.display(),
+            state = state.display(),
+            log = dir.path().join("dovecot.log").display(),
+            mail = mail.display(),
+            passwd = passwd.display(),
+        );
+        let (text, ca_file) = if tls {
+            let (ca, cert, key) = make_certificates(dir.path());
+            let text = text
+                .replace("ssl = no\n", &format!("ssl = required\nssl_cert = <{}\nssl_key = <{}\n", cert.display(), key.display()))
+                .replace(&format!("    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n"),
+                    &format!("    port = 0\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {port}\n    ssl = yes\n"));
+            (text, Some(ca))
+        } else {
+            (text, None)
+        };
+        std::fs::write(&conf, text).expect("write dovecot.conf");
+        let mut dovecot = Dovecot {
+            child: None,
+            port,
+            dir,
+            conf,
+            delivered: 0,
+            ca_file,
+        };
+        dovecot.launch();
+        dovecot
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new(dovecot_binary())
+            .arg("-F")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("start dovecot (run scripts/test-services to install it): {e}")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "dovecot exited with {status}; log:\n{}\nstderr:\n{}",
+                    self.log(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("dovecot did not listen within 20 s; log:\n{}", self.log());
+    }
+
+    fn stderr(&mut self) -> String {
+        use std::io::Read as _;
+        let mut s = String::new();
+        if let Some(err) = self.child.as_mut().and_then(|c| c.stderr.as_mut()) {
+            let _ = err.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// The server's log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// Kills the server (connections drop at once, as in a crash or a network cut).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Dovecot's helper processes follow the master; wait until the port is free for the restart.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again on the same port with the same mail.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// The user's Maildir.
+    pub fn maildir(&self) -> PathBuf {
+        self.dir.path().join("mail").join(USER).join("Maildir")
+    }
+
+    /// Delivers one mail into INBOX, as an MDA does.
+    pub fn deliver(&mut self, raw: &[u8]) {
+        let maildir = self.maildir();
+        self.delivered += 1;
+        let name = format!(
+            "{}.M{}P{}.taxinbox-test",
+            1_700_000_000 + self.delivered,
+            self.delivered,
+            std::process::id()
+        );
+        let tmp = maildir.join("tmp").join(&name);
+        std::fs::write(&tmp, raw).expect("write mail");
+        std::fs::rename(&tmp, maildir.join("new").join(&name)).expect("deliver mail");
+    }
+
+    /// Writes `password` to a file in the server's folder and returns its path (for `password_file`).
+    pub fn password_file(&self, name: &str, password: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, format!("{password}\n")).expect("write password file");
+        path
+    }
+
+    /// A `[[mailboxes]]` section for this server, with the password in `password_file`.
+    pub fn mailbox_config(&self, name: &str, password_file: &Path) -> String {
+        format!(
+            "[[mailboxes]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"{USER}\"\npassword_file = \"{}\"\n",
+            self.port,
+            password_file.display()
+        )
+    }
+}
+
+/// A CA and a server certificate for `localhost` / 127.0.0.1 signed by it, made with the openssl command.
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName = DNS:localhost, IP:127.0.0.1\nbasicConstraints = CA:FALSE\n",
+    )
+    .expect("write san.ext");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=taxinbox test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
