@@ -593,6 +593,16 @@ pub fn render_story(s: &MailStory, tz: chrono_tz::Tz) -> String {
         let _ = writeln!(out, "               {r}");
     }
     let _ = writeln!(out, "  decided:     {}", local_time(&s.processed_at, tz));
+    // The decision trace of the newest log entry that has one (older entries were written before traces existed).
+    if let Some(trace) = s
+        .history
+        .iter()
+        .rev()
+        .map(|l| &l.payload["trace"])
+        .find(|t| t.is_object())
+    {
+        out.push_str(&render_trace(trace));
+    }
 
     let _ = writeln!(out, "\ntasks ({})", s.tasks.len());
     for t in &s.tasks {
@@ -651,6 +661,49 @@ pub fn render_story(s: &MailStory, tz: chrono_tz::Tz) -> String {
             }
         }
         None => out.push_str("  (not kept)\n"),
+    }
+    out
+}
+
+/// The decision trace as `audit show` prints it: the rule files that returned `()`, the one that decided, how the
+/// client was found, and where each deadline comes from.
+pub fn render_trace(trace: &serde_json::Value) -> String {
+    let mut out = String::from("\ntrace\n");
+    if let Some(e) = trace["error"].as_str() {
+        let _ = writeln!(out, "  failed:      {e}");
+        return out;
+    }
+    let passed: Vec<&str> = trace["passed"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let passed = if passed.is_empty() {
+        "(none)".to_owned()
+    } else {
+        passed.join(", ")
+    };
+    let _ = writeln!(out, "  returned (): {passed}");
+    let _ = writeln!(
+        out,
+        "  decided by:  {}",
+        trace["decided"]
+            .as_str()
+            .unwrap_or("(no rule: unclassified)")
+    );
+    let _ = writeln!(
+        out,
+        "  client:      {} (from {})",
+        trace["client"].as_str().unwrap_or("-"),
+        trace["client_from"].as_str().unwrap_or("?")
+    );
+    for d in trace["deadlines"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  deadline:    {} {} ← {}",
+            d["step"].as_str().unwrap_or("?"),
+            d["due"].as_str().unwrap_or("?"),
+            d["provenance"]
+        );
     }
     out
 }

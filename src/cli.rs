@@ -102,11 +102,7 @@ pub enum DirectoryCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-pub enum RulesCommand {
-    /// Compile every rule file; errors name file:line.
-    Check,
-}
+pub use crate::rules::tooling::RulesCommand;
 
 impl Cli {
     pub fn parse_args() -> Cli {
@@ -239,19 +235,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rules {
-            command: RulesCommand::Check,
-        } => {
-            let settings = Settings::load(config)?;
-            let pipeline = build_pipeline(&settings, crate::directory::Directory::default())?;
-            println!(
-                "rules OK: {} file(s) in {}, version {}",
-                pipeline.rules.file_names().count(),
-                pipeline.rules.dir().display(),
-                pipeline.rules.version()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Rules { command } => crate::rules::tooling::run(config, command).await,
         Command::Reprocess {
             ids,
             quarantined,

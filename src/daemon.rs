@@ -42,14 +42,12 @@ pub async fn run_pass(
         merge(&mut total, summary);
     }
     crate::calendar::command::generate_today(app).await?; // idempotent: reads existing keys, writes only new tasks
-    let delivery = notify::Delivery::from_settings(&app.settings.notify)?;
-    let sent = notify::send_pending(
-        &app.store,
-        &delivery,
-        &app.settings.notify.from,
-        chrono::Utc::now(),
-    )
-    .await?;
+    let notifier = notify::Notifier::from_settings(&app.settings)?;
+    // Digests, escalations, admin notices: idempotent per day, task and rung, so every pass may ask.
+    notify::schedule::schedule_today(app, &notifier.templates, chrono::Utc::now()).await?;
+    let sent = notifier
+        .send_pending(&app.store, chrono::Utc::now())
+        .await?;
     Ok((total, sent))
 }
 
@@ -80,9 +78,25 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
     tracing::info!(ruleset = pipeline.rules.version(), "rules loaded");
     crate::audit::record_ruleset(&app.store, &pipeline.rules, chrono::Utc::now()).await?;
     let mut next_purge = std::time::Instant::now();
+    // Several instances may share a PostgreSQL store: each mailbox is worked under a lease held by one of them.
+    let lease = crate::imap::Lease::for_this_process();
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    // The endpoint serves the long-running daemon only; a --once run is over before anyone would scrape it.
+    let http = if once {
+        None
+    } else {
+        Some(crate::http::Server::start(app.settings.http.listen, metrics.clone()).await?)
+    };
     // IMAP: with --once one pass per mailbox now (its notifications go out with run_pass's outbox); otherwise one
     // supervised task per mailbox for as long as the daemon runs.
-    let (mut imap_once, mailbox_tasks) = start_mailboxes(&app, &pipeline, once).await;
+    let (mut imap_once, mailbox_tasks) = if once {
+        (poll_mailboxes_once(&app, &pipeline, &lease).await, None)
+    } else {
+        (
+            MailboxesOnce::default(),
+            Some(MailboxTasks::start(&app, &pipeline, &lease, &metrics)),
+        )
+    };
     loop {
         if std::time::Instant::now() >= next_purge {
             next_purge = std::time::Instant::now() + PURGE_INTERVAL;
@@ -100,8 +114,9 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
                 Err(e) => tracing::error!("purge of raw mail past its retention failed: {e:#}"),
             }
         }
-        let (mut summary, sent) = run_pass(&app, &pipeline).await?;
+        let pass = run_pass(&app, &pipeline).await;
         if once {
+            let (mut summary, sent) = pass?;
             merge(&mut summary, std::mem::take(&mut imap_once.summary));
             cli::print_summary(&summary, false);
             println!(
@@ -112,17 +127,33 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
             for (mailbox, error) in &imap_once.failed {
                 eprintln!("mailbox {mailbox} failed: {error}");
             }
+            for mailbox in &imap_once.busy {
+                eprintln!("mailbox {mailbox}: worked by another running instance, passed over");
+            }
             return Ok(if imap_once.failed.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             });
         }
+        // The daemon outlives a failed pass (a locked or unreachable database, a full disk): the mailbox tasks go
+        // on, and the next pass retries what this one left.
+        if let Err(e) = pass {
+            tracing::error!(
+                "pass failed, retried in {} s: {e:#}",
+                POLL_INTERVAL.as_secs()
+            );
+        }
         tokio::select! {
             _ = tokio::time::sleep(POLL_INTERVAL) => {}
             _ = shutdown_signal() => {
                 tracing::info!("shutting down");
-                mailbox_tasks.stop().await;
+                if let Some(tasks) = mailbox_tasks {
+                    tasks.stop().await;
+                }
+                if let Some(http) = http {
+                    http.stop().await;
+                }
                 app.store.close().await;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -178,10 +209,17 @@ pub struct MailboxesOnce {
     pub summary: Summary,
     /// Mailboxes whose pass failed, with the error; the others were worked all the same.
     pub failed: Vec<(String, crate::imap::Error)>,
+    /// Mailboxes passed over because another running instance holds their lease (it works them).
+    pub busy: Vec<String>,
 }
 
-/// One pass over every configured IMAP mailbox, one after the other; a failing mailbox never stops the others.
-pub async fn poll_mailboxes_once(app: &App, pipeline: &Pipeline) -> MailboxesOnce {
+/// One pass over every configured IMAP mailbox, one after the other, each under `lease` (taken before, released
+/// after); a failing mailbox never stops the others, a mailbox another instance works is passed over.
+pub async fn poll_mailboxes_once(
+    app: &App,
+    pipeline: &Pipeline,
+    lease: &crate::imap::Lease,
+) -> MailboxesOnce {
     let mut out = MailboxesOnce::default();
     let ctx = crate::imap::PollContext {
         store: &app.store,
@@ -189,8 +227,31 @@ pub async fn poll_mailboxes_once(app: &App, pipeline: &Pipeline) -> MailboxesOnc
         batch_size: app.settings.ingest.batch_size,
         clock: &chrono::Utc::now,
         stop: None,
+        lease: Some(lease),
+        metrics: None,
     };
     for mailbox in &app.settings.mailboxes {
+        let held = async {
+            let mut conn = app.store.acquire().await?;
+            lease
+                .take(&mut conn, &mailbox.name, chrono::Utc::now())
+                .await
+        };
+        match held.await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(mailbox = %mailbox.name, "another instance works this mailbox: passed over");
+                out.busy.push(mailbox.name.clone());
+                continue;
+            }
+            Err(e) => {
+                out.failed.push((
+                    mailbox.name.clone(),
+                    crate::imap::Error::store(&mailbox.name, e),
+                ));
+                continue;
+            }
+        }
         match crate::imap::poll_mailbox_once(&ctx, mailbox).await {
             Ok(outcome) => {
                 for r in &outcome.reports {
@@ -199,6 +260,7 @@ pub async fn poll_mailboxes_once(app: &App, pipeline: &Pipeline) -> MailboxesOnc
             }
             Err(e) => out.failed.push((mailbox.name.clone(), e)),
         }
+        lease.release(&app.store, &mailbox.name).await;
     }
     out
 }
@@ -227,24 +289,32 @@ const MAILBOX_SHUTDOWN_GRACE: Duration = Duration::from_secs(120);
 const MAILBOX_MAX_RESTARTS: u32 = 5;
 
 /// The daemon's IMAP tasks, one per mailbox, and the flag that stops them.
-struct MailboxTasks {
+pub struct MailboxTasks {
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<(String, tokio::task::JoinHandle<crate::imap::MailboxEnd>)>,
 }
 
-async fn start_mailboxes(
+impl MailboxTasks {
+    /// Starts one supervised task per configured mailbox, each working its mailbox under `lease` and recording
+    /// into `metrics`.
+    pub fn start(
+        app: &App,
+        pipeline: &Pipeline,
+        lease: &crate::imap::Lease,
+        metrics: &std::sync::Arc<crate::metrics::Metrics>,
+    ) -> MailboxTasks {
+        start_mailboxes(app, pipeline, lease, metrics)
+    }
+}
+
+fn start_mailboxes(
     app: &App,
     pipeline: &Pipeline,
-    once: bool,
-) -> (MailboxesOnce, MailboxTasks) {
+    lease: &crate::imap::Lease,
+    metrics: &std::sync::Arc<crate::metrics::Metrics>,
+) -> MailboxTasks {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    if once {
-        return (
-            poll_mailboxes_once(app, pipeline).await,
-            MailboxTasks { stop, tasks },
-        );
-    }
     for mailbox in &app.settings.mailboxes {
         let (store, pipeline, mailbox, rx) = (
             app.store.clone(),
@@ -252,6 +322,7 @@ async fn start_mailboxes(
             mailbox.clone(),
             stop_rx.clone(),
         );
+        let (lease, metrics) = (lease.clone(), metrics.clone());
         let batch_size = app.settings.ingest.batch_size;
         let name = mailbox.name.clone();
         let supervised = async move {
@@ -262,6 +333,8 @@ async fn start_mailboxes(
                     pipeline.clone(),
                     mailbox.clone(),
                     batch_size,
+                    lease.clone(),
+                    metrics.clone(),
                     rx.clone(),
                 ));
                 match task.await {
@@ -282,12 +355,12 @@ async fn start_mailboxes(
         };
         tasks.push((name, tokio::spawn(supervised)));
     }
-    (MailboxesOnce::default(), MailboxTasks { stop, tasks })
+    MailboxTasks { stop, tasks }
 }
 
 impl MailboxTasks {
-    /// Asks every mailbox to stop after the mail in hand and reports how each ended.
-    async fn stop(self) {
+    /// Asks every mailbox to stop after the mail in hand (each releases its lease) and reports how each ended.
+    pub async fn stop(self) {
         let _ = self.stop.send(true);
         for (name, task) in self.tasks {
             match tokio::time::timeout(MAILBOX_SHUTDOWN_GRACE, task).await {

@@ -137,6 +137,10 @@ pub struct Resolved {
     pub client_inn: Option<String>,
     pub demand: Option<DemandFacts>,
     pub tasks: Vec<PlannedTask>,
+    /// The rule files that ran before `rule` and returned `()`, in order (the decision trace).
+    pub ran: Vec<String>,
+    /// How the client was found: `rule`, `xml_taxpayer`, `inn_in_mail`, `sender`, or `none`.
+    pub client_from: &'static str,
 }
 
 /// Everything one run needs: rules, register, calendars, the store.
@@ -245,6 +249,7 @@ impl Pipeline {
             .classify(&object)
             .map_err(|e| format!("rule {e}"))?;
         let rule = classification.rule;
+        let ran = classification.ran;
         let decision = classification.decision.unwrap_or_else(|| Decision {
             category: "unclassified".into(),
             reason: "no rule claimed this mail".into(),
@@ -258,16 +263,26 @@ impl Pipeline {
             ..Decision::default()
         });
         let dir = &self.ctx.directory;
-        let client: Option<&Client> = match &decision.client {
-            ClientChoice::Inn(inn) => dir.client(inn.trim()),
-            ClientChoice::None => None,
-            ClientChoice::Resolve => facts
-                .demand
-                .as_ref()
-                .and_then(|d| d.taxpayer_inn.as_ref())
-                .and_then(|inn| dir.client(inn.as_str()))
-                .or_else(|| facts.inns.iter().find_map(|inn| dir.client(inn.as_str())))
-                .or_else(|| dir.client_by_email(&parsed.from)),
+        // The same order as before, each step named so the trace says why this client.
+        let (client, client_from): (Option<&Client>, &'static str) = match &decision.client {
+            ClientChoice::Inn(inn) => (dir.client(inn.trim()), "rule"),
+            ClientChoice::None => (None, "rule"),
+            ClientChoice::Resolve => {
+                let xml = facts
+                    .demand
+                    .as_ref()
+                    .and_then(|d| d.taxpayer_inn.as_ref())
+                    .and_then(|inn| dir.client(inn.as_str()));
+                if xml.is_some() {
+                    (xml, "xml_taxpayer")
+                } else if let Some(c) = facts.inns.iter().find_map(|inn| dir.client(inn.as_str())) {
+                    (Some(c), "inn_in_mail")
+                } else if let Some(c) = dir.client_by_email(&parsed.from) {
+                    (Some(c), "sender")
+                } else {
+                    (None, "none")
+                }
+            }
         };
         let region = client.and_then(|c| c.region.as_deref());
         let demand = merge_demand(decision.demand.clone(), facts);
@@ -283,6 +298,8 @@ impl Pipeline {
             },
             decision,
             tasks,
+            ran,
+            client_from,
         })
     }
 
@@ -651,6 +668,7 @@ impl Pipeline {
             "reason": reason,
             "received_date": eval.received,
             "deadlines": provenance,
+            "trace": trace(eval),
         });
         store::append_log(
             conn,
@@ -664,6 +682,23 @@ impl Pipeline {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// The decision trace of one mail for the log: which rule files returned `()` (in order), which decided, how the
+/// client was found, and where each deadline comes from. A mail quarantined by a failing rule has the error only.
+pub fn trace(eval: &Evaluation) -> serde_json::Value {
+    match &eval.outcome {
+        Ok(r) => serde_json::json!({
+            "passed": r.ran,
+            "decided": r.rule,
+            "client": r.client_inn,
+            "client_from": r.client_from,
+            "deadlines": r.tasks.iter()
+                .map(|t| serde_json::json!({"step": t.step, "due": t.due, "provenance": t.provenance}))
+                .collect::<Vec<_>>(),
+        }),
+        Err(e) => serde_json::json!({ "error": e }),
     }
 }
 
@@ -728,6 +763,9 @@ fn default_title(decision: &Decision, parsed: &ParsedMail) -> String {
     }
 }
 
+/// The queued text of a new-task notification, from the built-in template (`rules/templates/task_assigned.txt`).
+/// The worker renders it again from the stored task and mail when sending, with the admin's templates, the
+/// mail's excerpt and its attachments; this text is the fallback and what the outbox row shows.
 fn new_task_notification(
     task_id: i64,
     message: i64,
@@ -736,20 +774,29 @@ fn new_task_notification(
     eval: &Evaluation,
     now_s: &str,
 ) -> NewNotification {
-    let due = t.due.format("%d.%m.%Y");
+    let inn = eval
+        .outcome
+        .as_ref()
+        .ok()
+        .and_then(|r| r.client_inn.clone());
+    let values = std::collections::BTreeMap::from([
+        ("task", t.title.clone()),
+        ("client", crate::notify::client_label(None, inn.as_deref())),
+        ("client_inn", inn.unwrap_or_default()),
+        ("due", t.due.format("%d.%m.%Y").to_string()),
+        ("subject", eval.subject.clone()),
+        ("from", eval.from.clone()),
+        ("received", eval.received.format("%d.%m.%Y").to_string()),
+    ]);
+    let text = crate::notify::Templates::builtin_shared()
+        .render(crate::notify::Kind::TaskAssigned, &values);
     NewNotification {
-        kind: "task_assigned".into(),
+        kind: crate::notify::Kind::TaskAssigned.as_str().into(),
         task: Some(task_id),
         message: Some(message),
         recipient: person.to_owned(),
-        subject: format!("Новая задача до {due}: {}", t.title),
-        body: format!(
-            "Вам назначена задача.\n\nЗадача: {}\nСрок: {due}\n\nПисьмо: {}\nОт: {}\nПолучено: {}\n",
-            t.title,
-            eval.subject,
-            eval.from,
-            eval.received.format("%d.%m.%Y"),
-        ),
+        subject: text.subject,
+        body: text.body,
         not_before: now_s.to_owned(),
         created_at: now_s.to_owned(),
     }

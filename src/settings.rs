@@ -52,6 +52,11 @@ const DEFAULT_LANGUAGE: &str = "ru";
 const DEFAULT_NOTIFY_DIR: &str = "data/outbox";
 /// Sender of notifications until configured.
 const DEFAULT_NOTIFY_FROM: &str = "taxinbox@localhost";
+/// Far more than a person's real notifications in a day (tasks, a digest, escalations), few enough that a mail
+/// loop is stopped after minutes rather than flooding a mailbox.
+const DEFAULT_DAILY_CAP_PER_RECIPIENT: u32 = 200;
+/// An SMTP server that has not answered in this long is treated as down; the notification waits for a later pass.
+const DEFAULT_NOTIFY_TIMEOUT_SECS: u64 = 30;
 /// Loopback only: the status page is not meant to face the network without a proxy in front.
 const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9187";
 /// The data folder when the database is not a SQLite file (PostgreSQL, in-memory SQLite).
@@ -316,6 +321,84 @@ pub struct NotifySettings {
     pub transport: NotifyTransport,
     /// `From:` address of notifications.
     pub from: String,
+    /// Addresses (lower-case) told about quarantined mail and unassigned tasks; always allowed recipients.
+    pub admins: Vec<String>,
+    /// Further allowed recipients besides the register's staff and the admins: addresses or `@domain`
+    /// (lower-case). Anyone else is refused, whatever a rule or the register says.
+    pub allowed_recipients: Vec<String>,
+    /// Notifications one recipient may get in 24 hours; beyond, they are held (a loop guard).
+    pub daily_cap_per_recipient: u32,
+    /// Connect and command timeout of the SMTP conversation.
+    pub timeout: Duration,
+    /// Who is reminded of an open task, how many working days before its due date.
+    pub escalation: EscalationSettings,
+}
+
+/// Who is told about an open task and when: a ladder of rungs per demand kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationSettings {
+    /// The ladder of every kind without its own.
+    pub default: Vec<EscalationRung>,
+    /// Ladders by demand kind (`demands.toml` id, or `calendar` for tax-calendar tasks).
+    pub kinds: std::collections::BTreeMap<String, Vec<EscalationRung>>,
+}
+
+impl EscalationSettings {
+    /// The ladder for tasks of `kind`.
+    pub fn ladder(&self, kind: &str) -> &[EscalationRung] {
+        self.kinds.get(kind).unwrap_or(&self.default)
+    }
+}
+
+/// One rung: tell `who` when `working_days_before` working days are left until the due date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EscalationRung {
+    /// Whom to tell.
+    pub who: EscalationTarget,
+    /// Working days before the due date (0 = on the due date).
+    pub working_days_before: u32,
+}
+
+/// Whom an escalation rung tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EscalationTarget {
+    /// The task's assignee.
+    Assignee,
+    /// Whoever works the client's tasks when the assignee is away (the substitute, else the backup accountant).
+    Substitute,
+    /// The assignee's manager in the register.
+    Manager,
+    /// The configured admins.
+    Admins,
+}
+
+impl EscalationTarget {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscalationTarget::Assignee => "assignee",
+            EscalationTarget::Substitute => "substitute",
+            EscalationTarget::Manager => "manager",
+            EscalationTarget::Admins => "admins",
+        }
+    }
+}
+
+/// The ladder used when the configuration gives none: the assignee three working days ahead, the substitute two,
+/// the manager one and on the day itself.
+fn default_ladder() -> Vec<EscalationRung> {
+    [
+        (EscalationTarget::Assignee, 3),
+        (EscalationTarget::Substitute, 2),
+        (EscalationTarget::Manager, 1),
+        (EscalationTarget::Manager, 0),
+    ]
+    .into_iter()
+    .map(|(who, working_days_before)| EscalationRung {
+        who,
+        working_days_before,
+    })
+    .collect()
 }
 
 /// The delivery mechanism of notifications.
@@ -449,6 +532,26 @@ struct RawNotify {
     user: Option<String>,
     password_file: Option<PathBuf>,
     password_env: Option<String>,
+    admins: Option<Vec<String>>,
+    allowed_recipients: Option<Vec<String>>,
+    /// Wider than `u32` so a negative value is reported by name rather than as a type error.
+    daily_cap_per_recipient: Option<i64>,
+    timeout_secs: Option<i64>,
+    escalation: RawEscalation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawEscalation {
+    default: Option<Vec<RawRung>>,
+    kinds: std::collections::BTreeMap<String, Vec<RawRung>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawRung {
+    who: Option<String>,
+    working_days_before: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -881,9 +984,115 @@ fn validate_notify(
             None
         }
     };
+    let addresses = |key: &str, list: Option<Vec<String>>, problems: &mut Vec<String>| {
+        let mut valid = Vec::new();
+        for entry in list.unwrap_or_default() {
+            let entry = entry.trim().to_lowercase();
+            match entry.split_once('@') {
+                Some((_, domain)) if !domain.is_empty() && !domain.contains('@') => {
+                    valid.push(entry)
+                }
+                _ => problems.push(format!(
+                    "notify.{key}: {entry:?} is not an e-mail address or @domain"
+                )),
+            }
+        }
+        valid
+    };
+    let admins = addresses("admins", raw.admins, problems);
+    if let Some(domain_only) = admins.iter().find(|a| a.starts_with('@')) {
+        problems.push(format!(
+            "notify.admins: {domain_only:?} is a domain; admins are addresses"
+        ));
+    }
+    let allowed_recipients = addresses("allowed_recipients", raw.allowed_recipients, problems);
+    let daily_cap_per_recipient = match raw.daily_cap_per_recipient {
+        None => DEFAULT_DAILY_CAP_PER_RECIPIENT,
+        Some(cap) => match u32::try_from(cap) {
+            Ok(cap) if cap > 0 => cap,
+            _ => {
+                problems.push(format!(
+                    "notify.daily_cap_per_recipient: {cap} is not a positive number"
+                ));
+                DEFAULT_DAILY_CAP_PER_RECIPIENT
+            }
+        },
+    };
+    let timeout = match raw.timeout_secs {
+        None => Duration::from_secs(DEFAULT_NOTIFY_TIMEOUT_SECS),
+        Some(secs) if (1..=600).contains(&secs) => Duration::from_secs(secs.unsigned_abs()),
+        Some(secs) => {
+            problems.push(format!(
+                "notify.timeout_secs: {secs} is not between 1 and 600 seconds"
+            ));
+            Duration::from_secs(DEFAULT_NOTIFY_TIMEOUT_SECS)
+        }
+    };
+    let ladder = |at: &str, rungs: Vec<RawRung>, problems: &mut Vec<String>| {
+        let mut valid = Vec::new();
+        for (index, rung) in rungs.into_iter().enumerate() {
+            let at = format!("{at}[{index}]");
+            let who = match rung.who.as_deref().map(str::trim) {
+                Some("assignee") => Some(EscalationTarget::Assignee),
+                Some("substitute") => Some(EscalationTarget::Substitute),
+                Some("manager") => Some(EscalationTarget::Manager),
+                Some("admins") => Some(EscalationTarget::Admins),
+                Some(other) => {
+                    problems.push(format!(
+                        "{at}.who: {other:?} is not one of assignee, substitute, manager, admins"
+                    ));
+                    None
+                }
+                None => {
+                    problems.push(format!("{at}.who: missing"));
+                    None
+                }
+            };
+            let days = match rung.working_days_before.map(u32::try_from) {
+                Some(Ok(days)) if days <= 60 => Some(days),
+                Some(_) => {
+                    problems.push(format!(
+                        "{at}.working_days_before: not a number of working days from 0 to 60"
+                    ));
+                    None
+                }
+                None => {
+                    problems.push(format!("{at}.working_days_before: missing"));
+                    None
+                }
+            };
+            if let (Some(who), Some(working_days_before)) = (who, days) {
+                valid.push(EscalationRung {
+                    who,
+                    working_days_before,
+                });
+            }
+        }
+        valid
+    };
+    let escalation = EscalationSettings {
+        default: match raw.escalation.default {
+            Some(rungs) => ladder("notify.escalation.default", rungs, problems),
+            None => default_ladder(),
+        },
+        kinds: raw
+            .escalation
+            .kinds
+            .into_iter()
+            .map(|(kind, rungs)| {
+                let rungs = ladder(&format!("notify.escalation.kinds.{kind}"), rungs, problems);
+                (kind, rungs)
+            })
+            .collect(),
+    };
     Some(NotifySettings {
         transport: transport?,
         from,
+        admins,
+        allowed_recipients,
+        daily_cap_per_recipient,
+        timeout,
+        escalation,
     })
 }
 

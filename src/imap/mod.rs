@@ -9,14 +9,18 @@
 //! - [`connect`]: TCP, TLS / STARTTLS / plain (only when written out), LOGIN; the password is never logged.
 //! - [`poll`]: one pass over one mailbox ([`poll_mailbox_once`]), the step the daemon loops over.
 //! - [`supervise`]: the long-running task per mailbox: IDLE or polling, reconnect with back-off, shutdown.
+//! - [`lease`]: one instance per mailbox when several share a database; taken before a pass, renewed in every
+//!   batch's transaction, released on shutdown, taken over when its holder dies.
 //!
 //! Deliberately not here: parsing, rules, SQL (those are `mail`, `rules`, `store`).
 
 mod connect;
+mod lease;
 mod poll;
 mod supervise;
 
 pub use connect::{connect, Session};
+pub use lease::{Lease, LEASE_TTL};
 pub use poll::{
     poll_mailbox_once, source_ref, Committed, MailboxSession, PollContext, PollOutcome,
 };
@@ -56,6 +60,9 @@ pub enum Error {
     /// The server answered a command with an error or something unparseable.
     #[error("mailbox {mailbox}: server: {reason}")]
     Server { mailbox: String, reason: String },
+    /// Another instance took the mailbox's lease over during a pass; the batch in hand was rolled back.
+    #[error("mailbox {mailbox}: another instance holds the lease now")]
+    LeaseLost { mailbox: String },
     /// The store failed (database unreachable, a commit that did not go through).
     #[error("mailbox {mailbox}: store: {source:#}")]
     Store {
@@ -70,7 +77,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Auth { .. } | Error::NoFolder { .. } | Error::Config { .. } => false,
-            Error::Network { .. } | Error::Server { .. } | Error::Store { .. } => true,
+            Error::Network { .. }
+            | Error::Server { .. }
+            | Error::Store { .. }
+            | Error::LeaseLost { .. } => true,
         }
     }
 

@@ -24,6 +24,11 @@ pub struct PollContext<'a> {
     pub clock: &'a (dyn Fn() -> DateTime<Utc> + Sync),
     /// When it turns `true`, the pass ends after the batch in hand (committed and moved).
     pub stop: Option<&'a tokio::sync::watch::Receiver<bool>>,
+    /// The lease this instance works the mailbox under, renewed inside every batch's transaction: a batch whose
+    /// lease was taken over is rolled back ([`Error::LeaseLost`]). `None` where one process owns the database.
+    pub lease: Option<&'a super::Lease>,
+    /// Where committed mail is counted (`taxinbox run`); `None` counts nothing.
+    pub metrics: Option<&'a crate::metrics::Metrics>,
 }
 
 impl PollContext<'_> {
@@ -287,6 +292,7 @@ impl MailboxSession {
         uids: &[u32],
     ) -> Result<Committed, Error> {
         let name = self.mailbox.name.clone();
+        let started = std::time::Instant::now();
         let fetched = self.fetch(uids).await?;
         let now = (ctx.clock)();
         let evaluations: Vec<_> = fetched
@@ -343,11 +349,26 @@ impl MailboxSession {
         )
         .await
         .map_err(|e| Error::store(&name, e))?;
+        if let Some(lease) = ctx.lease {
+            let held = lease
+                .take(&mut tx, &name, (ctx.clock)())
+                .await
+                .map_err(|e| Error::store(&name, e))?;
+            if !held {
+                // Another instance took the mailbox over (this one stalled past its lease): its work counts,
+                // this batch is rolled back when `tx` drops.
+                return Err(Error::LeaseLost { mailbox: name });
+            }
+        }
         tx.commit()
             .await
             .map_err(|e| Error::store(&name, anyhow::Error::new(e).context("commit")))?;
         *last_uid = batch_last;
+        let latency = started.elapsed();
         for (m, r) in committed.moves.iter().zip(&committed.reports) {
+            if let Some(metrics) = ctx.metrics {
+                metrics.mail_committed(&name, r.status.as_str(), r.tasks.len(), latency);
+            }
             tracing::info!(
                 mailbox = %name,
                 uidvalidity,

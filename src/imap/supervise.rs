@@ -3,13 +3,15 @@
 //! permanent one (refused login, missing folder, bad TLS set-up) stop this mailbox only, with the error.
 //!
 //! Shutdown is a `watch` flag: a pass in progress finishes its batch (committed and moved), IDLE is left with
-//! DONE, and the task returns [`MailboxEnd::Shutdown`].
+//! DONE, the mailbox's lease is released, and the task returns [`MailboxEnd::Shutdown`].
 
-use super::{Error, MailboxSession, PollContext};
+use super::{Error, Lease, MailboxSession, PollContext};
+use crate::metrics::{MailboxState, Metrics};
 use crate::pipeline::Pipeline;
 use crate::settings::MailboxSettings;
 use crate::store::Store;
 use std::hash::{BuildHasher as _, Hasher as _};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -45,30 +47,91 @@ pub fn backoff_delay(attempt: u32) -> Duration {
     half + Duration::from_millis(random % millis)
 }
 
-/// Works `mailbox` until `stop` turns `true` or a permanent error.
+/// Waits `delay`, or less when `stop` turns `true`.
+async fn pause(delay: Duration, stop: &watch::Receiver<bool>) {
+    let mut stop = stop.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+}
+
+/// Takes or renews `lease` on `mailbox` with a pooled connection.
+async fn take_lease(store: &Store, lease: &Lease, mailbox: &str) -> anyhow::Result<bool> {
+    let mut conn = store.acquire().await?;
+    lease.take(&mut conn, mailbox, chrono::Utc::now()).await
+}
+
+/// Works `mailbox` under `lease` until `stop` turns `true` or a permanent error, recording into `metrics`.
+///
+/// Each turn first takes (or renews) the lease: without it the task stands by, logged out, and asks again every
+/// [`Lease::renew_every`]. IDLE is left that often too, so a held lease is renewed while the mailbox is quiet.
 pub async fn run_mailbox(
     store: Store,
     pipeline: Pipeline,
     mailbox: MailboxSettings,
     batch_size: usize,
+    lease: Lease,
+    metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> MailboxEnd {
     let clock = chrono::Utc::now;
+    let name = mailbox.name.as_str();
     let mut failures: u32 = 0;
     let mut session: Option<MailboxSession> = None;
-    // Bounded by the stop flag: each turn either waits (IDLE, pause, back-off: all capped and interruptible)
-    // or returns.
+    let mut opened_before = false;
+    let mut holding = false;
+    metrics.set_state(name, MailboxState::Working);
+    // Bounded by the stop flag: each turn either waits (IDLE, pause, stand-by, back-off: all capped and
+    // interruptible) or returns.
     loop {
         if *stop.borrow() {
             if let Some(s) = session.take() {
                 s.logout().await;
             }
+            if holding {
+                lease.release(&store, name).await;
+            }
+            metrics.set_state(name, MailboxState::Stopped);
             return MailboxEnd::Shutdown;
         }
+        let error = match take_lease(&store, &lease, name).await {
+            Ok(true) => {
+                if !holding {
+                    tracing::info!(mailbox = %name, holder = %lease.holder, "mailbox lease taken");
+                }
+                holding = true;
+                None
+            }
+            Ok(false) => {
+                if holding {
+                    tracing::warn!(mailbox = %name, "mailbox lease lost to another instance");
+                }
+                holding = false;
+                if let Some(s) = session.take() {
+                    s.logout().await;
+                }
+                metrics.set_state(name, MailboxState::Standby);
+                pause(lease.renew_every(), &stop).await;
+                continue;
+            }
+            Err(e) => Some(Error::store(name, e)),
+        };
         let step = async {
+            if let Some(e) = error {
+                return Err(e);
+            }
+            metrics.set_state(name, MailboxState::Working);
             let mut s = match session.take() {
                 Some(s) => s,
-                None => MailboxSession::open(&mailbox).await?,
+                None => {
+                    if opened_before {
+                        metrics.reconnected(name);
+                    }
+                    let s = MailboxSession::open(&mailbox).await?;
+                    opened_before = true;
+                    s
+                }
             };
             let stop_view = stop.clone();
             let ctx = PollContext {
@@ -77,11 +140,13 @@ pub async fn run_mailbox(
                 batch_size,
                 clock: &clock,
                 stop: Some(&stop_view),
+                lease: Some(&lease),
+                metrics: Some(&metrics),
             };
             let outcome = s.poll(&ctx).await?;
             if !outcome.reports.is_empty() || outcome.moved_from_before > 0 {
                 tracing::info!(
-                    mailbox = %mailbox.name,
+                    mailbox = %name,
                     committed = outcome.reports.len(),
                     moved = outcome.moved,
                     "pass done"
@@ -92,39 +157,48 @@ pub async fn run_mailbox(
         match step.await {
             Ok(s) => {
                 failures = 0;
+                metrics.polled(name, clock());
+                metrics.set_state(name, MailboxState::Idle);
+                let wait = lease.renew_every();
                 let mut stop_idle = stop.clone();
                 if s.can_idle() {
-                    match s.idle(IDLE_REFRESH, &mut stop_idle).await {
+                    match s.idle(IDLE_REFRESH.min(wait), &mut stop_idle).await {
                         Ok((s, _woken)) => session = Some(s),
                         Err(e) => {
-                            tracing::warn!(mailbox = %mailbox.name, "IDLE failed, reconnecting: {e}");
+                            metrics.failed(name, &e.to_string());
+                            tracing::warn!(mailbox = %name, "IDLE failed, reconnecting: {e}");
                         }
                     }
                 } else {
                     session = Some(s);
-                    tokio::select! {
-                        _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                        _ = stop_idle.wait_for(|s| *s) => {}
-                    }
+                    pause(POLL_INTERVAL.min(wait), &stop).await;
                 }
+            }
+            Err(e @ Error::LeaseLost { .. }) => {
+                // Not a failure of this instance's: the next turn finds the lease taken and stands by.
+                tracing::warn!(mailbox = %name, "{e}");
+                holding = false;
             }
             Err(e) if e.is_retryable() => {
                 failures = failures.saturating_add(1);
                 let delay = backoff_delay(failures);
+                metrics.failed(name, &e.to_string());
+                metrics.set_state(name, MailboxState::Retrying);
                 tracing::warn!(
-                    mailbox = %mailbox.name,
+                    mailbox = %name,
                     attempt = failures,
                     retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                     "{e}"
                 );
-                let mut stop_wait = stop.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop_wait.wait_for(|s| *s) => {}
-                }
+                pause(delay, &stop).await;
             }
             Err(e) => {
-                tracing::error!(mailbox = %mailbox.name, "mailbox stopped: {e}");
+                tracing::error!(mailbox = %name, "mailbox stopped: {e}");
+                metrics.failed(name, &e.to_string());
+                metrics.set_state(name, MailboxState::Stopped);
+                if holding {
+                    lease.release(&store, name).await;
+                }
                 return MailboxEnd::Stopped(e);
             }
         }

@@ -9,6 +9,7 @@
 mod decision;
 mod helpers;
 mod object;
+pub mod tooling;
 
 pub use decision::{ClientChoice, Decision, DemandFacts, TaskDue, TaskSpec};
 pub use object::mail_object;
@@ -55,10 +56,12 @@ pub struct RuleContext {
 /// A rule file that failed to load, with where.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{file}:{line}: {message}")]
+    #[error("{file}:{line}:{column}: {message}")]
     Script {
         file: String,
         line: usize,
+        /// Rhai positions carry a column; 1 when the error is about the whole file.
+        column: usize,
         message: String,
     },
     #[error("{path}: {source}")]
@@ -68,6 +71,57 @@ pub enum LoadError {
     },
     #[error("{0}: no rule files (*.rhai) found")]
     Empty(String),
+}
+
+/// Every `*.rhai` of `dir` as `(file name, text)`, in file-name order (the order rules run in).
+pub fn read_sources(dir: &Path) -> Result<Vec<(String, String)>, LoadError> {
+    let io = |e| LoadError::Io {
+        path: dir.display().to_string(),
+        source: e,
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rhai") && p.is_file())
+        .collect();
+    paths.sort();
+    let mut sources = Vec::with_capacity(paths.len());
+    for p in &paths {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(p).map_err(|e| LoadError::Io {
+            path: p.display().to_string(),
+            source: e,
+        })?;
+        sources.push((name, text));
+    }
+    Ok(sources)
+}
+
+/// Compiles one file; a rule file (not a `_` library) must define `fn classify(mail)`.
+fn compile_file(engine: &Engine, name: &str, text: &str) -> Result<AST, LoadError> {
+    let mut ast = engine.compile(text).map_err(|e| LoadError::Script {
+        file: name.to_owned(),
+        line: e.position().line().unwrap_or(1),
+        column: e.position().position().unwrap_or(1),
+        message: e.err_type().to_string(),
+    })?;
+    ast.set_source(name);
+    if !name.starts_with('_')
+        && !ast
+            .iter_functions()
+            .any(|f| f.name == "classify" && f.params.len() == 1)
+    {
+        return Err(LoadError::Script {
+            file: name.to_owned(),
+            line: 1,
+            column: 1,
+            message: "a rule file must define `fn classify(mail)`".into(),
+        });
+    }
+    Ok(ast)
 }
 
 /// A rule that failed on one mail.
@@ -85,6 +139,8 @@ pub struct Classification {
     /// File name of the rule that decided; `None` when no rule claimed the mail.
     pub rule: Option<String>,
     pub decision: Option<Decision>,
+    /// The rule files that ran before the decision and returned `()`, in order: the decision trace auditors read.
+    pub ran: Vec<String>,
 }
 
 struct RuleFile {
@@ -160,28 +216,7 @@ impl Ruleset {
     /// Compiles every `*.rhai` in `dir`. Any error refuses the whole set, naming file and line, so the caller keeps
     /// the rules it had.
     pub fn load(dir: &Path, limits: &Limits, ctx: &RuleContext) -> Result<Ruleset, LoadError> {
-        let io = |e| LoadError::Io {
-            path: dir.display().to_string(),
-            source: e,
-        };
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "rhai") && p.is_file())
-            .collect();
-        paths.sort();
-        let mut sources = Vec::with_capacity(paths.len());
-        for p in &paths {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let text = std::fs::read_to_string(p).map_err(|e| LoadError::Io {
-                path: p.display().to_string(),
-                source: e,
-            })?;
-            sources.push((name, text));
-        }
+        let sources = read_sources(dir)?;
         Self::from_sources(dir, &sources, limits, ctx)
     }
 
@@ -201,25 +236,10 @@ impl Ruleset {
             hasher.update([0]);
             hasher.update(text.as_bytes());
             hasher.update([0]);
-            let mut ast = engine.compile(text).map_err(|e| LoadError::Script {
-                file: name.clone(),
-                line: e.position().line().unwrap_or(1),
-                message: e.err_type().to_string(),
-            })?;
-            ast.set_source(name.as_str());
+            let ast = compile_file(&engine, name, text)?;
             if name.starts_with('_') {
                 library = library.merge(&ast.clone_functions_only());
             } else {
-                if !ast
-                    .iter_functions()
-                    .any(|f| f.name == "classify" && f.params.len() == 1)
-                {
-                    return Err(LoadError::Script {
-                        file: name.clone(),
-                        line: 1,
-                        message: "a rule file must define `fn classify(mail)`".into(),
-                    });
-                }
                 files.push(RuleFile {
                     name: name.clone(),
                     ast,
@@ -267,6 +287,7 @@ impl Ruleset {
     fn run(&self, mail: &Dynamic) -> Result<Classification, RuleFailure> {
         // Shared, so that handing the mail to each rule file copies a pointer, not the whole map.
         let mail = mail.clone().into_shared();
+        let mut ran = Vec::new();
         for file in &self.files {
             let mut scope = rhai::Scope::new();
             let options = rhai::CallFnOptions::new()
@@ -295,13 +316,48 @@ impl Ruleset {
                 return Ok(Classification {
                     rule: Some(file.name.clone()),
                     decision: Some(decision),
+                    ran,
                 });
             }
+            ran.push(file.name.clone());
         }
         Ok(Classification {
             rule: None,
             decision: None,
+            ran,
         })
+    }
+
+    /// Runs every rule file on one mail, each on its own (not first-wins), and returns what each returned. The
+    /// linter uses it to see decisions that a file earlier in the order hides on the fixtures.
+    pub fn run_each(&self, mail: &Dynamic) -> Vec<(String, Result<Dynamic, RuleFailure>)> {
+        let mail = mail.clone().into_shared();
+        self.files
+            .iter()
+            .map(|file| {
+                DEADLINE.with(|d| d.set(Some(Instant::now() + self.time_budget)));
+                let mut scope = rhai::Scope::new();
+                let options = rhai::CallFnOptions::new()
+                    .eval_ast(false)
+                    .rewind_scope(true);
+                let value = self
+                    .engine
+                    .call_fn_with_options::<Dynamic>(
+                        options,
+                        &mut scope,
+                        &file.ast,
+                        "classify",
+                        (mail.clone(),),
+                    )
+                    .map_err(|e| RuleFailure {
+                        file: file.name.clone(),
+                        line: e.position().line(),
+                        message: runtime_message(&e),
+                    });
+                DEADLINE.with(|d| d.set(None));
+                (file.name.clone(), value)
+            })
+            .collect()
     }
 }
 

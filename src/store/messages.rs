@@ -141,10 +141,14 @@ pub struct CaseRef {
 pub struct PendingNotification {
     pub id: i64,
     pub kind: String,
+    /// The task it announces, if any: a new-task notification is rendered from the task at sending time.
+    pub task: Option<i64>,
     pub recipient: String,
     pub subject: String,
     pub body: String,
     pub attempts: i64,
+    /// The Message-ID of the mail the notification is about, so that the notification threads under it.
+    pub in_reply_to: Option<String>,
 }
 
 fn stored_message(row: &sqlx::any::AnyRow) -> Result<StoredMessage, sqlx::Error> {
@@ -536,7 +540,8 @@ pub async fn claim_notifications(
         super::Engine::Sqlite => "",
     };
     let sql = format!(
-        "SELECT id, kind, recipient, subject, body, attempts FROM outbox \
+        "SELECT id, kind, task, recipient, subject, body, attempts, \
+         (SELECT m.message_id FROM messages m WHERE m.id = outbox.message) AS in_reply_to FROM outbox \
          WHERE status = 'pending' AND not_before <= $1 ORDER BY id LIMIT $2{lock}"
     );
     let rows = sqlx::query(&sql)
@@ -550,10 +555,12 @@ pub async fn claim_notifications(
             Ok(PendingNotification {
                 id: r.try_get("id")?,
                 kind: r.try_get("kind")?,
+                task: r.try_get("task")?,
                 recipient: r.try_get("recipient")?,
                 subject: r.try_get("subject")?,
                 body: r.try_get("body")?,
                 attempts: r.try_get("attempts")?,
+                in_reply_to: r.try_get("in_reply_to")?,
             })
         })
         .collect()

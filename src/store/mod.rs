@@ -9,7 +9,10 @@ mod audit_read;
 mod calendar;
 mod directory;
 mod imap;
+mod lease;
 mod messages;
+mod notify;
+mod replay;
 
 pub use audit::{
     append_log, log_notification, purge_raw_mail, record_ruleset, verify_log, LogEntry,
@@ -19,7 +22,10 @@ pub use audit_read::*;
 pub use calendar::*;
 pub use directory::{load_directory, save_directory};
 pub use imap::*;
+pub use lease::*;
 pub use messages::*;
+pub use notify::*;
+pub use replay::{decisions_since, StoredDecision};
 
 use anyhow::Context as _;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -2,26 +2,10 @@
 //! edit, deletion, swap or altered raw mail; purged raw mail still verifies; the export has one row per mail;
 //! `audit show` tells a mail's whole story; the audit commands work with a role that may only read.
 
-use crate::helpers::{corpus, postgres_server, project_root, Engine, TestApp};
+use crate::helpers::{corpus, on_both_engines, postgres_server, project_root, Engine, TestApp};
 use std::sync::Arc;
 use taxinbox::audit;
 use taxinbox::pipeline::Status;
-
-macro_rules! on_both_engines {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                ($body)(Engine::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                ($body)(Engine::Postgres).await;
-            }
-        }
-    };
-}
 
 async fn ingested_corpus(engine: Engine) -> TestApp {
     let app = TestApp::new(engine).await;

@@ -362,3 +362,58 @@ impl Drop for Dovecot {
         }
     }
 }
+
+/// Corpus mail number `n` of a load: the corpus mail `(n - 1) % 400 + 1` made unique by a `Message-ID` of its
+/// own and `[load n]` in front of its subject, so that every copy is a new mail (no content or Message-ID
+/// duplicate) that rules still classify like the original.
+pub fn numbered_mail(corpus: &Path, n: usize) -> Vec<u8> {
+    let template = std::fs::read(corpus.join(format!("mail/{:04}.eml", (n - 1) % 400 + 1)))
+        .expect("read a corpus mail");
+    let crlf = template.windows(2).any(|w| w == b"\r\n");
+    let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+    let blank: &[u8] = if crlf { b"\r\n\r\n" } else { b"\n\n" };
+    let split = template
+        .windows(blank.len())
+        .position(|w| w == blank)
+        .map_or(template.len(), |p| p + eol.len());
+    let (head, body) = template.split_at(split);
+    let mut out = format!("Message-ID: <load-{n}@taxinbox.test>").into_bytes();
+    out.extend_from_slice(eol);
+    let mut in_message_id = false;
+    let mut has_subject = false;
+    for line in head.split_inclusive(|b| *b == b'\n') {
+        let lower = String::from_utf8_lossy(line).to_ascii_lowercase();
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if continuation && in_message_id {
+            continue;
+        }
+        in_message_id = lower.starts_with("message-id:");
+        if in_message_id {
+            continue;
+        }
+        if lower.starts_with("subject:") {
+            has_subject = true;
+            out.extend_from_slice(b"Subject: [load ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"] ");
+            out.extend_from_slice(line[8..].trim_ascii_start());
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    if !has_subject {
+        out.extend_from_slice(format!("Subject: [load {n}]").as_bytes());
+        out.extend_from_slice(eol);
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+impl Dovecot {
+    /// Delivers the load mails `range` ([`numbered_mail`]) into INBOX.
+    pub fn deliver_numbered(&mut self, corpus: &Path, range: std::ops::RangeInclusive<usize>) {
+        for n in range {
+            self.deliver(&numbered_mail(corpus, n));
+        }
+    }
+}

@@ -169,3 +169,21 @@ pub fn copy_files(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Runs one async test body on SQLite and on PostgreSQL, as two tests.
+macro_rules! on_both_engines {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                ($body)(Engine::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                ($body)(Engine::Postgres).await;
+            }
+        }
+    };
+}
+pub(crate) use on_both_engines;

@@ -67,6 +67,8 @@ async fn poll(app: &TestApp, mailbox: &MailboxSettings) -> imap::PollOutcome {
         batch_size: app.app.settings.ingest.batch_size,
         clock: &chrono::Utc::now,
         stop: None,
+        lease: None,
+        metrics: None,
     };
     imap::poll_mailbox_once(&ctx, mailbox)
         .await
@@ -173,6 +175,8 @@ async fn a_refused_login_stops_the_mailbox_with_an_error_that_hides_the_password
         batch_size: 5,
         clock: &chrono::Utc::now,
         stop: None,
+        lease: None,
+        metrics: None,
     };
     let error = imap::poll_mailbox_once(&ctx, &mailbox)
         .await
@@ -186,7 +190,15 @@ async fn a_refused_login_stops_the_mailbox_with_an_error_that_hides_the_password
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let end = tokio::time::timeout(
         Duration::from_secs(60),
-        imap::run_mailbox(app.app.store.clone(), pipeline.clone(), mailbox, 5, rx),
+        imap::run_mailbox(
+            app.app.store.clone(),
+            pipeline.clone(),
+            mailbox,
+            5,
+            imap::Lease::for_this_process(),
+            Default::default(),
+            rx,
+        ),
     )
     .await
     .expect("a refused login ends the task");
@@ -209,6 +221,8 @@ on_both_engines!(
             batch_size: 5,
             clock: &chrono::Utc::now,
             stop: None,
+            lease: None,
+            metrics: None,
         };
         // The first run commits and then "crashes": the session is dropped without moving anything.
         let mut session = MailboxSession::open(&mailbox).await.unwrap();
@@ -241,6 +255,8 @@ async fn after_a_uidvalidity_change_stored_mail_is_recognised_not_processed_agai
         batch_size: 5,
         clock: &chrono::Utc::now,
         stop: None,
+        lease: None,
+        metrics: None,
     };
     let mut session = MailboxSession::open(&mailbox).await.unwrap();
     session.commit_new(&ctx).await.unwrap();
@@ -291,6 +307,8 @@ async fn the_mailbox_task_reconnects_after_a_server_restart_and_finishes() {
         pipeline,
         mailbox.clone(),
         5,
+        imap::Lease::for_this_process(),
+        Default::default(),
         rx,
     ));
     wait_until(|| async { app.count("SELECT COUNT(*) FROM messages").await == MAILS as i64 }).await;
@@ -345,7 +363,12 @@ async fn run_once_works_every_mailbox_even_when_one_of_them_fails() {
         dovecot.deliver(&std::fs::read(corpus().join(format!("mail/{i:04}.eml"))).unwrap());
     }
     let pipeline = app.pipeline().await;
-    let once = taxinbox::daemon::poll_mailboxes_once(&app.app, &pipeline).await;
+    let once = taxinbox::daemon::poll_mailboxes_once(
+        &app.app,
+        &pipeline,
+        &imap::Lease::for_this_process(),
+    )
+    .await;
     assert_eq!(once.summary.total(), 3);
     assert_eq!(once.failed.len(), 1);
     assert_eq!(once.failed[0].0, "broken");

@@ -1,24 +1,7 @@
 //! Behaviour of the ingest path on both engines: duplicates, cases, quarantine, hostile input, dry runs, Maildir.
 
-use crate::helpers::{copy_files, corpus, project_root, Engine, TestApp};
+use crate::helpers::{copy_files, corpus, on_both_engines, project_root, Engine, TestApp};
 use taxinbox::pipeline::Status;
-
-/// Runs one async test body on SQLite and on PostgreSQL, as two tests.
-macro_rules! on_both_engines {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                ($body)(Engine::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                ($body)(Engine::Postgres).await;
-            }
-        }
-    };
-}
 
 on_both_engines!(
     a_second_copy_of_a_demand_joins_the_first_and_creates_no_task,

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# IMAP throughput of taxinbox beside mbsync (isync) on the same private Dovecot mailbox, in one run:
+# N load mails (default 2000) from INBOX to committed tasks, as mails/second and a ratio (benches/imap.rs).
+#   bench/imap.sh                 # SQLite, 2000 mails
+#   TAXINBOX_BENCH_MAILS=5000 TAXINBOX_BENCH_DB=postgres bench/imap.sh
+# Needs Dovecot (scripts/test-services installs it, and PostgreSQL); installs isync for mbsync when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v mbsync >/dev/null 2>&1; then
+  echo "installing isync (mbsync, Debian package)…"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq isync >/dev/null
+fi
+if [ "${TAXINBOX_BENCH_DB:-sqlite}" = postgres ]; then
+  scripts/test-services
+elif ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then
+  scripts/test-services
+fi
+mbsync --version
+exec cargo bench --bench imap

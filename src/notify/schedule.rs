@@ -1,0 +1,396 @@
+//! What taxinbox tells people without a new mail: the daily digest per accountant, the escalation ladder of open
+//! tasks, and notices to admins about quarantined mail and tasks nobody could be assigned to.
+//!
+//! All of it is queued into the outbox (and sent by the worker) and is idempotent: each notification carries a
+//! `dedupe_key` naming what it is about (`digest:<who>:<date>`, `escalation:<task>:<rung>:<who>`, …), so a pass
+//! run twice, or by two instances, queues nothing twice. The date is a parameter (the firm's today), never read
+//! from the clock here, so any day can be tested.
+
+use super::templates::{Kind, Templates};
+use super::{client_label, russian_date};
+use crate::calendar::ProductionCalendar;
+use crate::directory::{Directory, Role};
+use crate::settings::{EscalationSettings, EscalationTarget};
+use crate::store::{self, NewNotification, OpenTask};
+use chrono::NaiveDate;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Everything scheduling needs besides the database and the date.
+#[derive(Debug, Clone)]
+pub struct ScheduleContext {
+    pub templates: Templates,
+    pub calendar: ProductionCalendar,
+    pub directory: Directory,
+    pub escalation: EscalationSettings,
+    pub admins: Vec<String>,
+}
+
+/// What one scheduling pass queued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScheduleOutcome {
+    pub digests: usize,
+    pub escalations: usize,
+    pub admin_notices: usize,
+}
+
+/// "In the next working days" of the digest: far enough to plan the week's start, near enough to stay short.
+const DIGEST_UPCOMING_WORKING_DAYS: u32 = 3;
+
+/// Admin notices queued per pass and kind: a bound; a backlog goes out over the following passes.
+const ADMIN_NOTICES_PER_PASS: i64 = 100;
+
+/// A due date further ahead than this is not counted in working days (no ladder reaches that far).
+const MAX_LOOKAHEAD_DAYS: i64 = 400;
+
+/// Digests, escalations and admin notices for `today` (the firm's date).
+pub async fn run(
+    conn: &mut sqlx::AnyConnection,
+    ctx: &ScheduleContext,
+    today: NaiveDate,
+    now_s: &str,
+) -> anyhow::Result<ScheduleOutcome> {
+    Ok(ScheduleOutcome {
+        digests: digest_due(conn, ctx, today, now_s).await?,
+        escalations: escalations_due(conn, ctx, today, now_s).await?,
+        admin_notices: admin_notices_due(conn, ctx, now_s).await?,
+    })
+}
+
+fn task_line(t: &OpenTask) -> String {
+    format!(
+        "— {} · {} · {}",
+        russian_date(&t.due),
+        t.title,
+        client_label(t.client_name.as_deref(), t.client_inn.as_deref())
+    )
+}
+
+fn lines(tasks: &[&OpenTask]) -> String {
+    if tasks.is_empty() {
+        "— нет".to_owned()
+    } else {
+        tasks
+            .iter()
+            .map(|t| task_line(t))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Queues one digest per accountant with open tasks overdue, due today or due in the next working days; only on
+/// working days (nobody reads a Sunday digest), once per person and date. Returns how many were queued.
+pub async fn digest_due(
+    conn: &mut sqlx::AnyConnection,
+    ctx: &ScheduleContext,
+    today: NaiveDate,
+    now_s: &str,
+) -> anyhow::Result<usize> {
+    if !ctx.calendar.is_working_day(today, None)? {
+        return Ok(0);
+    }
+    let horizon = ctx
+        .calendar
+        .add_working_days(today, DIGEST_UPCOMING_WORKING_DAYS, None)?;
+    let tasks = store::open_tasks_due_by(conn, &horizon.to_string()).await?;
+    let mut by_person: BTreeMap<&str, Vec<&OpenTask>> = BTreeMap::new();
+    for task in &tasks {
+        if let Some(who) = task.assignee.as_deref() {
+            by_person.entry(who).or_default().push(task);
+        }
+    }
+    let today_s = today.to_string();
+    let mut queued = 0;
+    for (who, tasks) in by_person {
+        let (mut overdue, mut due_today, mut upcoming) = (Vec::new(), Vec::new(), Vec::new());
+        for t in tasks {
+            match t.due.as_str().cmp(today_s.as_str()) {
+                std::cmp::Ordering::Less => overdue.push(t),
+                std::cmp::Ordering::Equal => due_today.push(t),
+                std::cmp::Ordering::Greater => upcoming.push(t),
+            }
+        }
+        let name = ctx
+            .directory
+            .accountant(who)
+            .map_or_else(|| who.to_owned(), |a| a.name.clone());
+        let values = BTreeMap::from([
+            ("name", name),
+            ("date", today.format("%d.%m.%Y").to_string()),
+            ("overdue", lines(&overdue)),
+            ("due_today", lines(&due_today)),
+            ("upcoming", lines(&upcoming)),
+            ("overdue_count", overdue.len().to_string()),
+            ("today_count", due_today.len().to_string()),
+            ("upcoming_count", upcoming.len().to_string()),
+        ]);
+        let text = ctx.templates.render(Kind::Digest, &values);
+        let n = NewNotification {
+            kind: Kind::Digest.as_str().to_owned(),
+            task: None,
+            message: None,
+            recipient: who.to_owned(),
+            subject: text.subject,
+            body: text.body,
+            not_before: now_s.to_owned(),
+            created_at: now_s.to_owned(),
+        };
+        if store::insert_notification_once(conn, &n, &format!("digest:{who}:{today}"))
+            .await?
+            .is_some()
+        {
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
+/// Working days after `today` up to and including `due` (0 on the due date and after it).
+fn working_days_left(
+    calendar: &ProductionCalendar,
+    today: NaiveDate,
+    due: NaiveDate,
+    region: Option<&str>,
+) -> anyhow::Result<u32> {
+    let mut left = 0;
+    let mut day = today;
+    for _ in 0..MAX_LOOKAHEAD_DAYS {
+        if day >= due {
+            break;
+        }
+        day = day.succ_opt().unwrap_or(due);
+        if calendar.is_working_day(day, region)? {
+            left += 1;
+        }
+    }
+    Ok(left)
+}
+
+/// The people a rung names for `task` on `today`; empty when nobody fits (no manager in the register, …).
+fn targets(
+    ctx: &ScheduleContext,
+    who: EscalationTarget,
+    task: &OpenTask,
+    today: NaiveDate,
+) -> Vec<String> {
+    let assignee = task.assignee.as_deref();
+    let client = task
+        .client_inn
+        .as_deref()
+        .and_then(|inn| ctx.directory.client(inn));
+    let found = match who {
+        EscalationTarget::Assignee => assignee.map(str::to_owned),
+        EscalationTarget::Substitute => {
+            let role = task.role.parse::<Role>().unwrap_or(Role::Accountant);
+            ctx.directory
+                .assignee(client, role, today)
+                .filter(|s| Some(s.as_str()) != assignee)
+                .or_else(|| {
+                    client
+                        .and_then(|c| c.backup_accountant.clone())
+                        .filter(|s| Some(s.as_str()) != assignee)
+                })
+        }
+        EscalationTarget::Manager => assignee
+            .and_then(|a| ctx.directory.manager_of(a))
+            .map(str::to_owned),
+        EscalationTarget::Admins => return ctx.admins.clone(),
+    };
+    found.into_iter().collect()
+}
+
+/// Queues, for every open task, the rung of its ladder reached today: of the rungs with `working_days_before`
+/// at least the working days left, those with the fewest. Earlier rungs a stopped daemon missed are not sent
+/// late; each rung goes once per task and person.
+pub async fn escalations_due(
+    conn: &mut sqlx::AnyConnection,
+    ctx: &ScheduleContext,
+    today: NaiveDate,
+    now_s: &str,
+) -> anyhow::Result<usize> {
+    let reach = ctx
+        .escalation
+        .kinds
+        .values()
+        .chain(std::iter::once(&ctx.escalation.default))
+        .flatten()
+        .map(|r| r.working_days_before)
+        .max()
+        .unwrap_or(0);
+    let horizon = if reach == 0 {
+        ctx.calendar.next_working_day(today, None)?
+    } else {
+        ctx.calendar.add_working_days(today, reach, None)?
+    };
+    let tasks = store::open_tasks_due_by(conn, &horizon.to_string()).await?;
+    let mut queued = 0;
+    for task in &tasks {
+        let Ok(due) = NaiveDate::parse_from_str(&task.due, "%Y-%m-%d") else {
+            continue;
+        };
+        let kind = match (&task.kind, task.message) {
+            (Some(kind), _) => kind.as_str(),
+            (None, None) => "calendar",
+            (None, Some(_)) => "",
+        };
+        let ladder = ctx.escalation.ladder(kind);
+        let region = task
+            .client_inn
+            .as_deref()
+            .and_then(|inn| ctx.directory.client(inn))
+            .and_then(|c| c.region.as_deref());
+        let left = working_days_left(&ctx.calendar, today, due, region)?;
+        let Some(reached) = ladder
+            .iter()
+            .map(|r| r.working_days_before)
+            .filter(|n| *n >= left)
+            .min()
+        else {
+            continue;
+        };
+        for (index, rung) in ladder.iter().enumerate() {
+            if rung.working_days_before != reached {
+                continue;
+            }
+            let people: BTreeSet<String> =
+                targets(ctx, rung.who, task, today).into_iter().collect();
+            for person in people {
+                let values = BTreeMap::from([
+                    ("task", task.title.clone()),
+                    (
+                        "client",
+                        client_label(task.client_name.as_deref(), task.client_inn.as_deref()),
+                    ),
+                    ("due", russian_date(&task.due)),
+                    ("days_left", left.to_string()),
+                    (
+                        "assignee",
+                        task.assignee.clone().unwrap_or_else(|| "—".to_owned()),
+                    ),
+                ]);
+                let text = ctx.templates.render(Kind::Escalation, &values);
+                let n = NewNotification {
+                    kind: Kind::Escalation.as_str().to_owned(),
+                    task: Some(task.id),
+                    message: task.message,
+                    recipient: person.clone(),
+                    subject: text.subject,
+                    body: text.body,
+                    not_before: now_s.to_owned(),
+                    created_at: now_s.to_owned(),
+                };
+                let key = format!("escalation:{}:{index}:{person}", task.id);
+                if store::insert_notification_once(conn, &n, &key)
+                    .await?
+                    .is_some()
+                {
+                    queued += 1;
+                }
+            }
+        }
+    }
+    Ok(queued)
+}
+
+/// Tells every admin about mail put in quarantine and tasks nobody could be assigned to, once each.
+pub async fn admin_notices_due(
+    conn: &mut sqlx::AnyConnection,
+    ctx: &ScheduleContext,
+    now_s: &str,
+) -> anyhow::Result<usize> {
+    if ctx.admins.is_empty() {
+        return Ok(0);
+    }
+    let mut notices = Vec::new();
+    for mail in store::quarantined_without_notice(conn, ADMIN_NOTICES_PER_PASS).await? {
+        let values = BTreeMap::from([
+            ("subject", mail.subject.clone()),
+            ("from", mail.from_addr.clone()),
+            ("reason", mail.reason.clone()),
+            ("message", mail.id.to_string()),
+        ]);
+        let text = ctx.templates.render(Kind::AdminQuarantined, &values);
+        notices.push((
+            Kind::AdminQuarantined,
+            None,
+            Some(mail.id),
+            text,
+            format!("quarantined:{}", mail.id),
+        ));
+    }
+    for task in store::unassigned_without_notice(conn, ADMIN_NOTICES_PER_PASS).await? {
+        let values = BTreeMap::from([
+            ("task", task.title.clone()),
+            (
+                "client",
+                client_label(task.client_name.as_deref(), task.client_inn.as_deref()),
+            ),
+            ("role", task.role.clone()),
+            ("due", russian_date(&task.due)),
+        ]);
+        let text = ctx.templates.render(Kind::AdminUnassigned, &values);
+        notices.push((
+            Kind::AdminUnassigned,
+            Some(task.id),
+            task.message,
+            text,
+            format!("unassigned:{}", task.id),
+        ));
+    }
+    let mut queued = 0;
+    for (kind, task, message, text, key) in &notices {
+        for admin in &ctx.admins {
+            let n = NewNotification {
+                kind: kind.as_str().to_owned(),
+                task: *task,
+                message: *message,
+                recipient: admin.clone(),
+                subject: text.subject.clone(),
+                body: text.body.clone(),
+                not_before: now_s.to_owned(),
+                created_at: now_s.to_owned(),
+            };
+            if store::insert_notification_once(conn, &n, &format!("{key}:{admin}"))
+                .await?
+                .is_some()
+            {
+                queued += 1;
+            }
+        }
+    }
+    Ok(queued)
+}
+
+/// The daemon's scheduling step: loads the register and the production calendar, then queues what `now` (in the
+/// configured time zone) calls for. No enclosing transaction: every insert is idempotent by its key, and on SQLite
+/// a read transaction upgraded to a write fails at once ("database is locked") when ingestion committed meanwhile,
+/// while single statements wait for the lock.
+pub async fn schedule_today(
+    app: &crate::cli::App,
+    templates: &Templates,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<ScheduleOutcome> {
+    let today = now
+        .with_timezone(&app.settings.general.timezone)
+        .date_naive();
+    let mut conn = app.store.acquire().await?;
+    let ctx = ScheduleContext {
+        templates: templates.clone(),
+        calendar: ProductionCalendar::load_dir(
+            &app.settings.rules.dir.join("calendar").join("production"),
+        )
+        .map_err(|e| anyhow::anyhow!("load the production calendars: {e}"))?,
+        directory: store::load_directory(&mut conn).await?,
+        escalation: app.settings.notify.escalation.clone(),
+        admins: app.settings.notify.admins.clone(),
+    };
+    let outcome = run(&mut conn, &ctx, today, &store::timestamp(now)).await?;
+    if outcome != ScheduleOutcome::default() {
+        tracing::info!(
+            digests = outcome.digests,
+            escalations = outcome.escalations,
+            admin_notices = outcome.admin_notices,
+            "notifications scheduled"
+        );
+    }
+    Ok(outcome)
+}
