@@ -198,8 +198,8 @@ fn targets(
     found.into_iter().collect()
 }
 
-/// Queues, for every open task, the rung of its ladder reached today: of the rungs with `working_days_before`
-/// at least the working days left, those with the fewest. Earlier rungs a stopped daemon missed are not sent
+/// Queues, for every open task not yet overdue, the rung of its ladder reached today: of the rungs with
+/// `working_days_before` at least the working days left, those with the fewest. Earlier rungs a stopped daemon missed are not sent
 /// late; each rung goes once per task and person.
 pub async fn escalations_due(
     conn: &mut sqlx::AnyConnection,
@@ -227,6 +227,11 @@ pub async fn escalations_due(
         let Ok(due) = NaiveDate::parse_from_str(&task.due, "%Y-%m-%d") else {
             continue;
         };
+        // A deadline already missed is escalated no more (the ladder ends on the day); it stands in the daily
+        // digest's overdue list. Otherwise a first run over a backlog would flood every manager at once.
+        if due < today {
+            continue;
+        }
         let kind = match (&task.kind, task.message) {
             (Some(kind), _) => kind.as_str(),
             (None, None) => "calendar",

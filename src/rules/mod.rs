@@ -284,29 +284,33 @@ impl Ruleset {
         result
     }
 
+    /// Calls one file's `classify` with the (shared) mail; a failure names the file and, where known, the line.
+    fn call_classify(&self, file: &RuleFile, mail: &Dynamic) -> Result<Dynamic, RuleFailure> {
+        let mut scope = rhai::Scope::new();
+        let options = rhai::CallFnOptions::new()
+            .eval_ast(false)
+            .rewind_scope(true);
+        self.engine
+            .call_fn_with_options::<Dynamic>(
+                options,
+                &mut scope,
+                &file.ast,
+                "classify",
+                (mail.clone(),),
+            )
+            .map_err(|e| RuleFailure {
+                file: file.name.clone(),
+                line: e.position().line(),
+                message: runtime_message(&e),
+            })
+    }
+
     fn run(&self, mail: &Dynamic) -> Result<Classification, RuleFailure> {
         // Shared, so that handing the mail to each rule file copies a pointer, not the whole map.
         let mail = mail.clone().into_shared();
         let mut ran = Vec::new();
         for file in &self.files {
-            let mut scope = rhai::Scope::new();
-            let options = rhai::CallFnOptions::new()
-                .eval_ast(false)
-                .rewind_scope(true);
-            let value = self
-                .engine
-                .call_fn_with_options::<Dynamic>(
-                    options,
-                    &mut scope,
-                    &file.ast,
-                    "classify",
-                    (mail.clone(),),
-                )
-                .map_err(|e| RuleFailure {
-                    file: file.name.clone(),
-                    line: e.position().line(),
-                    message: runtime_message(&e),
-                })?;
+            let value = self.call_classify(file, &mail)?;
             let decision = Decision::from_dynamic(value).map_err(|message| RuleFailure {
                 file: file.name.clone(),
                 line: None,
@@ -336,24 +340,7 @@ impl Ruleset {
             .iter()
             .map(|file| {
                 DEADLINE.with(|d| d.set(Some(Instant::now() + self.time_budget)));
-                let mut scope = rhai::Scope::new();
-                let options = rhai::CallFnOptions::new()
-                    .eval_ast(false)
-                    .rewind_scope(true);
-                let value = self
-                    .engine
-                    .call_fn_with_options::<Dynamic>(
-                        options,
-                        &mut scope,
-                        &file.ast,
-                        "classify",
-                        (mail.clone(),),
-                    )
-                    .map_err(|e| RuleFailure {
-                        file: file.name.clone(),
-                        line: e.position().line(),
-                        message: runtime_message(&e),
-                    });
+                let value = self.call_classify(file, &mail);
                 DEADLINE.with(|d| d.set(None));
                 (file.name.clone(), value)
             })

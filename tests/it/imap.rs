@@ -3,7 +3,7 @@
 //! good and one broken mailbox.
 
 use crate::dovecot::{Dovecot, PASSWORD};
-use crate::helpers::{corpus, Engine, TestApp};
+use crate::helpers::{corpus, on_both_engines, Engine, TestApp};
 use std::time::{Duration, Instant};
 use taxinbox::imap::{self, MailboxSession, PollContext};
 use taxinbox::pipeline::Status;
@@ -11,23 +11,6 @@ use taxinbox::settings::MailboxSettings;
 
 /// Mails of the corpus used per test: enough for several batches, few enough for a shared 2-core machine.
 const MAILS: usize = 12;
-
-/// Runs one async test body on SQLite and on PostgreSQL, as two tests.
-macro_rules! on_both_engines {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                ($body)(Engine::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                ($body)(Engine::Postgres).await;
-            }
-        }
-    };
-}
 
 /// A Dovecot with `MAILS` corpus mails in INBOX and a test app whose mailbox `demands` points at it, with a
 /// small batch size so that a pass takes several transactions.
