@@ -148,21 +148,7 @@ pub async fn open_tasks_due_by(
     .fetch_all(&mut *conn)
     .await
     .context("read open tasks")?;
-    rows.iter()
-        .map(|r| {
-            Ok(OpenTask {
-                id: r.try_get("id")?,
-                title: r.try_get("title")?,
-                due: r.try_get("due")?,
-                role: r.try_get("role")?,
-                assignee: r.try_get("assignee")?,
-                client_inn: r.try_get("client_inn")?,
-                client_name: r.try_get("client_name")?,
-                kind: r.try_get("kind")?,
-                message: r.try_get("message")?,
-            })
-        })
-        .collect()
+    Ok(rows.iter().map(open_task).collect::<Result<_, _>>()?)
 }
 
 /// A quarantined mail no admin has been told about yet.
@@ -216,19 +202,20 @@ pub async fn unassigned_without_notice(
     .fetch_all(&mut *conn)
     .await
     .context("read unassigned tasks")?;
-    rows.iter()
-        .map(|r| {
-            Ok(OpenTask {
-                id: r.try_get("id")?,
-                title: r.try_get("title")?,
-                due: r.try_get("due")?,
-                role: r.try_get("role")?,
-                assignee: r.try_get("assignee")?,
-                client_inn: r.try_get("client_inn")?,
-                client_name: r.try_get("client_name")?,
-                kind: r.try_get("kind")?,
-                message: r.try_get("message")?,
-            })
-        })
-        .collect()
+    Ok(rows.iter().map(open_task).collect::<Result<_, _>>()?)
+}
+
+/// An open task as the schedulers read it (the columns both task queries select).
+fn open_task(r: &sqlx::any::AnyRow) -> Result<OpenTask, sqlx::Error> {
+    Ok(OpenTask {
+        id: r.try_get("id")?,
+        title: r.try_get("title")?,
+        due: r.try_get("due")?,
+        role: r.try_get("role")?,
+        assignee: r.try_get("assignee")?,
+        client_inn: r.try_get("client_inn")?,
+        client_name: r.try_get("client_name")?,
+        kind: r.try_get("kind")?,
+        message: r.try_get("message")?,
+    })
 }
