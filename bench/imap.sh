@@ -3,6 +3,7 @@
 # N load mails (default 2000) from INBOX to committed tasks, as mails/second and a ratio (benches/imap.rs).
 #   bench/imap.sh                 # SQLite, 2000 mails
 #   TAXINBOX_BENCH_MAILS=5000 TAXINBOX_BENCH_DB=postgres bench/imap.sh
+#   TAXINBOX_BENCH_MAIL_KB=135 bench/imap.sh     # mails padded to ~135 KB, like real traffic
 # Needs Dovecot (scripts/test-services installs it, and PostgreSQL); installs isync for mbsync when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,13 +4,16 @@
 //! run — the ratio is what our pipeline and durability cost on top of plain IMAP fetching.
 //!
 //! Run: `bench/imap.sh` (installs isync), or `cargo bench --bench imap` with `mbsync` on the PATH.
-//! `TAXINBOX_BENCH_MAILS` sets N; `TAXINBOX_BENCH_DB=postgres` measures on PostgreSQL (TAXINBOX_TEST_PG).
+//! `TAXINBOX_BENCH_MAILS` sets N; `TAXINBOX_BENCH_MAIL_KB=135` pads every mail to about that size (real traffic;
+//! default: the corpus mail as it is); `TAXINBOX_BENCH_DB=postgres` measures on PostgreSQL (TAXINBOX_TEST_PG).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark stops at the first failure
 
 #[allow(dead_code)] // the test harness's Dovecot; the benchmark uses part of it
 #[path = "../tests/it/dovecot.rs"]
 mod dovecot;
+#[path = "support/load_mail.rs"]
+mod load_mail;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -96,9 +99,13 @@ async fn taxinbox_once(server: &dovecot::Dovecot, dir: &Path) -> (Duration, usiz
         &config,
         format!(
             "[database]\nurl = \"{url}\"\n[rules]\ndir = \"{}\"\n[notify]\ntransport = \"file\"\ndir = \"{}\"\n\
-             from = \"taxinbox@debet-service.example\"\n{}",
+             from = \"taxinbox@debet-service.example\"\n{}{}",
             root().join("rules").display(),
             dir.join("outbox").display(),
+            // TAXINBOX_BENCH_BATCH: mails per transaction and per FETCH/MOVE (default: the built-in setting).
+            std::env::var("TAXINBOX_BENCH_BATCH")
+                .map(|b| format!("[ingest]\nbatch_size = {b}\n"))
+                .unwrap_or_default(),
             server.mailbox_config("demands", &password),
         ),
     )
@@ -161,7 +168,15 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = dovecot::Dovecot::start();
     let corpus = root().join("tests/corpus");
-    server.deliver_numbered(&corpus, 1..=mails);
+    // TAXINBOX_BENCH_MAIL_KB=135 pads each mail with an attachment to about that size (real traffic); the default
+    // 0 keeps the corpus mail as it is (~5 KB).
+    let target = load_mail::target_size(0);
+    let mut bytes = 0;
+    for n in 1..=mails {
+        let raw = load_mail::load_mail(&corpus, n, target);
+        bytes += raw.len();
+        server.deliver(&raw);
+    }
 
     // mbsync first: it only reads (Sync Pull, Expunge None), so taxinbox finds the same INBOX afterwards.
     let (mbsync_time, fetched) = mbsync(&server, dir.path());
@@ -176,7 +191,10 @@ fn main() {
     assert_eq!(committed, mails, "taxinbox committed every mail");
 
     let (r_ours, r_mbsync) = (rate(mails, ours), rate(mails, mbsync_time));
-    println!("imap/{mails} mails");
+    println!(
+        "imap/{mails} mails, average {:.0} KB",
+        bytes as f64 / mails as f64 / 1024.0
+    );
     println!(
         "  taxinbox run --once ({engine}): {:>8.2} s  {:>8.0} mails/s  (INBOX -> committed tasks, log, moved)",
         ours.as_secs_f64(),

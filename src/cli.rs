@@ -88,6 +88,26 @@ pub enum Command {
     },
     /// The tax calendar: every client's obligations; `calendar generate` creates the tasks that are due.
     Calendar(crate::calendar::command::CalendarArgs),
+    /// The firm's task trackers (`[[sinks]]`): `sinks status` (events by state, newest errors), `sinks retry`.
+    Sinks {
+        #[command(subcommand)]
+        command: crate::notify::sink::SinksCommand,
+    },
+    /// People who sign in to the web view.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Set the web password of a member of staff, admin or auditor; read from a prompt without echo, or from
+    /// standard input when it is not a terminal (never from the command line).
+    SetPassword {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +148,8 @@ impl App {
     pub async fn open(config: Option<&std::path::Path>) -> anyhow::Result<App> {
         let settings = Settings::load(config)?;
         let store = Store::connect(&settings.database.url).await?;
+        // Events queued from now on (by this command too) reach exactly the configured task sinks.
+        crate::notify::sink::register(&store, &settings.sinks, chrono::Utc::now()).await?;
         Ok(App { settings, store })
     }
 
@@ -151,12 +173,15 @@ pub fn build_pipeline(
         max_array_size: settings.rules.max_array_size,
         time_budget: settings.rules.time_budget,
     };
-    Pipeline::load(
+    let pipeline = Pipeline::load(
         &settings.rules.dir,
         &limits,
         directory,
         settings.general.timezone,
-    )
+    )?;
+    // Shadow mode (`rules.shadow_dir`): the candidate set rides along; a broken one is logged and stays off.
+    crate::rules::live::attach_shadow(&pipeline, settings);
+    Ok(pipeline)
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -261,6 +286,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit { command } => crate::audit::run(config, command).await,
         Command::Calendar(args) => crate::calendar::command::run(config, args).await,
+        Command::User {
+            command: UserCommand::SetPassword { email },
+        } => {
+            let app = App::open(config).await?;
+            let password = read_password(&email)?;
+            crate::web::set_password(&app, &email, &password).await?;
+            println!("password set for {}", email.trim().to_lowercase());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sinks { command } => crate::notify::sink::run_command(config, command).await,
+    }
+}
+
+/// A password from a prompt without echo on a terminal, else the first line of standard input.
+fn read_password(email: &str) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("New password for {email}: "))
+            .context("read the password")?;
+        let again = rpassword::prompt_password("Repeat it: ").context("read the password")?;
+        if first != again {
+            anyhow::bail!("the two passwords differ; nothing changed");
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("read the password from standard input")?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
     }
 }
 

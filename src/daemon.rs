@@ -18,6 +18,24 @@ const POLL_INTERVAL: Duration = Duration::from_secs(30);
 /// How often raw mail past its retention period is purged: retention is counted in days.
 const PURGE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How long failed sign-ins are kept: far longer than the web view's rate-limit window (minutes), so the daily
+/// purge never shortens a lock-out; each failure stays in the hash-chained log for good.
+const LOGIN_FAILURES_KEPT: chrono::Duration = chrono::Duration::days(1);
+
+/// The daily purge of the web view's state: sessions expired before `now`, failed sign-ins older than a day.
+pub async fn purge_web_state(
+    store: &store::Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<store::WebPurged> {
+    let mut conn = store.acquire().await?;
+    store::purge_web_sessions(
+        &mut conn,
+        &store::timestamp(now),
+        &store::timestamp(now - LOGIN_FAILURES_KEPT),
+    )
+    .await
+}
+
 /// One pass: every Maildir's new mail, then the outbox.
 pub async fn run_pass(
     app: &App,
@@ -48,6 +66,8 @@ pub async fn run_pass(
     let sent = notifier
         .send_pending(&app.store, chrono::Utc::now())
         .await?;
+    // Task events to the firm's tracker (webhook, Bitrix24), after the e-mail.
+    notify::sink::deliver_pass(app, chrono::Utc::now()).await?;
     Ok((total, sent))
 }
 
@@ -63,6 +83,14 @@ fn merge(total: &mut Summary, s: Summary) {
 }
 
 pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> {
+    // SIGTERM and Ctrl-C are caught from the first moment: one arriving during start-up or in the middle of a pass
+    // is kept and ends the daemon cleanly after the pass in hand (leases released), never by the default action.
+    let signalled = shutdown_signal();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        signalled.await;
+        let _ = stop_tx.send(true);
+    });
     let app = App::open(config).await?;
     if let Some(clients) = &app.settings.directory.clients {
         let imported = crate::directory_import::import_files(
@@ -75,17 +103,45 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
         tracing::info!("{imported}");
     }
     let pipeline = app.pipeline().await?;
-    tracing::info!(ruleset = pipeline.rules.version(), "rules loaded");
-    crate::audit::record_ruleset(&app.store, &pipeline.rules, chrono::Utc::now()).await?;
+    tracing::info!(ruleset = %pipeline.rules.version(), "rules loaded");
+    crate::audit::record_ruleset(&app.store, &pipeline.rules.snapshot(), chrono::Utc::now())
+        .await?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    // What the rules decide with — the register (its generation), demands.toml, the production calendars — is
+    // versioned and recorded now, so that later reloads compare against it (and /healthz shows it).
+    let reloader =
+        crate::rules::live::Reloader::new(&pipeline, &app.settings).with_metrics(metrics.clone());
+    reloader
+        .reload_and_log(&app.store, chrono::Utc::now())
+        .await;
+    // Hot reload (not for --once): a change of the rule files, demands.toml or the production calendars, a
+    // `directory import` (the register generation) or SIGHUP swaps the rules and their context for every clone of
+    // the pipeline (each mailbox task's) and wakes the loop, so waiting Maildir mail is taken under what is in force.
+    let rules_changed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let rules_watch = (!once)
+        .then(|| crate::rules::live::watch(reloader, app.store.clone(), rules_changed.clone()));
     let mut next_purge = std::time::Instant::now();
     // Several instances may share a PostgreSQL store: each mailbox is worked under a lease held by one of them.
     let lease = crate::imap::Lease::for_this_process();
-    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     // The endpoint serves the long-running daemon only; a --once run is over before anyone would scrape it.
     let http = if once {
         None
     } else {
-        Some(crate::http::Server::start(app.settings.http.listen, metrics.clone()).await?)
+        // The web view shares the live pipeline: a hot reload reaches its reprocess button and playground too.
+        let web = crate::web::Web::new(
+            app.store.clone(),
+            app.settings.clone(),
+            pipeline.clone(),
+            metrics.clone(),
+        );
+        Some(
+            crate::http::Server::start_with_web(
+                app.settings.http.listen,
+                metrics.clone(),
+                Some(web),
+            )
+            .await?,
+        )
     };
     // IMAP: with --once one pass per mailbox now (its notifications go out with run_pass's outbox); otherwise one
     // supervised task per mailbox for as long as the daemon runs.
@@ -113,7 +169,24 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
                 Ok(_) => {}
                 Err(e) => tracing::error!("purge of raw mail past its retention failed: {e:#}"),
             }
+            match purge_web_state(&app.store, chrono::Utc::now()).await {
+                Ok(purged) if purged != store::WebPurged::default() => tracing::info!(
+                    sessions = purged.sessions,
+                    login_failures = purged.login_failures,
+                    "expired web sessions and old failed sign-ins purged"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!("purge of expired web sessions failed: {e:#}"),
+            }
         }
+        // A `directory import` since the last look: this pass decides with the register now stored.
+        crate::rules::live::check_register(
+            &pipeline.rules,
+            &app.store,
+            Some(&metrics),
+            chrono::Utc::now(),
+        )
+        .await;
         let pass = run_pass(&app, &pipeline).await;
         if once {
             let (mut summary, sent) = pass?;
@@ -146,8 +219,12 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL_INTERVAL) => {}
-            _ = shutdown_signal() => {
+            _ = rules_changed.notified() => {}
+            _ = stop_rx.wait_for(|stop| *stop) => {
                 tracing::info!("shutting down");
+                if let Some(watch) = rules_watch {
+                    watch.stop().await;
+                }
                 if let Some(tasks) = mailbox_tasks {
                     tasks.stop().await;
                 }
@@ -161,22 +238,27 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
     }
 }
 
-async fn shutdown_signal() {
+/// Registers the SIGTERM handler now (a signal delivered before the future is polled is not lost) and resolves on
+/// SIGTERM or Ctrl-C.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        {
+            let Some(mut term) = term else {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
             };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

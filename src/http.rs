@@ -1,7 +1,8 @@
 //! The daemon's HTTP endpoint on `[http] listen`: `/healthz` (each mailbox's state, last poll and last error as
 //! JSON) and `/metrics` (Prometheus text format). Started by `taxinbox run`, stopped with it.
 //!
-//! Read-only by design: nothing here changes the store or the mailboxes. A later web UI joins this router.
+//! The status endpoints are read-only: nothing there changes the store or the mailboxes. The web view (`web`)
+//! joins this router when the daemon gives it one ([`Server::start_with_web`]).
 
 use crate::metrics::{MailboxHealth, MailboxState, Metrics};
 use anyhow::Context as _;
@@ -22,6 +23,8 @@ struct Health {
     /// `ok`, or `degraded` when a mailbox stopped on an error that needs a person.
     status: &'static str,
     mailboxes: BTreeMap<String, MailboxHealth>,
+    /// The rules in force and a refused reload (`last_error`), if any.
+    rules: crate::metrics::RulesHealth,
 }
 
 /// The routes, on the shared metrics.
@@ -40,6 +43,7 @@ async fn healthz(State(metrics): State<Arc<Metrics>>) -> Json<Health> {
     Json(Health {
         status: if stopped { "degraded" } else { "ok" },
         mailboxes,
+        rules: metrics.rules(),
     })
 }
 
@@ -53,6 +57,14 @@ async fn prometheus(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     )
 }
 
+/// The status routes, plus the web view when given.
+pub fn app(metrics: Arc<Metrics>, web: Option<crate::web::Web>) -> Router {
+    match web {
+        Some(web) => router(metrics).merge(crate::web::router(web)),
+        None => router(metrics),
+    }
+}
+
 /// Binds `listen`; a taken port is an error naming the setting.
 pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(listen)
@@ -63,17 +75,21 @@ pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener>
 /// Serves on `listener` until `stop` turns `true`; requests in flight are answered first.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
+    app: Router,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let address = listener.local_addr().ok();
-    tracing::info!(listen = ?address, "HTTP endpoint up: /healthz, /metrics");
-    axum::serve(listener, router(metrics))
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
-        .context("serve HTTP")
+    tracing::info!(listen = ?address, "HTTP endpoint up: /healthz, /metrics, the web view");
+    // The client's address reaches the handlers (the web view rate-limits failed sign-ins per address).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await
+    .context("serve HTTP")
 }
 
 /// A running endpoint: where it listens, and how to stop it.
@@ -91,12 +107,21 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 impl Server {
     /// Binds `listen` and serves in a task of its own.
     pub async fn start(listen: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<Server> {
+        Server::start_with_web(listen, metrics, None).await
+    }
+
+    /// Same, with the web view mounted beside the status endpoints.
+    pub async fn start_with_web(
+        listen: SocketAddr,
+        metrics: Arc<Metrics>,
+        web: Option<crate::web::Web>,
+    ) -> anyhow::Result<Server> {
         let listener = bind(listen).await?;
         let address = listener
             .local_addr()
             .context("http.listen: local address")?;
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, metrics, stop_rx));
+        let task = tokio::spawn(serve(listener, app(metrics, web), stop_rx));
         Ok(Server {
             address,
             stop,

@@ -100,20 +100,30 @@ pub async fn ingest(
                 }
             }
             None => {
+                // Shadow mode: the candidate rules' decisions (live mail only, never a dry run), stored beside each
+                // mail in the same transaction.
+                let shadows: Vec<_> = loaded
+                    .iter()
+                    .map(|(input, raw)| {
+                        crate::rules::shadow::evaluate(pipeline, raw, mailbox_of(input), now)
+                    })
+                    .collect();
                 let mut tx = store.begin().await?;
-                for ((input, raw), eval) in loaded.iter().zip(&evaluations) {
-                    reports.push(
-                        pipeline
-                            .commit(
-                                &mut tx,
-                                &input.reference(),
-                                mailbox_of(input),
-                                raw,
-                                eval,
-                                now,
-                            )
-                            .await?,
-                    );
+                for (((input, raw), eval), shadow) in loaded.iter().zip(&evaluations).zip(&shadows)
+                {
+                    let report = pipeline
+                        .commit(
+                            &mut tx,
+                            &input.reference(),
+                            mailbox_of(input),
+                            raw,
+                            eval,
+                            now,
+                        )
+                        .await?;
+                    crate::rules::shadow::record(&mut tx, shadow.as_ref(), eval, &report, now)
+                        .await?;
+                    reports.push(report);
                 }
                 tx.commit().await?;
                 for (input, _) in &loaded {

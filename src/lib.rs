@@ -23,3 +23,4 @@ pub mod settings;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod web;

@@ -1,5 +1,5 @@
 //! What the daemon tells operators about itself: Prometheus metrics (mail per mailbox and status, tasks created,
-//! IMAP reconnects, processing latency) and the state of each mailbox for `/healthz`.
+//! IMAP reconnects, processing latency, rule reloads) and the state of each mailbox and of the rules for `/healthz`.
 //!
 //! One [`Metrics`] is shared by the mailbox tasks (which record) and the HTTP endpoint (which reads); recording
 //! never fails and never blocks on I/O. Deliberately not here: serving HTTP (that is [`crate::http`]).
@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
@@ -24,6 +25,20 @@ struct MailLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MailboxLabels {
     mailbox: String,
+}
+
+/// A part of what the rules decide with, as reloads name it: `rules`, `shadow`, `context`, `register`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartLabels {
+    part: String,
+}
+
+/// What is in force: the ruleset version, the context files' version and the register generation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoadedLabels {
+    version: String,
+    context: String,
+    register: String,
 }
 
 /// Buckets from 5 ms to about 40 s: a mail takes milliseconds to evaluate, a batch behind a slow server seconds.
@@ -57,6 +72,36 @@ pub struct MailboxHealth {
     pub last_error: Option<String>,
 }
 
+/// The rules as `/healthz` shows them: what is in force, and a reload that was refused (the service then decides
+/// with the previous version of that part until the files are fixed).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RulesHealth {
+    /// The ruleset version (`sha256:…`) in force.
+    pub version: Option<String>,
+    /// The version of `demands.toml` and the production calendars in force.
+    pub context: Option<String>,
+    /// The register generation in force (`generation N`).
+    pub register: Option<String>,
+    /// When something new last went in (RFC 3339).
+    pub last_reload: Option<String>,
+    /// Refused reloads since the start.
+    pub reload_failures: u64,
+    /// The newest error of a part still refused (`part: file:line: message`), `None` when everything on disk and in
+    /// the store is in force.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    /// Every part still refused, with its error.
+    pub refused: BTreeMap<String, String>,
+}
+
+/// The mutable side of [`RulesHealth`]: the refused parts with when.
+#[derive(Debug, Default)]
+struct RulesState {
+    health: RulesHealth,
+    /// Part → (error, when, RFC 3339).
+    refused: BTreeMap<String, (String, String)>,
+}
+
 /// The daemon's counters and mailbox states.
 pub struct Metrics {
     registry: Registry,
@@ -65,6 +110,11 @@ pub struct Metrics {
     reconnects: Family<MailboxLabels, Counter>,
     latency: Family<MailboxLabels, Histogram, fn() -> Histogram>,
     mailboxes: Mutex<BTreeMap<String, MailboxHealth>>,
+    reload_failures: Family<PartLabels, Counter>,
+    refused: Family<PartLabels, Gauge>,
+    loaded: Family<LoadedLabels, Gauge>,
+    last_reload: Gauge,
+    rules: Mutex<RulesState>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -108,6 +158,30 @@ impl Metrics {
             "Time from the start of a mail's fetch to its commit",
             latency.clone(),
         );
+        let reload_failures = Family::<PartLabels, Counter>::default();
+        let refused = Family::<PartLabels, Gauge>::default();
+        let loaded = Family::<LoadedLabels, Gauge>::default();
+        let last_reload = Gauge::default();
+        registry.register(
+            "rules_reload_failures",
+            "Refused reloads per part (rules, shadow, context = demands.toml and production calendars, register)",
+            reload_failures.clone(),
+        );
+        registry.register(
+            "rules_refused",
+            "1 while the files (or the store) of a part are refused and its previous version decides",
+            refused.clone(),
+        );
+        registry.register(
+            "rules_loaded_info",
+            "What is in force: ruleset version, context version, register generation (always 1)",
+            loaded.clone(),
+        );
+        registry.register(
+            "rules_last_reload_timestamp_seconds",
+            "When something new last went in (Unix time)",
+            last_reload.clone(),
+        );
         Metrics {
             registry,
             mails,
@@ -115,6 +189,11 @@ impl Metrics {
             reconnects,
             latency,
             mailboxes: Mutex::new(BTreeMap::new()),
+            reload_failures,
+            refused,
+            loaded,
+            last_reload,
+            rules: Mutex::new(RulesState::default()),
         }
     }
 
@@ -182,6 +261,95 @@ impl Metrics {
         self.with_health(mailbox, |h| h.last_error = Some(error.to_owned()));
     }
 
+    fn with_rules(&self, change: impl FnOnce(&mut RulesState)) {
+        let mut state = self
+            .rules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut state);
+    }
+
+    /// A reload of `part` was refused with `error`; its previous version stays in force.
+    pub fn rules_refused(&self, part: &str, error: &str, at: DateTime<Utc>) {
+        let labels = PartLabels {
+            part: part.to_owned(),
+        };
+        self.reload_failures.get_or_create(&labels).inc();
+        self.refused.get_or_create(&labels).set(1);
+        self.with_rules(|s| {
+            s.health.reload_failures += 1;
+            s.refused.insert(
+                part.to_owned(),
+                (error.to_owned(), crate::store::timestamp(at)),
+            );
+        });
+    }
+
+    /// A reload of `part` succeeded: what is on disk (in the store) is in force; `changed` when a new version went
+    /// in at `at`.
+    pub fn rules_ok(&self, part: &str, changed: bool, at: DateTime<Utc>) {
+        self.refused
+            .get_or_create(&PartLabels {
+                part: part.to_owned(),
+            })
+            .set(0);
+        if changed {
+            self.last_reload.set(at.timestamp());
+        }
+        self.with_rules(|s| {
+            s.refused.remove(part);
+            if changed {
+                s.health.last_reload = Some(crate::store::timestamp(at));
+            }
+        });
+    }
+
+    /// What is in force now (`None` keeps what was known).
+    pub fn rules_in_force(&self, version: &str, context: Option<&str>, register: Option<&str>) {
+        self.with_rules(|s| {
+            s.health.version = Some(version.to_owned());
+            if context.is_some() {
+                s.health.context = context.map(str::to_owned);
+            }
+            if register.is_some() {
+                s.health.register = register.map(str::to_owned);
+            }
+            self.loaded.clear();
+            self.loaded
+                .get_or_create(&LoadedLabels {
+                    version: version.to_owned(),
+                    context: s.health.context.clone().unwrap_or_default(),
+                    register: s.health.register.clone().unwrap_or_default(),
+                })
+                .set(1);
+        });
+    }
+
+    /// A new register generation is in force (the rules and context files unchanged).
+    pub fn rules_register(&self, register: &str) {
+        let version = self.rules().version.unwrap_or_default();
+        self.rules_in_force(&version, None, Some(register));
+    }
+
+    /// The rules' health for `/healthz`.
+    pub fn rules(&self) -> RulesHealth {
+        let state = self
+            .rules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut health = state.health.clone();
+        health.refused = state
+            .refused
+            .iter()
+            .map(|(part, (error, _))| (part.clone(), error.clone()))
+            .collect();
+        if let Some((part, (error, at))) = state.refused.iter().max_by(|a, b| a.1 .1.cmp(&b.1 .1)) {
+            health.last_error = Some(format!("{part}: {error}"));
+            health.last_error_at = Some(at.clone());
+        }
+        health
+    }
+
     /// Every mailbox's health, by name.
     pub fn mailboxes(&self) -> BTreeMap<String, MailboxHealth> {
         self.mailboxes
@@ -219,6 +387,47 @@ mod tests {
         assert!(text.contains(r#"taxinbox_tasks_created_total{mailbox="demands"} 2"#));
         assert!(text.contains(r#"taxinbox_imap_reconnects_total{mailbox="demands"} 1"#));
         assert!(text.contains(r#"taxinbox_mail_processing_seconds_count{mailbox="demands"} 2"#));
+    }
+
+    #[test]
+    fn a_refused_reload_counts_and_shows_until_that_part_loads_again() {
+        let m = Metrics::new();
+        let t = Utc::now();
+        m.rules_in_force("sha256:a", Some("sha256:c"), Some("generation 1"));
+        m.rules_ok("rules", true, t);
+        assert_eq!(m.rules().last_error, None);
+        m.rules_refused("context", "rules/demands.toml:3: expected `=`", t);
+        // Another part loading does not clear it.
+        m.rules_ok("rules", false, t);
+        let h = m.rules();
+        assert_eq!(
+            h.last_error.as_deref(),
+            Some("context: rules/demands.toml:3: expected `=`")
+        );
+        assert_eq!(h.reload_failures, 1);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"taxinbox_rules_reload_failures_total{part="context"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"taxinbox_rules_refused{part="context"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"taxinbox_rules_loaded_info{version="sha256:a",context="sha256:c",register="generation 1"} 1"#
+        ));
+        m.rules_ok("context", false, t);
+        m.rules_register("generation 2");
+        let h = m.rules();
+        assert_eq!(
+            (h.last_error, h.register.as_deref()),
+            (None, Some("generation 2"))
+        );
+        let text = m.encode();
+        assert!(text.contains(r#"taxinbox_rules_refused{part="context"} 0"#));
+        // Only what is in force is reported.
+        assert!(!text.contains(r#"register="generation 1""#), "{text}");
     }
 
     #[test]

@@ -127,6 +127,9 @@ pub struct Evaluation {
     pub received: NaiveDate,
     pub facts: serde_json::Value,
     pub outcome: Result<Resolved, String>,
+    /// The version of the ruleset this mail was evaluated under (one snapshot from start to end, whatever a hot
+    /// reload swaps meanwhile); what its report and stored decision name.
+    pub ruleset: String,
 }
 
 /// A mail the rules decided on, with client, demand and tasks resolved.
@@ -141,13 +144,79 @@ pub struct Resolved {
     pub ran: Vec<String>,
     /// How the client was found: `rule`, `xml_taxpayer`, `inn_in_mail`, `sender`, or `none`.
     pub client_from: &'static str,
+    /// The mail's thread, nearest ancestor first (`In-Reply-To`, then `References` from the last): a mail answering
+    /// one that belongs to a demand case joins that case.
+    pub thread: Vec<String>,
+    /// Every `№ … от …` the mail writes, quoted text included ([`Facts::demand_refs`]).
+    pub demand_refs: Vec<mail::extract::DemandRef>,
+    /// A reply (`Re:`/`Ответ:` or `In-Reply-To`, not a forward): a demand it names is one it quotes.
+    pub is_reply: bool,
+}
+
+/// How a mail found the case it joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JoinedBy {
+    /// The same client, demand number and date (FORMAT.md 6).
+    Demand,
+    /// `In-Reply-To`/`References` name a mail of the case.
+    Thread,
+    /// A client's mail quoting the demand's number and date.
+    Quotation,
+}
+
+/// Categories whose mail can join a demand case by thread or quotation: not mail that needs nobody (an auto-reply
+/// in a demand's thread is no second copy of it).
+fn joins_by_thread_or_quotation(category: &str) -> bool {
+    !matches!(category, "ignore" | "notice")
+}
+
+/// Where the client a rule chose is found in the mail, for the decision trace: the official XML's taxpayer, an INN
+/// written in the mail, the sender's address or domain — else the rule's own reasoning (`rule`).
+fn client_source(
+    client: &Client,
+    parsed: &ParsedMail,
+    facts: &Facts,
+    dir: &crate::directory::Directory,
+) -> &'static str {
+    let inn = client.inn.as_str();
+    let xml = facts
+        .demand
+        .as_ref()
+        .and_then(|d| d.taxpayer_inn.as_ref())
+        .map(|i| i.as_str());
+    if xml == Some(inn) {
+        "xml_taxpayer"
+    } else if facts.inns.iter().any(|i| i.as_str() == inn) {
+        "inn_in_mail"
+    } else if dir
+        .client_by_email(&parsed.from)
+        .is_some_and(|c| c.inn.as_str() == inn)
+    {
+        "sender"
+    } else {
+        "rule"
+    }
+}
+
+/// `Re:`/`Ответ:` (or an `In-Reply-To` header) without `Fwd:`/`Пересл:`: the mail answers, it does not pass on.
+fn is_reply(parsed: &ParsedMail) -> bool {
+    let subject = parsed.subject.trim_start().to_lowercase();
+    let forward = ["fw:", "fwd:", "пересл", "fw ", "fwd "]
+        .iter()
+        .any(|p| subject.contains(p));
+    let reply_prefix = ["re:", "re[", "ответ:", "отв:", "aw:", "на:"]
+        .iter()
+        .any(|p| subject.starts_with(p));
+    !forward && (reply_prefix || parsed.in_reply_to.is_some())
 }
 
 /// Everything one run needs: rules, register, calendars, the store.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
-    pub rules: Arc<Ruleset>,
-    pub ctx: RuleContext,
+    /// The live ruleset with the register, calendars and demand catalogue it decides with (`Ruleset::ctx`),
+    /// swappable while the service runs (hot reload); shared by every clone of the pipeline. A mail is decided under
+    /// one snapshot of both, so it never mixes versions.
+    pub rules: crate::rules::LiveRules,
     pub timezone: chrono_tz::Tz,
 }
 
@@ -195,14 +264,19 @@ impl Pipeline {
         };
         let rules = Ruleset::load(&rules_dir.join("mail"), limits, &ctx)?;
         Ok(Pipeline {
-            rules: Arc::new(rules),
-            ctx,
+            rules: crate::rules::LiveRules::new(rules),
             timezone,
         })
     }
 
+    /// The register, calendars and demand catalogue in force now (with the live rules).
+    pub fn ctx(&self) -> RuleContext {
+        self.rules.snapshot().ctx().clone()
+    }
+
     /// Parses, extracts, classifies and resolves one mail. Pure: no I/O.
     pub fn evaluate(&self, raw: &[u8], mailbox: &str, now: DateTime<Utc>) -> Evaluation {
+        let rules = self.rules.snapshot();
         let sha256 = sha256_hex(raw);
         let today = now.with_timezone(&self.timezone).date_naive();
         let parsed = match mail::parse(raw) {
@@ -216,6 +290,7 @@ impl Pipeline {
                     received: today,
                     facts: serde_json::json!({}),
                     outcome: Err(format!("parse: {e}")),
+                    ruleset: rules.version().to_owned(),
                 }
             }
         };
@@ -224,7 +299,7 @@ impl Pipeline {
             .map(|d| d.with_timezone(&self.timezone).date_naive())
             .unwrap_or(today);
         let facts = mail::extract(&parsed);
-        let outcome = self.decide(&parsed, &facts, received, mailbox);
+        let outcome = self.decide(&rules, &parsed, &facts, received, mailbox);
         Evaluation {
             sha256,
             message_id: parsed.message_id.clone(),
@@ -233,21 +308,20 @@ impl Pipeline {
             received,
             facts: serde_json::to_value(&facts).unwrap_or_default(),
             outcome,
+            ruleset: rules.version().to_owned(),
         }
     }
 
     fn decide(
         &self,
+        rules: &Ruleset,
         parsed: &ParsedMail,
         facts: &Facts,
         received: NaiveDate,
         mailbox: &str,
     ) -> Result<Resolved, String> {
         let object = crate::rules::mail_object(parsed, facts, received, mailbox);
-        let classification = self
-            .rules
-            .classify(&object)
-            .map_err(|e| format!("rule {e}"))?;
+        let classification = rules.classify(&object).map_err(|e| format!("rule {e}"))?;
         let rule = classification.rule;
         let ran = classification.ran;
         let decision = classification.decision.unwrap_or_else(|| Decision {
@@ -262,10 +336,17 @@ impl Pipeline {
             }]),
             ..Decision::default()
         });
-        let dir = &self.ctx.directory;
+        let ctx = rules.ctx();
+        let dir = &ctx.directory;
         // The same order as before, each step named so the trace says why this client.
         let (client, client_from): (Option<&Client>, &'static str) = match &decision.client {
-            ClientChoice::Inn(inn) => (dir.client(inn.trim()), "rule"),
+            ClientChoice::Inn(inn) => {
+                let c = dir.client(inn.trim());
+                (
+                    c,
+                    c.map_or("rule", |c| client_source(c, parsed, facts, dir)),
+                )
+            }
             ClientChoice::None => (None, "rule"),
             ClientChoice::Resolve => {
                 let xml = facts
@@ -286,8 +367,15 @@ impl Pipeline {
         };
         let region = client.and_then(|c| c.region.as_deref());
         let demand = merge_demand(decision.demand.clone(), facts);
-        let tasks =
-            self.plan_tasks(&decision, client, demand.as_ref(), received, region, parsed)?;
+        let tasks = self.plan_tasks(
+            ctx,
+            &decision,
+            client,
+            demand.as_ref(),
+            received,
+            region,
+            parsed,
+        )?;
         Ok(Resolved {
             rule,
             client_inn: client.map(|c| c.inn.as_str().to_owned()),
@@ -300,11 +388,21 @@ impl Pipeline {
             tasks,
             ran,
             client_from,
+            thread: parsed
+                .in_reply_to
+                .iter()
+                .chain(parsed.references.iter().rev())
+                .cloned()
+                .collect(),
+            demand_refs: facts.demand_refs.clone(),
+            is_reply: is_reply(parsed),
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn plan_tasks(
         &self,
+        ctx: &RuleContext,
         decision: &Decision,
         client: Option<&Client>,
         demand: Option<&DemandFacts>,
@@ -312,7 +410,7 @@ impl Pipeline {
         region: Option<&str>,
         parsed: &ParsedMail,
     ) -> Result<Vec<PlannedTask>, String> {
-        let cal = &self.ctx.calendar;
+        let cal = &ctx.calendar;
         let calendar_name = region.unwrap_or("federal");
         let client_suffix = client.map(|c| format!(" — {}", c.name)).unwrap_or_default();
         let mut planned = Vec::new();
@@ -340,7 +438,7 @@ impl Pipeline {
                 planned.push(PlannedTask {
                     step: spec.step.clone(),
                     title: format!("{title}{client_suffix}"),
-                    assignee: self.ctx.directory.assignee(client, role, received),
+                    assignee: ctx.directory.assignee(client, role, received),
                     role,
                     due,
                     priority: spec.priority.clone(),
@@ -353,7 +451,7 @@ impl Pipeline {
             return Ok(planned);
         }
         let kind_id = decision.kind.as_deref().unwrap_or("other");
-        let kind = self.ctx.demands.kind(kind_id).ok_or_else(|| {
+        let kind = ctx.demands.kind(kind_id).ok_or_else(|| {
             format!("rule decision: demand kind `{kind_id}` is not in demands.toml")
         })?;
         let dates = DemandDates {
@@ -385,10 +483,7 @@ impl Pipeline {
                 step: spec.step.clone(),
                 title: format!("{}{client_suffix}", spec.title),
                 role: Role::Accountant,
-                assignee: self
-                    .ctx
-                    .directory
-                    .assignee(client, Role::Accountant, received),
+                assignee: ctx.directory.assignee(client, Role::Accountant, received),
                 due,
                 priority: "high".into(),
                 provenance,
@@ -415,7 +510,7 @@ impl Pipeline {
                     incoming_source,
                     seen.message_id,
                     Status::Duplicate,
-                    self.rules.version(),
+                    &eval.ruleset,
                 )
             });
         }
@@ -426,6 +521,8 @@ impl Pipeline {
             .await?;
         if let Some(id) = report.id {
             store::add_source_ref(conn, incoming_source, id).await?;
+            // Task events for the firm's tracker (webhook, Bitrix24), in this same transaction.
+            store::queue_task_events_of_message(conn, id, &now_s).await?;
         }
         Ok(report)
     }
@@ -451,16 +548,19 @@ impl Pipeline {
         if !existing.is_empty() && seen.status != "quarantined" {
             anyhow::bail!("message {id} already has tasks; only quarantined mail or mail without tasks is reprocessed");
         }
-        self.write_outcome(
-            conn,
-            Some(id),
-            &mut record,
-            &eval,
-            &seen.source,
-            &now_s,
-            Some("mail_reprocessed"),
-        )
-        .await
+        let report = self
+            .write_outcome(
+                conn,
+                Some(id),
+                &mut record,
+                &eval,
+                &seen.source,
+                &now_s,
+                Some("mail_reprocessed"),
+            )
+            .await?;
+        store::queue_task_events_of_message(conn, id, &now_s).await?;
+        Ok(report)
     }
 
     fn record(&self, eval: &Evaluation, source: &str, mailbox: &str, now_s: &str) -> MessageRecord {
@@ -473,7 +573,7 @@ impl Pipeline {
             received_date: eval.received.to_string(),
             from_addr: eval.from.clone(),
             subject: eval.subject.clone(),
-            ruleset: Some(self.rules.version().to_owned()),
+            ruleset: Some(eval.ruleset.clone()),
             facts: eval.facts.to_string(),
             processed_at: now_s.to_owned(),
             ..MessageRecord::default()
@@ -497,7 +597,7 @@ impl Pipeline {
             source,
             eval.message_id.clone(),
             Status::Processed,
-            self.rules.version(),
+            &eval.ruleset,
         );
         let resolved = match &eval.outcome {
             Err(error) => {
@@ -558,28 +658,55 @@ impl Pipeline {
             )),
             _ => None,
         };
-        if let Some((inn, key, _, date)) = &case_key {
-            if let Some(case) = store::find_case(conn, inn, key, date).await? {
-                if existing != Some(case.first_message) {
-                    record.status = Status::Linked.as_str().into();
-                    record.case_id = Some(case.id);
-                    record.joins = case.first_message_id.clone();
-                    let id = save(conn, existing, record).await?;
-                    report.status = Status::Linked;
-                    report.joins = case.first_message_id;
-                    report.id = Some(id);
-                    self.log(
-                        conn,
-                        log_event.unwrap_or("mail_linked"),
-                        id,
-                        eval,
-                        &report,
-                        now_s,
-                    )
-                    .await?;
-                    return Ok(report);
-                }
+        if let Some((case, by)) = self
+            .joined_case(conn, existing, resolved, case_key.as_ref())
+            .await?
+        {
+            record.status = Status::Linked.as_str().into();
+            record.case_id = Some(case.id);
+            record.joins = case.first_message_id.clone();
+            report.status = Status::Linked;
+            report.joins = case.first_message_id.clone();
+            if by != JoinedBy::Demand {
+                // A reply or a quotation is about the case's demand: it is reported as that demand again.
+                let note = match by {
+                    JoinedBy::Thread => "в ответ на письмо по требованию",
+                    _ => "цитирует известное требование",
+                };
+                record.reason = Some(format!(
+                    "{}; присоединено к требованию № {} от {} ({note})",
+                    record.reason.clone().unwrap_or_default(),
+                    case.number,
+                    case.demand_date
+                ));
+                record.category = Some("tax_demand".into());
+                record.kind = case.kind.clone();
+                record.client_inn = Some(case.client_inn.clone());
+                record.demand_number = Some(case.number.clone());
+                record.demand_date = Some(case.demand_date.clone());
+                record.demand_sent = None;
+                let date = NaiveDate::parse_from_str(&case.demand_date, "%Y-%m-%d").ok();
+                report.category = Some("tax_demand".into());
+                report.kind = case.kind.clone();
+                report.client_inn = Some(case.client_inn.clone());
+                report.demand = Some(DemandReport {
+                    number: Some(case.number.clone()),
+                    date,
+                    sent: None,
+                });
             }
+            let id = save(conn, existing, record).await?;
+            report.id = Some(id);
+            self.log(
+                conn,
+                log_event.unwrap_or("mail_linked"),
+                id,
+                eval,
+                &report,
+                now_s,
+            )
+            .await?;
+            return Ok(report);
         }
 
         record.status = Status::Processed.as_str().into();
@@ -640,6 +767,54 @@ impl Pipeline {
         )
         .await?;
         Ok(report)
+    }
+
+    /// The known case this mail joins, and how it was found: the same demand (client + number + date); else, for
+    /// mail that is not itself a new demand, the case of a mail it answers (`In-Reply-To`/`References`); else a
+    /// demand of the same client whose number and date the mail quotes (a client's reply, or a client's mail about
+    /// the demand). A new demand that merely cites an earlier one (a freeze decision naming an unpaid demand) opens
+    /// its own case: only replies are joined by what they quote.
+    async fn joined_case(
+        &self,
+        conn: &mut AnyConnection,
+        existing: Option<i64>,
+        resolved: &Resolved,
+        case_key: Option<&(String, String, String, String)>,
+    ) -> anyhow::Result<Option<(store::CaseRef, JoinedBy)>> {
+        let other = |case: &store::CaseRef| existing != Some(case.first_message);
+        if let Some((inn, key, _, date)) = case_key {
+            if let Some(case) = store::find_case(conn, inn, key, date).await? {
+                // Reprocessing the case's first mail finds its own case: nothing to join.
+                return Ok(other(&case).then_some((case, JoinedBy::Demand)));
+            }
+        }
+        let category = resolved.decision.category.as_str();
+        if !joins_by_thread_or_quotation(category) {
+            return Ok(None);
+        }
+        let new_demand = category == "tax_demand" && !resolved.is_reply;
+        if case_key.is_none() || !new_demand {
+            if let Some(case) = store::find_case_by_thread(conn, &resolved.thread).await? {
+                if other(&case) {
+                    return Ok(Some((case, JoinedBy::Thread)));
+                }
+            }
+        }
+        if new_demand {
+            return Ok(None);
+        }
+        let Some(inn) = &resolved.client_inn else {
+            return Ok(None);
+        };
+        for r in &resolved.demand_refs {
+            let date = r.date.to_string();
+            if let Some(case) = store::find_case(conn, inn, &number_key(&r.number), &date).await? {
+                if other(&case) {
+                    return Ok(Some((case, JoinedBy::Quotation)));
+                }
+            }
+        }
+        Ok(None)
     }
 
     async fn log(

@@ -44,6 +44,8 @@ const DEFAULT_MAX_ARRAY_SIZE: usize = 100_000;
 const DEFAULT_TIME_BUDGET_MS: u64 = 1_000;
 /// Mails per database commit: large enough to amortise the commit, small enough that a crash redoes little.
 const DEFAULT_BATCH_SIZE: usize = 64;
+/// A working day and then some: an accountant signs in once a day.
+const DEFAULT_SESSION_HOURS: u32 = 12;
 /// Russian tax deadlines are counted in Moscow dates (FORMAT.md convention 1).
 const DEFAULT_TIMEZONE: &str = "Europe/Moscow";
 /// The firm, its clients and the tax office write Russian.
@@ -57,6 +59,8 @@ const DEFAULT_NOTIFY_FROM: &str = "taxinbox@localhost";
 const DEFAULT_DAILY_CAP_PER_RECIPIENT: u32 = 200;
 /// An SMTP server that has not answered in this long is treated as down; the notification waits for a later pass.
 const DEFAULT_NOTIFY_TIMEOUT_SECS: u64 = 30;
+/// The daily digest goes out from 08:00 in the firm's zone: in the inbox before the working day starts.
+const DEFAULT_DIGEST_TIME: &str = "08:00";
 /// Loopback only: the status page is not meant to face the network without a proxy in front.
 const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9187";
 /// The data folder when the database is not a SQLite file (PostgreSQL, in-memory SQLite).
@@ -134,6 +138,23 @@ pub struct Settings {
     pub directory: DirectorySettings,
     /// How long the processed-mail log keeps raw mail.
     pub audit: AuditSettings,
+    /// The firm's task trackers (`[[sinks]]`: webhook, Bitrix24) told of task events, in file order.
+    pub sinks: Vec<crate::notify::sink::SinkSettings>,
+    /// The web view: who administers and audits, cookie and session policy.
+    pub web: WebSettings,
+}
+
+/// The web view served on `[http] listen`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSettings {
+    /// E-mails (lower-case) of the admins: they see everything and may reprocess and try rules.
+    pub admins: Vec<String>,
+    /// E-mails (lower-case) of the auditors: they see everything, read-only.
+    pub auditors: Vec<String>,
+    /// Whether session cookies carry `Secure` (only sent over HTTPS); `false` for plain-HTTP loopback use.
+    pub secure_cookies: bool,
+    /// How long a sign-in lasts.
+    pub session_hours: u32,
 }
 
 /// The processed-mail log's retention of raw mail. The log itself and every hash are kept forever.
@@ -198,6 +219,11 @@ pub struct RulesSettings {
     pub max_array_size: usize,
     /// Wall-clock time a script may take per mail.
     pub time_budget: Duration,
+    /// Shadow mode (resolved): a candidate rules folder (with `mail/`, or of `*.rhai` alone) that decides live mail
+    /// beside the live rules without acting; what it would decide differently is stored (`rules shadow`). `None`: off.
+    pub shadow_dir: Option<PathBuf>,
+    /// Shadow mode stores a row also when the candidate decides as the live rules do (not only differences).
+    pub shadow_record_equal: bool,
 }
 
 /// Transport security of a connection.
@@ -332,6 +358,10 @@ pub struct NotifySettings {
     pub timeout: Duration,
     /// Who is reminded of an open task, how many working days before its due date.
     pub escalation: EscalationSettings,
+    /// The firm's time of day (in `general.timezone`) before which no daily digest is queued.
+    pub digest_time: chrono::NaiveTime,
+    /// Staff (lower-case addresses) who get no daily digest.
+    pub digest_opt_out: Vec<String>,
 }
 
 /// Who is told about an open task and when: a ladder of rungs per demand kind.
@@ -421,6 +451,8 @@ pub enum NotifyTransport {
         user: Option<String>,
         /// Where the password is, when there is a login.
         password: Option<PasswordSource>,
+        /// PEM file of CA certificates to trust besides the public roots (a relay with the firm's own CA).
+        tls_ca_file: Option<PathBuf>,
     },
 }
 
@@ -462,6 +494,17 @@ struct RawSettings {
     general: RawGeneral,
     directory: RawDirectory,
     audit: RawAudit,
+    sinks: Vec<crate::notify::sink::RawSink>,
+    web: RawWeb,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawWeb {
+    admins: Vec<String>,
+    auditors: Vec<String>,
+    secure_cookies: Option<bool>,
+    session_hours: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -494,6 +537,8 @@ struct RawRules {
     max_string_size: Option<usize>,
     max_array_size: Option<usize>,
     time_budget_ms: Option<u64>,
+    shadow_dir: Option<PathBuf>,
+    shadow_record_equal: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -532,12 +577,15 @@ struct RawNotify {
     user: Option<String>,
     password_file: Option<PathBuf>,
     password_env: Option<String>,
+    tls_ca_file: Option<PathBuf>,
     admins: Option<Vec<String>>,
     allowed_recipients: Option<Vec<String>>,
     /// Wider than `u32` so a negative value is reported by name rather than as a type error.
     daily_cap_per_recipient: Option<i64>,
     timeout_secs: Option<i64>,
     escalation: RawEscalation,
+    digest_time: Option<String>,
+    digest_opt_out: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -645,6 +693,11 @@ impl Settings {
     }
 }
 
+/// E-mail addresses as the register keeps them: trimmed, lower-case.
+fn lower_case_addresses(addresses: &[String]) -> Vec<String> {
+    addresses.iter().map(|e| e.trim().to_lowercase()).collect()
+}
+
 /// Turns the raw layers into [`Settings`], collecting every problem so an administrator fixes them in one go.
 fn validate(raw: RawSettings, base: &Path) -> Result<Settings, SettingsError> {
     let mut problems = Vec::new();
@@ -707,6 +760,13 @@ fn validate(raw: RawSettings, base: &Path) -> Result<Settings, SettingsError> {
             raw.rules.time_budget_ms,
             DEFAULT_TIME_BUDGET_MS,
         )),
+        // Empty means off, so that `TAXINBOX__RULES__SHADOW_DIR=` switches shadow mode off.
+        shadow_dir: raw
+            .rules
+            .shadow_dir
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(|d| normalize(&base.join(d))),
+        shadow_record_equal: raw.rules.shadow_record_equal.unwrap_or(false),
     };
 
     let mut names = BTreeSet::new();
@@ -812,6 +872,23 @@ fn validate(raw: RawSettings, base: &Path) -> Result<Settings, SettingsError> {
         }
     };
 
+    let web = WebSettings {
+        admins: lower_case_addresses(&raw.web.admins),
+        auditors: lower_case_addresses(&raw.web.auditors),
+        secure_cookies: raw.web.secure_cookies.unwrap_or(true),
+        session_hours: raw.web.session_hours.unwrap_or(DEFAULT_SESSION_HOURS),
+    };
+    for email in web.admins.iter().chain(&web.auditors) {
+        if !email.contains('@') {
+            problems.push(format!("web: {email:?} is not an e-mail address"));
+        }
+    }
+    if web.session_hours == 0 {
+        problems.push("web.session_hours: must be at least 1".to_owned());
+    }
+
+    let sinks = crate::notify::sink::validate_sinks(&mut problems, raw.sinks, base);
+
     match (notify, listen, timezone) {
         (Some(notify), Some(listen), Some(timezone)) if problems.is_empty() => Ok(Settings {
             database: DatabaseSettings { url },
@@ -825,6 +902,8 @@ fn validate(raw: RawSettings, base: &Path) -> Result<Settings, SettingsError> {
             data_dir,
             directory,
             audit,
+            sinks,
+            web,
         }),
         _ => Err(SettingsError::Invalid(problems)),
     }
@@ -919,6 +998,7 @@ fn validate_notify(
                 ("user", raw.user.is_some()),
                 ("password_file", raw.password_file.is_some()),
                 ("password_env", raw.password_env.is_some()),
+                ("tls_ca_file", raw.tls_ca_file.is_some()),
             ];
             for (key, _) in smtp_keys.iter().filter(|(_, written)| *written) {
                 problems.push(format!("notify.{key}: only used with transport = \"smtp\""));
@@ -964,6 +1044,12 @@ fn validate_notify(
                     );
                 }
             }
+            if raw.tls_ca_file.is_some() && tls == Some(Tls::None) {
+                problems.push(
+                    "notify.tls_ca_file: only used with tls = \"tls\" or \"starttls\"".to_owned(),
+                );
+            }
+            let tls_ca_file = raw.tls_ca_file.map(|file| normalize(&base.join(file)));
             match (host, tls, port, password) {
                 (Some(host), Some(tls), Some(port), Some(password)) => {
                     Some(NotifyTransport::Smtp {
@@ -972,6 +1058,7 @@ fn validate_notify(
                         tls,
                         user,
                         password,
+                        tls_ca_file,
                     })
                 }
                 _ => None,
@@ -1085,6 +1172,17 @@ fn validate_notify(
             })
             .collect(),
     };
+    let digest_time_text = raw
+        .digest_time
+        .unwrap_or_else(|| DEFAULT_DIGEST_TIME.to_owned());
+    let digest_time = chrono::NaiveTime::parse_from_str(digest_time_text.trim(), "%H:%M")
+        .unwrap_or_else(|_| {
+            problems.push(format!(
+                "notify.digest_time: {digest_time_text:?} is not a time of day such as 08:00"
+            ));
+            chrono::NaiveTime::MIN
+        });
+    let digest_opt_out = addresses("digest_opt_out", raw.digest_opt_out, problems);
     Some(NotifySettings {
         transport: transport?,
         from,
@@ -1093,6 +1191,8 @@ fn validate_notify(
         daily_cap_per_recipient,
         timeout,
         escalation,
+        digest_time,
+        digest_opt_out,
     })
 }
 
@@ -1271,7 +1371,7 @@ fn line_of(content: &str, offset: usize) -> usize {
 
 /// The path without `.` and with `name/..` pairs folded (lexically; a leading `..` stays), so that paths joined to
 /// the configuration's folder read plainly in logs and open the same everywhere (SQLite refuses some `..` forms).
-fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for part in path.components() {
@@ -1353,6 +1453,23 @@ mod tests {
         assert_eq!(settings.ingest.batch_size, 64);
         assert_eq!(settings.general.timezone, chrono_tz::Europe::Moscow);
         assert_eq!(settings.general.language, "ru");
+    }
+
+    #[test]
+    fn web_cookies_are_secure_unless_said_and_admin_addresses_are_lower_cased() {
+        let (_dir, settings) = load("", &[]);
+        let web = settings.expect("valid").web;
+        assert!(web.secure_cookies && web.admins.is_empty() && web.auditors.is_empty());
+        assert_eq!(web.session_hours, 12);
+        let (_dir, settings) = load(
+            "[web]\nadmins = [\" Admin@Firm.example \"]\nauditors = [\"audit@firm.example\"]\nsecure_cookies = false\n",
+            &[],
+        );
+        let web = settings.expect("valid").web;
+        assert_eq!(web.admins, ["admin@firm.example"]);
+        assert_eq!(web.auditors, ["audit@firm.example"]);
+        assert!(!web.secure_cookies);
+        assert!(error_text("[web]\nadmins = [\"nobody\"]\n", &[]).contains("web:"));
     }
 
     #[test]
@@ -1552,6 +1669,27 @@ mod tests {
     }
 
     #[test]
+    fn shadow_mode_is_off_by_default_and_its_folder_resolves_like_the_rules() {
+        let (_dir, settings) = load("", &[]);
+        let settings = settings.expect("valid");
+        assert_eq!(settings.rules.shadow_dir, None);
+        assert!(!settings.rules.shadow_record_equal);
+        let (dir, settings) = load(
+            "[rules]\nshadow_dir = \"rules-candidate\"\nshadow_record_equal = true\n",
+            &[],
+        );
+        let settings = settings.expect("valid");
+        assert_eq!(
+            settings.rules.shadow_dir,
+            Some(dir.path().join("rules-candidate"))
+        );
+        assert!(settings.rules.shadow_record_equal);
+        // Empty means off, so the environment can switch it off.
+        let (_dir, settings) = load("[rules]\nshadow_dir = \"\"\n", &[]);
+        assert_eq!(settings.expect("valid").rules.shadow_dir, None);
+    }
+
+    #[test]
     fn absolute_paths_are_kept_as_written() {
         let (_dir, settings) = load("[database]\nurl = \"sqlite:///var/lib/taxinbox/t.db\"\n[rules]\ndir = \"/etc/taxinbox/rules\"\n", &[]);
         let settings = settings.expect("valid");
@@ -1611,10 +1749,25 @@ mod tests {
                 tls: Tls::Starttls,
                 user: Some("t@firm.example".to_owned()),
                 password: Some(PasswordSource::Env("SMTP_PASSWORD".to_owned())),
+                tls_ca_file: None,
             }
         );
         let message = error_text("[notify]\ntransport = \"smtp\"\n", &[]);
         assert!(message.contains("notify.host: missing"), "{message}");
+    }
+
+    #[test]
+    fn an_smtp_ca_file_is_resolved_against_the_config_folder_and_needs_tls() {
+        let smtp = "[notify]\ntransport = \"smtp\"\nhost = \"smtp.firm.example\"\ntls_ca_file = \"certs/ca.pem\"\n";
+        let (dir, settings) = load(smtp, &[]);
+        match settings.expect("valid").notify.transport {
+            NotifyTransport::Smtp { tls_ca_file, .. } => {
+                assert_eq!(tls_ca_file, Some(dir.path().join("certs/ca.pem")));
+            }
+            other => panic!("{other:?}"),
+        }
+        let message = error_text(&format!("{smtp}tls = \"none\"\n"), &[]);
+        assert!(message.contains("notify.tls_ca_file"), "{message}");
     }
 
     #[test]

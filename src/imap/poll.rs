@@ -157,16 +157,57 @@ impl MailboxSession {
             outcome.moved_from_before = self.move_all(&plan.leftovers).await?;
             outcome.moved += outcome.moved_from_before;
         }
+        // Pipelined over the three resources a batch needs: while batch k commits (the database), the session
+        // moves batch k-1 (committed before) and then fetches batch k+1, which is evaluated on the blocking pool.
+        // A batch is moved only after its commit, so nothing is acknowledged early; a failure leaves committed
+        // mail in the folder, moved by the next pass, and fetched mail uncommitted, fetched again.
+        let chunks: Vec<&[u32]> = plan.new.chunks(ctx.batch_size.max(1)).collect();
+        let name = self.mailbox.name.clone();
         let mut last_uid = plan.last_uid;
-        for batch in plan.new.chunks(ctx.batch_size.max(1)) {
-            let committed = self
-                .commit_batch(ctx, plan.uidvalidity, &mut last_uid, batch)
-                .await?;
-            outcome.moved += self.acknowledge(&committed).await?;
-            outcome.reports.extend(committed.reports);
+        let mut next = match chunks.first() {
+            Some(uids) => Some(fetch_evaluated(&mut self.session, ctx, &name, uids).await?),
+            None => None,
+        };
+        let mut to_move: Option<Committed> = None;
+        let mut index = 0;
+        while let Some(batch) = next.take() {
+            index += 1;
+            let prefetch = chunks.get(index).copied().filter(|_| !ctx.stopping());
+            let previous = to_move.take();
+            let this = &mut *self;
+            let (committed, session_work) = tokio::join!(
+                commit_fetched(ctx, &name, plan.uidvalidity, last_uid, batch),
+                async {
+                    let moved = match &previous {
+                        Some(c) => this.acknowledge(c).await?,
+                        None => 0,
+                    };
+                    let fetched = match prefetch {
+                        Some(uids) => {
+                            Some(fetch_evaluated(&mut this.session, ctx, &name, uids).await)
+                        }
+                        None => None,
+                    };
+                    Ok::<_, Error>((moved, fetched))
+                }
+            );
+            let (committed, batch_last) = committed?;
+            last_uid = batch_last;
+            let (moved, fetched) = session_work?;
+            outcome.moved += moved;
+            let Committed { moves, reports } = committed;
+            outcome.reports.extend(reports);
+            to_move = Some(Committed {
+                moves,
+                reports: Vec::new(),
+            });
+            next = fetched.transpose()?;
             if ctx.stopping() {
                 break;
             }
+        }
+        if let Some(committed) = to_move {
+            outcome.moved += self.acknowledge(&committed).await?;
         }
         self.drain_unsolicited();
         Ok(outcome)
@@ -178,10 +219,12 @@ impl MailboxSession {
         let plan = self.plan(ctx).await?;
         let mut all = Committed::default();
         let mut last_uid = plan.last_uid;
-        for batch in plan.new.chunks(ctx.batch_size.max(1)) {
-            let committed = self
-                .commit_batch(ctx, plan.uidvalidity, &mut last_uid, batch)
-                .await?;
+        let name = self.mailbox.name.clone();
+        for uids in plan.new.chunks(ctx.batch_size.max(1)) {
+            let batch = fetch_evaluated(&mut self.session, ctx, &name, uids).await?;
+            let (committed, batch_last) =
+                commit_fetched(ctx, &name, plan.uidvalidity, last_uid, batch).await?;
+            last_uid = batch_last;
             all.moves.extend(committed.moves);
             all.reports.extend(committed.reports);
         }
@@ -281,135 +324,6 @@ impl MailboxSession {
             leftovers,
             new,
         })
-    }
-
-    /// Fetches `uids`, commits them and the checkpoint in one transaction.
-    async fn commit_batch(
-        &mut self,
-        ctx: &PollContext<'_>,
-        uidvalidity: u32,
-        last_uid: &mut u32,
-        uids: &[u32],
-    ) -> Result<Committed, Error> {
-        let name = self.mailbox.name.clone();
-        let started = std::time::Instant::now();
-        let fetched = self.fetch(uids).await?;
-        let now = (ctx.clock)();
-        let evaluations: Vec<_> = fetched
-            .iter()
-            .map(|(_, raw)| ctx.pipeline.evaluate(raw, &name, now))
-            .collect();
-        let mut committed = Committed::default();
-        let mut tx = ctx
-            .store
-            .begin()
-            .await
-            .map_err(|e| Error::store(&name, e))?;
-        for ((uid, raw), eval) in fetched.iter().zip(&evaluations) {
-            let reference = source_ref(&name, uidvalidity, *uid);
-            let report = ctx
-                .pipeline
-                .commit(&mut tx, &reference, &name, raw, eval, now)
-                .await
-                .map_err(|e| Error::store(&name, e))?;
-            let quarantine = match report.status {
-                Status::Quarantined => true,
-                Status::Processed | Status::Linked => false,
-                // A duplicate goes where its first copy went; its reference is recorded too, so that a crash
-                // before the move finds it as committed and does not fetch it again.
-                Status::Duplicate => match report.id {
-                    Some(id) => {
-                        store::add_source_ref(&mut tx, &reference, id)
-                            .await
-                            .map_err(|e| Error::store(&name, e))?;
-                        store::message_by_id(&mut tx, id)
-                            .await
-                            .map_err(|e| Error::store(&name, e))?
-                            .is_some_and(|m| m.status == Status::Quarantined.as_str())
-                    }
-                    None => false,
-                },
-            };
-            committed.moves.push(Move {
-                uid: *uid,
-                quarantine,
-            });
-            committed.reports.push(report);
-        }
-        // Mail that vanished between SEARCH and FETCH (another client expunged it) is passed over too.
-        let batch_last = uids.iter().copied().max().unwrap_or(0).max(*last_uid);
-        store::set_imap_checkpoint(
-            &mut tx,
-            &name,
-            ImapCheckpoint {
-                uidvalidity,
-                last_uid: batch_last,
-            },
-            &store::timestamp(now),
-        )
-        .await
-        .map_err(|e| Error::store(&name, e))?;
-        if let Some(lease) = ctx.lease {
-            let held = lease
-                .take(&mut tx, &name, (ctx.clock)())
-                .await
-                .map_err(|e| Error::store(&name, e))?;
-            if !held {
-                // Another instance took the mailbox over (this one stalled past its lease): its work counts,
-                // this batch is rolled back when `tx` drops.
-                return Err(Error::LeaseLost { mailbox: name });
-            }
-        }
-        tx.commit()
-            .await
-            .map_err(|e| Error::store(&name, anyhow::Error::new(e).context("commit")))?;
-        *last_uid = batch_last;
-        let latency = started.elapsed();
-        for (m, r) in committed.moves.iter().zip(&committed.reports) {
-            if let Some(metrics) = ctx.metrics {
-                metrics.mail_committed(&name, r.status.as_str(), r.tasks.len(), latency);
-            }
-            tracing::info!(
-                mailbox = %name,
-                uidvalidity,
-                uid = m.uid,
-                message_id = r.message_id.as_deref().unwrap_or(""),
-                status = r.status.as_str(),
-                rule = r.rule.as_deref().unwrap_or(""),
-                client_inn = r.client_inn.as_deref().unwrap_or(""),
-                tasks = r.tasks.len(),
-                "mail processed"
-            );
-        }
-        Ok(committed)
-    }
-
-    /// `UID FETCH <uids> (UID BODY.PEEK[])`: PEEK, so reading never sets \Seen for the people sharing the box.
-    async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, Error> {
-        let name = self.mailbox.name.clone();
-        let set = uid_set(uids);
-        let step = async {
-            let stream = self.session.uid_fetch(&set, "(UID BODY.PEEK[])").await?;
-            stream.try_collect::<Vec<_>>().await
-        };
-        let fetches = timed(&name, "UID FETCH", step).await?;
-        let mut mails: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
-        for fetch in &fetches {
-            let Some(uid) = fetch.uid.filter(|uid| uids.binary_search(uid).is_ok()) else {
-                continue;
-            };
-            match fetch.body() {
-                Some(body) => {
-                    mails.insert(uid, body.to_vec());
-                }
-                // A mail the server has no body for is stored as empty (and so quarantined) rather than left
-                // behind; an unsolicited flags-only FETCH for the same UID never overwrites a real body.
-                None => {
-                    mails.entry(uid).or_default();
-                }
-            }
-        }
-        Ok(mails.into_iter().collect())
     }
 
     async fn move_all(&mut self, moves: &[Move]) -> Result<usize, Error> {
@@ -537,6 +451,246 @@ impl MailboxSession {
     pub async fn logout(mut self) {
         let _ = tokio::time::timeout(NETWORK_TIMEOUT, self.session.logout()).await;
     }
+}
+
+/// A batch fetched and evaluated, ready to commit.
+struct Fetched {
+    /// The UIDs asked for (some may have vanished meanwhile: they are passed over by the checkpoint too).
+    uids: Vec<u32>,
+    mails: Vec<(u32, Vec<u8>)>,
+    evaluations: Vec<crate::pipeline::Evaluation>,
+    /// Shadow mode: the candidate rules' decisions, stored beside each mail in the same transaction.
+    shadows: Vec<Option<crate::rules::shadow::ShadowEval>>,
+    now: DateTime<Utc>,
+    started: std::time::Instant,
+}
+
+/// The turn of this process's IMAP batches to write to SQLite (see [`commit_fetched`]).
+static SQLITE_WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Most threads one batch's evaluation uses: rules are CPU-bound, and the database and the IMAP connection need
+/// a core too.
+const MAX_EVALUATION_THREADS: usize = 4;
+
+/// Fetches `uids` and evaluates them (parse, extract, rules: CPU work) on the blocking pool, spread over the
+/// machine's cores, so that the async workers stay free for the commit running beside it.
+async fn fetch_evaluated(
+    session: &mut Session,
+    ctx: &PollContext<'_>,
+    name: &str,
+    uids: &[u32],
+) -> Result<Fetched, Error> {
+    let started = std::time::Instant::now();
+    let mails = fetch(session, name, uids).await?;
+    // A `directory import` meanwhile: the batch is decided with the register now stored (one cheap read; a store that
+    // cannot be read is logged and the register in force decides).
+    crate::rules::live::check_register(&ctx.pipeline.rules, ctx.store, ctx.metrics, (ctx.clock)())
+        .await;
+    let now = (ctx.clock)();
+    let pipeline = ctx.pipeline.clone();
+    let mailbox = name.to_owned();
+    let (mails, evaluated) = tokio::task::spawn_blocking(move || {
+        let evaluated = evaluate_all(&pipeline, &mails, &mailbox, now);
+        (mails, evaluated)
+    })
+    .await
+    .map_err(|e| Error::store(name, anyhow::anyhow!("evaluating a batch failed: {e}")))?;
+    let (evaluations, shadows) = evaluated.into_iter().unzip();
+    Ok(Fetched {
+        uids: uids.to_vec(),
+        mails,
+        evaluations,
+        shadows,
+        now,
+        started,
+    })
+}
+
+type Evaluated = (
+    crate::pipeline::Evaluation,
+    Option<crate::rules::shadow::ShadowEval>,
+);
+
+/// Each mail's evaluation (and shadow evaluation), in order, on up to [`MAX_EVALUATION_THREADS`] threads.
+fn evaluate_all(
+    pipeline: &Pipeline,
+    mails: &[(u32, Vec<u8>)],
+    mailbox: &str,
+    now: DateTime<Utc>,
+) -> Vec<Evaluated> {
+    let one = |raw: &[u8]| {
+        (
+            pipeline.evaluate(raw, mailbox, now),
+            crate::rules::shadow::evaluate(pipeline, raw, mailbox, now),
+        )
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_EVALUATION_THREADS)
+        .min(mails.len() / 8)
+        .max(1);
+    if threads == 1 {
+        return mails.iter().map(|(_, raw)| one(raw)).collect();
+    }
+    let per_thread = mails.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = mails
+            .chunks(per_thread)
+            .map(|part| {
+                let one = &one;
+                scope.spawn(move || part.iter().map(|(_, raw)| one(raw)).collect::<Vec<_>>())
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| {
+                p.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+/// Commits a fetched batch and the checkpoint in one transaction; returns what to move and the new checkpoint.
+async fn commit_fetched(
+    ctx: &PollContext<'_>,
+    name: &str,
+    uidvalidity: u32,
+    last_uid: u32,
+    batch: Fetched,
+) -> Result<(Committed, u32), Error> {
+    let name = name.to_owned();
+    let Fetched {
+        uids,
+        mails: fetched,
+        evaluations,
+        shadows,
+        now,
+        started,
+    } = batch;
+    let mut committed = Committed::default();
+    // SQLite has one writer at a time: the mailbox tasks of this process take turns here instead of meeting in
+    // SQLite's busy handler, where a long wait (ten mailboxes of large mail) ends in "database is locked" and the
+    // mailbox's back-off of minutes. PostgreSQL writers run side by side.
+    let _writer = match ctx.store.engine() {
+        store::Engine::Sqlite => Some(SQLITE_WRITER.lock().await),
+        store::Engine::Postgres => None,
+    };
+    let mut tx = ctx
+        .store
+        .begin()
+        .await
+        .map_err(|e| Error::store(&name, e))?;
+    for (((uid, raw), eval), shadow) in fetched.iter().zip(&evaluations).zip(&shadows) {
+        let reference = source_ref(&name, uidvalidity, *uid);
+        let report = ctx
+            .pipeline
+            .commit(&mut tx, &reference, &name, raw, eval, now)
+            .await
+            .map_err(|e| Error::store(&name, e))?;
+        crate::rules::shadow::record(&mut tx, shadow.as_ref(), eval, &report, now)
+            .await
+            .map_err(|e| Error::store(&name, e))?;
+        let quarantine = match report.status {
+            Status::Quarantined => true,
+            Status::Processed | Status::Linked => false,
+            // A duplicate goes where its first copy went; its reference is recorded too, so that a crash
+            // before the move finds it as committed and does not fetch it again.
+            Status::Duplicate => match report.id {
+                Some(id) => {
+                    store::add_source_ref(&mut tx, &reference, id)
+                        .await
+                        .map_err(|e| Error::store(&name, e))?;
+                    store::message_by_id(&mut tx, id)
+                        .await
+                        .map_err(|e| Error::store(&name, e))?
+                        .is_some_and(|m| m.status == Status::Quarantined.as_str())
+                }
+                None => false,
+            },
+        };
+        committed.moves.push(Move {
+            uid: *uid,
+            quarantine,
+        });
+        committed.reports.push(report);
+    }
+    // Mail that vanished between SEARCH and FETCH (another client expunged it) is passed over too.
+    let batch_last = uids.iter().copied().max().unwrap_or(0).max(last_uid);
+    store::set_imap_checkpoint(
+        &mut tx,
+        &name,
+        ImapCheckpoint {
+            uidvalidity,
+            last_uid: batch_last,
+        },
+        &store::timestamp(now),
+    )
+    .await
+    .map_err(|e| Error::store(&name, e))?;
+    if let Some(lease) = ctx.lease {
+        let held = lease
+            .take(&mut tx, &name, (ctx.clock)())
+            .await
+            .map_err(|e| Error::store(&name, e))?;
+        if !held {
+            // Another instance took the mailbox over (this one stalled past its lease): its work counts,
+            // this batch is rolled back when `tx` drops.
+            return Err(Error::LeaseLost { mailbox: name });
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(|e| Error::store(&name, anyhow::Error::new(e).context("commit")))?;
+    let latency = started.elapsed();
+    for (m, r) in committed.moves.iter().zip(&committed.reports) {
+        if let Some(metrics) = ctx.metrics {
+            metrics.mail_committed(&name, r.status.as_str(), r.tasks.len(), latency);
+        }
+        tracing::info!(
+            mailbox = %name,
+            uidvalidity,
+            uid = m.uid,
+            message_id = r.message_id.as_deref().unwrap_or(""),
+            status = r.status.as_str(),
+            rule = r.rule.as_deref().unwrap_or(""),
+            client_inn = r.client_inn.as_deref().unwrap_or(""),
+            tasks = r.tasks.len(),
+            "mail processed"
+        );
+    }
+    Ok((committed, batch_last))
+}
+
+/// `UID FETCH <uids> (UID BODY.PEEK[])`: PEEK, so reading never sets \\Seen for the people sharing the box.
+async fn fetch(
+    session: &mut Session,
+    name: &str,
+    uids: &[u32],
+) -> Result<Vec<(u32, Vec<u8>)>, Error> {
+    let set = uid_set(uids);
+    let step = async {
+        let stream = session.uid_fetch(&set, "(UID BODY.PEEK[])").await?;
+        stream.try_collect::<Vec<_>>().await
+    };
+    let fetches = timed(name, "UID FETCH", step).await?;
+    let mut mails: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    for fetch in &fetches {
+        let Some(uid) = fetch.uid.filter(|uid| uids.binary_search(uid).is_ok()) else {
+            continue;
+        };
+        match fetch.body() {
+            Some(body) => {
+                mails.insert(uid, body.to_vec());
+            }
+            // A mail the server has no body for is stored as empty (and so quarantined) rather than left
+            // behind; an unsolicited flags-only FETCH for the same UID never overwrites a real body.
+            None => {
+                mails.entry(uid).or_default();
+            }
+        }
+    }
+    Ok(mails.into_iter().collect())
 }
 
 /// A compact UID set: `1:3,7,9:10`.

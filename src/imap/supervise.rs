@@ -47,6 +47,21 @@ pub fn backoff_delay(attempt: u32) -> Duration {
     half + Duration::from_millis(random % millis)
 }
 
+/// Whether `e` is SQLite's "database is locked" (SQLITE_BUSY and its extended codes): the write lock stayed
+/// with another writer (the notifier, another mailbox, another process) past the busy timeout.
+fn is_sqlite_busy(e: &Error) -> bool {
+    let Error::Store { source, .. } = e else {
+        return false;
+    };
+    source.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::Database(db))
+                if db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 5)
+        )
+    })
+}
+
 /// Waits `delay`, or less when `stop` turns `true`.
 async fn pause(delay: Duration, stop: &watch::Receiver<bool>) {
     let mut stop = stop.clone();
@@ -181,7 +196,8 @@ pub async fn run_mailbox(
             }
             Err(e) if e.is_retryable() => {
                 failures = failures.saturating_add(1);
-                let delay = backoff_delay(failures);
+                // A busy SQLite is another writer's turn, not an outage: try again within a second.
+                let delay = backoff_delay(if is_sqlite_busy(&e) { 1 } else { failures });
                 metrics.failed(name, &e.to_string());
                 metrics.set_state(name, MailboxState::Retrying);
                 tracing::warn!(

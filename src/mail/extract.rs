@@ -24,7 +24,28 @@ pub struct Facts {
     pub ogrns: Vec<Ogrn>,
     /// From the first attachment whose text is an FNS envelope.
     pub demand: Option<XmlDemand>,
+    /// Every document reference `№ <number> от <date>` (or `N …`) in the subject and the text, quoted lines
+    /// included, unique, in order, at most [`MAX_DEMAND_REFS`]. Candidates for the demand a reply or a forward is
+    /// about: the pipeline joins a mail to a known case whose number and date are among them.
+    pub demand_refs: Vec<DemandRef>,
 }
+
+/// A document number with its date, as written `№ 2.4-17/1234 от 02.03.2026`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DemandRef {
+    pub number: String,
+    pub date: chrono::NaiveDate,
+}
+
+/// How many `№ … от …` references one mail yields: a reply thread quotes a handful; a register pasted into a mail
+/// could hold thousands, and none of them beyond the first dozens says what the mail is about.
+pub const MAX_DEMAND_REFS: usize = 32;
+
+/// `№ <number> от ` / `N <number> от `: the number starts with a digit and may hold letters, `.`, `-`, `/`, `@`.
+static NUMBER_FROM: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"(?:№|(?:^|[^\p{L}\p{N}_])[NН])[ \t\u{a0}]*([0-9](?:[0-9A-Za-zА-Яа-я.\-/@]*[0-9A-Za-zА-Яа-я@])?)\s+от\s+")
+        .ok()
+});
 
 /// The KPP label in any letter case. `None` only if the constant pattern failed to compile, which
 /// the tests rule out; an `Option` keeps a panic path out of production code.
@@ -53,7 +74,48 @@ pub fn extract(mail: &ParsedMail) -> Facts {
         // A cheap test first: most text attachments are not envelopes.
         .filter(|t| t.contains("Файл"))
         .find_map(parse_envelope);
+    for text in [mail.subject.as_str(), mail.text.as_str()] {
+        scan_demand_refs(&unquote(text), &mut facts.demand_refs);
+    }
     facts
+}
+
+/// The text with the quote markers (`> `) at line starts removed, so a quoted reference reads as written.
+fn unquote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        out.push_str(line.trim_start_matches(['>', ' ', '\t']));
+        out.push('\n');
+    }
+    out
+}
+
+/// Appends every `№ <number> от <date>` of `text` not yet in `refs`, up to [`MAX_DEMAND_REFS`].
+fn scan_demand_refs(text: &str, refs: &mut Vec<DemandRef>) {
+    let Some(re) = NUMBER_FROM.as_ref() else {
+        return;
+    };
+    for c in re.captures_iter(text) {
+        if refs.len() >= MAX_DEMAND_REFS {
+            return;
+        }
+        let (Some(whole), Some(number)) = (c.get(0), c.get(1)) else {
+            continue;
+        };
+        let tail = &text[whole.end()..];
+        // The date follows at once; 40 characters hold its longest form (`«02» сентября 2026 года`).
+        let head: String = tail.chars().take(40).collect();
+        let Some((0, date)) = super::dates::find_dates(&head).into_iter().next() else {
+            continue;
+        };
+        let r = DemandRef {
+            number: number.as_str().to_owned(),
+            date,
+        };
+        if !refs.contains(&r) {
+            refs.push(r);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -157,6 +219,29 @@ mod tests {
     #[test]
     fn the_kpp_label_pattern_compiles() {
         assert!(KPP_LABEL.is_some());
+        assert!(NUMBER_FROM.is_some());
+    }
+
+    #[test]
+    fn document_references_are_found_in_own_and_quoted_text() {
+        let f = extract(&mail(
+            "Re: Требование № 2.4-17/1234 от 02.03.2026",
+            "Договор N 15 от «05» февраля 2026 г. приложили.\n> Требование №4521 от 2026-03-02\n\
+             > повтор № 2.4-17/1234 от 02.03.2026, ON_DOCNPNO N 7 от чего-то",
+        ));
+        let got: Vec<(String, String)> = f
+            .demand_refs
+            .iter()
+            .map(|r| (r.number.clone(), r.date.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("2.4-17/1234".to_owned(), "2026-03-02".to_owned()),
+                ("15".to_owned(), "2026-02-05".to_owned()),
+                ("4521".to_owned(), "2026-03-02".to_owned()),
+            ]
+        );
     }
 
     #[test]

@@ -76,6 +76,11 @@ pub enum ParseError {
     TooLarge { size: usize, limit: usize },
 }
 
+/// Cap of one decoded header value (and of the values of a repeated header joined). A subject or name runs to a
+/// few hundred bytes; a header of megabytes is an attack, and the cap keeps every header the rules see far below
+/// their string limit.
+const MAX_HEADER_VALUE_BYTES: usize = 64 * 1024;
+
 /// Built once: the parser's header table is the same for every message.
 static PARSER: LazyLock<MessageParser> = LazyLock::new(MessageParser::new);
 
@@ -172,6 +177,7 @@ fn build(message: &Message<'_>) -> ParsedMail {
     if let Some(first) = message.from().and_then(Address::first) {
         mail.from = first.address().unwrap_or_default().trim().to_lowercase();
         mail.from_name = first.name().map(clean_line).unwrap_or_default();
+        truncate_at_char_boundary(&mut mail.from_name, MAX_HEADER_VALUE_BYTES);
     }
     mail.to = addresses(message.all_to());
     mail.cc = addresses(message.all_cc());
@@ -271,15 +277,18 @@ fn collect_headers(message: &Message<'_>) -> BTreeMap<String, String> {
         if name.is_empty() {
             continue;
         }
-        let value = raw
+        let mut value = raw
             .get(h.offset_start as usize..h.offset_end as usize)
             .map(decode_header_text)
             .unwrap_or_default();
+        truncate_at_char_boundary(&mut value, MAX_HEADER_VALUE_BYTES);
         match map.get_mut(&name) {
-            Some(existing) => {
+            Some(existing) if existing.len() < MAX_HEADER_VALUE_BYTES => {
                 existing.push('\n');
                 existing.push_str(&value);
+                truncate_at_char_boundary(existing, MAX_HEADER_VALUE_BYTES);
             }
+            Some(_) => {}
             None => {
                 map.insert(name, value);
             }

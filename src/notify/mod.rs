@@ -18,9 +18,12 @@
 //! refused even when listed. A refused notification stays in the outbox as `refused` and is logged. A recipient
 //! past `notify.daily_cap_per_recipient` in 24 hours gets nothing more: the rest is `held` (a loop guard).
 
+pub mod bitrix;
 pub mod schedule;
+pub mod sink;
 pub mod smtp;
 pub mod templates;
+pub mod webhook;
 
 pub use smtp::{SendError, SmtpDelivery};
 pub use templates::{Kind, Rendered, Templates};
@@ -55,13 +58,15 @@ impl Delivery {
                 tls,
                 user,
                 password,
-            } => Ok(Delivery::Smtp(Box::new(SmtpDelivery::new(
+                tls_ca_file,
+            } => Ok(Delivery::Smtp(Box::new(SmtpDelivery::with_tls_ca(
                 host,
                 *port,
                 *tls,
                 user.as_deref(),
                 password.as_ref(),
                 settings.timeout,
+                tls_ca_file.as_deref(),
             )?))),
         }
     }

@@ -4,7 +4,8 @@
 //! All of it is queued into the outbox (and sent by the worker) and is idempotent: each notification carries a
 //! `dedupe_key` naming what it is about (`digest:<who>:<date>`, `escalation:<task>:<rung>:<who>`, …), so a pass
 //! run twice, or by two instances, queues nothing twice. The date is a parameter (the firm's today), never read
-//! from the clock here, so any day can be tested.
+//! from the clock here, so any day can be tested. When an absence starts, the absent person's open tasks are
+//! announced to whoever now works them (`absence:<task>:<who>:<from>`, once per task and absence).
 
 use super::templates::{Kind, Templates};
 use super::{client_label, russian_date};
@@ -12,7 +13,7 @@ use crate::calendar::ProductionCalendar;
 use crate::directory::{Directory, Role};
 use crate::settings::{EscalationSettings, EscalationTarget};
 use crate::store::{self, NewNotification, OpenTask};
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Everything scheduling needs besides the database and the date.
@@ -25,12 +26,23 @@ pub struct ScheduleContext {
     pub admins: Vec<String>,
 }
 
+/// The firm's choices about the digest (`[notify] digest_time`, `digest_opt_out`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DigestOptions {
+    /// No digest is queued before this time of the firm's day; `None`: any time.
+    pub not_before: Option<NaiveTime>,
+    /// Staff (lower-case addresses) who get no digest.
+    pub opt_out: Vec<String>,
+}
+
 /// What one scheduling pass queued.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScheduleOutcome {
     pub digests: usize,
     pub escalations: usize,
     pub admin_notices: usize,
+    /// Notices to substitutes about the open tasks of someone whose absence started.
+    pub handovers: usize,
 }
 
 /// "In the next working days" of the digest: far enough to plan the week's start, near enough to stay short.
@@ -49,10 +61,35 @@ pub async fn run(
     today: NaiveDate,
     now_s: &str,
 ) -> anyhow::Result<ScheduleOutcome> {
+    run_at(
+        conn,
+        ctx,
+        &DigestOptions::default(),
+        today.and_time(NaiveTime::MIN),
+        now_s,
+    )
+    .await
+}
+
+/// Digests (from `digest.not_before` on, without the opted-out), escalations, admin notices and absence handovers
+/// for `local`, the firm's date and time.
+pub async fn run_at(
+    conn: &mut sqlx::AnyConnection,
+    ctx: &ScheduleContext,
+    digest: &DigestOptions,
+    local: NaiveDateTime,
+    now_s: &str,
+) -> anyhow::Result<ScheduleOutcome> {
+    let today = local.date();
+    let digests = match digest.not_before {
+        Some(at) if local.time() < at => 0,
+        _ => digest_due_with(conn, ctx, digest, today, now_s).await?,
+    };
     Ok(ScheduleOutcome {
-        digests: digest_due(conn, ctx, today, now_s).await?,
+        digests,
         escalations: escalations_due(conn, ctx, today, now_s).await?,
         admin_notices: admin_notices_due(conn, ctx, now_s).await?,
+        handovers: absence_handovers_due(conn, ctx, today, now_s).await?,
     })
 }
 
@@ -85,6 +122,17 @@ pub async fn digest_due(
     today: NaiveDate,
     now_s: &str,
 ) -> anyhow::Result<usize> {
+    digest_due_with(conn, ctx, &DigestOptions::default(), today, now_s).await
+}
+
+/// [`digest_due`], leaving out the people of `options.opt_out` (the time of day is checked by [`run_at`]).
+pub async fn digest_due_with(
+    conn: &mut sqlx::AnyConnection,
+    ctx: &ScheduleContext,
+    options: &DigestOptions,
+    today: NaiveDate,
+    now_s: &str,
+) -> anyhow::Result<usize> {
     if !ctx.calendar.is_working_day(today, None)? {
         return Ok(0);
     }
@@ -95,6 +143,9 @@ pub async fn digest_due(
     let mut by_person: BTreeMap<&str, Vec<&OpenTask>> = BTreeMap::new();
     for task in &tasks {
         if let Some(who) = task.assignee.as_deref() {
+            if options.opt_out.iter().any(|o| o.eq_ignore_ascii_case(who)) {
+                continue;
+            }
             by_person.entry(who).or_default().push(task);
         }
     }
@@ -256,6 +307,16 @@ pub async fn escalations_due(
             if rung.working_days_before != reached {
                 continue;
             }
+            // The firm's tracker hears of the escalation once per task and rung (nothing queued without sinks).
+            store::queue_task_event(
+                conn,
+                task.id,
+                store::EVENT_ESCALATED,
+                &format!("escalated:{}:{index}", task.id),
+                None,
+                now_s,
+            )
+            .await?;
             let people: BTreeSet<String> =
                 targets(ctx, rung.who, task, today).into_iter().collect();
             for person in people {
@@ -365,6 +426,80 @@ pub async fn admin_notices_due(
     Ok(queued)
 }
 
+/// Tells whoever now works an absent person's open task about it, once per task and absence, on any day of the
+/// absence (so a daemon stopped on its first day catches up). The one told is the absence's substitute, else the
+/// task's substitute as escalations find it (the client's backup accountant, …); nobody when none is found.
+pub async fn absence_handovers_due(
+    conn: &mut sqlx::AnyConnection,
+    ctx: &ScheduleContext,
+    today: NaiveDate,
+    now_s: &str,
+) -> anyhow::Result<usize> {
+    let absent: Vec<_> = ctx
+        .directory
+        .absences()
+        .iter()
+        .filter(|a| a.covers(today))
+        .collect();
+    if absent.is_empty() {
+        return Ok(0);
+    }
+    let tasks = store::open_tasks_due_by(conn, "9999-12-31").await?;
+    let mut queued = 0;
+    for absence in absent {
+        let name = ctx
+            .directory
+            .accountant(&absence.email)
+            .map_or_else(|| absence.email.clone(), |a| a.name.clone());
+        for task in tasks.iter().filter(|t| {
+            t.assignee
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(&absence.email))
+        }) {
+            let person = match &absence.substitute {
+                Some(s) if !s.eq_ignore_ascii_case(&absence.email) => Some(s.clone()),
+                _ => targets(ctx, EscalationTarget::Substitute, task, today)
+                    .into_iter()
+                    .next(),
+            };
+            let Some(person) = person else {
+                tracing::warn!(task_id = task.id, absent = %absence.email, "nobody found to take over an absent person's task");
+                continue;
+            };
+            let values = BTreeMap::from([
+                ("task", task.title.clone()),
+                (
+                    "client",
+                    client_label(task.client_name.as_deref(), task.client_inn.as_deref()),
+                ),
+                ("due", russian_date(&task.due)),
+                ("absent", name.clone()),
+                ("from", absence.from.format("%d.%m.%Y").to_string()),
+                ("to", absence.to.format("%d.%m.%Y").to_string()),
+            ]);
+            let text = ctx.templates.render(Kind::AbsenceHandover, &values);
+            let n = NewNotification {
+                kind: Kind::AbsenceHandover.as_str().to_owned(),
+                task: Some(task.id),
+                message: task.message,
+                recipient: person,
+                subject: text.subject,
+                body: text.body,
+                not_before: now_s.to_owned(),
+                created_at: now_s.to_owned(),
+            };
+            let key = format!("absence:{}:{}:{}", task.id, absence.email, absence.from);
+            if store::insert_notification_once(conn, &n, &key)
+                .await?
+                .is_some()
+            {
+                queued += 1;
+            }
+        }
+    }
+    Ok(queued)
+}
+
 /// The daemon's scheduling step: loads the register and the production calendar, then queues what `now` (in the
 /// configured time zone) calls for. No enclosing transaction: every insert is idempotent by its key, and on SQLite
 /// a read transaction upgraded to a write fails at once ("database is locked") when ingestion committed meanwhile,
@@ -374,9 +509,9 @@ pub async fn schedule_today(
     templates: &Templates,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<ScheduleOutcome> {
-    let today = now
+    let local = now
         .with_timezone(&app.settings.general.timezone)
-        .date_naive();
+        .naive_local();
     let mut conn = app.store.acquire().await?;
     let ctx = ScheduleContext {
         templates: templates.clone(),
@@ -388,12 +523,17 @@ pub async fn schedule_today(
         escalation: app.settings.notify.escalation.clone(),
         admins: app.settings.notify.admins.clone(),
     };
-    let outcome = run(&mut conn, &ctx, today, &store::timestamp(now)).await?;
+    let digest = DigestOptions {
+        not_before: Some(app.settings.notify.digest_time),
+        opt_out: app.settings.notify.digest_opt_out.clone(),
+    };
+    let outcome = run_at(&mut conn, &ctx, &digest, local, &store::timestamp(now)).await?;
     if outcome != ScheduleOutcome::default() {
         tracing::info!(
             digests = outcome.digests,
             escalations = outcome.escalations,
             admin_notices = outcome.admin_notices,
+            handovers = outcome.handovers,
             "notifications scheduled"
         );
     }

@@ -4,8 +4,10 @@
 
 use crate::settings::{PasswordSource, Tls};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls as SmtpTls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use secrecy::ExposeSecret as _;
+use std::path::Path;
 use std::time::Duration;
 
 /// Why a message was not delivered, and whether trying again makes sense.
@@ -52,8 +54,7 @@ const COMMANDS_PER_SEND: u32 = 8;
 
 impl SmtpDelivery {
     /// Builds the transport; the password is read from its source now, so a rotated secret is used from the next
-    /// pass on without a restart.
-    #[tracing::instrument(skip_all, fields(host = %host, port))]
+    /// pass on without a restart. The server's certificate is checked against the public roots.
     pub fn new(
         host: &str,
         port: u16,
@@ -62,9 +63,44 @@ impl SmtpDelivery {
         password: Option<&PasswordSource>,
         timeout: Duration,
     ) -> anyhow::Result<SmtpDelivery> {
+        Self::with_tls_ca(host, port, tls, user, password, timeout, None)
+    }
+
+    /// As [`SmtpDelivery::new`], with the CA certificates of `ca_file` (PEM) trusted besides the public roots: a
+    /// relay with a certificate of the firm's own CA (`[notify] tls_ca_file`). Verification is never switched off.
+    #[tracing::instrument(skip_all, fields(host = %host, port))]
+    pub fn with_tls_ca(
+        host: &str,
+        port: u16,
+        tls: Tls,
+        user: Option<&str>,
+        password: Option<&PasswordSource>,
+        timeout: Duration,
+        ca_file: Option<&Path>,
+    ) -> anyhow::Result<SmtpDelivery> {
+        let parameters = || -> anyhow::Result<TlsParameters> {
+            let mut builder = TlsParameters::builder(host.to_owned());
+            if let Some(path) = ca_file {
+                let pem = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("notify.tls_ca_file {}: {e}", path.display()))?;
+                if !pem.windows(17).any(|w| w == b"BEGIN CERTIFICATE") {
+                    anyhow::bail!(
+                        "notify.tls_ca_file {}: no certificate in the file",
+                        path.display()
+                    );
+                }
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("notify.tls_ca_file {}: {e}", path.display()))?;
+                builder = builder.add_root_certificate(cert);
+            }
+            Ok(builder.build()?)
+        };
         let builder = match tls {
-            Tls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)?,
-            Tls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?,
+            Tls::Tls => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                .tls(SmtpTls::Wrapper(parameters()?)),
+            // STARTTLS is required: without it no credentials and no mail are sent (no downgrade).
+            Tls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                .tls(SmtpTls::Required(parameters()?)),
             // Written in the configuration (never a default): a relay on the same host or a trusted network.
             Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
         };
@@ -95,8 +131,13 @@ impl SmtpDelivery {
             Ok(Err(e)) => {
                 let text = format!("SMTP {}:{}: {e}", self.host, self.port);
                 // 5xx is the server's final word on this message (unknown recipient, refused content). Everything
-                // else — 4xx, refused connection, timeout, TLS trouble, a dropped line — may pass later.
-                if e.is_permanent() {
+                // else — 4xx, refused connection, timeout, TLS trouble, a dropped line — may pass later. So does a
+                // refused login (530, 534, 535, 538): the configuration is at fault, not the message, and once an
+                // admin fixes the password the same message goes through; it must wait, not fail for good.
+                let login_refused = e.status().is_some_and(|code| {
+                    matches!(code.to_string().as_str(), "530" | "534" | "535" | "538")
+                });
+                if e.is_permanent() && !login_refused {
                     Err(SendError::Permanent(text))
                 } else {
                     Err(SendError::Transient(text))

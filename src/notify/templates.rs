@@ -61,6 +61,12 @@ const KINDS: &[(Kind, &str, &[&str], &str)] = &[
         &["task", "client", "role", "due"],
         include_str!("../../rules/templates/admin_unassigned.txt"),
     ),
+    (
+        Kind::AbsenceHandover,
+        "absence_handover",
+        &["task", "client", "due", "absent", "from", "to"],
+        include_str!("../../rules/templates/absence_handover.txt"),
+    ),
 ];
 
 /// A kind of notification; its name is the outbox `kind` and the template's file name.
@@ -71,6 +77,8 @@ pub enum Kind {
     Escalation,
     AdminQuarantined,
     AdminUnassigned,
+    /// An absence started: whoever now works the absent person's open task is told.
+    AbsenceHandover,
 }
 
 impl Kind {

@@ -5,7 +5,7 @@ use super::RuleContext;
 use crate::mail::dates;
 use chrono::NaiveDate;
 use regex::{Regex, RegexBuilder};
-use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, NativeCallContext};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -419,10 +419,40 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
     // that a mail client wrapped or quoted read as one line again.
     engine.register_fn("squash", |text: &str| -> String { squash(text) });
     let re = regexes.clone();
+    // Built match by match against the engine's string limit: the limit is otherwise checked only on the returned
+    // value, and a replacement repeated for every match of a megabyte text would need terabytes before that.
     engine.register_fn(
         "regex_replace",
-        move |text: &str, pattern: &str, with: &str| -> RhaiResult<String> {
-            Ok(re.get(pattern)?.replace_all(text, with).into_owned())
+        move |ctx: NativeCallContext,
+              text: &str,
+              pattern: &str,
+              with: &str|
+              -> RhaiResult<String> {
+            let re = re.get(pattern)?;
+            let limit = match ctx.engine().max_string_size() {
+                0 => usize::MAX,
+                n => n,
+            };
+            let mut out = String::new();
+            let mut copied = 0;
+            for caps in re.captures_iter(text) {
+                let Some(m) = caps.get(0) else { continue };
+                out.push_str(&text[copied..m.start()]);
+                caps.expand(with, &mut out);
+                copied = m.end();
+                if out.len() > limit {
+                    return fail(format!(
+                        "regex_replace: the result is longer than the limit of {limit} bytes (rules.max_string_size)"
+                    ));
+                }
+            }
+            out.push_str(&text[copied..]);
+            if out.len() > limit {
+                return fail(format!(
+                    "regex_replace: the result is longer than the limit of {limit} bytes (rules.max_string_size)"
+                ));
+            }
+            Ok(out)
         },
     );
     // The first date written within a short distance after a match of `label` (a regular expression), or ().
@@ -433,9 +463,15 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
             let re = re.get(label)?;
             for m in re.find_iter(text) {
                 let tail = &text[m.end()..];
-                let window = &tail[..floor_char_boundary(tail, DATE_AFTER_WINDOW)];
+                // Both distances count characters, not bytes: Cyrillic filler ("до «", "— не позднее") is two
+                // bytes a letter and would otherwise hide a date that Latin filler of the same length does not.
+                let window_end = tail
+                    .char_indices()
+                    .nth(DATE_AFTER_WINDOW)
+                    .map_or(tail.len(), |(i, _)| i);
+                let window = &tail[..window_end];
                 if let Some((at, d)) = dates::find_dates(window).into_iter().next() {
-                    if at <= DATE_AFTER_MAX_GAP {
+                    if window[..at].chars().count() <= DATE_AFTER_MAX_GAP {
                         return Ok(iso(d));
                     }
                 }
@@ -467,20 +503,10 @@ fn add_working_days(
 static DIGIT_RUN: std::sync::LazyLock<Regex> =
     std::sync::LazyLock::new(|| Regex::new("[0-9]+").expect("a literal pattern compiles"));
 
-/// How far after a label a date may start (characters of filler such as ": до «").
+/// How far after a label a date may start, in characters (filler such as ": до «").
 const DATE_AFTER_MAX_GAP: usize = 24;
-/// How much text after a label is searched for its date.
+/// How much text after a label is searched for its date, in characters.
 const DATE_AFTER_WINDOW: usize = 80;
-
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    if i >= s.len() {
-        return s.len();
-    }
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
 
 pub fn squash(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -8,10 +8,13 @@
 
 mod decision;
 mod helpers;
+pub mod live;
 mod object;
+pub mod shadow;
 pub mod tooling;
 
 pub use decision::{ClientChoice, Decision, DemandFacts, TaskDue, TaskSpec};
+pub use live::LiveRules;
 pub use object::mail_object;
 
 use crate::calendar::{DemandCatalog, ProductionCalendar};
@@ -155,6 +158,10 @@ pub struct Ruleset {
     version: String,
     dir: PathBuf,
     time_budget: Duration,
+    /// What the helper functions consult (register, calendars, demand catalogue): compiled in, so a mail decided
+    /// under this set sees these snapshots and no others ([`Ruleset::with_context`] makes a copy on new ones).
+    ctx: RuleContext,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Ruleset {
@@ -259,7 +266,35 @@ impl Ruleset {
             version: format!("sha256:{}", hex::encode(hasher.finalize())),
             dir: dir.to_path_buf(),
             time_budget: limits.time_budget,
+            ctx: ctx.clone(),
+            limits: limits.clone(),
         })
+    }
+
+    /// The register, calendars and demand catalogue this set decides with.
+    pub fn ctx(&self) -> &RuleContext {
+        &self.ctx
+    }
+
+    /// The same compiled rules (same version) on other snapshots of the register, calendars and demand catalogue:
+    /// what a reload of the register or of `demands.toml`/calendars puts in force without reading the rule files.
+    pub fn with_context(&self, ctx: RuleContext) -> Ruleset {
+        Ruleset {
+            engine: build_engine(&self.limits, &ctx),
+            files: self
+                .files
+                .iter()
+                .map(|f| RuleFile {
+                    name: f.name.clone(),
+                    ast: f.ast.clone(),
+                })
+                .collect(),
+            version: self.version.clone(),
+            dir: self.dir.clone(),
+            time_budget: self.time_budget,
+            ctx,
+            limits: self.limits.clone(),
+        }
     }
 
     /// `sha256:` of the file names and contents: names the exact rules behind every decision.

@@ -4,6 +4,20 @@ use crate::mail::{Facts, ParsedMail, XmlDemand};
 use chrono::NaiveDate;
 use rhai::{Array, Dynamic, Map};
 
+/// Longest body string handed to the rules (`text`, `html`, `search_text`, each attachment's `text`): half the default
+/// `rules.max_string_size` (1 MiB), so a rule may copy, lower-case or join two of them without failing the mail on
+/// the string limit. Identifiers, dates and the envelope are extracted from the whole text before this cut.
+pub const MAX_RULE_STRING_BYTES: usize = 512 * 1024;
+
+/// `s` cut to [`MAX_RULE_STRING_BYTES`] at a character boundary.
+fn capped(s: &str) -> Dynamic {
+    let mut end = s.len().min(MAX_RULE_STRING_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Dynamic::from(s[..end].to_owned())
+}
+
 fn opt_str(s: Option<&str>) -> Dynamic {
     s.map(|s| Dynamic::from(s.to_owned()))
         .unwrap_or(Dynamic::UNIT)
@@ -51,6 +65,11 @@ fn search_text(mail: &ParsedMail) -> String {
     all.push('\n');
     all.push_str(&mail.text);
     for a in &mail.attachments {
+        // What lies beyond the cut would be dropped anyway; twice the cut leaves room for the white space squash
+        // folds, and keeps 256 attachments of 2 MiB text each from being copied and squashed for nothing.
+        if all.len() >= 2 * MAX_RULE_STRING_BYTES {
+            break;
+        }
         if let Some(t) = &a.text {
             all.push('\n');
             all.push_str(t);
@@ -82,8 +101,8 @@ pub fn mail_object(
     );
     m.insert("received_at".into(), opt_date(Some(received)));
     m.insert("mailbox".into(), mailbox.into());
-    m.insert("text".into(), mail.text.clone().into());
-    m.insert("html".into(), mail.html.clone().into());
+    m.insert("text".into(), capped(&mail.text));
+    m.insert("html".into(), capped(&mail.html));
     let headers: Map = mail
         .headers
         .iter()
@@ -101,7 +120,10 @@ pub fn mail_object(
                 "size".into(),
                 Dynamic::from(i64::try_from(a.size).unwrap_or(i64::MAX)),
             );
-            am.insert("text".into(), opt_str(a.text.as_deref()));
+            am.insert(
+                "text".into(),
+                a.text.as_deref().map(capped).unwrap_or(Dynamic::UNIT),
+            );
             Dynamic::from(am)
         })
         .collect();
@@ -128,6 +150,6 @@ pub fn mail_object(
         "demand".into(),
         facts.demand.as_ref().map(demand).unwrap_or(Dynamic::UNIT),
     );
-    m.insert("search_text".into(), search_text(mail).into());
+    m.insert("search_text".into(), capped(&search_text(mail)));
     Dynamic::from(m)
 }

@@ -61,6 +61,15 @@ pub enum RulesCommand {
         #[arg(long, value_name = "DIR")]
         rules: Option<PathBuf>,
     },
+    /// Print the live mails the shadow ruleset (`rules.shadow_dir`) decided differently from the live rules, live →
+    /// shadow. Writes nothing.
+    Shadow {
+        /// ISO date (YYYY-MM-DD): mail committed on or after it (UTC); default: all.
+        #[arg(long, value_name = "DATE")]
+        since: Option<NaiveDate>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::cli::Format,
+    },
 }
 
 /// `taxinbox rules …`.
@@ -96,6 +105,21 @@ pub async fn run(config: Option<&Path>, command: RulesCommand) -> anyhow::Result
             let outcome = replay(&store, &pipeline, since).await?;
             store.close().await;
             print!("{outcome}");
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCommand::Shadow { since, format } => {
+            let store = crate::store::Store::connect_read_only(&settings.database.url).await?;
+            let outcome = super::shadow::differences(&store, since).await;
+            store.close().await;
+            let outcome = outcome?;
+            match format {
+                crate::cli::Format::Text => print!("{outcome}"),
+                crate::cli::Format::Jsonl => {
+                    for d in &outcome.decisions {
+                        println!("{}", serde_json::to_string(d)?);
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -620,7 +644,7 @@ pub fn run_fixtures(
     let directory = load_register(&tests_dir.join("register"))?;
     let pipeline = Pipeline::load(rules_dir, limits, directory, timezone)?;
     let mut run = FixtureRun {
-        ruleset: pipeline.rules.version().to_owned(),
+        ruleset: pipeline.rules.version(),
         results: Vec::new(),
     };
     for name in fixture_names(tests_dir)? {
@@ -825,30 +849,7 @@ impl fmt::Display for ReplayOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for c in &self.changes {
             writeln!(f, "#{} received {}  {}", c.id, c.received, c.source)?;
-            let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-            let tasks = |t: &[(String, String)]| {
-                if t.is_empty() {
-                    "none".to_owned()
-                } else {
-                    t.iter()
-                        .map(|(s, d)| format!("{s} {d}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            };
-            let mut line = |what: &str, old: String, new: String| {
-                if old != new {
-                    writeln!(f, "    {what:<9} {old} → {new}")
-                } else {
-                    Ok(())
-                }
-            };
-            line("category", opt(&c.old.category), opt(&c.new.category))?;
-            line("kind", opt(&c.old.kind), opt(&c.new.kind))?;
-            line("client", opt(&c.old.client_inn), opt(&c.new.client_inn))?;
-            line("rule", opt(&c.old.rule), opt(&c.new.rule))?;
-            line("tasks", tasks(&c.old.tasks), tasks(&c.new.tasks))?;
-            line("error", opt(&c.old.error), opt(&c.new.error))?;
+            write_changes(f, &c.old, &c.new)?;
         }
         if !self.purged.is_empty() {
             writeln!(
@@ -871,6 +872,39 @@ impl fmt::Display for ReplayOutcome {
     }
 }
 
+/// The lines of what changes between two decisions (`    category  old → new`), one per field that differs: the
+/// one layout of `rules replay` and `rules shadow`.
+pub fn write_changes(
+    f: &mut impl fmt::Write,
+    old: &DecisionView,
+    new: &DecisionView,
+) -> fmt::Result {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let tasks = |t: &[(String, String)]| {
+        if t.is_empty() {
+            "none".to_owned()
+        } else {
+            t.iter()
+                .map(|(s, d)| format!("{s} {d}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let mut line = |what: &str, old: String, new: String| {
+        if old != new {
+            writeln!(f, "    {what:<9} {old} → {new}")
+        } else {
+            Ok(())
+        }
+    };
+    line("category", opt(&old.category), opt(&new.category))?;
+    line("kind", opt(&old.kind), opt(&new.kind))?;
+    line("client", opt(&old.client_inn), opt(&new.client_inn))?;
+    line("rule", opt(&old.rule), opt(&new.rule))?;
+    line("tasks", tasks(&old.tasks), tasks(&new.tasks))?;
+    line("error", opt(&old.error), opt(&new.error))
+}
+
 /// The pipeline of a candidate ruleset: `candidate` is a rules folder (with `mail/`) or a folder of `*.rhai`
 /// alone, which then runs with the demand catalogue and calendars of the configured `root`.
 pub fn candidate_pipeline(
@@ -887,8 +921,8 @@ pub fn candidate_pipeline(
     };
     let mut pipeline = Pipeline::load(&root, limits, directory, timezone)?;
     if mail_dir != root.join("mail") {
-        let rules = Ruleset::load(&mail_dir, limits, &pipeline.ctx)?;
-        pipeline.rules = Arc::new(rules);
+        let rules = Ruleset::load(&mail_dir, limits, &pipeline.ctx())?;
+        pipeline.rules = super::LiveRules::new(rules);
     }
     Ok(pipeline)
 }
@@ -903,7 +937,7 @@ pub async fn replay(
     let mut conn = store.acquire().await?;
     let stored = crate::store::decisions_since(&mut conn, &since.to_string()).await?;
     let mut outcome = ReplayOutcome {
-        ruleset: pipeline.rules.version().to_owned(),
+        ruleset: pipeline.rules.version(),
         ..ReplayOutcome::default()
     };
     for old in stored {

@@ -46,10 +46,19 @@ pub async fn insert_calendar_task(
     .fetch_optional(&mut *conn)
     .await
     .context("insert tax-calendar task")?;
-    Ok(match row {
-        Some(row) => Some(row.try_get("id")?),
-        None => None,
-    })
+    let Some(row) = row else { return Ok(None) };
+    let id: i64 = row.try_get("id")?;
+    // The firm's task tracker hears of the task in the same transaction (nothing queued without sinks).
+    super::sinks::queue_task_event(
+        conn,
+        id,
+        super::sinks::EVENT_CREATED,
+        &format!("created:{id}"),
+        None,
+        &t.created_at,
+    )
+    .await?;
+    Ok(Some(id))
 }
 
 /// A tax-calendar task as stored, for listings and the ICS feed.

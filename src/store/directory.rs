@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use sqlx::{AnyConnection, Row as _};
 
 /// Creates or updates the given clients and accountants; when `absences` is given it replaces the absences of the
-/// people it names (a file is the whole truth about those people's absences).
+/// people it names (a file is the whole truth about those people's absences). Bumps the register generation.
 pub async fn save_directory(
     conn: &mut AnyConnection,
     clients: &[Client],
@@ -91,6 +91,8 @@ pub async fn save_directory(
             .with_context(|| format!("save absence of {}", a.email))?;
         }
     }
+    // In the same transaction: a running daemon sees the new generation exactly when it can read the new register.
+    super::generation::bump_register_generation(conn).await?;
     Ok(())
 }
 

@@ -134,7 +134,32 @@ pub struct CaseRef {
     pub id: i64,
     pub first_message: i64,
     pub first_message_id: Option<String>,
+    /// The case's client, demand number (as first written), demand date (ISO) and kind.
+    pub client_inn: String,
+    pub number: String,
+    pub demand_date: String,
+    pub kind: Option<String>,
 }
+
+/// The columns [`case_ref`] reads, for a query over `cases c JOIN messages m ON m.id = c.first_message`.
+const CASE_COLUMNS: &str =
+    "c.id, c.first_message, m.message_id, c.client_inn, c.number, c.demand_date, c.kind";
+
+fn case_ref(row: &sqlx::any::AnyRow) -> Result<CaseRef, sqlx::Error> {
+    Ok(CaseRef {
+        id: row.try_get("id")?,
+        first_message: row.try_get("first_message")?,
+        first_message_id: row.try_get("message_id")?,
+        client_inn: row.try_get("client_inn")?,
+        number: row.try_get("number")?,
+        demand_date: row.try_get("demand_date")?,
+        kind: row.try_get("kind")?,
+    })
+}
+
+/// How many Message-IDs of a thread are looked up for its case: a `References` header lists the whole thread, and
+/// the nearest ancestors are the ones that matter; hostile mail may list thousands.
+pub const THREAD_LOOKUP_LIMIT: usize = 50;
 
 /// A notification taken from the outbox for sending.
 #[derive(Debug, Clone)]
@@ -347,24 +372,39 @@ pub async fn find_case(
     number_key: &str,
     demand_date: &str,
 ) -> anyhow::Result<Option<CaseRef>> {
-    let row = sqlx::query(
-        "SELECT c.id, c.first_message, m.message_id FROM cases c JOIN messages m ON m.id = c.first_message \
-         WHERE c.client_inn = $1 AND c.number_key = $2 AND c.demand_date = $3",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {CASE_COLUMNS} FROM cases c JOIN messages m ON m.id = c.first_message \
+         WHERE c.client_inn = $1 AND c.number_key = $2 AND c.demand_date = $3"
+    ))
     .bind(client_inn)
     .bind(number_key)
     .bind(demand_date)
     .fetch_optional(&mut *conn)
     .await
     .context("look up a demand case")?;
-    Ok(match row {
-        Some(row) => Some(CaseRef {
-            id: row.try_get("id")?,
-            first_message: row.try_get("first_message")?,
-            first_message_id: row.try_get("message_id")?,
-        }),
-        None => None,
-    })
+    Ok(row.as_ref().map(case_ref).transpose()?)
+}
+
+/// The demand case of the first of `message_ids` (nearest ancestor first: `In-Reply-To`, then `References` from
+/// the last) that names a stored mail belonging to a case; at most [`THREAD_LOOKUP_LIMIT`] are looked up.
+pub async fn find_case_by_thread(
+    conn: &mut AnyConnection,
+    message_ids: &[String],
+) -> anyhow::Result<Option<CaseRef>> {
+    for id in message_ids.iter().take(THREAD_LOOKUP_LIMIT) {
+        let row = sqlx::query(&format!(
+            "SELECT {CASE_COLUMNS} FROM messages t JOIN cases c ON c.id = t.case_id \
+             JOIN messages m ON m.id = c.first_message WHERE t.message_id = $1 ORDER BY t.id LIMIT 1"
+        ))
+        .bind(clean(id))
+        .fetch_optional(&mut *conn)
+        .await
+        .context("look up the demand case of a mail's thread")?;
+        if let Some(row) = row {
+            return Ok(Some(case_ref(&row)?));
+        }
+    }
+    Ok(None)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -8,11 +8,15 @@ mod audit;
 mod audit_read;
 mod calendar;
 mod directory;
+mod generation;
 mod imap;
 mod lease;
 mod messages;
 mod notify;
 mod replay;
+mod shadow;
+mod sinks;
+mod web;
 
 pub use audit::{
     append_log, log_notification, purge_raw_mail, record_ruleset, verify_log, LogEntry,
@@ -21,11 +25,19 @@ pub use audit::{
 pub use audit_read::*;
 pub use calendar::*;
 pub use directory::{load_directory, save_directory};
+pub use generation::{
+    bump_register_generation, record_context_loaded, register_generation, CONTEXT_LOADED,
+};
 pub use imap::*;
 pub use lease::*;
 pub use messages::*;
 pub use notify::*;
 pub use replay::{decisions_since, StoredDecision};
+pub use shadow::{
+    insert_shadow_decision, shadow_decisions_since, ShadowDecision, ShadowSide, ShadowTask,
+};
+pub use sinks::*;
+pub use web::*;
 
 use anyhow::Context as _;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

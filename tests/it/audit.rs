@@ -3,7 +3,6 @@
 //! `audit show` tells a mail's whole story; the audit commands work with a role that may only read.
 
 use crate::helpers::{corpus, on_both_engines, postgres_server, project_root, Engine, TestApp};
-use std::sync::Arc;
 use taxinbox::audit;
 use taxinbox::pipeline::Status;
 
@@ -271,7 +270,7 @@ on_both_engines!(
         let good = app.pipeline().await;
         // The same rules plus one that fails on every mail, run first.
         let mut broken = good.clone();
-        broken.rules = Arc::new(
+        broken.rules = taxinbox::rules::LiveRules::new(
             taxinbox::rules::Ruleset::from_sources(
                 &project_root().join("rules/mail"),
                 &[(
@@ -279,7 +278,7 @@ on_both_engines!(
                     "fn classify(mail) { let x = mail.nothing_here.len(); () }\n".to_owned(),
                 )],
                 &Default::default(),
-                &good.ctx,
+                &good.ctx(),
             )
             .unwrap(),
         );
@@ -310,11 +309,11 @@ on_both_engines!(
             .unwrap();
         tx.commit().await.unwrap();
         assert_eq!(again.status, Status::Processed);
-        taxinbox::audit::record_ruleset(&app.app.store, &good.rules, chrono::Utc::now())
+        taxinbox::audit::record_ruleset(&app.app.store, &good.rules.snapshot(), chrono::Utc::now())
             .await
             .unwrap();
         // A restart with the same rules is not news.
-        taxinbox::audit::record_ruleset(&app.app.store, &good.rules, chrono::Utc::now())
+        taxinbox::audit::record_ruleset(&app.app.store, &good.rules.snapshot(), chrono::Utc::now())
             .await
             .unwrap();
         assert_eq!(

@@ -417,3 +417,81 @@ impl Dovecot {
         }
     }
 }
+
+#[allow(dead_code)] // used by the benchmarks (benches/load.rs, benches/peers.rs), which include this file
+impl Dovecot {
+    /// Takes the whole server down — the master and every process it started, so that every client connection
+    /// drops (killing only the master, as [`Dovecot::stop`] does, leaves running IMAP sessions served) — waits
+    /// until the port is free, and starts it again on the same port with the same mail after `down`.
+    pub fn restart_after(&mut self, down: Duration) {
+        if let Some(mut child) = self.child.take() {
+            let mut pids = vec![child.id()];
+            let mut i = 0;
+            // Bounded by the process table: each pid is visited once.
+            while i < pids.len() {
+                pids.extend(children_of(pids[i]));
+                i += 1;
+            }
+            for pid in pids.iter().rev() {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            let _ = child.wait();
+        }
+        self.stop();
+        std::thread::sleep(down);
+        self.launch();
+    }
+
+    /// The server's configuration file (for Dovecot's own tools: `sieve-filter -c`, `doveadm -c`).
+    pub fn config_file(&self) -> &Path {
+        &self.conf
+    }
+
+    /// The Maildir of `folder` (`INBOX`, or a folder below the root like `load3`), created and given to the mail
+    /// user if missing: mail written into its `new/` is there at the next SELECT.
+    pub fn folder_maildir(&self, folder: &str) -> PathBuf {
+        if folder.eq_ignore_ascii_case("INBOX") {
+            return self.maildir();
+        }
+        // Maildir++: folder `a/b` lives in `.a.b` beside INBOX's cur/new/tmp.
+        let dir = self
+            .maildir()
+            .join(format!(".{}", folder.replace('/', ".")));
+        let (_, uid, gid) = server_users();
+        for p in [
+            dir.clone(),
+            dir.join("new"),
+            dir.join("cur"),
+            dir.join("tmp"),
+        ] {
+            std::fs::create_dir_all(&p).expect("create folder Maildir");
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid)).expect("chown folder Maildir");
+        }
+        dir
+    }
+}
+
+/// The processes whose parent is `pid` (from /proc).
+#[allow(dead_code)] // used through Dovecot::restart_after
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // pid (comm) state ppid …: comm may hold spaces, so read after the last ')'.
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}

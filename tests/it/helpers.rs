@@ -172,14 +172,16 @@ pub fn copy_files(from: &Path, to: &Path) {
 
 /// Runs one async test body on SQLite and on PostgreSQL, as two tests.
 macro_rules! on_both_engines {
-    ($name:ident, $body:expr) => {
+    ($(#[$attr:meta])* $name:ident, $body:expr) => {
         mod $name {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$attr])*
             async fn sqlite() {
                 ($body)(Engine::Sqlite).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$attr])*
             async fn postgres() {
                 ($body)(Engine::Postgres).await;
             }

@@ -361,7 +361,8 @@ async fn the_log_holds_each_mails_decision_trace_and_audit_show_prints_it() {
         serde_json::json!(["00-ignore.rhai", "10-notices.rhai"])
     );
     assert_eq!(trace["decided"], "20-demands.rhai");
-    assert_eq!(trace["client_from"], "rule");
+    // The rule chose the client; the trace says where in the mail that INN stands.
+    assert_eq!(trace["client_from"], "xml_taxpayer");
     let shown = taxinbox::audit::render_story(&story, TZ);
     assert!(
         shown.contains("returned (): 00-ignore.rhai, 10-notices.rhai"),
@@ -369,7 +370,7 @@ async fn the_log_holds_each_mails_decision_trace_and_audit_show_prints_it() {
     );
     assert!(shown.contains("decided by:  20-demands.rhai"), "{shown}");
     assert!(
-        shown.contains("client:      7715401684 (from rule)"),
+        shown.contains("client:      7715401684 (from xml_taxpayer)"),
         "{shown}"
     );
     assert!(

@@ -1,0 +1,333 @@
+//! taxinbox beside the filters people use instead of it, on the same mail and the same classification rules
+//! (bench/peer_rules.py writes taxinbox's default rules as a Sieve script and an imapfilter configuration):
+//!
+//! - `sieve`: rule evaluation per message. taxinbox's `Pipeline::evaluate` (parse, extract, Rhai rules, client,
+//!   deadlines; one thread) over N mails, beside Pigeonhole's `sieve-filter` (one process over the whole mailbox,
+//!   through the private Dovecot's configuration, dry run: evaluates, files nothing) and `sieve-test` (one process
+//!   per message, on a sample).
+//! - `imapfilter`: a mailbox worked end to end. taxinbox's `run --once` step (fetch, evaluate, commit with the log,
+//!   move) beside `imapfilter` running the Lua configuration (server-side searches, one MOVE per folder) on an
+//!   identical mailbox of a second private Dovecot.
+//!
+//! Run: `bench/sieve.sh`, `bench/imapfilter.sh` (they install the peers), or `cargo bench --bench peers [-- sieve |
+//! -- imapfilter]`. `TAXINBOX_BENCH_MAILS` (default 2000), `TAXINBOX_BENCH_MAIL_KB` (default: corpus mail as is).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark stops at the first failure
+
+#[allow(dead_code)] // the test harness's Dovecot; the benchmark uses part of it
+#[path = "../tests/it/dovecot.rs"]
+mod dovecot;
+#[path = "support/load_mail.rs"]
+mod load_mail;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// The peer rules generated from taxinbox's rules into `dir`.
+fn peer_rules(dir: &Path) -> (PathBuf, PathBuf) {
+    let out = Command::new("python3")
+        .arg(root().join("bench/peer_rules.py"))
+        .arg(dir)
+        .output()
+        .expect("run python3 bench/peer_rules.py");
+    assert!(
+        out.status.success(),
+        "peer_rules.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir.join("taxinbox.sieve"), dir.join("imapfilter.lua"))
+}
+
+/// A Dovecot holding load mails `1..=mails` in INBOX; returns it and the raw mails.
+fn server_with(mails: usize, target: usize) -> (dovecot::Dovecot, Vec<Vec<u8>>) {
+    let mut server = dovecot::Dovecot::start();
+    let corpus = root().join("tests/corpus");
+    let raws: Vec<Vec<u8>> = (1..=mails)
+        .map(|n| load_mail::load_mail(&corpus, n, target))
+        .collect();
+    for raw in &raws {
+        server.deliver(raw);
+    }
+    (server, raws)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An app on a fresh SQLite store in `dir` with the corpus register, mailbox `demands` on `server`.
+async fn app(dir: &Path, server: &dovecot::Dovecot) -> taxinbox::cli::App {
+    let password = server.password_file("imap-password", dovecot::PASSWORD);
+    let config = dir.join("taxinbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n[rules]\ndir = \"{}\"\n[notify]\ntransport = \"file\"\ndir = \"{}\"\n\
+             from = \"taxinbox@debet-service.example\"\n{}",
+            dir.join("taxinbox.db").display(),
+            root().join("rules").display(),
+            dir.join("outbox").display(),
+            server.mailbox_config("demands", &password),
+        ),
+    )
+    .unwrap();
+    let settings = taxinbox::settings::Settings::from_sources(Some(&config), &[]).unwrap();
+    let store = taxinbox::store::Store::connect(&settings.database.url)
+        .await
+        .unwrap();
+    let c = root().join("tests/corpus");
+    taxinbox::directory_import::import_files(
+        &store,
+        &c.join("clients.csv"),
+        Some(&c.join("accountants.csv")),
+        Some(&c.join("absences.csv")),
+    )
+    .await
+    .unwrap();
+    taxinbox::cli::App { settings, store }
+}
+
+fn sieve(mails: usize, target: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    // Pigeonhole's tools drop to the mail user (as root: dovecot), who must read the script and the sample and
+    // write the compiled script beside it.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sieve_dir = dir.path().join("sieve");
+    std::fs::create_dir_all(&sieve_dir).unwrap();
+    std::fs::set_permissions(&sieve_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (script, _) = peer_rules(&sieve_dir);
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let test_conf = sieve_dir.join("sieve-test.conf");
+    std::fs::write(
+        &test_conf,
+        format!(
+            "{}first_valid_uid = 1\nfirst_valid_gid = 1\nmail_location = maildir:{}/unused\n",
+            if root_user {
+                "mail_uid = dovecot\nmail_gid = dovecot\n"
+            } else {
+                ""
+            },
+            sieve_dir.display()
+        ),
+    )
+    .unwrap();
+    let (server, raws) = server_with(mails, target);
+    let rt = runtime();
+    let app = rt.block_on(app(dir.path(), &server));
+    let pipeline = rt.block_on(app.pipeline()).unwrap();
+    let now = chrono::Utc::now();
+    let started = Instant::now();
+    let mut ours_by_category: std::collections::BTreeMap<String, usize> = Default::default();
+    for raw in &raws {
+        let eval = pipeline.evaluate(raw, "demands", now);
+        let category = match &eval.outcome {
+            Ok(r) => r.decision.category.clone(),
+            Err(_) => "quarantined".to_owned(),
+        };
+        *ours_by_category.entry(category).or_default() += 1;
+    }
+    let ours = started.elapsed();
+
+    // sieve-filter reads the mailbox through the server's configuration, as the mail user would.
+    let started = Instant::now();
+    let out = Command::new("sieve-filter")
+        .arg("-c")
+        .arg(server.config_file())
+        .args(["-u", dovecot::USER, "-v"])
+        .arg(&script)
+        .arg("INBOX")
+        .output()
+        .expect("run sieve-filter (bench/sieve.sh installs dovecot-sieve)");
+    let filter = started.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "sieve-filter: {text}");
+    let filed = text.matches("store message in folder").count();
+    let mut sieve_by_folder: std::collections::BTreeMap<String, usize> = Default::default();
+    for line in text.lines() {
+        if let Some(folder) = line.split("store message in folder: ").nth(1) {
+            let top = folder
+                .trim()
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            *sieve_by_folder.entry(top).or_default() += 1;
+        }
+    }
+    assert!(
+        filed >= mails,
+        "sieve-filter filed {filed} of {mails} mails:\n{}",
+        text.lines().take(40).collect::<Vec<_>>().join("\n")
+    );
+
+    // sieve-test: one process per message, on a sample (process start-up dominates).
+    let sample = mails.min(200);
+    let files = sieve_dir.join("sample");
+    std::fs::create_dir_all(&files).unwrap();
+    for (i, raw) in raws.iter().take(sample).enumerate() {
+        std::fs::write(files.join(format!("{i}.eml")), raw).unwrap();
+    }
+    let started = Instant::now();
+    for i in 0..sample {
+        let out = Command::new("sieve-test")
+            .arg("-c")
+            .arg(&test_conf)
+            .arg(&script)
+            .arg(files.join(format!("{i}.eml")))
+            .output()
+            .expect("run sieve-test");
+        assert!(
+            out.status.success(),
+            "sieve-test: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let per_message = started.elapsed();
+
+    let kb = raws.iter().map(Vec::len).sum::<usize>() as f64 / mails as f64 / 1024.0;
+    let (r_ours, r_filter, r_test) = (
+        rate(mails, ours),
+        rate(mails, filter),
+        rate(sample, per_message),
+    );
+    println!("sieve/{mails} mails, average {kb:.0} KB");
+    println!(
+        "  taxinbox evaluate (parse, extract, Rhai, client, deadlines; 1 thread): {:>8.2} s {:>8.0} mails/s",
+        ours.as_secs_f64(),
+        r_ours
+    );
+    println!(
+        "  sieve-filter (one process, whole mailbox, dry run):                   {:>8.2} s {:>8.0} mails/s",
+        filter.as_secs_f64(),
+        r_filter
+    );
+    println!(
+        "  sieve-test (one process per message, {sample} mails):                   {:>8.2} s {:>8.0} mails/s",
+        per_message.as_secs_f64(),
+        r_test
+    );
+    println!("  taxinbox categories:  {ours_by_category:?}");
+    println!("  sieve-filter folders: {sieve_by_folder:?}");
+    println!(
+        "  ratio taxinbox / sieve-filter: {:>8.3}",
+        r_ours / r_filter
+    );
+    println!("  ratio taxinbox / sieve-test:   {:>8.3}", r_ours / r_test);
+    rt.block_on(app.store.close());
+}
+
+fn imapfilter(mails: usize, target: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, lua) = peer_rules(dir.path());
+    // Two identical mailboxes: one for imapfilter, one for taxinbox.
+    let (peer, _) = server_with(mails, target);
+    let (ours_server, raws) = server_with(mails, target);
+
+    let started = Instant::now();
+    let out = Command::new("imapfilter")
+        .arg("-c")
+        .arg(&lua)
+        .env("IF_HOST", "127.0.0.1")
+        .env("IF_PORT", peer.port.to_string())
+        .env("IF_USER", dovecot::USER)
+        .env("IF_PASS", dovecot::PASSWORD)
+        .env("HOME", dir.path())
+        .output()
+        .expect("run imapfilter (bench/imapfilter.sh installs it)");
+    let filter = started.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "imapfilter: {text}");
+    let moved: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("imapfilter moved "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("imapfilter's count: {text}"));
+    assert_eq!(moved, mails, "imapfilter moved every mail");
+    let mut by_folder: std::collections::BTreeMap<String, usize> = Default::default();
+    for line in text.lines() {
+        if let Some((folder, n)) = line
+            .strip_prefix("imapfilter folder ")
+            .and_then(|l| l.rsplit_once(' '))
+        {
+            let top = folder.split('/').next().unwrap_or_default().to_owned();
+            *by_folder.entry(top).or_default() += n.trim().parse::<usize>().unwrap_or(0);
+        }
+    }
+
+    let rt = runtime();
+    let app = rt.block_on(app(dir.path(), &ours_server));
+    let pipeline = rt.block_on(app.pipeline()).unwrap();
+    let lease = taxinbox::imap::Lease::for_this_process();
+    let started = Instant::now();
+    let once = rt.block_on(taxinbox::daemon::poll_mailboxes_once(
+        &app, &pipeline, &lease,
+    ));
+    let ours = started.elapsed();
+    assert!(once.failed.is_empty(), "{:?}", once.failed);
+    assert_eq!(once.summary.total(), mails);
+
+    let kb = raws.iter().map(Vec::len).sum::<usize>() as f64 / mails as f64 / 1024.0;
+    let (r_ours, r_filter) = (rate(mails, ours), rate(mails, filter));
+    println!("imapfilter/{mails} mails, average {kb:.0} KB");
+    println!(
+        "  taxinbox run --once (fetch, evaluate, commit + log, move): {:>8.2} s {:>8.0} mails/s",
+        ours.as_secs_f64(),
+        r_ours
+    );
+    println!(
+        "  imapfilter (server-side searches, one MOVE per folder):{:>8.2} s {:>8.0} mails/s",
+        filter.as_secs_f64(),
+        r_filter
+    );
+    println!("  imapfilter folders: {by_folder:?}");
+    println!("  ratio taxinbox / imapfilter: {:>8.3}", r_ours / r_filter);
+    rt.block_on(app.store.close());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wants = |name: &str| args.is_empty() || args.iter().any(|a| name.contains(a.as_str()));
+    if !(wants("peers") || wants("sieve") || wants("imapfilter")) {
+        return;
+    }
+    let all = args.is_empty() || args.iter().any(|a| "peers".contains(a.as_str()));
+    let mails: usize = std::env::var("TAXINBOX_BENCH_MAILS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let target = load_mail::target_size(0);
+    if all || args.iter().any(|a| "sieve".contains(a.as_str())) {
+        sieve(mails, target);
+    }
+    if all || args.iter().any(|a| "imapfilter".contains(a.as_str())) {
+        imapfilter(mails, target);
+    }
+}

@@ -1,0 +1,1002 @@
+//! Rules that change while the service runs: hot reload of the rules and of what they decide with, and the shadow
+//! (candidate) ruleset.
+//!
+//! [`LiveRules`] is the handle every clone of the `Pipeline` shares (each IMAP mailbox task holds one): the ruleset
+//! in force behind an atomic pointer, swapped whole by a reload, and the optional shadow set beside it. A ruleset
+//! carries the context it decides with (`Ruleset::ctx`: the register, the production calendars, the demand
+//! catalogue), so one snapshot holds both: a mail is evaluated under one snapshot from start to end and names its
+//! version, whatever is swapped meanwhile.
+//!
+//! [`Reloader::reload`] is the step — read the register generation (and the register when it moved), load
+//! `demands.toml` and `calendar/production/*.toml`, compile `mail/*.rhai`; refuse a broken part with its errors
+//! (file:line[:col]) and keep that part in force, record what is new in the audit log, then swap — and
+//! [`LiveRules::refresh_register`] the cheap check a pass and each IMAP batch make first (one read; the register is
+//! loaded again only when `directory import` moved the generation). [`watch`] is the thin loop around them: a file
+//! watch on the rules folder (a burst of events of one save is debounced), SIGHUP, and a look at the register
+//! generation every [`REGISTER_POLL`].
+//! Invariant: a reload never leaves the service without rules; a broken part changes nothing but the log, the
+//! metrics and `/healthz`.
+
+use super::{Limits, LoadError, RuleContext, Ruleset};
+use crate::calendar::{CalendarError, DemandCatalog, ProductionCalendar};
+use crate::metrics::Metrics;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The candidate ruleset of shadow mode: it decides every live mail beside the live set, and only what it would
+/// have decided is stored.
+#[derive(Debug)]
+pub struct ShadowRules {
+    pub rules: Arc<Ruleset>,
+    /// Store a row also when the shadow decision equals the live one (to count agreement), not only differences.
+    pub record_equal: bool,
+}
+
+/// What is in force beside the rule files, as far as the reloads know it.
+#[derive(Debug, Default)]
+struct Loaded {
+    /// The register generation the live context holds; `None` until the first reload or register check.
+    register: Option<i64>,
+    /// The version (`sha256:`) of `demands.toml` and the production calendars in force; `None` until the first
+    /// reload (the files loaded at start are not hashed).
+    context: Option<String>,
+}
+
+/// The swappable live ruleset (with its context) and the optional shadow set; clones share both.
+#[derive(Clone)]
+pub struct LiveRules {
+    live: Arc<ArcSwap<Ruleset>>,
+    shadow: Arc<ArcSwapOption<ShadowRules>>,
+    /// Held while a reload reads, records and swaps, so two reloads (the watch, a pass, an IMAP batch) never
+    /// interleave and lose one another's change.
+    loaded: Arc<tokio::sync::Mutex<Loaded>>,
+}
+
+impl std::fmt::Debug for LiveRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveRules")
+            .field("live", &self.live.load().version())
+            .field(
+                "shadow",
+                &self
+                    .shadow
+                    .load()
+                    .as_ref()
+                    .map(|s| s.rules.version().to_owned()),
+            )
+            .finish()
+    }
+}
+
+impl LiveRules {
+    pub fn new(rules: Ruleset) -> LiveRules {
+        LiveRules::from_arc(Arc::new(rules))
+    }
+
+    pub fn from_arc(rules: Arc<Ruleset>) -> LiveRules {
+        LiveRules {
+            live: Arc::new(ArcSwap::new(rules)),
+            shadow: Arc::new(ArcSwapOption::empty()),
+            loaded: Arc::new(tokio::sync::Mutex::new(Loaded::default())),
+        }
+    }
+
+    /// The ruleset in force now, with its context (`Ruleset::ctx`); evaluate one mail under it from start to end.
+    pub fn snapshot(&self) -> Arc<Ruleset> {
+        self.live.load_full()
+    }
+
+    /// The version of the ruleset in force now.
+    pub fn version(&self) -> String {
+        self.live.load().version().to_owned()
+    }
+
+    /// Puts `rules` in force for every holder of this handle; returns the set it replaced.
+    pub fn swap(&self, rules: Arc<Ruleset>) -> Arc<Ruleset> {
+        self.live.swap(rules)
+    }
+
+    /// The shadow set, when shadow mode is on.
+    pub fn shadow(&self) -> Option<Arc<ShadowRules>> {
+        self.shadow.load_full()
+    }
+
+    pub fn set_shadow(&self, shadow: Option<ShadowRules>) {
+        self.shadow.store(shadow.map(Arc::new));
+    }
+
+    /// Puts `ctx` in force under the live and the shadow rules as they are (no rule file is read).
+    fn swap_context(&self, ctx: &RuleContext) {
+        self.swap(Arc::new(self.snapshot().with_context(ctx.clone())));
+        if let Some(shadow) = self.shadow() {
+            self.set_shadow(Some(ShadowRules {
+                rules: Arc::new(shadow.rules.with_context(ctx.clone())),
+                record_equal: shadow.record_equal,
+            }));
+        }
+    }
+
+    /// The cheap check before a pass and before each IMAP batch: one read of the register generation; when
+    /// `directory import` moved it, the register is loaded again and put in force under the rules as they are
+    /// (recorded in the audit log). `None` when the register in force is the stored one. A store that cannot be read
+    /// keeps the register in force and is reported as [`Reload::Refused`]; the caller logs the outcome
+    /// ([`log_register`]).
+    pub async fn refresh_register(
+        &self,
+        store: &crate::store::Store,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Reload> {
+        let mut loaded = self.loaded.lock().await;
+        let mut ctx = self.snapshot().ctx().clone();
+        let reload = match read_register(store, &loaded, &mut ctx).await {
+            Ok(None) => return None,
+            Ok(Some(generation)) => {
+                let payload = ctx_payload(&self.version(), &loaded.context, Some(generation));
+                match record_context(store, &payload, now).await {
+                    Err(e) => Reload::Refused {
+                        error: format!("cannot record the new register in the audit log, retried on the next check: {e:#}"),
+                        kept: loaded.register.map(generation_name),
+                    },
+                    Ok(()) => {
+                        self.swap_context(&ctx);
+                        let old = loaded.register.replace(generation);
+                        Reload::Reloaded {
+                            old: old.map(generation_name),
+                            new: generation_name(generation),
+                        }
+                    }
+                }
+            }
+            Err(error) => Reload::Refused {
+                error,
+                kept: loaded.register.map(generation_name),
+            },
+        };
+        Some(reload)
+    }
+
+    /// The register generation in force (`None` before the first reload or check).
+    pub async fn register_generation(&self) -> Option<i64> {
+        self.loaded.lock().await.register
+    }
+}
+
+fn generation_name(generation: i64) -> String {
+    format!("generation {generation}")
+}
+
+/// Reads the register generation and, when it differs from the one `loaded` holds, the register into `ctx`; returns
+/// the new generation. The generation is read before the register: a register written in between is newer than the
+/// generation says, and the next check loads it again — a change is never missed.
+async fn read_register(
+    store: &crate::store::Store,
+    loaded: &Loaded,
+    ctx: &mut RuleContext,
+) -> Result<Option<i64>, String> {
+    let read = async {
+        let mut conn = store.acquire().await?;
+        let generation = crate::store::register_generation(&mut conn).await?;
+        if loaded.register == Some(generation) {
+            return Ok(None);
+        }
+        let directory = crate::store::load_directory(&mut conn).await?;
+        anyhow::Ok(Some((generation, directory)))
+    };
+    match read.await {
+        Ok(None) => Ok(None),
+        Ok(Some((generation, directory))) => {
+            ctx.directory = Arc::new(directory);
+            Ok(Some(generation))
+        }
+        Err(e) => Err(format!("cannot read the register from the store: {e:#}")),
+    }
+}
+
+/// The audit-log payload of a context put in force.
+fn ctx_payload(
+    ruleset: &str,
+    context: &Option<String>,
+    register: Option<i64>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "ruleset": ruleset,
+        "context": context,
+        "files": CONTEXT_FILES,
+        "register_generation": register,
+    })
+}
+
+async fn record_context(
+    store: &crate::store::Store,
+    payload: &serde_json::Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let mut tx = store.begin().await?;
+    crate::store::record_context_loaded(&mut tx, payload, &crate::store::timestamp(now)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The files of the rules folder the pipeline decides with, beside `mail/*.rhai` (as the log and the audit name them).
+pub const CONTEXT_FILES: [&str; 2] = ["demands.toml", "calendar/production/*.toml"];
+
+/// `demands.toml` and the production calendars as read once from disk, with the version of exactly those bytes.
+struct ContextFiles {
+    version: String,
+    calendar: ProductionCalendar,
+    demands: DemandCatalog,
+}
+
+/// Reads and checks `demands.toml` and `calendar/production/*.toml` of `rules_dir`; an error names file:line.
+fn load_context_files(rules_dir: &Path) -> Result<ContextFiles, CalendarError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CalendarError::Io { path, source }
+    };
+    let demands_path = rules_dir.join("demands.toml");
+    let demands_text = std::fs::read_to_string(&demands_path).map_err(io(&demands_path))?;
+    let production = rules_dir.join("calendar").join("production");
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(&production).map_err(io(&production))? {
+        let path = entry.map_err(io(&production))?.path();
+        if path.is_file() && path.extension().is_some_and(|x| x == "toml") {
+            paths.push(path);
+        }
+    }
+    if paths.is_empty() {
+        return Err(CalendarError::NoCalendar { dir: production });
+    }
+    paths.sort();
+    let mut hasher = Sha256::new();
+    hasher.update(b"demands.toml\0");
+    hasher.update(demands_text.as_bytes());
+    let mut files = Vec::with_capacity(paths.len());
+    for path in &paths {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        hasher.update(b"\0");
+        hasher.update(name.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(text.as_bytes());
+        files.push((path.display().to_string(), text));
+    }
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    Ok(ContextFiles {
+        version: format!("sha256:{}", hex::encode(hasher.finalize())),
+        calendar: ProductionCalendar::from_toml_strs(&borrowed)?,
+        demands: DemandCatalog::from_toml_str(&demands_path.display().to_string(), &demands_text)?,
+    })
+}
+
+/// The folder of `*.rhai` a shadow setting names: a rules folder with `mail/`, or a folder of rule files alone
+/// (as `rules replay --rules` takes). The shadow set runs with the live demand catalogue and calendars.
+pub fn shadow_mail_dir(dir: &Path) -> PathBuf {
+    if dir.join("mail").is_dir() {
+        dir.join("mail")
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// Loads the shadow set of `settings` (`rules.shadow_dir`) beside the live rules of `pipeline`, logging the outcome; a
+/// shadow set that does not compile leaves shadow mode off until it is fixed (the live rules are untouched).
+pub fn attach_shadow(pipeline: &crate::pipeline::Pipeline, settings: &crate::settings::Settings) {
+    if let Some(dir) = &settings.rules.shadow_dir {
+        let reload = Reloader::new(pipeline, settings).reload_shadow(dir);
+        log_one("shadow rules", &reload, dir);
+    }
+}
+
+/// How one reload attempt of one part (live rules, shadow rules, context files, register) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// What is on disk (in the store) is what is in force.
+    Unchanged { version: String },
+    /// A new version is in force.
+    Reloaded { old: Option<String>, new: String },
+    /// What is on disk (in the store) was refused; `kept` (if any) stays in force.
+    Refused { error: String, kept: Option<String> },
+}
+
+impl Reload {
+    fn changed(&self) -> bool {
+        !matches!(self, Reload::Unchanged { .. })
+    }
+
+    /// Whether a new version went in.
+    pub fn is_new(&self) -> bool {
+        matches!(self, Reload::Reloaded { .. })
+    }
+
+    /// A new version that could not go in after all: refused with `error`, the old one kept.
+    fn refuse(&mut self, error: &str) {
+        if let Reload::Reloaded { old, .. } = self {
+            *self = Reload::Refused {
+                error: error.to_owned(),
+                kept: old.take(),
+            };
+        }
+    }
+}
+
+/// What one reload did to each part (`shadow` is `None` when shadow mode is off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub live: Reload,
+    pub shadow: Option<Reload>,
+    /// `demands.toml` and the production calendars.
+    pub context: Reload,
+    /// The register (clients, accountants, absences) from the store.
+    pub register: Reload,
+}
+
+impl ReloadReport {
+    /// Whether anything changed or was refused (worth a pass over waiting mail, and a log line).
+    pub fn noteworthy(&self) -> bool {
+        self.live.changed()
+            || self.context.changed()
+            || self.register.changed()
+            || self.shadow.as_ref().is_some_and(Reload::changed)
+    }
+
+    /// Logs the outcome once: a refused part as an error naming file:line[:col], a new one with old → new version.
+    pub fn log(&self, live_dir: &Path, shadow_dir: Option<&Path>) {
+        log_one("rules", &self.live, live_dir);
+        let rules_dir = live_dir.parent().unwrap_or(live_dir);
+        log_one(
+            &format!("rule context ({})", CONTEXT_FILES.join(", ")),
+            &self.context,
+            rules_dir,
+        );
+        log_register(&self.register);
+        if let (Some(s), Some(dir)) = (&self.shadow, shadow_dir) {
+            log_one("shadow rules", s, dir);
+        }
+    }
+
+    /// Tells the metrics (and so `/metrics` and `/healthz`) what is in force and what was refused.
+    pub fn record(&self, metrics: &Metrics, rules: &LiveRules, now: chrono::DateTime<chrono::Utc>) {
+        record_part(metrics, "rules", &self.live, now);
+        record_part(metrics, "context", &self.context, now);
+        record_part(metrics, "register", &self.register, now);
+        if let Some(s) = &self.shadow {
+            record_part(metrics, "shadow", s, now);
+        }
+        metrics.rules_in_force(
+            &rules.version(),
+            in_force(&self.context),
+            in_force(&self.register),
+        );
+    }
+}
+
+/// The version a part has in force after a reload.
+fn in_force(reload: &Reload) -> Option<&str> {
+    match reload {
+        Reload::Unchanged { version } => Some(version),
+        Reload::Reloaded { new, .. } => Some(new),
+        Reload::Refused { kept, .. } => kept.as_deref(),
+    }
+}
+
+/// Records one part's outcome in the metrics: a refusal counts and shows, a success clears the part's error.
+pub fn record_part(
+    metrics: &Metrics,
+    part: &str,
+    reload: &Reload,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    match reload {
+        Reload::Refused { error, .. } => metrics.rules_refused(part, error, now),
+        Reload::Reloaded { .. } => metrics.rules_ok(part, true, now),
+        Reload::Unchanged { .. } => metrics.rules_ok(part, false, now),
+    }
+}
+
+/// Logs a register check that did something: a new register with old → new generation, or a store that could not
+/// be read.
+pub fn log_register(reload: &Reload) {
+    match reload {
+        Reload::Unchanged { version } => tracing::debug!("register unchanged ({version})"),
+        Reload::Reloaded { old, new } => tracing::info!(
+            "register reloaded: {} → {new}",
+            old.as_deref().unwrap_or("none")
+        ),
+        Reload::Refused { error, kept } => tracing::error!(
+            "register not reloaded, {} stays in force: {error}",
+            kept.as_deref().unwrap_or("the register loaded at start")
+        ),
+    }
+}
+
+fn log_one(what: &str, reload: &Reload, dir: &Path) {
+    let dir = dir.display();
+    match reload {
+        Reload::Unchanged { version } => {
+            tracing::debug!(ruleset = %version, "{what} in {dir} unchanged")
+        }
+        Reload::Reloaded { old, new } => tracing::info!(
+            ruleset = %new,
+            "{what} reloaded from {dir}: {} → {new}",
+            old.as_deref().unwrap_or("none")
+        ),
+        Reload::Refused { error, kept } => tracing::error!(
+            ruleset = kept.as_deref().unwrap_or(""),
+            "{what} in {dir} refused, {} stays in force: {error}",
+            kept.as_deref().unwrap_or("what was loaded at start")
+        ),
+    }
+}
+
+/// Reloads the rules of a running pipeline from its folders, and the register from the store.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    rules: LiveRules,
+    rules_dir: PathBuf,
+    mail_dir: PathBuf,
+    /// The configured shadow folder (`rules.shadow_dir`), `None` when shadow mode is off.
+    shadow_dir: Option<PathBuf>,
+    record_equal: bool,
+    limits: Limits,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Reloader {
+    /// A reloader for `pipeline`, whose rules came from `settings.rules.dir`.
+    pub fn new(
+        pipeline: &crate::pipeline::Pipeline,
+        settings: &crate::settings::Settings,
+    ) -> Reloader {
+        Reloader {
+            rules: pipeline.rules.clone(),
+            rules_dir: settings.rules.dir.clone(),
+            mail_dir: settings.rules.dir.join("mail"),
+            shadow_dir: settings.rules.shadow_dir.clone(),
+            record_equal: settings.rules.shadow_record_equal,
+            limits: super::tooling::limits(settings),
+            metrics: None,
+        }
+    }
+
+    /// Reports every outcome to `metrics` too (`/metrics`, `/healthz`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Reloader {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn mail_dir(&self) -> &Path {
+        &self.mail_dir
+    }
+
+    pub fn shadow_dir(&self) -> Option<&Path> {
+        self.shadow_dir.as_deref()
+    }
+
+    /// Reloads, logs the outcome once and reports it to the metrics; returns it.
+    pub async fn reload_and_log(
+        &self,
+        store: &crate::store::Store,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ReloadReport {
+        let report = self.reload(store, now).await;
+        report.log(&self.mail_dir, self.shadow_dir.as_deref());
+        if let Some(m) = &self.metrics {
+            report.record(m, &self.rules, now);
+        }
+        report
+    }
+
+    /// The register check of [`LiveRules::refresh_register`], logged and reported to the metrics ([`check_register`]).
+    pub async fn refresh_register_and_log(
+        &self,
+        store: &crate::store::Store,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        check_register(&self.rules, store, self.metrics.as_deref(), now).await
+    }
+
+    /// Reads everything the pipeline decides with — the register (when its generation moved), `demands.toml` and the
+    /// production calendars, the live (and shadow) rule files — and puts what is new in force in one swap. A part
+    /// that fails to load is refused and its version in force stays (a new register or new calendars still go in
+    /// under the rules in force when the rule files are refused, and the other way round). What is new is recorded
+    /// in the audit log (`ruleset_loaded`, `context_loaded`) before it is swapped in, so every decision names a
+    /// recorded version. Does not log: the caller logs the report once.
+    pub async fn reload(
+        &self,
+        store: &crate::store::Store,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ReloadReport {
+        let mut loaded = self.rules.loaded.lock().await;
+        let current = self.rules.snapshot();
+        let mut ctx = current.ctx().clone();
+
+        let mut generation = loaded.register;
+        let mut register = match read_register(store, &loaded, &mut ctx).await {
+            Ok(None) => Reload::Unchanged {
+                version: loaded.register.map(generation_name).unwrap_or_default(),
+            },
+            Ok(Some(g)) => {
+                generation = Some(g);
+                Reload::Reloaded {
+                    old: loaded.register.map(generation_name),
+                    new: generation_name(g),
+                }
+            }
+            Err(error) => Reload::Refused {
+                error,
+                kept: loaded.register.map(generation_name),
+            },
+        };
+
+        let mut context_version = loaded.context.clone();
+        let mut context = match load_context_files(&self.rules_dir) {
+            Err(e) => Reload::Refused {
+                error: e.to_string(),
+                kept: loaded.context.clone(),
+            },
+            Ok(files) if Some(&files.version) == loaded.context.as_ref() => Reload::Unchanged {
+                version: files.version,
+            },
+            Ok(files) => {
+                ctx.calendar = Arc::new(files.calendar);
+                ctx.demands = Arc::new(files.demands);
+                context_version = Some(files.version.clone());
+                Reload::Reloaded {
+                    old: loaded.context.clone(),
+                    new: files.version,
+                }
+            }
+        };
+        let mut ctx_changed = register.is_new() || context.is_new();
+
+        // The rule files, compiled against the context they will decide with.
+        let (mut live, next) = match Ruleset::load(&self.mail_dir, &self.limits, &ctx) {
+            Err(e) => (
+                Reload::Refused {
+                    error: load_error(&e),
+                    kept: Some(current.version().to_owned()),
+                },
+                ctx_changed.then(|| Arc::new(current.with_context(ctx.clone()))),
+            ),
+            Ok(new) if new.version() == current.version() => (
+                Reload::Unchanged {
+                    version: new.version().to_owned(),
+                },
+                ctx_changed.then(|| Arc::new(new)),
+            ),
+            Ok(new) => (
+                Reload::Reloaded {
+                    old: Some(current.version().to_owned()),
+                    new: new.version().to_owned(),
+                },
+                Some(Arc::new(new)),
+            ),
+        };
+
+        if let Some(next) = next {
+            let recorded = async {
+                if live.is_new() {
+                    crate::audit::record_ruleset(store, &next, now).await?;
+                }
+                if ctx_changed {
+                    let payload = ctx_payload(next.version(), &context_version, generation);
+                    record_context(store, &payload, now).await?;
+                }
+                anyhow::Ok(())
+            };
+            match recorded.await {
+                Ok(()) => {
+                    self.rules.swap(next);
+                    loaded.register = generation;
+                    loaded.context = context_version;
+                }
+                Err(e) => {
+                    // Nothing is swapped: what would have gone in is refused, and retried on the next change.
+                    let error = format!(
+                        "cannot record the new version in the audit log, retried on the next change or SIGHUP: {e:#}"
+                    );
+                    for part in [&mut live, &mut context, &mut register] {
+                        part.refuse(&error);
+                    }
+                    ctx = current.ctx().clone();
+                    ctx_changed = false;
+                }
+            }
+        }
+        let shadow = self
+            .shadow_dir
+            .as_deref()
+            .map(|dir| self.reload_shadow_with(dir, &ctx, ctx_changed));
+        ReloadReport {
+            live,
+            shadow,
+            context,
+            register,
+        }
+    }
+
+    /// Loads the shadow set (at startup, and on every reload) with the context in force; a refused one keeps the
+    /// shadow set in force, if any.
+    pub fn reload_shadow(&self, dir: &Path) -> Reload {
+        let ctx = self.rules.snapshot().ctx().clone();
+        self.reload_shadow_with(dir, &ctx, false)
+    }
+
+    /// Loads the shadow set against `ctx`; when the context changed (`ctx_changed`) the shadow set in force is put on
+    /// it too, whether its files are refused or unchanged.
+    fn reload_shadow_with(&self, dir: &Path, ctx: &RuleContext, ctx_changed: bool) -> Reload {
+        let current = self.rules.shadow();
+        let kept = current.as_ref().map(|s| s.rules.version().to_owned());
+        let put = |rules: Ruleset| {
+            self.rules.set_shadow(Some(ShadowRules {
+                rules: Arc::new(rules),
+                record_equal: self.record_equal,
+            }))
+        };
+        match Ruleset::load(&shadow_mail_dir(dir), &self.limits, ctx) {
+            Err(e) => {
+                if let (true, Some(current)) = (ctx_changed, &current) {
+                    put(current.rules.with_context(ctx.clone()));
+                }
+                Reload::Refused {
+                    error: load_error(&e),
+                    kept,
+                }
+            }
+            Ok(new) if Some(new.version()) == kept.as_deref() => {
+                let version = new.version().to_owned();
+                if ctx_changed {
+                    put(new);
+                }
+                Reload::Unchanged { version }
+            }
+            Ok(new) => {
+                let version = new.version().to_owned();
+                put(new);
+                Reload::Reloaded {
+                    old: kept,
+                    new: version,
+                }
+            }
+        }
+    }
+}
+
+/// The register check a pass and each IMAP batch make first ([`LiveRules::refresh_register`]): logs what it did and
+/// reports it to `metrics`; whether a new register went in.
+pub async fn check_register(
+    rules: &LiveRules,
+    store: &crate::store::Store,
+    metrics: Option<&Metrics>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let Some(reload) = rules.refresh_register(store, now).await else {
+        return false;
+    };
+    log_register(&reload);
+    if let Some(m) = metrics {
+        record_part(m, "register", &reload, now);
+        if let Reload::Reloaded { new, .. } = &reload {
+            m.rules_register(new);
+        }
+    }
+    reload.is_new()
+}
+
+/// A load error as an admin reads it: `file:line:col: message` for a script (the file name is relative to the folder
+/// the log line names).
+fn load_error(e: &LoadError) -> String {
+    e.to_string()
+}
+
+/// How long the watch waits after the last file event before reloading: one save of an editor (write to a temporary
+/// file, rename, change attributes) or a `cp -r` of a folder is a burst of events within a few milliseconds.
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// How often the watch looks at the register generation between passes: a `directory import` is in force in the
+/// daemon within this time even when no mail comes (a pass and each IMAP batch look first anyway).
+pub const REGISTER_POLL: Duration = Duration::from_secs(5);
+
+/// The longest a stream of file events postpones a reload: a folder written to without pause (a slow copy, a runaway
+/// tool) is reloaded at least this often, and a set caught half-copied is either refused or replaced moments later.
+pub const DEBOUNCE_AT_MOST: Duration = Duration::from_secs(5);
+
+/// Whether a file event can change a ruleset: reads and attribute changes cannot (and reading the rules on reload
+/// must not trigger another reload).
+fn relevant(event: &notify::Event, dirs: &[PathBuf]) -> bool {
+    use notify::EventKind;
+    let kind = matches!(
+        event.kind,
+        EventKind::Any
+            | EventKind::Access(notify::event::AccessKind::Close(
+                notify::event::AccessMode::Write
+            ))
+            | EventKind::Create(_)
+            | EventKind::Remove(_)
+            | EventKind::Other
+            | EventKind::Modify(
+                notify::event::ModifyKind::Data(_)
+                    | notify::event::ModifyKind::Name(_)
+                    | notify::event::ModifyKind::Any
+                    | notify::event::ModifyKind::Other
+            )
+    );
+    kind && (event.paths.is_empty()
+        || event
+            .paths
+            .iter()
+            .any(|p| dirs.iter().any(|d| p.starts_with(d) || d.starts_with(p))))
+}
+
+/// The running watch; dropping it does not stop it, [`Watch::stop`] does.
+pub struct Watch {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watch {
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Starts watching the rule folders (`mail/`, `demands.toml`, `calendar/production/`, the shadow folder), SIGHUP and
+/// the register generation: each burst of changes (after [`DEBOUNCE`]) and each SIGHUP reloads everything
+/// ([`Reloader::reload`]), a moved register generation (looked at every [`REGISTER_POLL`]) the register; the outcome
+/// is logged and reported to the metrics and, when it changed or refused something (always on SIGHUP), `wake` is
+/// woken so that waiting mail is taken at once under what is now in force. A folder that cannot be watched is
+/// logged; SIGHUP still works.
+pub fn watch(
+    reloader: Reloader,
+    store: crate::store::Store,
+    wake: Arc<tokio::sync::Notify>,
+) -> Watch {
+    let task = tokio::spawn(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut dirs = vec![
+            reloader.mail_dir.clone(),
+            reloader.rules_dir.join("demands.toml"),
+            reloader.rules_dir.join("calendar").join("production"),
+        ];
+        if let Some(s) = &reloader.shadow_dir {
+            dirs.push(s.clone());
+        }
+        let watched = dirs.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            match event {
+                Ok(event) if !relevant(&event, &watched) => {}
+                // A lost event (queue overflow) may hide a change: reload to be sure.
+                Ok(_) | Err(_) => {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        // Held for as long as the task runs: dropping it ends the watch.
+        let _watcher = match watcher {
+            Ok(mut w) => {
+                use notify::Watcher as _;
+                for dir in watch_roots(&reloader) {
+                    if let Err(e) = w.watch(&dir, notify::RecursiveMode::Recursive) {
+                        tracing::error!(
+                            "cannot watch {} for rule changes (SIGHUP still reloads): {e}",
+                            dir.display()
+                        );
+                    }
+                }
+                Some(w)
+            }
+            Err(e) => {
+                tracing::error!("cannot watch rule folders (SIGHUP still reloads): {e}");
+                None
+            }
+        };
+        let mut hangup = hangup_signal();
+        tracing::info!(
+            dir = %reloader.mail_dir.display(),
+            "rules are reloaded on change and on SIGHUP"
+        );
+        // A change saved between the start's load and the watch would be missed until the next one: look once.
+        let report = reloader.reload_and_log(&store, chrono::Utc::now()).await;
+        if report.noteworthy() {
+            wake.notify_one();
+        }
+        let mut watching = true;
+        let mut register_poll = tokio::time::interval(REGISTER_POLL);
+        register_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let from_signal = tokio::select! {
+                _ = register_poll.tick() => {
+                    // A `directory import` meanwhile: the new register goes in now, and mail waiting is taken under it.
+                    if reloader.refresh_register_and_log(&store, chrono::Utc::now()).await {
+                        wake.notify_one();
+                    }
+                    continue;
+                }
+                got = rx.recv(), if watching => {
+                    if got.is_none() {
+                        // The watcher is gone; SIGHUP alone remains.
+                        watching = false;
+                        continue;
+                    }
+                    // Let the burst of one save settle: reload after DEBOUNCE without a further event, or after
+                    // DEBOUNCE_AT_MOST however busy the folder is.
+                    let settled = tokio::time::Instant::now() + DEBOUNCE_AT_MOST;
+                    while let Ok(Ok(Some(()))) = tokio::time::timeout_at(
+                        settled,
+                        tokio::time::timeout(DEBOUNCE, rx.recv()),
+                    )
+                    .await
+                    {}
+                    false
+                }
+                _ = next_hangup(&mut hangup) => {
+                    tracing::info!("SIGHUP: reloading the rules");
+                    true
+                }
+            };
+            let report = reloader.reload_and_log(&store, chrono::Utc::now()).await;
+            if from_signal || report.noteworthy() {
+                wake.notify_one();
+            }
+        }
+    });
+    Watch { task }
+}
+
+/// The folders to watch: the rules folder (recursively, so that a `mail/` replaced as a whole is still seen) and
+/// the shadow folder when it lies outside it.
+fn watch_roots(reloader: &Reloader) -> Vec<PathBuf> {
+    let root = reloader
+        .mail_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| reloader.mail_dir.clone());
+    let mut roots = vec![root.clone()];
+    if let Some(s) = &reloader.shadow_dir {
+        if !s.starts_with(&root) {
+            roots.push(s.clone());
+        }
+    }
+    roots
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = ();
+
+#[cfg(unix)]
+fn hangup_signal() -> Hangup {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!("cannot listen for SIGHUP (rule files are still watched): {e}");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> Hangup {}
+
+#[cfg(unix)]
+async fn next_hangup(hangup: &mut Hangup) {
+    match hangup {
+        Some(s) => {
+            if s.recv().await.is_none() {
+                std::future::pending::<()>().await
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_hangup(_: &mut Hangup) {
+    std::future::pending::<()>().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::{DemandCatalog, ProductionCalendar};
+    use crate::directory::Directory;
+    use notify::event::{AccessKind, CreateKind, DataChange, MetadataKind, ModifyKind};
+    use notify::{Event, EventKind};
+
+    #[test]
+    fn only_changes_under_the_rule_folders_count() {
+        let dirs = vec![PathBuf::from("/r/mail"), PathBuf::from("/cand")];
+        let ev = |kind, path: &str| Event::new(kind).add_path(PathBuf::from(path));
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Content));
+        assert!(relevant(&ev(write, "/r/mail/10-x.rhai"), &dirs));
+        assert!(relevant(
+            &ev(EventKind::Create(CreateKind::File), "/cand/mail/1.rhai"),
+            &dirs
+        ));
+        // `mail/` itself replaced (renamed over) is seen from its parent.
+        assert!(relevant(
+            &ev(
+                EventKind::Modify(ModifyKind::Name(notify::event::RenameMode::Any)),
+                "/r/mail"
+            ),
+            &dirs
+        ));
+        assert!(!relevant(&ev(write, "/r/tests/x.eml"), &dirs));
+        // What the context is read from counts too, however an editor saves it (write, or rename over).
+        let dirs = vec![
+            PathBuf::from("/r/mail"),
+            PathBuf::from("/r/demands.toml"),
+            PathBuf::from("/r/calendar/production"),
+        ];
+        assert!(relevant(&ev(write, "/r/demands.toml"), &dirs));
+        assert!(relevant(
+            &ev(
+                EventKind::Modify(ModifyKind::Name(notify::event::RenameMode::To)),
+                "/r/demands.toml"
+            ),
+            &dirs
+        ));
+        assert!(relevant(
+            &ev(write, "/r/calendar/production/2027.toml"),
+            &dirs
+        ));
+        assert!(!relevant(&ev(write, "/r/calendar/usn.toml"), &dirs));
+        assert!(!relevant(&ev(write, "/r/templates/digest.txt"), &dirs));
+        assert!(!relevant(
+            &ev(EventKind::Access(AccessKind::Any), "/r/mail/10-x.rhai"),
+            &dirs
+        ));
+        assert!(!relevant(
+            &ev(
+                EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+                "/r/mail/10-x.rhai"
+            ),
+            &dirs
+        ));
+    }
+
+    fn ruleset(category: &str) -> Ruleset {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let ctx = RuleContext {
+            directory: Arc::new(Directory::default()),
+            calendar: Arc::new(
+                ProductionCalendar::load_dir(&root.join("calendar/production")).unwrap(),
+            ),
+            demands: Arc::new(DemandCatalog::load(&root.join("demands.toml")).unwrap()),
+        };
+        let sources = vec![(
+            "10-all.rhai".to_owned(),
+            format!("fn classify(mail) {{ #{{category: \"{category}\"}} }}"),
+        )];
+        Ruleset::from_sources(Path::new("test"), &sources, &Limits::default(), &ctx).unwrap()
+    }
+
+    #[test]
+    fn a_swap_reaches_every_clone_and_spares_a_snapshot_in_hand() {
+        let rules = LiveRules::new(ruleset("notice"));
+        let mailbox_task = rules.clone();
+        let in_hand = mailbox_task.snapshot();
+        let old = rules.swap(Arc::new(ruleset("ignore")));
+        assert_eq!(old.version(), in_hand.version());
+        assert_ne!(mailbox_task.version(), in_hand.version());
+        assert_eq!(mailbox_task.version(), rules.snapshot().version());
+        // The mail being decided finishes under the set it started with.
+        let mail = rhai::Dynamic::from(rhai::Map::new());
+        let decided = in_hand.classify(&mail).unwrap().decision.unwrap();
+        assert_eq!(decided.category, "notice");
+        let decided = mailbox_task
+            .snapshot()
+            .classify(&mail)
+            .unwrap()
+            .decision
+            .unwrap();
+        assert_eq!(decided.category, "ignore");
+    }
+}

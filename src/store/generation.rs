@@ -1,0 +1,67 @@
+//! The register's generation and the audit entries of context reloads.
+//!
+//! `register_generation` is one row bumped in the transaction of every register write (`save_directory`), so a
+//! running daemon learns with one cheap read whether the register it holds in memory is still the stored one.
+
+use super::{append_log, LogEntry};
+use anyhow::Context as _;
+use sqlx::{AnyConnection, Row as _};
+
+/// The audit-log event of a rule context (register, production calendars, demand catalogue) put in force by a
+/// running daemon.
+pub const CONTEXT_LOADED: &str = "context_loaded";
+
+/// The generation of the stored register: it grows with every register write.
+pub async fn register_generation(conn: &mut AnyConnection) -> anyhow::Result<i64> {
+    let row = sqlx::query("SELECT generation FROM register_generation WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await
+        .context("read the register generation")?;
+    Ok(row.try_get("generation")?)
+}
+
+/// Bumps the register generation in the open transaction (which must be the one writing the register) and
+/// returns the new one.
+pub async fn bump_register_generation(conn: &mut AnyConnection) -> anyhow::Result<i64> {
+    let row = sqlx::query(
+        "UPDATE register_generation SET generation = generation + 1 WHERE id = 1 RETURNING generation",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .context("bump the register generation")?;
+    Ok(row.try_get("generation")?)
+}
+
+/// Appends a [`CONTEXT_LOADED`] entry with `payload`, unless the newest such entry holds the same payload (a
+/// second instance, or a restart, putting the same context in force); returns the entry's sequence number.
+pub async fn record_context_loaded(
+    conn: &mut AnyConnection,
+    payload: &serde_json::Value,
+    at: &str,
+) -> anyhow::Result<Option<i64>> {
+    let last =
+        sqlx::query("SELECT payload FROM audit_log WHERE event = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(CONTEXT_LOADED)
+            .fetch_optional(&mut *conn)
+            .await
+            .context("read the last context entry")?;
+    if let Some(row) = last {
+        let text: String = row.try_get("payload")?;
+        let last: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if &last == payload {
+            return Ok(None);
+        }
+    }
+    let seq = append_log(
+        conn,
+        &LogEntry {
+            at,
+            event: CONTEXT_LOADED,
+            message: None,
+            sha256: None,
+            payload,
+        },
+    )
+    .await?;
+    Ok(Some(seq))
+}

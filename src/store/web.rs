@@ -1,0 +1,516 @@
+//! The web view's SQL: passwords, sessions, failed sign-ins, calendar-feed tokens, the task pages (with the done
+//! and reassign writes) and the auditor's paged mail log.
+//!
+//! Secrets are stored only as hashes where the server never needs them back: a session is found by the SHA-256
+//! of its id, a password by its argon2 PHC string. The ICS token is kept as is: it is shown to its owner again.
+
+use anyhow::Context as _;
+use sqlx::{AnyConnection, Row as _};
+
+/// A live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub email: String,
+    /// The per-session token every POST form carries.
+    pub csrf: String,
+    pub expires_at: String,
+}
+
+/// A task as the web view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WebTask {
+    pub id: i64,
+    /// The mail it came from; `None` for a tax-calendar task.
+    pub message: Option<i64>,
+    pub client_inn: Option<String>,
+    pub client_name: Option<String>,
+    pub step: String,
+    pub title: String,
+    pub role: String,
+    pub assignee: Option<String>,
+    pub due: String,
+    pub priority: String,
+    pub status: String,
+    pub provenance: String,
+    pub created_at: String,
+}
+
+/// One line of the auditor's log page.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MailListRow {
+    pub id: i64,
+    pub received_date: String,
+    pub mailbox: String,
+    pub from_addr: String,
+    pub subject: String,
+    pub status: String,
+    pub category: Option<String>,
+    pub kind: Option<String>,
+    pub client_inn: Option<String>,
+    pub rule: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The auditor's filters; `None` means any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// Received on or after this ISO date.
+    pub from: Option<String>,
+    /// Received on or before this ISO date.
+    pub to: Option<String>,
+    pub client: Option<String>,
+    pub category: Option<String>,
+    pub status: Option<String>,
+    pub mailbox: Option<String>,
+}
+
+/// What a mailbox last did, from the stored mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxActivity {
+    pub mailbox: String,
+    /// When its newest stored mail was fetched (RFC 3339).
+    pub last_fetched: String,
+}
+
+pub async fn set_password(
+    conn: &mut AnyConnection,
+    email: &str,
+    password_hash: &str,
+    now: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM web_users WHERE email = $1")
+        .bind(email)
+        .execute(&mut *conn)
+        .await
+        .context("replace a password")?;
+    sqlx::query("INSERT INTO web_users (email, password_hash, updated_at) VALUES ($1, $2, $3)")
+        .bind(email)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .context("store a password")?;
+    Ok(())
+}
+
+pub async fn password_hash(
+    conn: &mut AnyConnection,
+    email: &str,
+) -> anyhow::Result<Option<String>> {
+    let row = sqlx::query("SELECT password_hash FROM web_users WHERE email = $1")
+        .bind(email)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("read a password hash")?;
+    Ok(row.map(|r| r.try_get("password_hash")).transpose()?)
+}
+
+pub async fn create_session(
+    conn: &mut AnyConnection,
+    id_hash: &str,
+    email: &str,
+    csrf: &str,
+    now: &str,
+    expires_at: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO web_sessions (id_hash, email, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id_hash)
+    .bind(email)
+    .bind(csrf)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut *conn)
+    .await
+    .context("store a session")?;
+    Ok(())
+}
+
+/// The session with this id hash, unless it expired before `now`.
+pub async fn session(
+    conn: &mut AnyConnection,
+    id_hash: &str,
+    now: &str,
+) -> anyhow::Result<Option<SessionRow>> {
+    let row = sqlx::query(
+        "SELECT email, csrf, expires_at FROM web_sessions WHERE id_hash = $1 AND expires_at > $2",
+    )
+    .bind(id_hash)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("read a session")?;
+    Ok(match row {
+        Some(r) => Some(SessionRow {
+            email: r.try_get("email")?,
+            csrf: r.try_get("csrf")?,
+            expires_at: r.try_get("expires_at")?,
+        }),
+        None => None,
+    })
+}
+
+/// Ends one session, and forgets every expired one.
+pub async fn end_session(conn: &mut AnyConnection, id_hash: &str, now: &str) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1 OR expires_at <= $2")
+        .bind(id_hash)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .context("end a session")?;
+    Ok(())
+}
+
+pub async fn record_login_failure(
+    conn: &mut AnyConnection,
+    account: &str,
+    ip: &str,
+    at: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("INSERT INTO web_login_failures (account, ip, at) VALUES ($1, $2, $3)")
+        .bind(account)
+        .bind(ip)
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .context("record a failed sign-in")?;
+    Ok(())
+}
+
+/// Forgets failed sign-ins older than `before`: only the window is ever counted.
+pub async fn forget_login_failures(conn: &mut AnyConnection, before: &str) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM web_login_failures WHERE at < $1")
+        .bind(before)
+        .execute(&mut *conn)
+        .await
+        .context("forget old failed sign-ins")?;
+    Ok(())
+}
+
+/// What [`purge_web_sessions`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WebPurged {
+    /// Sessions that expired before `now`.
+    pub sessions: u64,
+    /// Failed sign-ins older than the cut-off (each stays in the hash-chained log as `web_sign_in_failed`).
+    pub login_failures: u64,
+}
+
+/// The daemon's daily purge of the web view's state: sessions expired before `now` (a signed-out or idle browser
+/// leaves its row behind) and failed sign-ins older than `failures_before` (only the rate-limit window counts).
+pub async fn purge_web_sessions(
+    conn: &mut AnyConnection,
+    now: &str,
+    failures_before: &str,
+) -> anyhow::Result<WebPurged> {
+    let sessions = sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .context("purge expired sessions")?
+        .rows_affected();
+    let login_failures = sqlx::query("DELETE FROM web_login_failures WHERE at < $1")
+        .bind(failures_before)
+        .execute(&mut *conn)
+        .await
+        .context("purge old failed sign-ins")?
+        .rows_affected();
+    Ok(WebPurged {
+        sessions,
+        login_failures,
+    })
+}
+
+/// Failed sign-ins since `since`: (for this account, from this address).
+pub async fn login_failures_since(
+    conn: &mut AnyConnection,
+    account: &str,
+    ip: &str,
+    since: &str,
+) -> anyhow::Result<(i64, i64)> {
+    let by_account: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM web_login_failures WHERE account = $1 AND at >= $2")
+            .bind(account)
+            .bind(since)
+            .fetch_one(&mut *conn)
+            .await
+            .context("count failed sign-ins of an account")?
+            .try_get("n")?;
+    let by_ip: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM web_login_failures WHERE ip = $1 AND at >= $2")
+            .bind(ip)
+            .bind(since)
+            .fetch_one(&mut *conn)
+            .await
+            .context("count failed sign-ins from an address")?
+            .try_get("n")?;
+    Ok((by_account, by_ip))
+}
+
+pub async fn ics_token(conn: &mut AnyConnection, email: &str) -> anyhow::Result<Option<String>> {
+    let row = sqlx::query("SELECT token FROM web_ics_tokens WHERE email = $1")
+        .bind(email)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("read a calendar-feed token")?;
+    Ok(row.map(|r| r.try_get("token")).transpose()?)
+}
+
+/// Gives `email` a new feed token; the old one stops working.
+pub async fn set_ics_token(
+    conn: &mut AnyConnection,
+    email: &str,
+    token: &str,
+    now: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM web_ics_tokens WHERE email = $1")
+        .bind(email)
+        .execute(&mut *conn)
+        .await
+        .context("drop a calendar-feed token")?;
+    sqlx::query("INSERT INTO web_ics_tokens (email, token, created_at) VALUES ($1, $2, $3)")
+        .bind(email)
+        .bind(token)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .context("store a calendar-feed token")?;
+    Ok(())
+}
+
+pub async fn email_of_ics_token(
+    conn: &mut AnyConnection,
+    token: &str,
+) -> anyhow::Result<Option<String>> {
+    let row = sqlx::query("SELECT email FROM web_ics_tokens WHERE token = $1")
+        .bind(token)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("find a calendar-feed token")?;
+    Ok(row.map(|r| r.try_get("email")).transpose()?)
+}
+
+const WEB_TASK_COLUMNS: &str =
+    "t.id, t.message, t.client_inn, c.name AS client_name, t.step, t.title, t.role, \
+    t.assignee, t.due, t.priority, t.status, t.provenance, t.created_at";
+
+fn web_task(row: &sqlx::any::AnyRow) -> Result<WebTask, sqlx::Error> {
+    Ok(WebTask {
+        id: row.try_get("id")?,
+        message: row.try_get("message")?,
+        client_inn: row.try_get("client_inn")?,
+        client_name: row.try_get("client_name")?,
+        step: row.try_get("step")?,
+        title: row.try_get("title")?,
+        role: row.try_get("role")?,
+        assignee: row.try_get("assignee")?,
+        due: row.try_get("due")?,
+        priority: row.try_get("priority")?,
+        status: row.try_get("status")?,
+        provenance: row.try_get("provenance")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub async fn web_task_by_id(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<WebTask>> {
+    let sql = format!(
+        "SELECT {WEB_TASK_COLUMNS} FROM tasks t LEFT JOIN clients c ON c.inn = t.client_inn WHERE t.id = $1"
+    );
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("read a task")?;
+    Ok(row.as_ref().map(web_task).transpose()?)
+}
+
+/// The tasks of these people (open ones only, or all), by due date.
+pub async fn web_tasks_of(
+    conn: &mut AnyConnection,
+    assignees: &[String],
+    open_only: bool,
+) -> anyhow::Result<Vec<WebTask>> {
+    if assignees.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (2..assignees.len() + 2).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT {WEB_TASK_COLUMNS} FROM tasks t LEFT JOIN clients c ON c.inn = t.client_inn \
+         WHERE ($1 = 0 OR t.status = 'open') AND t.assignee IN ({}) ORDER BY t.due, t.id",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(i64::from(open_only));
+    for a in assignees {
+        query = query.bind(a.as_str());
+    }
+    let rows = query
+        .fetch_all(&mut *conn)
+        .await
+        .context("read tasks of people")?;
+    Ok(rows.iter().map(web_task).collect::<Result<_, _>>()?)
+}
+
+/// Open tasks of everyone (and the unassigned queue), by due date, at most `limit`.
+pub async fn web_open_tasks(conn: &mut AnyConnection, limit: i64) -> anyhow::Result<Vec<WebTask>> {
+    let sql = format!(
+        "SELECT {WEB_TASK_COLUMNS} FROM tasks t LEFT JOIN clients c ON c.inn = t.client_inn \
+         WHERE t.status = 'open' ORDER BY t.due, t.id LIMIT $1"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .context("read open tasks")?;
+    Ok(rows.iter().map(web_task).collect::<Result<_, _>>()?)
+}
+
+/// Marks an open task done; `false` when it was not open.
+pub async fn mark_task_done(conn: &mut AnyConnection, id: i64) -> anyhow::Result<bool> {
+    let done = sqlx::query("UPDATE tasks SET status = 'done' WHERE id = $1 AND status = 'open'")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .context("mark a task done")?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives an open task to someone else; `false` when it was not open.
+pub async fn reassign_task(conn: &mut AnyConnection, id: i64, to: &str) -> anyhow::Result<bool> {
+    let moved = sqlx::query("UPDATE tasks SET assignee = $1 WHERE id = $2 AND status = 'open'")
+        .bind(to)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .context("reassign a task")?;
+    Ok(moved.rows_affected() == 1)
+}
+
+/// The stored mail, newest first, under the filters; `before` pages on (mail ids below it).
+pub async fn mail_page(
+    conn: &mut AnyConnection,
+    filter: &LogFilter,
+    before: Option<i64>,
+    limit: i64,
+) -> anyhow::Result<Vec<MailListRow>> {
+    // Only the filters in use become conditions, so each can use its index (a `$n = '' OR …` would not).
+    let mut conditions = Vec::new();
+    let mut values: Vec<String> = Vec::new();
+    for (column, op, value) in [
+        ("received_date", ">=", &filter.from),
+        ("received_date", "<=", &filter.to),
+        ("client_inn", "=", &filter.client),
+        ("category", "=", &filter.category),
+        ("status", "=", &filter.status),
+        ("mailbox", "=", &filter.mailbox),
+    ] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            values.push(v.to_owned());
+            conditions.push(format!("m.{column} {op} ${}", values.len()));
+        }
+    }
+    if before.is_some() {
+        conditions.push(format!("m.id < ${}", values.len() + 1));
+    }
+    let limit_n = values.len() + usize::from(before.is_some()) + 1;
+    let sql = format!(
+        "SELECT m.id, m.received_date, m.mailbox, m.from_addr, m.subject, m.status, m.category, m.kind, \
+         m.client_inn, m.rule, m.error FROM messages m {} ORDER BY m.id DESC LIMIT ${limit_n}",
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        }
+    );
+    let mut query = sqlx::query(&sql);
+    for v in &values {
+        query = query.bind(v.as_str());
+    }
+    if let Some(b) = before {
+        query = query.bind(b);
+    }
+    let rows = query
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .context("read a page of the mail log")?;
+    rows.iter()
+        .map(|r| {
+            Ok(MailListRow {
+                id: r.try_get("id")?,
+                received_date: r.try_get("received_date")?,
+                mailbox: r.try_get("mailbox")?,
+                from_addr: r.try_get("from_addr")?,
+                subject: r.try_get("subject")?,
+                status: r.try_get("status")?,
+                category: r.try_get("category")?,
+                kind: r.try_get("kind")?,
+                client_inn: r.try_get("client_inn")?,
+                rule: r.try_get("rule")?,
+                error: r.try_get("error")?,
+            })
+        })
+        .collect()
+}
+
+/// Quarantined mail, newest first, at most `limit`.
+pub async fn quarantine_page(
+    conn: &mut AnyConnection,
+    limit: i64,
+) -> anyhow::Result<Vec<MailListRow>> {
+    mail_page(
+        conn,
+        &LogFilter {
+            status: Some("quarantined".into()),
+            ..Default::default()
+        },
+        None,
+        limit,
+    )
+    .await
+}
+
+/// Per named mailbox that has stored mail: when its newest mail was fetched. One indexed look-up per name rather
+/// than a GROUP BY over the whole log.
+pub async fn mailbox_activity(
+    conn: &mut AnyConnection,
+    names: &[String],
+) -> anyhow::Result<Vec<MailboxActivity>> {
+    let mut out = Vec::new();
+    for name in names {
+        let last = sqlx::query(
+            "SELECT fetched_at FROM messages WHERE mailbox = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("read a mailbox's newest mail")?;
+        let Some(last) = last else { continue };
+        out.push(MailboxActivity {
+            mailbox: name.clone(),
+            last_fetched: last.try_get("fetched_at")?,
+        });
+    }
+    Ok(out)
+}
+
+/// Closes every open task due before `date` (ISO): builds the benchmark's synthetic log, where most tasks of a
+/// long history are done, with one statement rather than one per task.
+pub async fn close_tasks_due_before(conn: &mut AnyConnection, date: &str) -> anyhow::Result<u64> {
+    let done = sqlx::query("UPDATE tasks SET status = 'done' WHERE status = 'open' AND due < $1")
+        .bind(date)
+        .execute(&mut *conn)
+        .await
+        .context("close old tasks")?;
+    Ok(done.rows_affected())
+}
+
+/// Refreshes the query planner's statistics (`ANALYZE`, on either engine), as autovacuum or `PRAGMA optimize` do
+/// in a running installation; the benchmark calls it after a bulk load so the filters' indexes are chosen.
+pub async fn refresh_planner_statistics(conn: &mut AnyConnection) -> anyhow::Result<()> {
+    sqlx::query("ANALYZE")
+        .execute(&mut *conn)
+        .await
+        .context("refresh planner statistics")?;
+    Ok(())
+}

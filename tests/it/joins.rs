@@ -1,0 +1,202 @@
+//! The demand lifecycle: a demand is one case however often and however it arrives — a second copy (same client,
+//! number and date), a reply in its thread, a client's mail quoting it — and a new document that merely cites an
+//! earlier demand is a case of its own. Also: the manager hears of an open demand task before its legal deadline.
+
+use crate::helpers::{on_both_engines, project_root, Engine, TestApp};
+use std::path::PathBuf;
+use taxinbox::pipeline::{Report, Status};
+
+fn holdout(n: usize) -> PathBuf {
+    project_root()
+        .join("tests/holdout/mail")
+        .join(format!("{n:04}.eml"))
+}
+
+async fn ingest_one(app: &TestApp, path: &std::path::Path) -> Report {
+    let mut reports = app.ingest(&[path], false).await;
+    assert_eq!(reports.len(), 1);
+    reports.remove(0)
+}
+
+/// Writes a mail into the test's folder and returns its path.
+fn mail(app: &TestApp, name: &str, text: &str) -> PathBuf {
+    let path = app.path(name);
+    std::fs::write(&path, text.replace('\n', "\r\n")).unwrap();
+    path
+}
+
+on_both_engines!(
+    an_operator_notice_and_the_clients_forward_of_one_demand_give_one_case_with_two_tasks,
+    |engine| async move {
+        let app = TestApp::new(engine).await;
+        app.import_corpus_register().await;
+        // 0001: Kontur notifies a documents demand; 0002: the client forwards the same demand by Gmail.
+        let first = ingest_one(&app, &holdout(1)).await;
+        assert_eq!(first.status, Status::Processed);
+        assert_eq!(first.tasks.len(), 2);
+        let forward = ingest_one(&app, &holdout(2)).await;
+        assert_eq!(forward.status, Status::Linked);
+        assert_eq!(forward.joins, first.message_id);
+        assert!(forward.tasks.is_empty());
+        assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 2);
+        app.cleanup().await;
+    }
+);
+
+on_both_engines!(
+    a_reply_in_the_thread_of_a_demand_joins_its_case_and_creates_no_task,
+    |engine| async move {
+        let app = TestApp::new(engine).await;
+        app.import_corpus_register().await;
+        let first = ingest_one(&app, &holdout(1)).await;
+        ingest_one(&app, &holdout(2)).await;
+        // 0005 answers 0002 (In-Reply-To) and names no demand in its own words.
+        let reply = ingest_one(&app, &holdout(5)).await;
+        assert_eq!(reply.status, Status::Linked, "{reply:?}");
+        assert_eq!(reply.joins, first.message_id);
+        assert_eq!(reply.category.as_deref(), Some("tax_demand"));
+        assert_eq!(reply.kind.as_deref(), Some("documents"));
+        assert!(reply.tasks.is_empty());
+        assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 2);
+        let case_of_reply = app
+            .count("SELECT COUNT(*) FROM messages WHERE case_id IS NOT NULL AND joins IS NOT NULL")
+            .await;
+        assert_eq!(
+            case_of_reply, 2,
+            "the forward and the reply are linked to the case"
+        );
+        app.cleanup().await;
+    }
+);
+
+on_both_engines!(
+    a_clients_reply_quoting_a_known_demand_joins_it_though_it_cites_a_contract_first,
+    |engine| async move {
+        let app = TestApp::new(engine).await;
+        app.import_corpus_register().await;
+        // 0004: Saby notifies an explanations demand № 5521; 0006: the client replies without thread headers,
+        // naming "договор № 44 от 01.02.2026" before the quoted demand.
+        let first = ingest_one(&app, &holdout(4)).await;
+        let reply = ingest_one(&app, &holdout(6)).await;
+        assert_eq!(reply.status, Status::Linked, "{reply:?}");
+        assert_eq!(reply.joins, first.message_id);
+        assert!(reply.tasks.is_empty());
+        assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 1);
+        app.cleanup().await;
+    }
+);
+
+on_both_engines!(
+    a_reply_quoting_an_unknown_demand_is_the_clients_request_not_a_new_demand,
+    |engine| async move {
+        let app = TestApp::new(engine).await;
+        app.import_corpus_register().await;
+        let reply = ingest_one(&app, &holdout(15)).await;
+        assert_eq!(reply.status, Status::Processed);
+        assert_eq!(reply.category.as_deref(), Some("client_request"));
+        let steps: Vec<&str> = reply.tasks.iter().map(|t| t.step.as_str()).collect();
+        assert_eq!(steps, ["request"]);
+        assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 0);
+        app.cleanup().await;
+    }
+);
+
+on_both_engines!(
+    a_new_demand_that_cites_a_known_one_opens_its_own_case,
+    |engine| async move {
+        let app = TestApp::new(engine).await;
+        app.import_corpus_register().await;
+        // 0007: a payment demand № 778 от 27.02.2026 for ООО «Сосновый Край».
+        let payment = ingest_one(&app, &holdout(7)).await;
+        assert_eq!(payment.status, Status::Processed);
+        let freeze = mail(
+            &app,
+            "freeze.eml",
+            "From: Astral <no-reply@astral.ru>\n\
+             To: buh@debet-service.example\n\
+             Subject: =?utf-8?B?0KDQtdGI0LXQvdC40LU=?=\n\
+             Date: Tue, 31 Mar 2026 10:00:00 +0300\n\
+             Message-ID: <freeze-cites-778@astral.ru>\n\
+             Content-Type: text/plain; charset=utf-8\n\
+             Content-Transfer-Encoding: 8bit\n\
+             \n\
+             Решение № 4410 от 30.03.2026 о приостановлении операций по счетам налогоплательщика в банке.\n\
+             Налогоплательщик: ООО «Сосновый Край», ИНН 0280932620.\n\
+             Основание: неисполнение требования об уплате задолженности № 778 от 27.02.2026.\n",
+        );
+        let freeze = ingest_one(&app, &freeze).await;
+        assert_eq!(freeze.status, Status::Processed, "{freeze:?}");
+        assert_eq!(freeze.kind.as_deref(), Some("freeze"));
+        assert!(freeze.joins.is_none());
+        assert_eq!(freeze.tasks.len(), 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 2);
+        app.cleanup().await;
+    }
+);
+
+on_both_engines!(
+    a_forwarded_demand_naming_an_inn_outside_the_register_says_so_and_stays_with_the_sender,
+    |engine| async move {
+        let app = TestApp::new(engine).await;
+        app.import_corpus_register().await;
+        // 0012: ИП Виноградов forwards a demand whose taxpayer INN is nobody's in the register (FORMAT.md 5:
+        // then the sender's client).
+        let report = ingest_one(&app, &holdout(12)).await;
+        assert_eq!(report.client_inn.as_deref(), Some("774362001180"));
+        let mut conn = app.app.store.acquire().await.unwrap();
+        let (reason,): (Option<String>,) =
+            sqlx::query_as("SELECT reason FROM messages WHERE id = $1")
+                .bind(report.id.unwrap())
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        let reason = reason.unwrap_or_default();
+        assert!(
+            reason.contains("нет в реестре") && reason.contains("по адресу отправителя"),
+            "{reason}"
+        );
+        drop(conn);
+        // 0011: a forward from one client's address of a demand naming another client's INN: the INN decides.
+        let other = ingest_one(&app, &holdout(11)).await;
+        assert_eq!(other.client_inn.as_deref(), Some("7743323572"));
+        app.cleanup().await;
+    }
+);
+
+on_both_engines!(
+    the_manager_is_warned_before_the_legal_deadline_of_an_open_demand_task,
+    |engine| async move {
+        let app = TestApp::new(engine).await;
+        app.import_corpus_register().await;
+        // 0001: ООО «Лес-Групп» (Кузнецова, manager Белова); "acknowledge" is due Wednesday 18.02.2026.
+        let demand = ingest_one(&app, &holdout(1)).await;
+        let acknowledge = demand
+            .tasks
+            .iter()
+            .find(|t| t.step == "acknowledge")
+            .unwrap();
+        assert_eq!(acknowledge.due.to_string(), "2026-02-18");
+        let templates = taxinbox::notify::Templates::builtin();
+        let manager = "SELECT COUNT(*) FROM outbox WHERE kind = 'escalation' \
+                       AND recipient = 'belova@debet-service.example'";
+        // Friday 13.02, three working days ahead: the assignee, not yet the manager.
+        let friday = chrono::DateTime::parse_from_rfc3339("2026-02-13T09:00:00+03:00")
+            .unwrap()
+            .to_utc();
+        taxinbox::notify::schedule::schedule_today(&app.app, &templates, friday)
+            .await
+            .unwrap();
+        assert_eq!(app.count(manager).await, 0);
+        // Tuesday 17.02, one working day before the deadline: the manager is told.
+        let tuesday = chrono::DateTime::parse_from_rfc3339("2026-02-17T09:00:00+03:00")
+            .unwrap()
+            .to_utc();
+        taxinbox::notify::schedule::schedule_today(&app.app, &templates, tuesday)
+            .await
+            .unwrap();
+        assert_eq!(app.count(manager).await, 1);
+        app.cleanup().await;
+    }
+);

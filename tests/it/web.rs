@@ -1,0 +1,750 @@
+//! The web view over plain HTTP, on both engines: a real server on 127.0.0.1 (the daemon's router with the web
+//! view mounted) over a store loaded with the corpus register and mail. Roles and 403s, CSRF on every POST,
+//! the sign-in rate limit, task done/reassign in the hash-chained log, the auditor's filters and export, the ICS
+//! feed, the admin's playground and reprocess.
+
+use crate::helpers::{corpus, on_both_engines, Engine, TestApp};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use taxinbox::store;
+
+pub const ADMIN: &str = "admin@debet-service.example";
+pub const AUDITOR: &str = "auditor@debet-service.example";
+pub const ACCOUNTANT: &str = "ivanova@debet-service.example";
+pub const OTHER_ACCOUNTANT: &str = "kuznetsova@debet-service.example";
+pub const PASSWORD: &str = "пароль-для-тестов-42";
+
+/// A test's web server over its own store with the corpus in it.
+pub struct WebWorld {
+    pub app: TestApp,
+    pub server: taxinbox::http::Server,
+    pub base: String,
+}
+
+impl WebWorld {
+    pub async fn new(engine: Engine) -> WebWorld {
+        WebWorld::with(engine, "", &[&corpus().join("mail")]).await
+    }
+
+    /// A world with `extra` configuration (e.g. `[[sinks]]`, registered as `App::open` does before any mail) over
+    /// the store holding `mail` (files or folders).
+    pub async fn with(engine: Engine, extra: &str, mail: &[&std::path::Path]) -> WebWorld {
+        let app = TestApp::with_extra_config(
+            engine,
+            &format!(
+                "[web]\nadmins = [\"{ADMIN}\"]\nauditors = [\"{AUDITOR}\"]\nsecure_cookies = false\n{extra}"
+            ),
+        )
+        .await;
+        taxinbox::notify::sink::register(
+            &app.app.store,
+            &app.app.settings.sinks,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        app.import_corpus_register().await;
+        app.ingest(mail, false).await;
+        for who in [ADMIN, AUDITOR, ACCOUNTANT, OTHER_ACCOUNTANT] {
+            taxinbox::web::set_password(&app.app, who, PASSWORD)
+                .await
+                .unwrap();
+        }
+        let metrics = Arc::new(taxinbox::metrics::Metrics::new());
+        let web = taxinbox::web::Web::new(
+            app.app.store.clone(),
+            app.app.settings.clone(),
+            app.pipeline().await,
+            metrics.clone(),
+        );
+        let server = taxinbox::http::Server::start_with_web(
+            "127.0.0.1:0".parse().unwrap(),
+            metrics,
+            Some(web),
+        )
+        .await
+        .unwrap();
+        let base = format!("http://{}", server.address);
+        WebWorld { app, server, base }
+    }
+
+    pub async fn finish(self) {
+        self.server.stop().await;
+        self.app.cleanup().await;
+    }
+
+    /// The open tasks the store lists for `person` and those they stand in for today (what their page must show).
+    pub async fn expected_task_ids(&self, person: &str) -> BTreeSet<i64> {
+        let mut conn = self.app.app.store.acquire().await.unwrap();
+        let directory = store::load_directory(&mut conn).await.unwrap();
+        let today = chrono::Utc::now()
+            .with_timezone(&self.app.app.settings.general.timezone)
+            .date_naive();
+        let mut ids = BTreeSet::new();
+        let mut people = vec![person.to_owned()];
+        people.extend(
+            directory
+                .accountants()
+                .filter(|a| a.manager.as_deref() == Some(person))
+                .map(|a| a.email.clone()),
+        );
+        people.extend(
+            directory
+                .absences()
+                .iter()
+                .filter(|a| a.covers(today) && a.substitute.as_deref() == Some(person))
+                .map(|a| a.email.clone()),
+        );
+        for p in people {
+            let filter = store::TaskFilter {
+                assignee: Some(p),
+                open_only: true,
+                ..Default::default()
+            };
+            ids.extend(
+                store::list_tasks(&mut conn, &filter)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.id),
+            );
+        }
+        for a in directory
+            .absences()
+            .iter()
+            .filter(|a| a.covers(today) && a.substitute.is_none())
+        {
+            let filter = store::TaskFilter {
+                assignee: Some(a.email.clone()),
+                open_only: true,
+                ..Default::default()
+            };
+            for t in store::list_tasks(&mut conn, &filter).await.unwrap() {
+                let backup = t
+                    .client_inn
+                    .as_deref()
+                    .and_then(|inn| directory.client(inn))
+                    .and_then(|c| c.backup_accountant.clone());
+                if backup.as_deref() == Some(person) {
+                    ids.insert(t.id);
+                }
+            }
+        }
+        ids
+    }
+}
+
+/// A browser-less client: keeps the cookies the server sets, follows no redirects.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    cookies: std::collections::BTreeMap<String, String>,
+    /// The CSRF token of the signed-in session (read from a page).
+    pub csrf: String,
+}
+
+pub fn attribute_after(html: &str, marker: &str) -> Option<String> {
+    let start = html.find(marker)? + marker.len();
+    let rest = &html[start..];
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+/// The `data-task="…"` ids of a page.
+pub fn task_ids(html: &str) -> BTreeSet<i64> {
+    html.split("data-task=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next()?.parse().ok())
+        .collect()
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+            cookies: Default::default(),
+            csrf: String::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep_cookies(&mut self, response: &reqwest::Response) {
+        for v in response.headers().get_all(reqwest::header::SET_COOKIE) {
+            let c = cookie::Cookie::parse(v.to_str().unwrap().to_owned()).unwrap();
+            if c.value().is_empty() {
+                self.cookies.remove(c.name());
+            } else {
+                self.cookies
+                    .insert(c.name().to_owned(), c.value().to_owned());
+            }
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep_cookies(&r);
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap())
+    }
+
+    pub async fn get_response(&mut self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::COOKIE, self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep_cookies(&r);
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap())
+    }
+
+    /// Signs in; the status of the sign-in POST (303 on success).
+    pub async fn sign_in(&mut self, email: &str, password: &str) -> u16 {
+        let (status, page) = self.get("/login").await;
+        assert_eq!(status, 200);
+        let token = attribute_after(&page, "name=\"token\" value=\"").unwrap();
+        let (status, _) = self
+            .post(
+                "/login",
+                &[("email", email), ("password", password), ("token", &token)],
+            )
+            .await;
+        if status == 303 {
+            let (s, page) = self.get("/tasks").await;
+            assert_eq!(s, 200, "{page}");
+            self.csrf = attribute_after(&page, "name=\"csrf\" value=\"").unwrap();
+        }
+        status
+    }
+}
+
+/// An open task of `person` whose mail is kept.
+async fn a_task_of(world: &WebWorld, person: &str) -> store::TaskRow {
+    let mut conn = world.app.app.store.acquire().await.unwrap();
+    store::list_tasks(
+        &mut conn,
+        &store::TaskFilter {
+            assignee: Some(person.to_owned()),
+            open_only: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .find(|t| t.message.is_some())
+    .unwrap_or_else(|| panic!("the corpus gives {person} a task from a mail"))
+}
+
+on_both_engines!(
+    an_accountant_sees_exactly_their_tasks_and_is_refused_anyone_elses,
+    |engine| async move {
+        let world = WebWorld::new(engine).await;
+        let mut c = Client::new(&world.base);
+        assert_eq!(
+            c.get("/tasks").await.0,
+            303,
+            "no session: to the sign-in page"
+        );
+        assert_eq!(c.sign_in(ACCOUNTANT, PASSWORD).await, 303);
+        let (status, page) = c.get("/tasks").await;
+        assert_eq!(status, 200);
+        let expected = world.expected_task_ids(ACCOUNTANT).await;
+        assert!(!expected.is_empty());
+        assert_eq!(task_ids(&page), expected);
+
+        let mine = a_task_of(&world, ACCOUNTANT).await;
+        let (status, page) = c.get(&format!("/tasks/{}", mine.id)).await;
+        assert_eq!(status, 200);
+        assert!(page.contains(&mine.title.replace('"', "&quot;")) || page.contains("task-title"));
+        assert!(page.contains("id=\"mail\""), "the task shows its mail");
+
+        // Attachments of the accountant's mail download as attachments, never rendered.
+        let mut downloaded = 0;
+        for id in &expected {
+            let (_, page) = c.get(&format!("/tasks/{id}")).await;
+            let Some(href) =
+                attribute_after(&page, "<a href=\"/mail/").map(|h| format!("/mail/{h}"))
+            else {
+                continue;
+            };
+            let r = c.get_response(&href).await;
+            assert_eq!(r.status().as_u16(), 200, "{href}");
+            let disposition = r.headers()[reqwest::header::CONTENT_DISPOSITION]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert!(
+                disposition.starts_with("attachment; filename=\""),
+                "{disposition}"
+            );
+            assert!(!disposition.contains('/'));
+            assert!(!r.bytes().await.unwrap().is_empty());
+            downloaded += 1;
+            if downloaded == 3 {
+                break;
+            }
+        }
+        assert!(
+            downloaded > 0,
+            "the corpus gives the accountant mail with attachments"
+        );
+
+        let theirs = a_task_of(&world, OTHER_ACCOUNTANT).await;
+        assert!(!expected.contains(&theirs.id));
+        assert_eq!(c.get(&format!("/tasks/{}", theirs.id)).await.0, 403);
+        assert_eq!(
+            c.get(&format!("/mail/{}/attachments/0", theirs.message.unwrap()))
+                .await
+                .0,
+            403
+        );
+        let csrf = c.csrf.clone();
+        assert_eq!(
+            c.post(&format!("/tasks/{}/done", theirs.id), &[("csrf", &csrf)])
+                .await
+                .0,
+            403
+        );
+        // Not an auditor's or admin's page either.
+        assert_eq!(c.get("/log").await.0, 403);
+        assert_eq!(c.get("/admin/quarantine").await.0, 403);
+        assert_eq!(
+            c.get(&format!("/mail/{}", theirs.message.unwrap())).await.0,
+            403
+        );
+        world.finish().await;
+    }
+);
+
+on_both_engines!(
+    posts_need_the_sessions_csrf_token_and_task_events_go_to_the_chained_log,
+    |engine| async move {
+        let world = WebWorld::new(engine).await;
+        let mut c = Client::new(&world.base);
+        assert_eq!(c.sign_in(ACCOUNTANT, PASSWORD).await, 303);
+        let task = a_task_of(&world, ACCOUNTANT).await;
+        let done = format!("/tasks/{}/done", task.id);
+        assert_eq!(c.post(&done, &[]).await.0, 403, "no token");
+        assert_eq!(
+            c.post(&done, &[("csrf", "0123")]).await.0,
+            403,
+            "a wrong token"
+        );
+        let status_of =
+            |id: i64| format!("SELECT COUNT(*) FROM tasks WHERE id = {id} AND status = 'open'");
+        assert_eq!(
+            world.app.count(&status_of(task.id)).await,
+            1,
+            "refused posts change nothing"
+        );
+        let csrf = c.csrf.clone();
+        assert_eq!(c.post(&done, &[("csrf", &csrf)]).await.0, 303);
+        assert_eq!(world.app.count(&status_of(task.id)).await, 0);
+        assert_eq!(
+            world
+                .app
+                .count(&format!(
+                    "SELECT COUNT(*) FROM audit_log WHERE event = 'task_done' AND message = {}",
+                    task.message.unwrap()
+                ))
+                .await,
+            1
+        );
+        assert_eq!(c.post(&done, &[("csrf", &csrf)]).await.0, 400, "done twice");
+
+        let other = store::list_tasks(
+            &mut world.app.app.store.acquire().await.unwrap(),
+            &store::TaskFilter {
+                assignee: Some(ACCOUNTANT.to_owned()),
+                open_only: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+        let (status, _) = c
+            .post(
+                &format!("/tasks/{}/reassign", other.id),
+                &[("csrf", &csrf), ("to", OTHER_ACCOUNTANT)],
+            )
+            .await;
+        assert_eq!(status, 303);
+        assert_eq!(
+            world
+                .app
+                .count(&format!(
+                    "SELECT COUNT(*) FROM tasks WHERE id = {} AND assignee = '{OTHER_ACCOUNTANT}'",
+                    other.id
+                ))
+                .await,
+            1
+        );
+        assert_eq!(
+            world
+                .app
+                .count("SELECT COUNT(*) FROM audit_log WHERE event = 'task_reassigned'")
+                .await,
+            1
+        );
+        // The task is no longer the accountant's to see.
+        assert_eq!(c.get(&format!("/tasks/{}", other.id)).await.0, 403);
+        let mut conn = world.app.app.store.acquire().await.unwrap();
+        let v = taxinbox::audit::verify(&mut conn).await.unwrap();
+        assert!(v.is_intact(), "{v}");
+        drop(conn);
+
+        // Signing out ends the session for good.
+        assert_eq!(c.post("/logout", &[("csrf", &csrf)]).await.0, 303);
+        assert_eq!(c.get("/tasks").await.0, 303);
+        world.finish().await;
+    }
+);
+
+on_both_engines!(
+    failed_sign_ins_are_limited_per_account_and_logged,
+    |engine| async move {
+        let world = WebWorld::new(engine).await;
+        let mut c = Client::new(&world.base);
+        for _ in 0..taxinbox::web::auth::MAX_FAILURES_PER_ACCOUNT {
+            assert_eq!(c.sign_in(ACCOUNTANT, "wrong password").await, 200);
+        }
+        // Even the right password is refused now, for the rest of the window.
+        assert_eq!(c.sign_in(ACCOUNTANT, PASSWORD).await, 429);
+        // Another account from the same address still signs in (the address limit is higher).
+        assert_eq!(c.sign_in(OTHER_ACCOUNTANT, PASSWORD).await, 303);
+        assert_eq!(
+            world
+                .app
+                .count("SELECT COUNT(*) FROM web_login_failures")
+                .await,
+            taxinbox::web::auth::MAX_FAILURES_PER_ACCOUNT
+        );
+        assert_eq!(
+            world
+                .app
+                .count("SELECT COUNT(*) FROM audit_log WHERE event = 'web_sign_in_failed'")
+                .await,
+            taxinbox::web::auth::MAX_FAILURES_PER_ACCOUNT
+        );
+        // A sign-in form posted without its token is refused.
+        let (status, _) = Client::new(&world.base)
+            .post("/login", &[("email", ACCOUNTANT), ("password", PASSWORD)])
+            .await;
+        assert_eq!(status, 403);
+        // Unknown people cannot sign in and get the same answer as a wrong password.
+        assert_eq!(
+            Client::new(&world.base)
+                .sign_in("stranger@example.org", PASSWORD)
+                .await,
+            200
+        );
+        // Per address: failures spread over many accounts stop every sign-in from that address too.
+        // So far: the accountant's failures and the stranger's one.
+        let so_far = taxinbox::web::auth::MAX_FAILURES_PER_ACCOUNT + 1;
+        for n in 0..taxinbox::web::auth::MAX_FAILURES_PER_IP - so_far {
+            let who = format!(
+                "guess{}@example.org",
+                n / taxinbox::web::auth::MAX_FAILURES_PER_ACCOUNT
+            );
+            assert_eq!(Client::new(&world.base).sign_in(&who, "x").await, 200);
+        }
+        assert_eq!(
+            Client::new(&world.base).sign_in(AUDITOR, PASSWORD).await,
+            429
+        );
+        world.finish().await;
+    }
+);
+
+on_both_engines!(
+    an_auditor_filters_and_exports_the_log_but_changes_nothing,
+    |engine| async move {
+        let world = WebWorld::new(engine).await;
+        let mut c = Client::new(&world.base);
+        assert_eq!(c.sign_in(AUDITOR, PASSWORD).await, 303);
+        let (status, page) = c.get("/log?category=tax_demand").await;
+        assert_eq!(status, 200);
+        let shown: Vec<&str> = page.split("data-mail=\"").skip(1).collect();
+        let demands = world
+            .app
+            .count("SELECT COUNT(*) FROM messages WHERE category = 'tax_demand'")
+            .await;
+        assert_eq!(
+            shown.len() as i64,
+            demands.min(taxinbox::web::auditor::PAGE_SIZE)
+        );
+        assert!(!page.contains("<td>client_request</td>"));
+        // Paging walks the whole filtered log once.
+        let mut seen = shown.len() as i64;
+        let mut next =
+            attribute_after(&page, "id=\"next-page\" href=\"").map(|h| h.replace("&amp;", "&"));
+        for _ in 0..100 {
+            let Some(href) = next.take() else { break };
+            let (_, page) = c.get(&href).await;
+            seen += page.split("data-mail=\"").count() as i64 - 1;
+            next =
+                attribute_after(&page, "id=\"next-page\" href=\"").map(|h| h.replace("&amp;", "&"));
+        }
+        assert_eq!(seen, demands);
+
+        let r = c
+            .get_response("/log/export?format=csv&category=tax_demand")
+            .await;
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(r.headers()[reqwest::header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment"));
+        let csv = r.text().await.unwrap();
+        let mut expected = Vec::new();
+        let mut conn = world.app.app.store.acquire().await.unwrap();
+        let rows = taxinbox::audit::export_rows(
+            &mut conn,
+            &store::MailFilter {
+                category: Some("tax_demand".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        taxinbox::audit::write_csv(&mut expected, &rows).unwrap();
+        assert_eq!(
+            csv.as_bytes(),
+            expected.as_slice(),
+            "the export is audit export's CSV"
+        );
+
+        let (status, page) = c.get("/verify").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("class=\"ok\""), "{page}");
+        let id = rows[0].id;
+        let (status, page) = c.get(&format!("/mail/{id}")).await;
+        assert_eq!(status, 200);
+        assert!(page.contains("mail_processed") || page.contains("mail_linked"));
+
+        // Read-only: no task changes, no admin pages.
+        let task = a_task_of(&world, ACCOUNTANT).await;
+        let csrf = c.csrf.clone();
+        assert_eq!(
+            c.post(&format!("/tasks/{}/done", task.id), &[("csrf", &csrf)])
+                .await
+                .0,
+            403
+        );
+        assert_eq!(c.get("/admin/playground").await.0, 403);
+        drop(conn);
+        world.finish().await;
+    }
+);
+
+on_both_engines!(
+    an_accountants_calendar_feed_lists_their_open_tasks_under_a_regenerable_token,
+    |engine| async move {
+        let world = WebWorld::new(engine).await;
+        let mut c = Client::new(&world.base);
+        assert_eq!(c.sign_in(ACCOUNTANT, PASSWORD).await, 303);
+        let csrf = c.csrf.clone();
+        assert_eq!(c.post("/me/ics", &[("csrf", &csrf)]).await.0, 303);
+        let (_, page) = c.get("/tasks").await;
+        let marker = "<code id=\"ics-url\">";
+        let start = page.find(marker).expect("the page shows the feed link") + marker.len();
+        let url = page[start..].split('<').next().unwrap().to_owned();
+        let feed = Client::new(&world.base).get_response(&url).await;
+        assert_eq!(feed.status().as_u16(), 200);
+        assert!(feed.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/calendar"));
+        let text = feed.text().await.unwrap();
+        let open = world
+            .app
+            .count(&format!(
+                "SELECT COUNT(*) FROM tasks WHERE assignee = '{ACCOUNTANT}' AND status = 'open'"
+            ))
+            .await;
+        assert_eq!(text.matches("BEGIN:VEVENT").count() as i64, open);
+        // A new token retires the old link.
+        assert_eq!(c.post("/me/ics", &[("csrf", &csrf)]).await.0, 303);
+        assert_eq!(Client::new(&world.base).get(&url).await.0, 404);
+        world.finish().await;
+    }
+);
+
+on_both_engines!(
+    an_admins_playground_decides_without_storing_and_reprocess_uses_the_pipeline,
+    |engine| async move {
+        let world = WebWorld::new(engine).await;
+        let mut c = Client::new(&world.base);
+        assert_eq!(c.sign_in(ADMIN, PASSWORD).await, 303);
+        let before = world.app.count("SELECT COUNT(*) FROM messages").await;
+        let entries = world.app.count("SELECT COUNT(*) FROM audit_log").await;
+        let mail = std::fs::read_to_string(corpus().join("mail").join("0001.eml")).unwrap();
+        // multipart/form-data as a browser sends the playground form.
+        let boundary = "----taxinbox-test-boundary";
+        let mut body = String::new();
+        for (name, value) in [
+            ("csrf", c.csrf.as_str()),
+            ("mail", mail.as_str()),
+            ("rules_dir", ""),
+        ] {
+            body.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            ));
+        }
+        body.push_str(&format!("--{boundary}--\r\n"));
+        let r = c
+            .http
+            .post(format!("{}/admin/playground", world.base))
+            .header(reqwest::header::COOKIE, c.cookie_header())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let page = r.text().await.unwrap();
+        assert!(page.contains("id=\"decision-category\""), "{page}");
+        assert!(page.contains("id=\"trace\""));
+        assert_eq!(
+            world.app.count("SELECT COUNT(*) FROM messages").await,
+            before
+        );
+        assert_eq!(
+            world.app.count("SELECT COUNT(*) FROM audit_log").await,
+            entries
+        );
+
+        for page in [
+            "/admin/quarantine",
+            "/admin/rules",
+            "/admin/mailboxes",
+            "/log",
+            "/tasks",
+        ] {
+            let (status, body) = c.get(page).await;
+            assert_eq!(status, 200, "{page}: {body}");
+        }
+        let (_, rules) = c.get("/admin/rules").await;
+        assert!(rules.contains("sha256:"));
+
+        // Reprocess: a stored mail without tasks goes through the current rules again, logged as such.
+        let id = world
+            .app
+            .count("SELECT MIN(m.id) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.message = m.id)")
+            .await;
+        let csrf = c.csrf.clone();
+        assert_eq!(
+            c.post(&format!("/admin/reprocess/{id}"), &[("csrf", &csrf)])
+                .await
+                .0,
+            303
+        );
+        assert_eq!(
+            world
+                .app
+                .count(&format!(
+                    "SELECT COUNT(*) FROM audit_log WHERE event = 'mail_reprocessed' AND message = {id}"
+                ))
+                .await,
+            1
+        );
+        world.finish().await;
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_password_reads_standard_input_and_refuses_people_the_firm_does_not_know() {
+    use std::io::Write as _;
+    let app =
+        TestApp::with_extra_config(Engine::Sqlite, &format!("[web]\nadmins = [\"{ADMIN}\"]\n"))
+            .await;
+    app.import_corpus_register().await;
+    let run = |email: &str, input: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_taxinbox"))
+            .args([
+                "--config",
+                app.config.to_str().unwrap(),
+                "user",
+                "set-password",
+                email,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(ACCOUNTANT, &format!("{PASSWORD}\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(ADMIN, &format!("{PASSWORD}\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run("stranger@example.org", &format!("{PASSWORD}\n"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stranger@example.org"));
+    let out = run(OTHER_ACCOUNTANT, "short\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too short"));
+    let mut conn = app.app.store.acquire().await.unwrap();
+    let hash = store::password_hash(&mut conn, ACCOUNTANT)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$") && !hash.contains(PASSWORD));
+    assert!(store::password_hash(&mut conn, OTHER_ACCOUNTANT)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(app.count("SELECT COUNT(*) FROM web_users").await, 2);
+    drop(conn);
+    app.cleanup().await;
+}
