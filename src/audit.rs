@@ -132,14 +132,7 @@ pub async fn run(config: Option<&Path>, command: AuditCommand) -> anyhow::Result
         } => {
             let rows = export_rows(&mut conn, &mail_filter(&filter)).await?;
             let mut bytes = Vec::new();
-            match format {
-                ExportFormat::Csv => write_csv(&mut bytes, &rows)?,
-                ExportFormat::Jsonl => {
-                    for row in &rows {
-                        writeln!(bytes, "{}", serde_json::to_string(row)?)?;
-                    }
-                }
-            }
+            write_export(&mut bytes, format, &rows)?;
             match output {
                 Some(path) => std::fs::write(&path, &bytes)
                     .with_context(|| format!("write {}", path.display()))?,
@@ -186,6 +179,7 @@ fn mail_filter(args: &FilterArgs) -> store::MailFilter {
         client: args.client.clone(),
         category: args.category.clone(),
         status: args.status.clone(),
+        mailbox: None,
     }
 }
 
@@ -822,6 +816,23 @@ fn cell(s: &str) -> String {
         format!("'{s}")
     } else {
         s.to_owned()
+    }
+}
+
+/// The export in `format`: what `audit export` writes and the web view's auditor downloads.
+pub fn write_export(
+    out: &mut impl std::io::Write,
+    format: ExportFormat,
+    rows: &[ExportRow],
+) -> anyhow::Result<()> {
+    match format {
+        ExportFormat::Csv => write_csv(out, rows),
+        ExportFormat::Jsonl => {
+            for row in rows {
+                writeln!(out, "{}", serde_json::to_string(row)?)?;
+            }
+            Ok(())
+        }
     }
 }
 

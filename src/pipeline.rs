@@ -198,18 +198,6 @@ fn client_source(
     }
 }
 
-/// `Re:`/`Ответ:` (or an `In-Reply-To` header) without `Fwd:`/`Пересл:`: the mail answers, it does not pass on.
-fn is_reply(parsed: &ParsedMail) -> bool {
-    let subject = parsed.subject.trim_start().to_lowercase();
-    let forward = ["fw:", "fwd:", "пересл", "fw ", "fwd "]
-        .iter()
-        .any(|p| subject.contains(p));
-    let reply_prefix = ["re:", "re[", "ответ:", "отв:", "aw:", "на:"]
-        .iter()
-        .any(|p| subject.starts_with(p));
-    !forward && (reply_prefix || parsed.in_reply_to.is_some())
-}
-
 /// Everything one run needs: rules, register, calendars, the store.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -395,7 +383,7 @@ impl Pipeline {
                 .cloned()
                 .collect(),
             demand_refs: facts.demand_refs.clone(),
-            is_reply: is_reply(parsed),
+            is_reply: parsed.is_reply(),
         })
     }
 

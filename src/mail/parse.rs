@@ -52,6 +52,23 @@ pub struct ParsedMail {
     pub is_auto: bool,
 }
 
+impl ParsedMail {
+    /// A reply (`Re:`, `Ответ:`, … in the subject, or an `In-Reply-To` header) and not a forward (`Fwd:`,
+    /// `Пересл:`): a demand it names is one it quotes, not one it brings. The rules see it as `mail.is_reply`.
+    pub fn is_reply(&self) -> bool {
+        static FORWARD: LazyLock<regex::Regex> = LazyLock::new(|| {
+            regex::Regex::new(r"(?i)(?:^|[\s:])(?:fw|fwd|пересл|переслано)\s*:")
+                .expect("a valid pattern")
+        });
+        static REPLY: LazyLock<regex::Regex> = LazyLock::new(|| {
+            regex::Regex::new(r"(?i)^\s*(?:re|ответ|отв|aw|на)\s*(?:\[\d+\])?\s*:")
+                .expect("a valid pattern")
+        });
+        !FORWARD.is_match(&self.subject)
+            && (REPLY.is_match(&self.subject) || self.in_reply_to.is_some())
+    }
+}
+
 /// One attached file (or a forwarded message, or an inline image).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Attachment {
@@ -1093,6 +1110,22 @@ fn named_entity(name: &[u8]) -> Option<char> {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_is_told_from_a_forward_by_subject_and_in_reply_to() {
+        let mail = |subject: &str, in_reply_to: Option<&str>| ParsedMail {
+            subject: subject.to_owned(),
+            in_reply_to: in_reply_to.map(str::to_owned),
+            ..ParsedMail::default()
+        };
+        assert!(mail("Re: требование № 12", None).is_reply());
+        assert!(mail("ОТВЕТ [2]: требование", None).is_reply());
+        assert!(mail("вопрос", Some("<a@b>")).is_reply());
+        assert!(!mail("Fwd: Re: требование", Some("<a@b>")).is_reply());
+        assert!(!mail("Re: Пересл: требование", None).is_reply());
+        assert!(!mail("Требование № 12", None).is_reply());
+        assert!(!mail("Регистрация: ответ налоговой", None).is_reply());
+    }
 
     fn corpus(n: &str) -> ParsedMail {
         let path = format!("{}/tests/corpus/mail/{n}.eml", env!("CARGO_MANIFEST_DIR"));

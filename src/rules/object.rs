@@ -134,6 +134,7 @@ pub fn mail_object(
         strings(mail.references.iter().map(String::as_str)),
     );
     m.insert("is_auto".into(), mail.is_auto.into());
+    m.insert("is_reply".into(), mail.is_reply().into());
     m.insert(
         "inns".into(),
         strings(facts.inns.iter().map(|i| i.as_str())),

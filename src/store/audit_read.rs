@@ -45,6 +45,7 @@ pub struct MailFilter {
     pub client: Option<String>,
     pub category: Option<String>,
     pub status: Option<String>,
+    pub mailbox: Option<String>,
 }
 
 /// A stored mail with its decision and what is kept of its raw bytes.
@@ -305,9 +306,6 @@ const MAIL_COLUMNS: &str = "m.id, m.sha256, m.message_id, m.source, m.mailbox, m
 const MAIL_FROM: &str = "messages m LEFT JOIN raw_mail r ON r.sha256 = m.sha256 \
     LEFT JOIN clients c ON c.inn = m.client_inn";
 
-const MAIL_WHERE: &str = "($1 = '' OR m.received_date >= $1) AND ($2 = '' OR m.received_date <= $2) \
-    AND ($3 = '' OR m.client_inn = $3) AND ($4 = '' OR m.category = $4) AND ($5 = '' OR m.status = $5)";
-
 fn mail_row(row: &sqlx::any::AnyRow) -> Result<MailRow, sqlx::Error> {
     Ok(MailRow {
         id: row.try_get("id")?,
@@ -339,16 +337,31 @@ fn mail_row(row: &sqlx::any::AnyRow) -> Result<MailRow, sqlx::Error> {
     })
 }
 
-fn bind_mail_filter<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    filter: &MailFilter,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    query
-        .bind(filter.received_from.clone().unwrap_or_default())
-        .bind(filter.received_to.clone().unwrap_or_default())
-        .bind(filter.client.clone().unwrap_or_default())
-        .bind(filter.category.clone().unwrap_or_default())
-        .bind(filter.status.clone().unwrap_or_default())
+/// The conditions `filter` sets on the mails `m`, as a `WHERE` clause (empty when it sets none) whose placeholders
+/// start after `bound` values already in the query, and the values to bind in order. Only the filters in use become
+/// conditions, so each can use its index (a `$n = '' OR …` could not).
+pub(crate) fn mail_conditions(filter: &MailFilter, bound: usize) -> (String, Vec<String>) {
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    for (column, op, value) in [
+        ("received_date", ">=", &filter.received_from),
+        ("received_date", "<=", &filter.received_to),
+        ("client_inn", "=", &filter.client),
+        ("category", "=", &filter.category),
+        ("status", "=", &filter.status),
+        ("mailbox", "=", &filter.mailbox),
+    ] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            values.push(v.to_owned());
+            conditions.push(format!("m.{column} {op} ${}", bound + values.len()));
+        }
+    }
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    (clause, values)
 }
 
 /// One stored mail with its decision.
@@ -364,11 +377,13 @@ pub async fn mail(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<Ma
 
 /// Mails in the order they were stored.
 pub async fn mails(conn: &mut AnyConnection, filter: &MailFilter) -> anyhow::Result<Vec<MailRow>> {
-    let sql = format!("SELECT {MAIL_COLUMNS} FROM {MAIL_FROM} WHERE {MAIL_WHERE} ORDER BY m.id");
-    let rows = bind_mail_filter(sqlx::query(&sql), filter)
-        .fetch_all(&mut *conn)
-        .await
-        .context("read mails")?;
+    let (clause, values) = mail_conditions(filter, 0);
+    let sql = format!("SELECT {MAIL_COLUMNS} FROM {MAIL_FROM} {clause} ORDER BY m.id");
+    let mut query = sqlx::query(&sql);
+    for v in values {
+        query = query.bind(v);
+    }
+    let rows = query.fetch_all(&mut *conn).await.context("read mails")?;
     Ok(rows.iter().map(mail_row).collect::<Result<_, _>>()?)
 }
 
@@ -395,11 +410,15 @@ pub async fn tasks_of_mails(
     conn: &mut AnyConnection,
     filter: &MailFilter,
 ) -> anyhow::Result<Vec<TaskDetail>> {
+    let (clause, values) = mail_conditions(filter, 0);
     let sql = format!(
-        "SELECT {TASK_COLUMNS} FROM tasks t JOIN messages m ON m.id = t.message WHERE {MAIL_WHERE} \
-         ORDER BY t.message, t.id"
+        "SELECT {TASK_COLUMNS} FROM tasks t JOIN messages m ON m.id = t.message {clause} ORDER BY t.message, t.id"
     );
-    let rows = bind_mail_filter(sqlx::query(&sql), filter)
+    let mut query = sqlx::query(&sql);
+    for v in values {
+        query = query.bind(v);
+    }
+    let rows = query
         .fetch_all(&mut *conn)
         .await
         .context("read the tasks of mails")?;

@@ -391,20 +391,41 @@ pub async fn find_case_by_thread(
     conn: &mut AnyConnection,
     message_ids: &[String],
 ) -> anyhow::Result<Option<CaseRef>> {
-    for id in message_ids.iter().take(THREAD_LOOKUP_LIMIT) {
-        let row = sqlx::query(&format!(
-            "SELECT {CASE_COLUMNS} FROM messages t JOIN cases c ON c.id = t.case_id \
-             JOIN messages m ON m.id = c.first_message WHERE t.message_id = $1 ORDER BY t.id LIMIT 1"
-        ))
-        .bind(clean(id))
-        .fetch_optional(&mut *conn)
+    let ids: Vec<String> = message_ids
+        .iter()
+        .take(THREAD_LOOKUP_LIMIT)
+        .map(|id| clean(id))
+        .collect();
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    // One query for the whole thread; the nearest ancestor that belongs to a case wins.
+    let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT {CASE_COLUMNS}, t.message_id AS thread_member FROM messages t JOIN cases c ON c.id = t.case_id \
+         JOIN messages m ON m.id = c.first_message WHERE t.message_id IN ({}) ORDER BY t.id",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for id in &ids {
+        query = query.bind(id.as_str());
+    }
+    let rows = query
+        .fetch_all(&mut *conn)
         .await
         .context("look up the demand case of a mail's thread")?;
-        if let Some(row) = row {
-            return Ok(Some(case_ref(&row)?));
+    let mut nearest: Option<(usize, &sqlx::any::AnyRow)> = None;
+    for row in &rows {
+        let member: String = row.try_get("thread_member")?;
+        let Some(position) = ids.iter().position(|id| *id == member) else {
+            continue;
+        };
+        match nearest {
+            Some((best, _)) if best <= position => {}
+            _ => nearest = Some((position, row)),
         }
     }
-    Ok(None)
+    Ok(nearest.map(|(_, row)| case_ref(row)).transpose()?)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -575,10 +596,7 @@ pub async fn claim_notifications(
     now: &str,
     limit: i64,
 ) -> anyhow::Result<Vec<PendingNotification>> {
-    let lock = match engine {
-        super::Engine::Postgres => " FOR UPDATE SKIP LOCKED",
-        super::Engine::Sqlite => "",
-    };
+    let lock = engine.skip_locked();
     let sql = format!(
         "SELECT id, kind, task, recipient, subject, body, attempts, \
          (SELECT m.message_id FROM messages m WHERE m.id = outbox.message) AS in_reply_to FROM outbox \
@@ -628,20 +646,5 @@ pub async fn mark_notification_failed(
     error: &str,
     retry_at: Option<&str>,
 ) -> anyhow::Result<()> {
-    let (status, not_before) = match retry_at {
-        Some(at) => ("pending", at),
-        None => ("failed", ""),
-    };
-    sqlx::query(
-        "UPDATE outbox SET status = $1, last_error = $2, attempts = attempts + 1, \
-         not_before = CASE WHEN $3 = '' THEN not_before ELSE $3 END WHERE id = $4",
-    )
-    .bind(status)
-    .bind(error)
-    .bind(not_before)
-    .bind(id)
-    .execute(&mut *conn)
-    .await
-    .context("record a failed notification")?;
-    Ok(())
+    super::record_failed_attempt(conn, "outbox", id, error, retry_at).await
 }

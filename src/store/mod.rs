@@ -55,6 +55,44 @@ pub enum Engine {
     Postgres,
 }
 
+impl Engine {
+    /// The suffix of a query claiming queue rows: on PostgreSQL the rows stay locked until the transaction ends and
+    /// other instances pass them over (`FOR UPDATE SKIP LOCKED`); nothing on SQLite (one instance by design).
+    pub(crate) fn skip_locked(self) -> &'static str {
+        match self {
+            Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+            Engine::Sqlite => "",
+        }
+    }
+}
+
+/// Records a failed delivery attempt of row `id` of a queue table (`outbox`, `sink_outbox`): due again at
+/// `retry_at`, or `failed` for good when `None`.
+async fn record_failed_attempt(
+    conn: &mut sqlx::AnyConnection,
+    table: &'static str,
+    id: i64,
+    error: &str,
+    retry_at: Option<&str>,
+) -> anyhow::Result<()> {
+    let (status, not_before) = match retry_at {
+        Some(at) => ("pending", at),
+        None => ("failed", ""),
+    };
+    sqlx::query(&format!(
+        "UPDATE {table} SET status = $1, last_error = $2, attempts = attempts + 1, \
+         not_before = CASE WHEN $3 = '' THEN not_before ELSE $3 END WHERE id = $4"
+    ))
+    .bind(status)
+    .bind(error)
+    .bind(not_before)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .with_context(|| format!("record a failed attempt in {table}"))?;
+    Ok(())
+}
+
 /// The connection pool and what it talks to.
 #[derive(Clone)]
 pub struct Store {

@@ -228,15 +228,6 @@ pub struct PendingSinkEvent {
     pub created_at: String,
 }
 
-/// The `FOR UPDATE SKIP LOCKED` suffix of a claiming query on PostgreSQL (several instances never take the same
-/// row), nothing on SQLite (one instance by design). The e-mail outbox claims the same way.
-pub fn skip_locked(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Postgres => " FOR UPDATE SKIP LOCKED",
-        Engine::Sqlite => "",
-    }
-}
-
 /// Takes the next due event of `sink`: the oldest pending one whose task has no earlier event of this sink still
 /// undelivered (pending or failed), so each task's events reach the tracker strictly in order.
 pub async fn claim_sink_event(
@@ -250,7 +241,7 @@ pub async fn claim_sink_event(
          FROM sink_outbox o WHERE o.sink = $1 AND o.status = 'pending' AND o.not_before <= $2 \
          AND NOT EXISTS (SELECT 1 FROM sink_outbox p WHERE p.sink = o.sink AND p.task = o.task \
          AND p.id < o.id AND p.status <> 'delivered') ORDER BY o.id LIMIT 1{}",
-        skip_locked(engine)
+        engine.skip_locked()
     );
     let row = sqlx::query(&sql)
         .bind(sink)
@@ -296,22 +287,7 @@ pub async fn mark_sink_failed(
     error: &str,
     retry_at: Option<&str>,
 ) -> anyhow::Result<()> {
-    let (status, not_before) = match retry_at {
-        Some(at) => ("pending", at),
-        None => ("failed", ""),
-    };
-    sqlx::query(
-        "UPDATE sink_outbox SET status = $1, last_error = $2, attempts = attempts + 1, \
-         not_before = CASE WHEN $3 = '' THEN not_before ELSE $3 END WHERE id = $4",
-    )
-    .bind(status)
-    .bind(clean(error))
-    .bind(not_before)
-    .bind(id)
-    .execute(&mut *conn)
-    .await
-    .context("record a failed sink event")?;
-    Ok(())
+    super::record_failed_attempt(conn, "sink_outbox", id, &clean(error), retry_at).await
 }
 
 /// Puts the failed events of `sink` (all sinks when empty) back in the queue, due at `now`; returns how many.

@@ -51,19 +51,6 @@ pub struct MailListRow {
     pub error: Option<String>,
 }
 
-/// The auditor's filters; `None` means any.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogFilter {
-    /// Received on or after this ISO date.
-    pub from: Option<String>,
-    /// Received on or before this ISO date.
-    pub to: Option<String>,
-    pub client: Option<String>,
-    pub category: Option<String>,
-    pub status: Option<String>,
-    pub mailbox: Option<String>,
-}
-
 /// What a mailbox last did, from the stored mail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxActivity {
@@ -389,38 +376,23 @@ pub async fn reassign_task(conn: &mut AnyConnection, id: i64, to: &str) -> anyho
 /// The stored mail, newest first, under the filters; `before` pages on (mail ids below it).
 pub async fn mail_page(
     conn: &mut AnyConnection,
-    filter: &LogFilter,
+    filter: &super::MailFilter,
     before: Option<i64>,
     limit: i64,
 ) -> anyhow::Result<Vec<MailListRow>> {
-    // Only the filters in use become conditions, so each can use its index (a `$n = '' OR …` would not).
-    let mut conditions = Vec::new();
-    let mut values: Vec<String> = Vec::new();
-    for (column, op, value) in [
-        ("received_date", ">=", &filter.from),
-        ("received_date", "<=", &filter.to),
-        ("client_inn", "=", &filter.client),
-        ("category", "=", &filter.category),
-        ("status", "=", &filter.status),
-        ("mailbox", "=", &filter.mailbox),
-    ] {
-        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-            values.push(v.to_owned());
-            conditions.push(format!("m.{column} {op} ${}", values.len()));
-        }
-    }
+    let (mut clause, values) = super::audit_read::mail_conditions(filter, 0);
     if before.is_some() {
-        conditions.push(format!("m.id < ${}", values.len() + 1));
+        let id = format!("m.id < ${}", values.len() + 1);
+        clause = if clause.is_empty() {
+            format!("WHERE {id}")
+        } else {
+            format!("{clause} AND {id}")
+        };
     }
     let limit_n = values.len() + usize::from(before.is_some()) + 1;
     let sql = format!(
         "SELECT m.id, m.received_date, m.mailbox, m.from_addr, m.subject, m.status, m.category, m.kind, \
-         m.client_inn, m.rule, m.error FROM messages m {} ORDER BY m.id DESC LIMIT ${limit_n}",
-        if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        }
+         m.client_inn, m.rule, m.error FROM messages m {clause} ORDER BY m.id DESC LIMIT ${limit_n}"
     );
     let mut query = sqlx::query(&sql);
     for v in &values {
@@ -460,7 +432,7 @@ pub async fn quarantine_page(
 ) -> anyhow::Result<Vec<MailListRow>> {
     mail_page(
         conn,
-        &LogFilter {
+        &super::MailFilter {
             status: Some("quarantined".into()),
             ..Default::default()
         },

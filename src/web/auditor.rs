@@ -4,12 +4,11 @@
 
 use super::{Viewer, Web, WebError};
 use crate::audit;
-use crate::store::{self, LogFilter};
+use crate::store::{self, MailFilter};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use std::io::Write as _;
 
 /// Mails per page of the log.
 pub const PAGE_SIZE: i64 = 50;
@@ -54,10 +53,10 @@ fn date(s: &str, field: &str) -> Result<Option<String>, WebError> {
 }
 
 impl LogQuery {
-    fn filter(&self) -> Result<LogFilter, WebError> {
-        Ok(LogFilter {
-            from: date(&self.from, "с")?,
-            to: date(&self.to, "по")?,
+    fn filter(&self) -> Result<MailFilter, WebError> {
+        Ok(MailFilter {
+            received_from: date(&self.from, "с")?,
+            received_to: date(&self.to, "по")?,
             client: some(&self.client),
             category: some(&self.category),
             status: some(&self.status),
@@ -75,25 +74,14 @@ impl LogQuery {
             ("status", &self.status),
             ("mailbox", &self.mailbox),
         ];
-        pairs
-            .iter()
-            .filter(|(_, v)| !v.trim().is_empty())
-            .map(|(k, v)| format!("{k}={}", percent(v.trim())))
-            .collect::<Vec<_>>()
-            .join("&")
-    }
-}
-
-fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            if !v.trim().is_empty() {
+                query.append_pair(k, v.trim());
             }
-        })
-        .collect()
+        }
+        query.finish()
+    }
 }
 
 pub async fn log(
@@ -122,43 +110,23 @@ pub async fn export(
     Query(q): Query<LogQuery>,
 ) -> Result<Response, WebError> {
     viewer.require_all()?;
-    let f = q.filter()?;
-    let mut conn = web.store().acquire().await?;
-    let mail_filter = store::MailFilter {
-        received_from: f.from,
-        received_to: f.to,
-        client: f.client,
-        category: f.category,
-        status: f.status,
-    };
-    // `audit export` has no mailbox filter: the mailbox narrows its rows here, the rows themselves are its own.
-    let rows: Vec<audit::ExportRow> = audit::export_rows(&mut conn, &mail_filter)
-        .await?
-        .into_iter()
-        .filter(|r| f.mailbox.as_deref().map_or(true, |m| r.mailbox == m))
-        .collect();
-    let mut bytes = Vec::new();
-    let (mime, ext) = match q.format.as_str() {
-        "jsonl" => {
-            for r in &rows {
-                writeln!(
-                    bytes,
-                    "{}",
-                    serde_json::to_string(r).map_err(anyhow::Error::from)?
-                )
-                .map_err(anyhow::Error::from)?;
-            }
-            ("application/x-ndjson; charset=utf-8", "jsonl")
-        }
-        "csv" | "" => {
-            audit::write_csv(&mut bytes, &rows)?;
-            ("text/csv; charset=utf-8", "csv")
-        }
+    let format = match q.format.as_str() {
+        "jsonl" => audit::ExportFormat::Jsonl,
+        "csv" | "" => audit::ExportFormat::Csv,
         other => {
             return Err(WebError::BadRequest(format!(
                 "формат выгрузки {other:?}: только csv или jsonl"
             )))
         }
+    };
+    let filter = q.filter()?;
+    let mut conn = web.store().acquire().await?;
+    let rows = audit::export_rows(&mut conn, &filter).await?;
+    let mut bytes = Vec::new();
+    audit::write_export(&mut bytes, format, &rows)?;
+    let (mime, ext) = match format {
+        audit::ExportFormat::Jsonl => ("application/x-ndjson; charset=utf-8", "jsonl"),
+        audit::ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
     };
     Ok((
         [

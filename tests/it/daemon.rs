@@ -3,8 +3,8 @@
 //! with SIGKILL at pseudo-random moments and restarted, the latency of a mail delivered while the daemon idles,
 //! and the HTTP endpoint (`/healthz`, `/metrics`).
 
-use crate::dovecot::{Dovecot, PASSWORD};
-use crate::helpers::{corpus, Engine, TestApp};
+use crate::dovecot::{folder_count, Dovecot, PASSWORD};
+use crate::helpers::{corpus, wait_until, Engine, TestApp};
 use std::io::{Read as _, Write as _};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -25,33 +25,6 @@ async fn world(engine: Engine, mails: usize, extra: &str) -> (TestApp, Dovecot) 
         dovecot.deliver_numbered(&corpus(), 1..=mails);
     }
     (app, dovecot)
-}
-
-/// Mails in `folder` (0 when it does not exist), seen through a separate session.
-async fn count(mailbox: &MailboxSettings, folder: &str) -> u32 {
-    let mut session = imap::connect(mailbox).await.expect("connect to count");
-    let n = match session.examine(folder).await {
-        Ok(m) => m.exists,
-        Err(_) => 0,
-    };
-    let _ = session.logout().await;
-    n
-}
-
-/// Polls `check` until it holds, failing the test after `limit`.
-async fn wait_until<F, Fut>(limit: Duration, what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what}: not reached within {limit:?}");
 }
 
 /// Every one of `n` mails is stored once, logged once and moved out of INBOX once; no task twice.
@@ -87,9 +60,9 @@ async fn assert_exactly_once(app: &TestApp, mailbox: &MailboxSettings, n: usize)
         0,
         "no task twice"
     );
-    assert_eq!(count(mailbox, "INBOX").await, 0);
-    let moved = count(mailbox, &mailbox.processed_folder).await
-        + count(mailbox, &mailbox.quarantine_folder).await;
+    assert_eq!(folder_count(mailbox, "INBOX").await, 0);
+    let moved = folder_count(mailbox, &mailbox.processed_folder).await
+        + folder_count(mailbox, &mailbox.quarantine_folder).await;
     assert_eq!(i64::from(moved), n, "every mail moved once");
 }
 
@@ -138,7 +111,7 @@ async fn two_instances_on_postgres_work_a_mailbox_one_at_a_time_and_process_ever
     })
     .await;
     wait_until(Duration::from_secs(30), "an empty INBOX", || async {
-        count(&mailbox, "INBOX").await == 0
+        folder_count(&mailbox, "INBOX").await == 0
     })
     .await;
     assert_exactly_once(&app, &mailbox, FIRST + MORE).await;
@@ -173,7 +146,7 @@ async fn two_instances_on_postgres_work_a_mailbox_one_at_a_time_and_process_ever
         assert_ne!(lease.holder, holder, "the survivor holds the lease now");
     }
     wait_until(Duration::from_secs(30), "an empty INBOX", || async {
-        count(&mailbox, "INBOX").await == 0
+        folder_count(&mailbox, "INBOX").await == 0
     })
     .await;
     assert_exactly_once(&app, &mailbox, FIRST + MORE + 5).await;
@@ -363,7 +336,7 @@ async fn sigkill_at_random_moments_and_restarts_leave_every_mail_processed_exact
     let mut daemon = spawn_daemon(&app, ROUNDS);
     wait_for_commits(&app, &mut daemon, ROUNDS, MAILS as i64).await;
     wait_until(Duration::from_secs(60), "an empty INBOX", || async {
-        count(&mailbox, "INBOX").await == 0
+        folder_count(&mailbox, "INBOX").await == 0
     })
     .await;
     wait_for_port(port, Duration::from_secs(10));

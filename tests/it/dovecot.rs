@@ -495,3 +495,16 @@ fn children_of(pid: u32) -> Vec<u32> {
         })
         .collect()
 }
+
+/// Mails in `folder` of `mailbox` (0 when the folder does not exist), seen through a session of its own.
+pub async fn folder_count(mailbox: &taxinbox::settings::MailboxSettings, folder: &str) -> u32 {
+    let mut session = taxinbox::imap::connect(mailbox)
+        .await
+        .expect("connect to count");
+    let n = match session.examine(folder).await {
+        Ok(m) => m.exists,
+        Err(_) => 0,
+    };
+    let _ = session.logout().await;
+    n
+}

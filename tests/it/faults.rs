@@ -7,15 +7,14 @@
 //! The SMTP server being down is covered in `smtp.rs`
 //! (`notifications_wait_while_the_smtp_server_is_down_and_go_out_once_when_it_is_back`).
 
-use crate::dovecot::{numbered_mail, Dovecot, PASSWORD};
-use crate::helpers::{corpus, on_both_engines, project_root, Engine, TestApp};
+use crate::dovecot::{folder_count, numbered_mail, Dovecot, PASSWORD};
+use crate::helpers::{corpus, on_both_engines, project_root, wait_until, Engine, TestApp};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use taxinbox::imap::{self, Lease};
+use taxinbox::imap::Lease;
 use taxinbox::metrics::Metrics;
-use taxinbox::settings::MailboxSettings;
 
 /// A Dovecot holding load mails `1..=mails` in INBOX, and a test app whose mailbox `demands` points at it.
 /// The HTTP endpoint listens on a port of the kernel's choosing, so that parallel daemons never collide.
@@ -64,33 +63,6 @@ async fn import_register(store: &taxinbox::store::Store) {
     )
     .await
     .expect("import the corpus register");
-}
-
-/// Mails in `folder` (0 when it does not exist), seen through a session of its own.
-async fn folder_count(mailbox: &MailboxSettings, folder: &str) -> u32 {
-    let mut session = imap::connect(mailbox).await.expect("connect to count");
-    let n = match session.examine(folder).await {
-        Ok(m) => m.exists,
-        Err(_) => 0,
-    };
-    let _ = session.logout().await;
-    n
-}
-
-/// Polls `check` until it holds; fails with `what` after `limit`.
-async fn wait_until<F, Fut>(limit: Duration, what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what}: not reached within {limit:?}");
 }
 
 async fn count(store: &taxinbox::store::Store, sql: &str) -> i64 {

@@ -2,7 +2,7 @@
 //! and move, a changed UIDVALIDITY, a server restart under the daemon's mailbox task, and `run --once` with one
 //! good and one broken mailbox.
 
-use crate::dovecot::{Dovecot, PASSWORD};
+use crate::dovecot::{folder_count, Dovecot, PASSWORD};
 use crate::helpers::{corpus, on_both_engines, Engine, TestApp};
 use std::time::{Duration, Instant};
 use taxinbox::imap::{self, MailboxSession, PollContext};
@@ -29,17 +29,6 @@ async fn world(engine: Engine) -> (TestApp, Dovecot, MailboxSettings) {
     }
     let mailbox = app.app.settings.mailboxes[0].clone();
     (app, dovecot, mailbox)
-}
-
-/// Mails in `folder` (0 when it does not exist), seen through a separate session.
-async fn count(mailbox: &MailboxSettings, folder: &str) -> u32 {
-    let mut session = imap::connect(mailbox).await.expect("connect to count");
-    let n = match session.examine(folder).await {
-        Ok(m) => m.exists,
-        Err(_) => 0,
-    };
-    let _ = session.logout().await;
-    n
 }
 
 async fn poll(app: &TestApp, mailbox: &MailboxSettings) -> imap::PollOutcome {
@@ -85,13 +74,13 @@ on_both_engines!(
                 .map(|r| &r.source)
                 .collect::<Vec<_>>()
         );
-        assert_eq!(count(&mailbox, "INBOX").await, 0);
+        assert_eq!(folder_count(&mailbox, "INBOX").await, 0);
         assert_eq!(
-            count(&mailbox, "INBOX/Processed").await as usize,
+            folder_count(&mailbox, "INBOX/Processed").await as usize,
             mails - quarantined
         );
         assert_eq!(
-            count(&mailbox, "INBOX/Quarantine").await as usize,
+            folder_count(&mailbox, "INBOX/Quarantine").await as usize,
             quarantined
         );
         assert_eq!(
@@ -212,13 +201,13 @@ on_both_engines!(
         let committed = session.commit_new(&ctx).await.unwrap();
         assert_eq!(committed.len(), MAILS);
         drop(session);
-        assert_eq!(count(&mailbox, "INBOX").await as usize, MAILS);
+        assert_eq!(folder_count(&mailbox, "INBOX").await as usize, MAILS);
         let tasks = app.count("SELECT COUNT(*) FROM tasks").await;
 
         let restart = imap::poll_mailbox_once(&ctx, &mailbox).await.unwrap();
         assert!(restart.reports.is_empty(), "nothing is processed twice");
         assert_eq!(restart.moved_from_before, MAILS);
-        assert_eq!(count(&mailbox, "INBOX").await, 0);
+        assert_eq!(folder_count(&mailbox, "INBOX").await, 0);
         assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, tasks);
         assert_eq!(
             app.count("SELECT COUNT(*) FROM messages").await,
@@ -271,7 +260,7 @@ async fn after_a_uidvalidity_change_stored_mail_is_recognised_not_processed_agai
         "{:?}",
         outcome.reports.iter().map(|r| r.status).collect::<Vec<_>>()
     );
-    assert_eq!(count(&mailbox, "INBOX").await, 0);
+    assert_eq!(folder_count(&mailbox, "INBOX").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, tasks);
     assert_eq!(
         app.count("SELECT COUNT(*) FROM messages").await,
@@ -304,7 +293,7 @@ async fn the_mailbox_task_reconnects_after_a_server_restart_and_finishes() {
     dovecot.restart();
     wait_until(|| async { app.count("SELECT COUNT(*) FROM messages").await == MAILS as i64 + 3 })
         .await;
-    wait_until(|| async { count(&mailbox, "INBOX").await == 0 }).await;
+    wait_until(|| async { folder_count(&mailbox, "INBOX").await == 0 }).await;
     stop.send(true).unwrap();
     let end = tokio::time::timeout(Duration::from_secs(60), task)
         .await
@@ -356,7 +345,10 @@ async fn run_once_works_every_mailbox_even_when_one_of_them_fails() {
     assert_eq!(once.failed.len(), 1);
     assert_eq!(once.failed[0].0, "broken");
     assert!(matches!(once.failed[0].1, imap::Error::Auth { .. }));
-    assert_eq!(count(&app.app.settings.mailboxes[1], "INBOX").await, 0);
+    assert_eq!(
+        folder_count(&app.app.settings.mailboxes[1], "INBOX").await,
+        0
+    );
     app.cleanup().await;
 }
 

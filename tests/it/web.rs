@@ -545,6 +545,19 @@ on_both_engines!(
             expected.as_slice(),
             "the export is audit export's CSV"
         );
+        // The mailbox filter narrows the export in the store's query, as it narrows the page.
+        let jsonl_lines = |body: String| body.lines().count();
+        let mailbox = &rows[0].mailbox;
+        let same = c
+            .get_response(&format!(
+                "/log/export?format=jsonl&category=tax_demand&mailbox={mailbox}"
+            ))
+            .await;
+        assert_eq!(jsonl_lines(same.text().await.unwrap()), rows.len());
+        let other = c
+            .get_response("/log/export?format=jsonl&category=tax_demand&mailbox=no-such-box")
+            .await;
+        assert_eq!(jsonl_lines(other.text().await.unwrap()), 0);
 
         let (status, page) = c.get("/verify").await;
         assert_eq!(status, 200);
