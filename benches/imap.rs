@@ -67,33 +67,10 @@ fn mbsync(server: &dovecot::Dovecot, dir: &Path) -> (Duration, usize) {
     (elapsed, fetched)
 }
 
-async fn database_url(dir: &Path) -> String {
-    if std::env::var("TAXINBOX_BENCH_DB").as_deref() == Ok("postgres") {
-        use sqlx::Connection as _;
-        let server = std::env::var("TAXINBOX_TEST_PG")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
-        let name = format!("taxinbox_bench_imap_{}", std::process::id());
-        let mut conn = sqlx::PgConnection::connect(&format!("{server}/test"))
-            .await
-            .unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        format!("{server}/{name}")
-    } else {
-        format!("sqlite://{}", dir.join("taxinbox.db").display())
-    }
-}
-
 /// One `run --once` IMAP step over the mailbox: the time and how many mails were committed.
 async fn taxinbox_once(server: &dovecot::Dovecot, dir: &Path) -> (Duration, usize, String) {
     let password = server.password_file("imap-password", dovecot::PASSWORD);
-    let url = database_url(dir).await;
+    let (url, _) = load_mail::database_url(dir, "imap").await;
     let config = dir.join("taxinbox.toml");
     std::fs::write(
         &config,

@@ -20,7 +20,7 @@ mod dovecot;
 #[path = "support/load_mail.rs"]
 mod load_mail;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -78,28 +78,6 @@ fn memory(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-async fn database_url(dir: &Path) -> (String, Option<(String, String)>) {
-    if std::env::var("TAXINBOX_BENCH_DB").as_deref() == Ok("postgres") {
-        use sqlx::Connection as _;
-        let server = std::env::var("TAXINBOX_TEST_PG")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
-        let name = format!("taxinbox_bench_load_{}", std::process::id());
-        let mut conn = sqlx::PgConnection::connect(&format!("{server}/test"))
-            .await
-            .unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        (format!("{server}/{name}"), Some((server, name)))
-    } else {
-        (
-            format!("sqlite://{}", dir.join("taxinbox.db").display()),
-            None,
-        )
-    }
-}
-
 async fn count(store: &taxinbox::store::Store) -> usize {
     let mut conn = store.acquire().await.unwrap();
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages")
@@ -141,7 +119,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (url, pg) = runtime.block_on(database_url(dir.path()));
+    let (url, pg) = runtime.block_on(load_mail::database_url(dir.path(), "load"));
     let password = server.password_file("imap-password", dovecot::PASSWORD);
     let mut mailboxes = String::new();
     for f in &folders {

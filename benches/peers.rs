@@ -17,6 +17,7 @@
 #[allow(dead_code)] // the test harness's Dovecot; the benchmark uses part of it
 #[path = "../tests/it/dovecot.rs"]
 mod dovecot;
+#[allow(dead_code)] // shared bench support; this benchmark needs only the mail
 #[path = "support/load_mail.rs"]
 mod load_mail;
 

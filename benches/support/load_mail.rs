@@ -5,55 +5,14 @@
 
 use std::path::Path;
 
-/// A small, fast, deterministic generator (xorshift) for attachment bytes: incompressible like a real PDF.
-struct XorShift(u64);
-
-impl XorShift {
-    fn fill(&mut self, out: &mut [u8]) {
-        for chunk in out.chunks_mut(8) {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            let bytes = self.0.to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-    }
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Base64 in 76-character lines (RFC 2045), hand-rolled here only to keep the benchmark free of a dependency.
+/// Base64 in 76-character lines (RFC 2045).
 fn base64_lines(data: &[u8], eol: &[u8], out: &mut Vec<u8>) {
-    let mut line = 0;
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = [
-            B64[(n >> 18) as usize & 63],
-            B64[(n >> 12) as usize & 63],
-            if chunk.len() > 1 {
-                B64[(n >> 6) as usize & 63]
-            } else {
-                b'='
-            },
-            if chunk.len() > 2 {
-                B64[n as usize & 63]
-            } else {
-                b'='
-            },
-        ];
-        out.extend_from_slice(&chars);
-        line += 4;
-        if line >= 76 {
-            out.extend_from_slice(eol);
-            line = 0;
-        }
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+    for line in encoded.as_bytes().chunks(76) {
+        out.extend_from_slice(line);
+        out.extend_from_slice(eol);
     }
-    out.extend_from_slice(eol);
 }
 
 /// Load mail `n`, padded with an attachment to about `target` bytes (sizes vary ±50 % around it, like real
@@ -63,10 +22,9 @@ pub fn load_mail(corpus: &Path, n: usize, target: usize) -> Vec<u8> {
     if target == 0 {
         return mail;
     }
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ (n as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
-    let mut spread = [0u8; 8];
-    rng.fill(&mut spread);
-    let factor = 0.5 + (u64::from_le_bytes(spread) % 1000) as f64 / 1000.0;
+    // Deterministic per mail, incompressible like a real PDF.
+    let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(n as u64);
+    let factor = 0.5 + (rand::RngCore::next_u64(&mut rng) % 1000) as f64 / 1000.0;
     let want = (target as f64 * factor) as usize;
     if mail.len() >= want {
         return mail;
@@ -133,7 +91,7 @@ pub fn load_mail(corpus: &Path, n: usize, target: usize) -> Vec<u8> {
     out.extend_from_slice(eol);
     let raw_len = (want - out.len()) * 3 / 4;
     let mut data = vec![0u8; raw_len];
-    rng.fill(&mut data);
+    rand::RngCore::fill_bytes(&mut rng, &mut data);
     base64_lines(&data, eol, &mut out);
     out.extend_from_slice(format!("--{boundary}--").as_bytes());
     out.extend_from_slice(eol);
@@ -147,4 +105,33 @@ pub fn target_size(default_kb: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default_kb)
         * 1024
+}
+
+/// The benchmark's database: a fresh PostgreSQL database `taxinbox_bench_<label>_<pid>` when
+/// `TAXINBOX_BENCH_DB=postgres` (on `TAXINBOX_TEST_PG`, default the local test server), else SQLite in `dir`. Returns
+/// the URL and, for PostgreSQL, the server and database name to drop afterwards.
+pub async fn database_url(dir: &Path, label: &str) -> (String, Option<(String, String)>) {
+    if std::env::var("TAXINBOX_BENCH_DB").as_deref() != Ok("postgres") {
+        return (
+            format!("sqlite://{}", dir.join("taxinbox.db").display()),
+            None,
+        );
+    }
+    use sqlx::Connection as _;
+    let server = std::env::var("TAXINBOX_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+    let name = format!("taxinbox_bench_{label}_{}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(&format!("{server}/test"))
+        .await
+        .expect("connect to the PostgreSQL test server");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(&sql)
+            .execute(&mut conn)
+            .await
+            .expect("create the benchmark database");
+    }
+    (format!("{server}/{name}"), Some((server, name)))
 }
