@@ -127,6 +127,13 @@ fn rate(n: usize, d: Duration) -> f64 {
 }
 
 fn main() {
+    // `RUST_LOG=taxinbox::imap=debug` prints each batch's FETCH, evaluate, commit and MOVE times: the profile.
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     // `cargo bench` passes `--bench`; a filter that does not name this benchmark skips it.
     let args: Vec<String> = std::env::args()
         .skip(1)

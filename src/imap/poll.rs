@@ -5,6 +5,10 @@
 //! move (a crash, a lost connection): it is found by its source reference and moved without being fetched or
 //! processed again. A changed UIDVALIDITY restarts from UID 1; the content hash then makes already-stored mail a
 //! `duplicate`, so nothing is created twice.
+//!
+//! A MOVE cut off by the server's crash may have copied the mail into its destination without expunging it from
+//! the folder (Dovecot's Maildir MOVE is a copy, then an expunge). Before moving left-over mail, the destination is
+//! searched for it (same Message-ID, same bytes); a mail found there is only expunged, so the archive holds one copy.
 
 use super::{timed, Error, Session, NETWORK_TIMEOUT};
 use crate::pipeline::{Pipeline, Report, Status};
@@ -59,6 +63,15 @@ struct Move {
     quarantine: bool,
 }
 
+/// A mail committed by an earlier pass and still in the folder, with what tells whether an interrupted MOVE already
+/// copied it into its destination.
+#[derive(Debug, Clone)]
+struct Leftover {
+    target: Move,
+    message_id: Option<String>,
+    sha256: String,
+}
+
 /// Mails committed and not yet moved: what [`MailboxSession::acknowledge`] takes.
 #[derive(Debug, Clone, Default)]
 pub struct Committed {
@@ -99,11 +112,23 @@ pub async fn poll_mailbox_once(
 pub struct MailboxSession {
     mailbox: MailboxSettings,
     session: Session,
-    can_move: bool,
-    uidplus: bool,
+    caps: Caps,
     can_idle: bool,
     folders_ready: bool,
 }
+
+/// What a server offers for taking mail out of a folder.
+#[derive(Debug, Clone, Copy)]
+struct Caps {
+    /// MOVE (RFC 6851).
+    can_move: bool,
+    /// UIDPLUS (RFC 4315): UID EXPUNGE of just the given UIDs.
+    uidplus: bool,
+}
+
+/// A pass with at least this many batches to fetch opens a second session that only moves committed mail, so the
+/// server's MOVE of batch k-1 runs beside the FETCH of batch k+2 instead of before it.
+const MOVER_MIN_BATCHES: usize = 3;
 
 /// The state of the selected folder and what is in it.
 struct Plan {
@@ -111,7 +136,7 @@ struct Plan {
     uidvalidity_changed: bool,
     last_uid: u32,
     /// Committed earlier, still in the folder: move only.
-    leftovers: Vec<Move>,
+    leftovers: Vec<Leftover>,
     /// To fetch and commit, ascending.
     new: Vec<u32>,
 }
@@ -123,8 +148,10 @@ impl MailboxSession {
         let caps = timed(&mailbox.name, "CAPABILITY", session.capabilities()).await?;
         Ok(MailboxSession {
             mailbox: mailbox.clone(),
-            can_move: caps.has_str("MOVE"),
-            uidplus: caps.has_str("UIDPLUS"),
+            caps: Caps {
+                can_move: caps.has_str("MOVE"),
+                uidplus: caps.has_str("UIDPLUS"),
+            },
             can_idle: caps.has_str("IDLE"),
             session,
             folders_ready: false,
@@ -154,38 +181,89 @@ impl MailboxSession {
                 count = plan.leftovers.len(),
                 "moving mail committed by an earlier pass"
             );
-            outcome.moved_from_before = self.move_all(&plan.leftovers).await?;
+            let (copied, to_move) = self.split_copied(&plan.leftovers, plan.uidvalidity).await?;
+            if !copied.is_empty() {
+                tracing::info!(
+                    mailbox = %self.name(),
+                    count = copied.len(),
+                    "an interrupted MOVE had copied mail already: expunged from the folder, not copied again"
+                );
+                expunge(&mut self.session, &self.mailbox.name, self.caps, &copied).await?;
+            }
+            outcome.moved_from_before = copied.len() + self.move_all(&to_move).await?;
             outcome.moved += outcome.moved_from_before;
         }
-        // Pipelined over the three resources a batch needs: while batch k commits (the database), the session
-        // moves batch k-1 (committed before) and then fetches batch k+1, which is evaluated on the blocking pool.
-        // A batch is moved only after its commit, so nothing is acknowledged early; a failure leaves committed
-        // mail in the folder, moved by the next pass, and fetched mail uncommitted, fetched again.
+        // Pipelined over the four resources a batch needs. While batch k commits (the database), batch k+1 is
+        // evaluated (parse, extract, rules: the CPU, on the blocking pool) and the session moves batch k-1
+        // (committed before) and then fetches batch k+2 (the IMAP connection). A batch is moved only after its
+        // commit, so nothing is acknowledged early; a failure leaves committed mail in the folder, moved by the
+        // next pass, and fetched or evaluated mail uncommitted, fetched again.
         let chunks: Vec<&[u32]> = plan.new.chunks(ctx.batch_size.max(1)).collect();
         let name = self.mailbox.name.clone();
+        let mailbox = self.mailbox.clone();
+        let caps = self.caps;
         let mut last_uid = plan.last_uid;
+        if !chunks.is_empty() {
+            self.ensure_folders().await?;
+        }
+        let mut mover = if chunks.len() >= MOVER_MIN_BATCHES {
+            open_mover(&mailbox, plan.uidvalidity).await
+        } else {
+            None
+        };
         let mut next = match chunks.first() {
-            Some(uids) => Some(fetch_evaluated(&mut self.session, ctx, &name, uids).await?),
+            Some(uids) => Some(fetch_batch(&mut self.session, &name, uids).await?),
             None => None,
         };
+        let mut ready = None;
+        if let Some(first) = next.take() {
+            let prefetch = chunks.get(1).copied().filter(|_| !ctx.stopping());
+            let session = &mut self.session;
+            let (evaluated, fetched) = tokio::join!(evaluate_batch(ctx, &name, first), async {
+                match prefetch {
+                    Some(uids) => Some(fetch_batch(session, &name, uids).await),
+                    None => None,
+                }
+            });
+            ready = Some(evaluated?);
+            next = fetched.transpose()?;
+        }
         let mut to_move: Option<Committed> = None;
-        let mut index = 0;
-        while let Some(batch) = next.take() {
+        let mut index = 1;
+        while let Some(batch) = ready.take() {
             index += 1;
-            let prefetch = chunks.get(index).copied().filter(|_| !ctx.stopping());
-            let previous = to_move.take();
-            let this = &mut *self;
-            let (committed, session_work) = tokio::join!(
+            let prefetch = chunks
+                .get(index)
+                .copied()
+                .filter(|_| next.is_some() && !ctx.stopping());
+            // With a mover, batch k-1 is moved there; without, by the session before its FETCH.
+            let (aside, inline) = match mover {
+                Some(_) => (to_move.take(), None),
+                None => (None, to_move.take()),
+            };
+            let fetched_next = next.take();
+            let session = &mut self.session;
+            let (committed, evaluated, moved_aside, session_work) = tokio::join!(
                 commit_fetched(ctx, &name, plan.uidvalidity, last_uid, batch),
                 async {
-                    let moved = match &previous {
-                        Some(c) => this.acknowledge(c).await?,
+                    match fetched_next {
+                        Some(raw) => Some(evaluate_batch(ctx, &name, raw).await),
+                        None => None,
+                    }
+                },
+                async {
+                    match (&aside, mover.as_mut()) {
+                        (Some(c), Some(m)) => move_moves(m, &mailbox, caps, &c.moves).await,
+                        _ => Ok(0),
+                    }
+                },
+                async {
+                    let moved = match &inline {
+                        Some(c) => move_moves(session, &mailbox, caps, &c.moves).await?,
                         None => 0,
                     };
                     let fetched = match prefetch {
-                        Some(uids) => {
-                            Some(fetch_evaluated(&mut this.session, ctx, &name, uids).await)
-                        }
+                        Some(uids) => Some(fetch_batch(session, &name, uids).await),
                         None => None,
                     };
                     Ok::<_, Error>((moved, fetched))
@@ -194,17 +272,21 @@ impl MailboxSession {
             let (committed, batch_last) = committed?;
             last_uid = batch_last;
             let (moved, fetched) = session_work?;
-            outcome.moved += moved;
+            outcome.moved += moved + moved_aside?;
             let Committed { moves, reports } = committed;
             outcome.reports.extend(reports);
             to_move = Some(Committed {
                 moves,
                 reports: Vec::new(),
             });
+            ready = evaluated.transpose()?;
             next = fetched.transpose()?;
             if ctx.stopping() {
                 break;
             }
+        }
+        if let Some(mut m) = mover {
+            let _ = tokio::time::timeout(NETWORK_TIMEOUT, m.logout()).await;
         }
         if let Some(committed) = to_move {
             outcome.moved += self.acknowledge(&committed).await?;
@@ -221,7 +303,8 @@ impl MailboxSession {
         let mut last_uid = plan.last_uid;
         let name = self.mailbox.name.clone();
         for uids in plan.new.chunks(ctx.batch_size.max(1)) {
-            let batch = fetch_evaluated(&mut self.session, ctx, &name, uids).await?;
+            let raw = fetch_batch(&mut self.session, &name, uids).await?;
+            let batch = evaluate_batch(ctx, &name, raw).await?;
             let (committed, batch_last) =
                 commit_fetched(ctx, &name, plan.uidvalidity, last_uid, batch).await?;
             last_uid = batch_last;
@@ -243,12 +326,22 @@ impl MailboxSession {
         let selected =
             match tokio::time::timeout(NETWORK_TIMEOUT, self.session.select(&folder)).await {
                 Ok(Ok(selected)) => selected,
+                // A folder that is not there needs a person; one the server cannot open now (locked by a
+                // process that died with the server, say) is tried again after a back-off.
                 Ok(Err(async_imap::error::Error::No(reason))) => {
-                    return Err(Error::NoFolder {
-                        mailbox: name,
-                        folder,
-                        reason: reason.trim().to_owned(),
-                    })
+                    let reason = reason.trim().to_owned();
+                    return Err(if self.folder_listed(&folder).await? {
+                        Error::Server {
+                            mailbox: name,
+                            reason: format!("SELECT {folder:?} refused for now: {reason}"),
+                        }
+                    } else {
+                        Error::NoFolder {
+                            mailbox: name,
+                            folder,
+                            reason,
+                        }
+                    });
                 }
                 Ok(Err(e)) => return Err(Error::from_imap(&name, "SELECT", e)),
                 Err(_) => return Err(Error::timeout(&name, "SELECT")),
@@ -307,9 +400,13 @@ impl MailboxSession {
                     .await
                     .map_err(|e| Error::store(&name, e))?
                 {
-                    Some(stored) => leftovers.push(Move {
-                        uid,
-                        quarantine: stored.status == Status::Quarantined.as_str(),
+                    Some(stored) => leftovers.push(Leftover {
+                        target: Move {
+                            uid,
+                            quarantine: stored.status == Status::Quarantined.as_str(),
+                        },
+                        message_id: stored.message_id,
+                        sha256: stored.sha256,
                     }),
                     // Below the checkpoint yet unknown: fetch it again; the store recognises it if it was seen.
                     None => new.push(uid),
@@ -331,65 +428,95 @@ impl MailboxSession {
             return Ok(0);
         }
         self.ensure_folders().await?;
-        let mut processed: Vec<u32> = moves
-            .iter()
-            .filter(|m| !m.quarantine)
-            .map(|m| m.uid)
-            .collect();
-        let mut quarantined: Vec<u32> = moves
-            .iter()
-            .filter(|m| m.quarantine)
-            .map(|m| m.uid)
-            .collect();
-        processed.sort_unstable();
-        quarantined.sort_unstable();
-        let processed_folder = self.mailbox.processed_folder.clone();
-        let quarantine_folder = self.mailbox.quarantine_folder.clone();
-        self.move_to(&processed, &processed_folder).await?;
-        self.move_to(&quarantined, &quarantine_folder).await?;
-        self.drain_unsolicited();
-        Ok(moves.len())
+        move_moves(&mut self.session, &self.mailbox, self.caps, moves).await
     }
 
-    /// UID MOVE where the server has it; else COPY, flag \Deleted, and expunge just these UIDs (UIDPLUS) or,
-    /// on an old server, the folder's deleted mail.
-    async fn move_to(&mut self, uids: &[u32], folder: &str) -> Result<(), Error> {
-        if uids.is_empty() {
-            return Ok(());
+    /// Splits the left-over mail into the UIDs a MOVE cut off earlier already copied into their destination (found
+    /// there by Message-ID with the same SHA-256) and the mail still to move. Only with UIDPLUS, where expunging
+    /// touches just these UIDs; without it (or without a Message-ID to look for) everything is moved.
+    async fn split_copied(
+        &mut self,
+        leftovers: &[Leftover],
+        uidvalidity: u32,
+    ) -> Result<(Vec<u32>, Vec<Move>), Error> {
+        if !self.caps.uidplus
+            || leftovers
+                .iter()
+                .all(|l| search_string(l.message_id.as_deref()).is_none())
+        {
+            return Ok((Vec::new(), leftovers.iter().map(|l| l.target).collect()));
         }
+        self.ensure_folders().await?;
         let name = self.mailbox.name.clone();
-        let set = uid_set(uids);
-        if self.can_move {
-            return timed(&name, "UID MOVE", self.session.uid_mv(&set, folder)).await;
+        let mut copied = Vec::new();
+        let mut to_move = Vec::new();
+        for quarantine in [false, true] {
+            let group: Vec<&Leftover> = leftovers
+                .iter()
+                .filter(|l| l.target.quarantine == quarantine)
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            let folder = if quarantine {
+                self.mailbox.quarantine_folder.clone()
+            } else {
+                self.mailbox.processed_folder.clone()
+            };
+            timed(&name, "EXAMINE", self.session.examine(&folder)).await?;
+            for leftover in group {
+                if self.holds_copy(leftover).await? {
+                    copied.push(leftover.target.uid);
+                } else {
+                    to_move.push(leftover.target);
+                }
+            }
         }
-        timed(&name, "UID COPY", self.session.uid_copy(&set, folder)).await?;
+        let folder = self.mailbox.folder.clone();
+        let selected = timed(&name, "SELECT", self.session.select(&folder)).await?;
+        if selected.uid_validity != Some(uidvalidity) {
+            return Err(Error::Server {
+                mailbox: name,
+                reason: format!("UIDVALIDITY of {folder:?} changed during the pass"),
+            });
+        }
+        copied.sort_unstable();
+        Ok((copied, to_move))
+    }
+
+    /// Whether the selected folder holds `leftover`'s mail: a search by Message-ID, then the bytes compared.
+    async fn holds_copy(&mut self, leftover: &Leftover) -> Result<bool, Error> {
+        let Some(id) = search_string(leftover.message_id.as_deref()) else {
+            return Ok(false);
+        };
+        let name = self.mailbox.name.clone();
+        let query = format!("HEADER Message-ID {id}");
+        let mut hits: Vec<u32> = timed(&name, "UID SEARCH", self.session.uid_search(&query))
+            .await?
+            .into_iter()
+            .collect();
+        if hits.is_empty() {
+            return Ok(false);
+        }
+        hits.sort_unstable();
+        let bodies = fetch(&mut self.session, &name, &hits).await?;
+        Ok(bodies
+            .iter()
+            .any(|(_, raw)| crate::pipeline::sha256_hex(raw) == leftover.sha256))
+    }
+
+    /// Whether `LIST "" <folder>` names the folder.
+    async fn folder_listed(&mut self, folder: &str) -> Result<bool, Error> {
         let session = &mut self.session;
-        timed(&name, "UID STORE", async {
+        let names = timed(&self.mailbox.name, "LIST", async {
             session
-                .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
+                .list(Some(""), Some(folder))
                 .await?
                 .try_collect::<Vec<_>>()
                 .await
         })
         .await?;
-        if self.uidplus {
-            let session = &mut self.session;
-            timed(&name, "UID EXPUNGE", async {
-                session
-                    .uid_expunge(&set)
-                    .await?
-                    .try_collect::<Vec<_>>()
-                    .await
-            })
-            .await?;
-        } else {
-            let session = &mut self.session;
-            timed(&name, "EXPUNGE", async {
-                session.expunge().await?.try_collect::<Vec<_>>().await
-            })
-            .await?;
-        }
-        Ok(())
+        Ok(names.iter().any(|n| n.name() == folder))
     }
 
     /// Creates the processed and quarantine folders once per session; "already exists" is success.
@@ -463,6 +590,9 @@ struct Fetched {
     shadows: Vec<Option<crate::rules::shadow::ShadowEval>>,
     now: DateTime<Utc>,
     started: std::time::Instant,
+    /// How long the FETCH and the evaluation took (the per-batch timing at debug level).
+    fetch_time: std::time::Duration,
+    evaluate_time: std::time::Duration,
 }
 
 /// The turn of this process's IMAP batches to write to SQLite (see [`commit_fetched`]).
@@ -472,16 +602,146 @@ static SQLITE_WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// a core too.
 const MAX_EVALUATION_THREADS: usize = 4;
 
-/// Fetches `uids` and evaluates them (parse, extract, rules: CPU work) on the blocking pool, spread over the
-/// machine's cores, so that the async workers stay free for the commit running beside it.
-async fn fetch_evaluated(
+/// A second session on the folder for [`move_moves`] during a long pass, or `None` (the pass then moves on its
+/// own session): a server may limit connections per user, and moving inline is only slower.
+async fn open_mover(mailbox: &MailboxSettings, uidvalidity: u32) -> Option<Session> {
+    let opened = async {
+        let mut session = super::connect(mailbox).await?;
+        let folder = &mailbox.folder;
+        let selected = timed(&mailbox.name, "SELECT", session.select(folder)).await?;
+        if selected.uid_validity != Some(uidvalidity) {
+            return Err(Error::Server {
+                mailbox: mailbox.name.clone(),
+                reason: format!("UIDVALIDITY of {folder:?} changed during the pass"),
+            });
+        }
+        Ok::<_, Error>(session)
+    };
+    match opened.await {
+        Ok(session) => Some(session),
+        Err(e) => {
+            tracing::info!(
+                mailbox = %mailbox.name,
+                "moving on the main session: no second session ({e})"
+            );
+            None
+        }
+    }
+}
+
+/// Moves committed mail to the processed or quarantine folder on `session` (the folders exist); returns how many.
+async fn move_moves(
     session: &mut Session,
-    ctx: &PollContext<'_>,
+    mailbox: &MailboxSettings,
+    caps: Caps,
+    moves: &[Move],
+) -> Result<usize, Error> {
+    if moves.is_empty() {
+        return Ok(0);
+    }
+    for (quarantine, folder) in [
+        (false, &mailbox.processed_folder),
+        (true, &mailbox.quarantine_folder),
+    ] {
+        let mut uids: Vec<u32> = moves
+            .iter()
+            .filter(|m| m.quarantine == quarantine)
+            .map(|m| m.uid)
+            .collect();
+        uids.sort_unstable();
+        move_to(session, &mailbox.name, caps, &uids, folder).await?;
+    }
+    // The EXPUNGE responses: a pass always re-reads the folder.
+    while session.unsolicited_responses.try_recv().is_ok() {}
+    Ok(moves.len())
+}
+
+/// UID MOVE where the server has it; else COPY, then [`expunge`].
+async fn move_to(
+    session: &mut Session,
     name: &str,
+    caps: Caps,
     uids: &[u32],
-) -> Result<Fetched, Error> {
+    folder: &str,
+) -> Result<(), Error> {
+    if uids.is_empty() {
+        return Ok(());
+    }
+    let set = uid_set(uids);
+    if caps.can_move {
+        let started = std::time::Instant::now();
+        timed(name, "UID MOVE", session.uid_mv(&set, folder)).await?;
+        tracing::debug!(
+            mailbox = %name,
+            mails = uids.len(),
+            move_ms = started.elapsed().as_millis(),
+            "batch moved"
+        );
+        return Ok(());
+    }
+    timed(name, "UID COPY", session.uid_copy(&set, folder)).await?;
+    expunge(session, name, caps, uids).await
+}
+
+/// Flags `uids` \Deleted and expunges just them (UIDPLUS) or, on an old server, the folder's deleted mail.
+async fn expunge(session: &mut Session, name: &str, caps: Caps, uids: &[u32]) -> Result<(), Error> {
+    let set = uid_set(uids);
+    timed(name, "UID STORE", async {
+        session
+            .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
+            .await?
+            .try_collect::<Vec<_>>()
+            .await
+    })
+    .await?;
+    if caps.uidplus {
+        timed(name, "UID EXPUNGE", async {
+            session
+                .uid_expunge(&set)
+                .await?
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+    } else {
+        timed(name, "EXPUNGE", async {
+            session.expunge().await?.try_collect::<Vec<_>>().await
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// A batch fetched, not evaluated yet.
+struct Raw {
+    uids: Vec<u32>,
+    mails: Vec<(u32, Vec<u8>)>,
+    started: std::time::Instant,
+    fetch_time: std::time::Duration,
+}
+
+/// `UID FETCH`es a batch: the session's part of [`fetch_batch`] + [`evaluate_batch`].
+async fn fetch_batch(session: &mut Session, name: &str, uids: &[u32]) -> Result<Raw, Error> {
     let started = std::time::Instant::now();
     let mails = fetch(session, name, uids).await?;
+    Ok(Raw {
+        uids: uids.to_vec(),
+        mails,
+        started,
+        fetch_time: started.elapsed(),
+    })
+}
+
+/// Evaluates a fetched batch (parse, extract, rules: CPU work) on the blocking pool, spread over the machine's
+/// cores, so that the async workers stay free for the commit and the session running beside it.
+async fn evaluate_batch(ctx: &PollContext<'_>, name: &str, raw: Raw) -> Result<Fetched, Error> {
+    let Raw {
+        uids,
+        mails,
+        started,
+        fetch_time,
+    } = raw;
+    let evaluating = std::time::Instant::now();
     // A `directory import` meanwhile: the batch is decided with the register now stored (one cheap read; a store that
     // cannot be read is logged and the register in force decides).
     crate::rules::live::check_register(&ctx.pipeline.rules, ctx.store, ctx.metrics, (ctx.clock)())
@@ -497,12 +757,14 @@ async fn fetch_evaluated(
     .map_err(|e| Error::store(name, anyhow::anyhow!("evaluating a batch failed: {e}")))?;
     let (evaluations, shadows) = evaluated.into_iter().unzip();
     Ok(Fetched {
-        uids: uids.to_vec(),
+        uids,
         mails,
         evaluations,
         shadows,
         now,
         started,
+        fetch_time,
+        evaluate_time: evaluating.elapsed(),
     })
 }
 
@@ -567,7 +829,10 @@ async fn commit_fetched(
         shadows,
         now,
         started,
+        fetch_time,
+        evaluate_time,
     } = batch;
+    let waited = std::time::Instant::now();
     let mut committed = Committed::default();
     // SQLite has one writer at a time: the mailbox tasks of this process take turns here instead of meeting in
     // SQLite's busy handler, where a long wait (ten mailboxes of large mail) ends in "database is locked" and the
@@ -576,6 +841,7 @@ async fn commit_fetched(
         store::Engine::Sqlite => Some(SQLITE_WRITER.lock().await),
         store::Engine::Postgres => None,
     };
+    let writing = std::time::Instant::now();
     let mut tx = ctx
         .store
         .begin()
@@ -643,6 +909,15 @@ async fn commit_fetched(
         .await
         .map_err(|e| Error::store(&name, anyhow::Error::new(e).context("commit")))?;
     let latency = started.elapsed();
+    tracing::debug!(
+        mailbox = %name,
+        mails = committed.moves.len(),
+        fetch_ms = fetch_time.as_millis(),
+        evaluate_ms = evaluate_time.as_millis(),
+        writer_wait_ms = writing.duration_since(waited).as_millis(),
+        commit_ms = writing.elapsed().as_millis(),
+        "batch committed"
+    );
     for (m, r) in committed.moves.iter().zip(&committed.reports) {
         if let Some(metrics) = ctx.metrics {
             metrics.mail_committed(&name, r.status.as_str(), r.tasks.len(), latency);
@@ -693,6 +968,18 @@ async fn fetch(
     Ok(mails.into_iter().collect())
 }
 
+/// `id` as an IMAP quoted string for SEARCH, when it is printable ASCII (a Message-ID always is); `None` otherwise.
+fn search_string(id: Option<&str>) -> Option<String> {
+    let id = id?;
+    if id.is_empty() || !id.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return None;
+    }
+    Some(format!(
+        "\"{}\"",
+        id.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
 /// A compact UID set: `1:3,7,9:10`.
 fn uid_set(uids: &[u32]) -> String {
     let mut out = String::new();
@@ -725,6 +1012,19 @@ mod tests {
     fn uid_sets_collapse_runs_into_ranges() {
         assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
         assert_eq!(uid_set(&[5]), "5");
+    }
+
+    #[test]
+    fn message_ids_are_quoted_for_search_and_odd_ones_left_out() {
+        assert_eq!(search_string(Some("a@b")).as_deref(), Some("\"a@b\""));
+        assert_eq!(
+            search_string(Some(r#"x"y\z@b"#)).as_deref(),
+            Some(r#""x\"y\\z@b""#)
+        );
+        assert_eq!(search_string(Some("")), None);
+        assert_eq!(search_string(Some("a\r\nb")), None);
+        assert_eq!(search_string(Some("письмо@b")), None);
+        assert_eq!(search_string(None), None);
     }
 
     #[test]

@@ -100,7 +100,9 @@ pub async fn run_mailbox(
     // Bounded by the stop flag: each turn either waits (IDLE, pause, stand-by, back-off: all capped and
     // interruptible) or returns.
     loop {
-        if *stop.borrow() {
+        // A dropped sender (the daemon's stop handle gone) stops the task too: otherwise every wait below would
+        // return at once and the loop would spin.
+        if *stop.borrow() || stop.has_changed().is_err() {
             if let Some(s) = session.take() {
                 s.logout().await;
             }

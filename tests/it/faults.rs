@@ -233,10 +233,6 @@ fn next(seed: &mut u64) -> u64 {
 }
 
 on_both_engines!(
-    // Out of the default run until a stall is understood: in about one run of three, a daemon restarted after a
-    // SIGKILL takes the mailbox lease and then commits nothing for two minutes (seen on both engines; the other
-    // rounds and the exactly-once checks pass). Run it with `cargo nextest run --run-ignored all faults`.
-    #[ignore = "stalls in about one run of three after a restart: under investigation"]
     sigkill_at_seeded_random_moments_loses_and_doubles_no_mail_task_or_notification,
     |engine| async move {
         const MAILS: usize = 300;
@@ -250,8 +246,10 @@ on_both_engines!(
             let mut daemon = spawn_daemon(&app, round);
             // Some rounds die during start-up (migrations, rules, the first pass's notifications), most while
             // batches are fetched, committed and moved.
+            // Once every mail is committed, a round still dies somewhere in moving, notifying or idling.
             if next(&mut seed) % 4 != 0 {
-                wait_for_commits(&app, &mut daemon, round, committed + 1).await;
+                let target = (committed + 1).min(MAILS as i64);
+                wait_for_commits(&app, &mut daemon, round, target).await;
             }
             let delay = Duration::from_millis(10 + next(&mut seed) % 300);
             tokio::time::sleep(delay).await;
@@ -300,9 +298,6 @@ fn reconnects(metrics: &Metrics) -> u64 {
 }
 
 on_both_engines!(
-    // Out of the default run with the SIGKILL test above, for the same suspected stall after a reconnect: it fails
-    // now and then (seen on PostgreSQL). `cargo nextest run --run-ignored all faults` runs it.
-    #[ignore = "fails now and then after the IMAP restart: under investigation"]
     the_daemon_reconnects_when_the_imap_server_restarts_mid_run_and_finishes_once,
     |engine| async move {
         const MAILS: usize = 200;
@@ -329,8 +324,10 @@ on_both_engines!(
             at_stop < MAILS as i64,
             "the restart came after the work was done"
         );
+        // A Dovecot killed with SIGKILL leaves its dotlocks behind (dovecot-uidlist.lock): the new one waits them out
+        // for about 90 s in the daemon's SELECT, then answers NO, and the daemon retries after its back-off.
         wait_until(
-            Duration::from_secs(90),
+            Duration::from_secs(240),
             "every mail after the restart",
             || async { app.count("SELECT COUNT(*) FROM messages").await == MAILS as i64 },
         )

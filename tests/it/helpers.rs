@@ -170,6 +170,17 @@ pub fn copy_files(from: &Path, to: &Path) {
     }
 }
 
+/// With `TAXINBOX_TEST_LOG` set (an `EnvFilter`, e.g. `taxinbox=debug`), the in-process service's log goes to the
+/// test's output: what a failing test did, without a debugger. Unset, nothing is logged.
+pub fn log_to_test_output() {
+    if let Ok(filter) = std::env::var("TAXINBOX_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// Runs one async test body on SQLite and on PostgreSQL, as two tests.
 macro_rules! on_both_engines {
     ($(#[$attr:meta])* $name:ident, $body:expr) => {
@@ -178,11 +189,13 @@ macro_rules! on_both_engines {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             $(#[$attr])*
             async fn sqlite() {
+                $crate::helpers::log_to_test_output();
                 ($body)(Engine::Sqlite).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             $(#[$attr])*
             async fn postgres() {
+                $crate::helpers::log_to_test_output();
                 ($body)(Engine::Postgres).await;
             }
         }

@@ -217,6 +217,72 @@ on_both_engines!(
     }
 );
 
+on_both_engines!(
+    a_move_cut_off_after_its_copy_leaves_one_copy_in_the_archive_and_none_in_the_folder,
+    |engine| async move {
+        let (app, _dovecot, mailbox) = world(engine).await;
+        let pipeline = app.pipeline().await;
+        let ctx = PollContext {
+            store: &app.app.store,
+            pipeline: &pipeline,
+            batch_size: 5,
+            clock: &chrono::Utc::now,
+            stop: None,
+            lease: None,
+            metrics: None,
+        };
+        let mut session = MailboxSession::open(&mailbox).await.unwrap();
+        session.commit_new(&ctx).await.unwrap();
+        drop(session);
+        // What a server that dies in the middle of a MOVE leaves (Dovecot's Maildir MOVE copies, then expunges):
+        // the mail bound for Processed is there already and still in INBOX.
+        let sources: Vec<(String,)> = {
+            let mut conn = app.app.store.acquire().await.unwrap();
+            sqlx::query_as(
+                "SELECT s.source FROM source_refs s JOIN messages m ON m.id = s.message \
+                 WHERE m.status <> 'quarantined' AND s.source LIKE 'imap:%'",
+            )
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap()
+        };
+        let bound_for_processed = sources.len();
+        // Part of them: the rest is moved as usual.
+        let uids: Vec<String> = sources
+            .iter()
+            .take(7)
+            .map(|(s,)| s.rsplit(':').next().unwrap().to_owned())
+            .collect();
+        assert!(bound_for_processed > uids.len(), "{sources:?}");
+        let mut raw = imap::connect(&mailbox).await.unwrap();
+        raw.select("INBOX").await.unwrap();
+        raw.create(&mailbox.processed_folder).await.unwrap();
+        raw.uid_copy(uids.join(","), &mailbox.processed_folder)
+            .await
+            .unwrap();
+        let _ = raw.logout().await;
+        assert_eq!(
+            folder_count(&mailbox, &mailbox.processed_folder).await as usize,
+            uids.len()
+        );
+
+        let restart = imap::poll_mailbox_once(&ctx, &mailbox).await.unwrap();
+        assert!(restart.reports.is_empty(), "nothing is processed twice");
+        assert_eq!(restart.moved_from_before, MAILS);
+        assert_eq!(folder_count(&mailbox, "INBOX").await, 0);
+        assert_eq!(
+            folder_count(&mailbox, &mailbox.processed_folder).await as usize,
+            bound_for_processed,
+            "the copies the cut-off MOVE made are not made twice"
+        );
+        assert_eq!(
+            folder_count(&mailbox, &mailbox.quarantine_folder).await as usize,
+            MAILS - bound_for_processed
+        );
+        app.cleanup().await;
+    }
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_uidvalidity_change_stored_mail_is_recognised_not_processed_again() {
     let (app, _dovecot, mailbox) = world(Engine::Sqlite).await;
