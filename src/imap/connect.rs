@@ -97,7 +97,9 @@ pub async fn connect(mailbox: &MailboxSettings) -> Result<Session, Error> {
     }
 }
 
-/// A refused LOGIN is `Auth`; a broken connection during LOGIN stays a network problem worth retrying.
+/// A refused LOGIN is `Auth`; a broken connection during LOGIN stays a network problem worth retrying, and so
+/// does a refusal the server marks as temporary (RFC 5530: `[UNAVAILABLE]`, `[LIMIT]` — too many connections —,
+/// `[INUSE]`, `[SERVERBUG]`): the password was not what failed.
 fn login_error(mailbox: &MailboxSettings, error: async_imap::error::Error) -> Error {
     use async_imap::error::Error as E;
     let reason = match error {
@@ -107,12 +109,26 @@ fn login_error(mailbox: &MailboxSettings, error: async_imap::error::Error) -> Er
         E::Validate(_) => "the user name or password holds a character IMAP cannot send".to_owned(),
         other => return Error::from_imap(&mailbox.name, "LOGIN", other),
     };
+    if refusal_is_temporary(&reason) {
+        return Error::Server {
+            mailbox: mailbox.name.clone(),
+            reason: format!("LOGIN refused for now: {}", reason.trim()),
+        };
+    }
     Error::Auth {
         mailbox: mailbox.name.clone(),
         user: mailbox.user.clone(),
         host: mailbox.host.clone(),
         reason: reason.trim().to_owned(),
     }
+}
+
+/// Whether a refusal carries an RFC 5530 code for a temporary condition.
+fn refusal_is_temporary(reason: &str) -> bool {
+    let reason = reason.to_ascii_uppercase();
+    ["[UNAVAILABLE]", "[LIMIT]", "[INUSE]", "[SERVERBUG]"]
+        .iter()
+        .any(|code| reason.contains(code))
 }
 
 async fn read_greeting<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug>(
@@ -206,4 +222,23 @@ fn tls_config(mailbox: &MailboxSettings) -> Result<Arc<ClientConfig>, Error> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_login_refused_for_a_connection_limit_is_temporary_and_a_wrong_password_is_not() {
+        assert!(refusal_is_temporary(
+            "code: None, info: Some(\"[LIMIT] Maximum number of connections from user+IP exceeded\")"
+        ));
+        assert!(refusal_is_temporary(
+            "[UNAVAILABLE] Temporary authentication failure."
+        ));
+        assert!(!refusal_is_temporary(
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        ));
+        assert!(!refusal_is_temporary("Login failed"));
+    }
 }

@@ -115,6 +115,8 @@ pub struct MailboxSession {
     caps: Caps,
     can_idle: bool,
     folders_ready: bool,
+    /// A second session for moving could not be opened: passes move on this one.
+    mover_refused: bool,
 }
 
 /// What a server offers for taking mail out of a folder.
@@ -155,6 +157,7 @@ impl MailboxSession {
             can_idle: caps.has_str("IDLE"),
             session,
             folders_ready: false,
+            mover_refused: false,
         })
     }
 
@@ -206,8 +209,11 @@ impl MailboxSession {
         if !chunks.is_empty() {
             self.ensure_folders().await?;
         }
-        let mut mover = if chunks.len() >= MOVER_MIN_BATCHES {
-            open_mover(&mailbox, plan.uidvalidity).await
+        let mut mover = if chunks.len() >= MOVER_MIN_BATCHES && !self.mover_refused {
+            let mover = open_mover(&mailbox, plan.uidvalidity).await;
+            // Refused once (a connection limit, most likely), not asked again while this session lasts.
+            self.mover_refused = mover.is_none();
+            mover
         } else {
             None
         };

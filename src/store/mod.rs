@@ -123,6 +123,7 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(&url)
             .with_context(|| format!("database.url: cannot parse {}", redact_url(&url)))?;
+        probe(&options, &url).await?;
         let pool = AnyPoolOptions::new()
             .max_connections(match engine {
                 // SQLite has one writer; more connections only add lock contention.
@@ -165,6 +166,7 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(&url)
             .with_context(|| format!("database.url: cannot parse {}", redact_url(&url)))?;
+        probe(&options, &url).await?;
         let pool = AnyPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(30))
@@ -300,6 +302,22 @@ fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
         format!("{query}&mode=rwc")
     };
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// One direct connection before the pool is built: the pool retries a refused connection until its acquire timeout
+/// and then reports only "pool timed out"; this says at once what the server (or the file system) answered.
+async fn probe(options: &AnyConnectOptions, url: &str) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let conn = tokio::time::timeout(
+        Duration::from_secs(30),
+        sqlx::AnyConnection::connect_with(options),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer within 30 s"))
+    .and_then(|c| c.map_err(anyhow::Error::new))
+    .with_context(|| format!("connect to {}", redact_url(url)))?;
+    let _ = conn.close().await;
+    Ok(())
 }
 
 /// The URL with any password replaced, for messages and logs.
