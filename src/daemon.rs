@@ -304,13 +304,8 @@ pub async fn poll_mailboxes_once(
 ) -> MailboxesOnce {
     let mut out = MailboxesOnce::default();
     let ctx = crate::imap::PollContext {
-        store: &app.store,
-        pipeline,
-        batch_size: app.settings.ingest.batch_size,
-        clock: &chrono::Utc::now,
-        stop: None,
         lease: Some(lease),
-        metrics: None,
+        ..crate::imap::PollContext::new(&app.store, pipeline, app.settings.ingest.batch_size)
     };
     for mailbox in &app.settings.mailboxes {
         let held = async {

@@ -35,7 +35,21 @@ pub struct PollContext<'a> {
     pub metrics: Option<&'a crate::metrics::Metrics>,
 }
 
-impl PollContext<'_> {
+impl<'a> PollContext<'a> {
+    /// A pass on the wall clock with no stop flag, lease or metrics (`run --once` on one database, tests); set the
+    /// other fields on the result where they are needed.
+    pub fn new(store: &'a Store, pipeline: &'a Pipeline, batch_size: usize) -> PollContext<'a> {
+        PollContext {
+            store,
+            pipeline,
+            batch_size,
+            clock: &Utc::now,
+            stop: None,
+            lease: None,
+            metrics: None,
+        }
+    }
+
     fn stopping(&self) -> bool {
         self.stop.is_some_and(|s| *s.borrow())
     }

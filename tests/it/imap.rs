@@ -33,15 +33,11 @@ async fn world(engine: Engine) -> (TestApp, Dovecot, MailboxSettings) {
 
 async fn poll(app: &TestApp, mailbox: &MailboxSettings) -> imap::PollOutcome {
     let pipeline = app.pipeline().await;
-    let ctx = PollContext {
-        store: &app.app.store,
-        pipeline: &pipeline,
-        batch_size: app.app.settings.ingest.batch_size,
-        clock: &chrono::Utc::now,
-        stop: None,
-        lease: None,
-        metrics: None,
-    };
+    let ctx = PollContext::new(
+        &app.app.store,
+        &pipeline,
+        app.app.settings.ingest.batch_size,
+    );
     imap::poll_mailbox_once(&ctx, mailbox)
         .await
         .expect("a pass over the mailbox")
@@ -141,15 +137,7 @@ async fn a_refused_login_stops_the_mailbox_with_an_error_that_hides_the_password
     mailbox.password =
         taxinbox::settings::PasswordSource::File(dovecot.password_file("wrong-password", wrong));
     let pipeline = app.pipeline().await;
-    let ctx = PollContext {
-        store: &app.app.store,
-        pipeline: &pipeline,
-        batch_size: 5,
-        clock: &chrono::Utc::now,
-        stop: None,
-        lease: None,
-        metrics: None,
-    };
+    let ctx = PollContext::new(&app.app.store, &pipeline, 5);
     let error = imap::poll_mailbox_once(&ctx, &mailbox)
         .await
         .expect_err("a wrong password is refused");
@@ -187,15 +175,7 @@ on_both_engines!(
     |engine| async move {
         let (app, _dovecot, mailbox) = world(engine).await;
         let pipeline = app.pipeline().await;
-        let ctx = PollContext {
-            store: &app.app.store,
-            pipeline: &pipeline,
-            batch_size: 5,
-            clock: &chrono::Utc::now,
-            stop: None,
-            lease: None,
-            metrics: None,
-        };
+        let ctx = PollContext::new(&app.app.store, &pipeline, 5);
         // The first run commits and then "crashes": the session is dropped without moving anything.
         let mut session = MailboxSession::open(&mailbox).await.unwrap();
         let committed = session.commit_new(&ctx).await.unwrap();
@@ -222,15 +202,7 @@ on_both_engines!(
     |engine| async move {
         let (app, _dovecot, mailbox) = world(engine).await;
         let pipeline = app.pipeline().await;
-        let ctx = PollContext {
-            store: &app.app.store,
-            pipeline: &pipeline,
-            batch_size: 5,
-            clock: &chrono::Utc::now,
-            stop: None,
-            lease: None,
-            metrics: None,
-        };
+        let ctx = PollContext::new(&app.app.store, &pipeline, 5);
         let mut session = MailboxSession::open(&mailbox).await.unwrap();
         session.commit_new(&ctx).await.unwrap();
         drop(session);
@@ -287,15 +259,7 @@ on_both_engines!(
 async fn after_a_uidvalidity_change_stored_mail_is_recognised_not_processed_again() {
     let (app, _dovecot, mailbox) = world(Engine::Sqlite).await;
     let pipeline = app.pipeline().await;
-    let ctx = PollContext {
-        store: &app.app.store,
-        pipeline: &pipeline,
-        batch_size: 5,
-        clock: &chrono::Utc::now,
-        stop: None,
-        lease: None,
-        metrics: None,
-    };
+    let ctx = PollContext::new(&app.app.store, &pipeline, 5);
     let mut session = MailboxSession::open(&mailbox).await.unwrap();
     session.commit_new(&ctx).await.unwrap();
     drop(session);

@@ -549,15 +549,7 @@ on_both_engines!(
         };
         let pipeline = taxinbox::cli::build_pipeline(&settings, directory).unwrap();
         let shadow = pipeline.rules.shadow().expect("shadow mode is on");
-        let ctx = taxinbox::imap::PollContext {
-            store: &app.app.store,
-            pipeline: &pipeline,
-            batch_size: 5,
-            clock: &chrono::Utc::now,
-            stop: None,
-            lease: None,
-            metrics: None,
-        };
+        let ctx = taxinbox::imap::PollContext::new(&app.app.store, &pipeline, 5);
         let outcome = taxinbox::imap::poll_mailbox_once(&ctx, &app.app.settings.mailboxes[0])
             .await
             .expect("a pass over the mailbox");
