@@ -346,7 +346,12 @@ pub struct FeedTask {
     pub client_inn: Option<String>,
 }
 
-async fn open_tasks(conn: &mut sqlx::AnyConnection, person: &str) -> anyhow::Result<Vec<FeedTask>> {
+/// `person`'s open tasks for the ICS feed: mail tasks and tax-calendar tasks (`calendar --format ics` and the web
+/// view's `/ics/<token>.ics`).
+pub async fn open_tasks(
+    conn: &mut sqlx::AnyConnection,
+    person: &str,
+) -> anyhow::Result<Vec<FeedTask>> {
     let filter = store::TaskFilter {
         assignee: Some(person.to_owned()),
         open_only: true,

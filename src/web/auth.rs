@@ -21,7 +21,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
@@ -85,10 +84,6 @@ fn hex_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
-}
-
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 /// Compares two secrets without stopping at the first difference.
@@ -205,7 +200,9 @@ impl FromRequestParts<Web> for Viewer {
         };
         let mut conn = web.store().acquire().await?;
         let now = store::timestamp(Utc::now());
-        let Some(session) = store::session(&mut conn, &sha256_hex(&id), &now).await? else {
+        let Some(session) =
+            store::session(&mut conn, &crate::pipeline::sha256_hex(id.as_bytes()), &now).await?
+        else {
             return Err(WebError::SignIn);
         };
         let directory = store::load_directory(&mut conn).await?;
@@ -427,7 +424,7 @@ pub async fn login(
     let expires = now + chrono::Duration::hours(i64::from(web.settings().web.session_hours));
     store::create_session(
         &mut tx,
-        &sha256_hex(&id),
+        &crate::pipeline::sha256_hex(id.as_bytes()),
         &email,
         &hex_token(),
         &now_s,
@@ -462,7 +459,12 @@ pub async fn logout(
     viewer.check_csrf(&form.csrf)?;
     if let Some(id) = cookie_value(&headers, SESSION_COOKIE) {
         let mut conn = web.store().acquire().await?;
-        store::end_session(&mut conn, &sha256_hex(&id), &store::timestamp(Utc::now())).await?;
+        store::end_session(
+            &mut conn,
+            &crate::pipeline::sha256_hex(id.as_bytes()),
+            &store::timestamp(Utc::now()),
+        )
+        .await?;
     }
     let mut response = Redirect::to("/login").into_response();
     response

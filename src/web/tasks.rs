@@ -3,7 +3,7 @@
 
 use super::auth::{visibility, CsrfForm, Visibility};
 use super::{content_disposition, Web, WebError};
-use crate::calendar::command::{ics, obligation_uid, FeedTask};
+use crate::calendar::command::{ics, open_tasks};
 use crate::directory::Directory;
 use crate::store::{self, WebTask};
 use anyhow::Context as _;
@@ -479,36 +479,7 @@ pub async fn ics_feed(
     let person = store::email_of_ics_token(&mut conn, token)
         .await?
         .ok_or(WebError::NotFound)?;
-    let mut feed: Vec<FeedTask> = store::list_tasks(
-        &mut conn,
-        &store::TaskFilter {
-            assignee: Some(person.clone()),
-            open_only: true,
-            ..Default::default()
-        },
-    )
-    .await?
-    .into_iter()
-    .filter(|t| t.message.is_some())
-    .map(|t| FeedTask {
-        uid: format!("task-{}@taxinbox", t.id),
-        title: t.title,
-        due: t.due,
-        client_inn: t.client_inn,
-    })
-    .collect();
-    feed.extend(
-        store::calendar_tasks(&mut conn, Some(&person))
-            .await?
-            .into_iter()
-            .filter(|t| t.status == "open")
-            .map(|t| FeedTask {
-                uid: obligation_uid(&t.client_inn, &t.event, &t.period),
-                title: t.title,
-                due: t.due,
-                client_inn: Some(t.client_inn),
-            }),
-    );
+    let feed = open_tasks(&mut conn, &person).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
         ics(&[], &feed, Utc::now()),

@@ -4,9 +4,9 @@
 //! and the HTTP endpoint (`/healthz`, `/metrics`).
 
 use crate::dovecot::{folder_count, Dovecot, PASSWORD};
-use crate::helpers::{corpus, wait_until, Engine, TestApp};
+use crate::helpers::{corpus, spawn_daemon, wait_until, Engine, TestApp};
 use std::io::{Read as _, Write as _};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use taxinbox::imap::{self, Lease};
@@ -222,21 +222,6 @@ async fn a_thousand_mails_go_through_one_run_once_step_each_logged_once() {
     assert_eq!(once.summary.total(), MAILS);
     assert_exactly_once(&app, &mailbox, MAILS).await;
     app.cleanup().await;
-}
-
-/// A `taxinbox run` of the real binary on `app`'s configuration, its output in files of the test's folder.
-fn spawn_daemon(app: &TestApp, round: usize) -> Child {
-    let log = std::fs::File::create(app.path(&format!("daemon-{round}.log"))).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_taxinbox"))
-        .arg("--config")
-        .arg(&app.config)
-        .arg("run")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start taxinbox run")
 }
 
 /// One HTTP/1.1 GET on 127.0.0.1: the status code and the body.

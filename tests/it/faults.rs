@@ -8,7 +8,9 @@
 //! (`notifications_wait_while_the_smtp_server_is_down_and_go_out_once_when_it_is_back`).
 
 use crate::dovecot::{folder_count, numbered_mail, Dovecot, PASSWORD};
-use crate::helpers::{corpus, on_both_engines, project_root, wait_until, Engine, TestApp};
+use crate::helpers::{
+    corpus, on_both_engines, project_root, spawn_daemon, wait_until, Engine, TestApp,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -175,21 +177,6 @@ fn assert_audit_verifies(config: &Path) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// `taxinbox run` of the real binary, its output in `daemon-<round>.log` of the test's folder.
-fn spawn_daemon(app: &TestApp, round: usize) -> Child {
-    let log = std::fs::File::create(app.path(&format!("daemon-{round}.log"))).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_taxinbox"))
-        .arg("--config")
-        .arg(&app.config)
-        .arg("run")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start taxinbox run")
 }
 
 fn log_tail(app: &TestApp, round: usize) -> String {

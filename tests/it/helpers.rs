@@ -218,3 +218,20 @@ where
     }
     panic!("{what}: not reached within {limit:?}");
 }
+
+/// A `taxinbox run` of the real binary on `app`'s configuration, its output in `daemon-<round>.log` of the test's
+/// folder.
+pub fn spawn_daemon(app: &TestApp, round: usize) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let log = std::fs::File::create(app.path(&format!("daemon-{round}.log"))).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_taxinbox"))
+        .arg("--config")
+        .arg(&app.config)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start taxinbox run")
+}

@@ -349,14 +349,7 @@ on_both_engines!(
         // With shadow mode: the candidate is a folder of *.rhai (the live files plus one).
         let app = TestApp::new(engine).await;
         app.import_corpus_register().await;
-        let candidate = candidate_folder(&app);
-        let mut settings = app.app.settings.clone();
-        settings.rules.shadow_dir = Some(candidate.clone());
-        let directory = {
-            let mut conn = app.app.store.acquire().await.unwrap();
-            taxinbox::store::load_directory(&mut conn).await.unwrap()
-        };
-        let pipeline = taxinbox::cli::build_pipeline(&settings, directory).unwrap();
+        let (candidate, pipeline) = shadow_pipeline(&app, false).await;
         let shadow = pipeline.rules.shadow().expect("shadow mode is on");
         assert_ne!(shadow.rules.version(), pipeline.rules.version());
         // A dry run records nothing.
@@ -429,15 +422,7 @@ on_both_engines!(
         let mails = corpus_mails(30);
         let app = TestApp::new(engine).await;
         app.import_corpus_register().await;
-        let candidate = candidate_folder(&app);
-        let mut settings = app.app.settings.clone();
-        settings.rules.shadow_dir = Some(candidate);
-        settings.rules.shadow_record_equal = true;
-        let directory = {
-            let mut conn = app.app.store.acquire().await.unwrap();
-            taxinbox::store::load_directory(&mut conn).await.unwrap()
-        };
-        let pipeline = taxinbox::cli::build_pipeline(&settings, directory).unwrap();
+        let (_, pipeline) = shadow_pipeline(&app, true).await;
         let inputs = taxinbox::source::collect(
             &mails
                 .iter()
@@ -521,6 +506,24 @@ fn shadowed_and_replayed(
     (shadowed, replayed)
 }
 
+/// `app`'s pipeline with shadow mode on, the candidate being [`candidate_folder`]; `record_equal` as
+/// `rules.shadow_record_equal`. Returns the candidate folder too.
+async fn shadow_pipeline(
+    app: &TestApp,
+    record_equal: bool,
+) -> (PathBuf, taxinbox::pipeline::Pipeline) {
+    let candidate = candidate_folder(app);
+    let mut settings = app.app.settings.clone();
+    settings.rules.shadow_dir = Some(candidate.clone());
+    settings.rules.shadow_record_equal = record_equal;
+    let directory = {
+        let mut conn = app.app.store.acquire().await.unwrap();
+        taxinbox::store::load_directory(&mut conn).await.unwrap()
+    };
+    let pipeline = taxinbox::cli::build_pipeline(&settings, directory).unwrap();
+    (candidate, pipeline)
+}
+
 /// The live rules with the candidate's first rule added, as a folder of `*.rhai` under `app`'s folder.
 fn candidate_folder(app: &TestApp) -> PathBuf {
     let candidate = app.path("rules-candidate");
@@ -540,14 +543,7 @@ on_both_engines!(
         for mail in corpus_mails(24) {
             dovecot.deliver(&std::fs::read(mail).unwrap());
         }
-        let candidate = candidate_folder(&app);
-        let mut settings = app.app.settings.clone();
-        settings.rules.shadow_dir = Some(candidate.clone());
-        let directory = {
-            let mut conn = app.app.store.acquire().await.unwrap();
-            taxinbox::store::load_directory(&mut conn).await.unwrap()
-        };
-        let pipeline = taxinbox::cli::build_pipeline(&settings, directory).unwrap();
+        let (candidate, pipeline) = shadow_pipeline(&app, false).await;
         let shadow = pipeline.rules.shadow().expect("shadow mode is on");
         let ctx = taxinbox::imap::PollContext::new(&app.app.store, &pipeline, 5);
         let outcome = taxinbox::imap::poll_mailbox_once(&ctx, &app.app.settings.mailboxes[0])
