@@ -484,8 +484,13 @@ impl MailboxSession {
                 self.mailbox.processed_folder.clone()
             };
             timed(&name, "EXAMINE", self.session.examine(&folder)).await?;
+            let ids: Vec<String> = group
+                .iter()
+                .filter_map(|l| search_string(l.message_id.as_deref()))
+                .collect();
+            let there = self.hashes_of_mail_with(&ids).await?;
             for leftover in group {
-                if self.holds_copy(leftover).await? {
+                if there.contains(&leftover.sha256) {
                     copied.push(leftover.target.uid);
                 } else {
                     to_move.push(leftover.target);
@@ -504,25 +509,33 @@ impl MailboxSession {
         Ok((copied, to_move))
     }
 
-    /// Whether the selected folder holds `leftover`'s mail: a search by Message-ID, then the bytes compared.
-    async fn holds_copy(&mut self, leftover: &Leftover) -> Result<bool, Error> {
-        let Some(id) = search_string(leftover.message_id.as_deref()) else {
-            return Ok(false);
-        };
+    /// The SHA-256 of every mail in the selected folder whose Message-ID is one of `ids` (quoted search strings):
+    /// one UID SEARCH per hundred ids (`OR` of `HEADER Message-ID`), then their bodies.
+    async fn hashes_of_mail_with(
+        &mut self,
+        ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, Error> {
         let name = self.mailbox.name.clone();
-        let query = format!("HEADER Message-ID {id}");
-        let mut hits: Vec<u32> = timed(&name, "UID SEARCH", self.session.uid_search(&query))
-            .await?
-            .into_iter()
-            .collect();
-        if hits.is_empty() {
-            return Ok(false);
+        let mut hashes = std::collections::HashSet::new();
+        for part in ids.chunks(100) {
+            let terms: Vec<String> = part
+                .iter()
+                .map(|id| format!("HEADER Message-ID {id}"))
+                .collect();
+            let query = format!("{}{}", "OR ".repeat(terms.len() - 1), terms.join(" "));
+            let mut hits: Vec<u32> = timed(&name, "UID SEARCH", self.session.uid_search(&query))
+                .await?
+                .into_iter()
+                .collect();
+            if hits.is_empty() {
+                continue;
+            }
+            hits.sort_unstable();
+            for (_, raw) in fetch(&mut self.session, &name, &hits).await? {
+                hashes.insert(crate::pipeline::sha256_hex(&raw));
+            }
         }
-        hits.sort_unstable();
-        let bodies = fetch(&mut self.session, &name, &hits).await?;
-        Ok(bodies
-            .iter()
-            .any(|(_, raw)| crate::pipeline::sha256_hex(raw) == leftover.sha256))
+        Ok(hashes)
     }
 
     /// Whether `LIST "" <folder>` names the folder.

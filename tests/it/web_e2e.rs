@@ -109,27 +109,9 @@ async fn screenshot(client: &Client, name: &str) {
 
 async fn sign_in(client: &Client, base: &str, email: &str) {
     client.goto(&format!("{base}/login")).await.unwrap();
-    client
-        .find(Locator::Id("email"))
-        .await
-        .unwrap()
-        .send_keys(email)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(client, "email", email).await;
+    fill(client, "password", PASSWORD).await;
+    click(client, "sign-in").await;
     // Signed in: every page then shows the sign-out form.
     client
         .wait()
@@ -218,13 +200,7 @@ async fn accountants_auditors_and_admins_use_the_web_view_in_chromium() {
         .click()
         .await
         .unwrap();
-    client
-        .find(Locator::Id("apply-filters"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "apply-filters").await;
     // The answer page comes back with the filter chosen.
     client
         .wait()
@@ -253,20 +229,8 @@ async fn accountants_auditors_and_admins_use_the_web_view_in_chromium() {
     let mail = "From: Петров <petrov@example.org>\nTo: buh@debet-service.example\nSubject: Вопрос по счёту\n\
         Date: Mon, 02 Mar 2026 10:00:00 +0300\nMessage-ID: <playground-1@example.org>\n\
         Content-Type: text/plain; charset=utf-8\n\nДобрый день! Пришлите, пожалуйста, акт сверки.\n";
-    client
-        .find(Locator::Id("mail"))
-        .await
-        .unwrap()
-        .send_keys(mail)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("evaluate"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(&client, "mail", mail).await;
+    click(&client, "evaluate").await;
     let shown = client
         .wait()
         .for_element(Locator::Id("decision-category"))
@@ -296,4 +260,26 @@ async fn accountants_auditors_and_admins_use_the_web_view_in_chromium() {
     client.close().await.unwrap();
     drop(driver);
     world.finish().await;
+}
+
+/// Types `text` into the element with id `id`.
+async fn fill(client: &Client, id: &str, text: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Clicks the element with id `id`.
+async fn click(client: &Client, id: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
