@@ -10,6 +10,7 @@ pub mod cli;
 pub mod daemon;
 pub mod directory;
 pub mod directory_import;
+pub mod evidence;
 pub mod http;
 pub mod ids;
 pub mod imap;

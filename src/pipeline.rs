@@ -63,6 +63,11 @@ pub struct Report {
     pub ruleset: String,
     pub tasks: Vec<TaskReport>,
     pub error: Option<String>,
+    /// Why it was decided so (the deciding rule's reason, a join, the safety net): what a person reads first.
+    pub reason: Option<String>,
+    /// For a notice that undoes or closes a demand (a freeze lifted, a demand withdrawn): the Message-ID of the
+    /// first mail of the case it names. It is no second copy, so `joins` stays empty.
+    pub closes: Option<String>,
     /// Row id of the stored message (for `audit show`, `reprocess`).
     pub id: Option<i64>,
 }
@@ -83,6 +88,8 @@ impl Report {
             ruleset: ruleset.to_owned(),
             tasks: vec![],
             error: None,
+            reason: None,
+            closes: None,
             id: None,
         }
     }
@@ -151,6 +158,15 @@ pub struct Resolved {
     pub demand_refs: Vec<mail::extract::DemandRef>,
     /// A reply (`Re:`/`Ответ:` or `In-Reply-To`, not a forward): a demand it names is one it quotes.
     pub is_reply: bool,
+    /// The Message-IDs of the messages it forwards as attachments: a forward of a case's mail is that case again.
+    pub forwarded: Vec<String>,
+    /// The mail's own document, as its evidence says (`evidence`): for the decision trace.
+    pub document: Option<crate::evidence::Document>,
+    /// Why the safety net added a review task, when it did.
+    pub safety_net: Option<String>,
+    /// The mail is a notice that undoes or closes a demand (a freeze lifted, a demand withdrawn: `closes` in
+    /// `notices.toml`): it is linked to the case it names.
+    pub closes: bool,
 }
 
 /// How a mail found the case it joins.
@@ -160,6 +176,8 @@ enum JoinedBy {
     Demand,
     /// `In-Reply-To`/`References` name a mail of the case.
     Thread,
+    /// It forwards a mail of the case as an attachment (the original's Message-ID).
+    Forward,
     /// A client's mail quoting the demand's number and date.
     Quotation,
 }
@@ -211,6 +229,15 @@ pub struct Pipeline {
 /// What a rule that decides nothing gets: a person looks at the mail within this many working days.
 const UNCLASSIFIED_REVIEW_DAYS: u32 = 2;
 
+/// The safety net's review falls due when the acknowledgement of a demand would: on the day it counts as received,
+/// this many working days after it was sent (абз. 8 п. 4 ст. 31 НК РФ; `demands.toml`).
+const SAFETY_NET_WORKING_DAYS: u32 = 6;
+
+/// Categories after which the safety net stands back: the mail is a demand, or it has a review task already.
+fn needs_no_safety_net(category: &str) -> bool {
+    matches!(category, "tax_demand" | "unclassified")
+}
+
 pub fn sha256_hex(raw: &[u8]) -> String {
     hex::encode(Sha256::digest(raw))
 }
@@ -245,10 +272,12 @@ impl Pipeline {
             &rules_dir.join("calendar").join("production"),
         )?;
         let demands = crate::calendar::DemandCatalog::load(&rules_dir.join("demands.toml"))?;
+        let vocabulary = crate::evidence::Vocabulary::load(rules_dir, &demands)?;
         let ctx = RuleContext {
             directory: Arc::new(directory),
             calendar: Arc::new(calendar),
             demands: Arc::new(demands),
+            vocabulary: Arc::new(vocabulary),
         };
         let rules = Ruleset::load(&rules_dir.join("mail"), limits, &ctx)?;
         Ok(Pipeline {
@@ -308,7 +337,8 @@ impl Pipeline {
         received: NaiveDate,
         mailbox: &str,
     ) -> Result<Resolved, String> {
-        let object = crate::rules::mail_object(parsed, facts, received, mailbox);
+        let evidence = crate::evidence::assess(&rules.ctx().vocabulary, parsed, facts);
+        let object = crate::rules::mail_object(parsed, facts, &evidence, received, mailbox);
         let classification = rules.classify(&object).map_err(|e| format!("rule {e}"))?;
         let rule = classification.rule;
         let ran = classification.ran;
@@ -355,7 +385,7 @@ impl Pipeline {
         };
         let region = client.and_then(|c| c.region.as_deref());
         let demand = merge_demand(decision.demand.clone(), facts);
-        let tasks = self.plan_tasks(
+        let mut tasks = self.plan_tasks(
             ctx,
             &decision,
             client,
@@ -364,6 +394,22 @@ impl Pipeline {
             region,
             parsed,
         )?;
+        let closes = decision.category == "notice"
+            && evidence.document.as_ref().is_some_and(|d| {
+                d.class == crate::evidence::Class::Notice
+                    && d.kind.as_deref().is_some_and(|k| ctx.vocabulary.closes(k))
+            });
+        let safety_net = match evidence.demand() {
+            Some(doc)
+                if !needs_no_safety_net(&decision.category) && !is_own_notification(parsed) =>
+            {
+                let (task, why) =
+                    safety_net_task(ctx, doc, facts, &decision, client, received, region)?;
+                tasks.push(task);
+                Some(why)
+            }
+            _ => None,
+        };
         Ok(Resolved {
             rule,
             client_inn: client.map(|c| c.inn.as_str().to_owned()),
@@ -384,6 +430,14 @@ impl Pipeline {
                 .collect(),
             demand_refs: facts.demand_refs.clone(),
             is_reply: parsed.is_reply(),
+            forwarded: parsed
+                .forwarded
+                .iter()
+                .filter_map(|f| f.message_id.clone())
+                .collect(),
+            closes,
+            document: evidence.document,
+            safety_net,
         })
     }
 
@@ -613,7 +667,12 @@ impl Pipeline {
         record.kind = d.kind.clone();
         record.client_inn = resolved.client_inn.clone();
         record.rule = resolved.rule.clone();
-        record.reason = (!d.reason.is_empty()).then(|| d.reason.clone());
+        record.reason = match (&resolved.safety_net, d.reason.is_empty()) {
+            (Some(net), true) => Some(net.clone()),
+            (Some(net), false) => Some(format!("{}; {net}", d.reason)),
+            (None, false) => Some(d.reason.clone()),
+            (None, true) => None,
+        };
         if let Some(dm) = &resolved.demand {
             record.demand_number = dm.number.clone();
             record.demand_date = dm.date.map(|x| x.to_string());
@@ -655,10 +714,17 @@ impl Pipeline {
             record.joins = case.first_message_id.clone();
             report.status = Status::Linked;
             report.joins = case.first_message_id.clone();
+            // The same demand is the kind its case was opened as (a second copy may carry less: an XML without
+            // the article that tells a 93.1 demand from a 93 one).
+            if case.kind.is_some() {
+                record.kind = case.kind.clone();
+                report.kind = case.kind.clone();
+            }
             if by != JoinedBy::Demand {
-                // A reply or a quotation is about the case's demand: it is reported as that demand again.
+                // A reply, a forward or a quotation is about the case's demand: it is reported as that demand again.
                 let note = match by {
                     JoinedBy::Thread => "в ответ на письмо по требованию",
+                    JoinedBy::Forward => "пересылает письмо по требованию",
                     _ => "цитирует известное требование",
                 };
                 record.reason = Some(format!(
@@ -685,6 +751,7 @@ impl Pipeline {
             }
             let id = save(conn, existing, record).await?;
             report.id = Some(id);
+            report.reason = record.reason.clone();
             self.log(
                 conn,
                 log_event.unwrap_or("mail_linked"),
@@ -698,6 +765,20 @@ impl Pipeline {
         }
 
         record.status = Status::Processed.as_str().into();
+        // A decision that lifts a freeze, a demand withdrawn: it belongs to the case it names (its number and date
+        // are the case's), which it is linked to; it creates no task and is no second copy of the demand.
+        if resolved.closes {
+            if let Some(case) = self.closed_case(conn, resolved).await? {
+                record.case_id = Some(case.id);
+                record.reason = Some(format!(
+                    "{}; относится к делу: требование № {} от {}",
+                    record.reason.clone().unwrap_or_default(),
+                    case.number,
+                    case.demand_date
+                ));
+                report.closes = case.first_message_id.clone();
+            }
+        }
         let id = save(conn, existing, record).await?;
         let case_id = match &case_key {
             Some((inn, key, number, date)) => {
@@ -745,6 +826,7 @@ impl Pipeline {
             });
         }
         report.id = Some(id);
+        report.reason = record.reason.clone();
         self.log(
             conn,
             log_event.unwrap_or("mail_processed"),
@@ -755,6 +837,25 @@ impl Pipeline {
         )
         .await?;
         Ok(report)
+    }
+
+    /// The case a closing notice names: a demand of its client whose number and date it writes.
+    async fn closed_case(
+        &self,
+        conn: &mut AnyConnection,
+        resolved: &Resolved,
+    ) -> anyhow::Result<Option<store::CaseRef>> {
+        let Some(inn) = &resolved.client_inn else {
+            return Ok(None);
+        };
+        for r in &resolved.demand_refs {
+            if let Some(case) =
+                store::find_case(conn, inn, &number_key(&r.number), &r.date.to_string()).await?
+            {
+                return Ok(Some(case));
+            }
+        }
+        Ok(None)
     }
 
     /// The known case this mail joins, and how it was found: the same demand (client + number + date); else, for
@@ -779,6 +880,12 @@ impl Pipeline {
         let category = resolved.decision.category.as_str();
         if !joins_by_thread_or_quotation(category) {
             return Ok(None);
+        }
+        // A forward "as attachment" carries the original's Message-ID: the very mail the case knows.
+        if let Some(case) = store::find_case_by_thread(conn, &resolved.forwarded).await? {
+            if other(&case) {
+                return Ok(Some((case, JoinedBy::Forward)));
+            }
         }
         let new_demand = category == "tax_demand" && !resolved.is_reply;
         if case_key.is_none() || !new_demand {
@@ -853,6 +960,8 @@ impl Pipeline {
 pub fn trace(eval: &Evaluation) -> serde_json::Value {
     match &eval.outcome {
         Ok(r) => serde_json::json!({
+            "document": r.document,
+            "safety_net": r.safety_net,
             "passed": r.ran,
             "decided": r.rule,
             "client": r.client_inn,
@@ -877,6 +986,71 @@ async fn save(
         }
         None => store::insert_message(conn, record).await,
     }
+}
+
+/// taxinbox's own notifications (they quote the demands they are about) are never work again.
+fn is_own_notification(parsed: &ParsedMail) -> bool {
+    parsed.headers.contains_key("x-taxinbox")
+}
+
+/// The review task the safety net adds to a mail whose own document is a concrete demand but which the rules filed
+/// as something else (a new demand inside a reply, an operator's template nobody wrote a rule for): due when the
+/// demand's acknowledgement would be, for the client's accountant (or the unassigned queue).
+fn safety_net_task(
+    ctx: &RuleContext,
+    doc: &crate::evidence::Document,
+    facts: &Facts,
+    decision: &Decision,
+    client: Option<&Client>,
+    received: NaiveDate,
+    region: Option<&str>,
+) -> Result<(PlannedTask, String), String> {
+    let cal = &ctx.calendar;
+    let calendar_name = region.unwrap_or("federal");
+    let sent = facts.demand.as_ref().and_then(|x| x.sent).or(doc.date);
+    let (due, provenance) = match sent {
+        Some(base) => (
+            cal.add_working_days(base, SAFETY_NET_WORKING_DAYS, region)
+                .map_err(|e| e.to_string())?,
+            serde_json::json!({"from": "sent", "base": base, "working_days": SAFETY_NET_WORKING_DAYS,
+                "calendar": calendar_name, "law": "абз. 8 п. 4 ст. 31 НК РФ"}),
+        ),
+        None => (
+            cal.next_working_day(received, region)
+                .map_err(|e| e.to_string())?,
+            serde_json::json!({"from": "received", "base": received, "working_days": 0, "calendar": calendar_name,
+                "warning": "no date of the document found in the mail: check the deadline in the document"}),
+        ),
+    };
+    let what = match (&doc.number, doc.date) {
+        (Some(n), Some(d)) => format!(" № {n} от {}", d.format("%d.%m.%Y")),
+        (Some(n), None) => format!(" № {n}"),
+        (None, Some(d)) => format!(" от {}", d.format("%d.%m.%Y")),
+        (None, None) => String::new(),
+    };
+    let title = format!(
+        "Проверить письмо: возможно, внутри документ налогового органа ({}{what}), а правила отнесли письмо к «{}»",
+        doc.title, decision.category
+    );
+    let client_suffix = client.map(|c| format!(" — {}", c.name)).unwrap_or_default();
+    let why = format!(
+        "safety net: the mail's own document is a demand ({}, from its {}), the rules decided {:?}",
+        doc.title,
+        doc.source.as_str(),
+        decision.category
+    );
+    Ok((
+        PlannedTask {
+            step: "review".into(),
+            title: format!("{title}{client_suffix}"),
+            role: Role::Accountant,
+            assignee: ctx.directory.assignee(client, Role::Accountant, received),
+            due,
+            priority: "high".into(),
+            provenance,
+        },
+        why,
+    ))
 }
 
 /// The rule's demand facts, completed from the official XML where the rule left a gap.

@@ -66,8 +66,14 @@ pub struct DemandKind {
     pub title: String,
     /// The article of law it is issued under.
     pub law: String,
-    /// The form's КНД code, when it has one.
-    pub knd: Option<String>,
+    /// The form's КНД codes (the `КНД_Док` of the FNS envelope names the enclosed document by it).
+    pub knd: Vec<String>,
+    /// How the document names itself (`требовани* о представлени* пояснений`): the phrases that, as the mail's
+    /// own document, decide that the mail IS this kind (the `evidence` module; `*` ends a word with any ending).
+    pub titles: Vec<String>,
+    /// A kind that is a special case of another with the same title and form: `counterparty_documents` refines
+    /// `documents`, and a `documents` title becomes this kind when one of its `recognise` phrases is in the mail.
+    pub refines: Option<String>,
     /// Phrases whose presence suggests this kind (used by the classification rules).
     pub recognise: Vec<String>,
     /// How people name this kind in their own words (a client's note over a forwarded screenshot).
@@ -83,12 +89,36 @@ struct RawKind {
     title: String,
     law: String,
     #[serde(default)]
-    knd: Option<String>,
+    knd: OneOrMany,
+    #[serde(default)]
+    titles: Vec<String>,
+    #[serde(default)]
+    refines: Option<String>,
     #[serde(default)]
     recognise: Vec<String>,
     #[serde(default)]
     informal: Vec<String>,
     tasks: Vec<DemandTaskSpec>,
+}
+
+/// A value written as one string or as a list of strings (`knd = "1165013"` or `knd = ["1165013", "1165014"]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(crate) fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::None => vec![],
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 /// The whole file as written.
@@ -138,7 +168,8 @@ impl DemandCatalog {
                     "{at}: `title` and `law` must not be empty"
                 )));
             }
-            if kind.knd.as_deref().is_some_and(|knd| knd.trim().is_empty()) {
+            let knd = kind.knd.into_vec();
+            if knd.iter().any(|k| k.trim().is_empty()) {
                 return Err(invalid(format!(
                     "{at}.knd: empty; leave the key out instead"
                 )));
@@ -147,6 +178,7 @@ impl DemandCatalog {
                 .recognise
                 .iter()
                 .chain(&kind.informal)
+                .chain(&kind.titles)
                 .any(|phrase| phrase.trim().is_empty())
             {
                 // An empty phrase is contained in every text and would match every mail.
@@ -183,12 +215,24 @@ impl DemandCatalog {
                     id,
                     title: kind.title,
                     law: kind.law,
-                    knd: kind.knd,
+                    knd,
+                    titles: kind.titles,
+                    refines: kind.refines,
                     recognise: kind.recognise,
                     informal: kind.informal,
                     tasks: kind.tasks,
                 },
             );
+        }
+        for kind in kinds.values() {
+            if let Some(base) = &kind.refines {
+                if base == &kind.id || !kinds.contains_key(base) {
+                    return Err(invalid(format!(
+                        "kinds.{}.refines: {base:?} is not another kind of this file",
+                        kind.id
+                    )));
+                }
+            }
         }
         Ok(DemandCatalog { kinds })
     }

@@ -78,7 +78,7 @@ pub enum CalendarError {
 
 impl CalendarError {
     /// Wraps a TOML parse/shape error of `content` (named `file`), turning the byte span into a line number.
-    fn from_toml(file: &str, content: &str, error: &toml::de::Error) -> CalendarError {
+    pub(crate) fn from_toml(file: &str, content: &str, error: &toml::de::Error) -> CalendarError {
         CalendarError::Parse {
             file: file.to_owned(),
             line: error.span().map(|span| line_of(content, span.start)),

@@ -12,7 +12,7 @@ pub mod parse;
 pub mod xml;
 
 pub use extract::{extract, Facts};
-pub use parse::{parse, Attachment, ParseError, ParsedMail};
+pub use parse::{parse, Attachment, ForwardedMessage, ParseError, ParsedMail};
 pub use xml::XmlDemand;
 
 /// Hard limits that bound memory and time on hostile input.

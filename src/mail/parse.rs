@@ -50,9 +50,37 @@ pub struct ParsedMail {
     /// Auto-submitted or bulk mail by its headers. A fact for the rules, not a verdict: operators send
     /// real demand notifications with `Precedence: bulk`.
     pub is_auto: bool,
+    /// The messages attached as `message/rfc822` (a forward "as attachment"), outermost first.
+    pub forwarded: Vec<ForwardedMessage>,
+}
+
+/// The headers of a message forwarded as an attachment: its Message-ID is that of the original, so a forward of
+/// a mail already processed is recognised as the same mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ForwardedMessage {
+    pub message_id: Option<String>,
+    pub from: String,
+    pub subject: String,
+    pub date: Option<DateTime<FixedOffset>>,
 }
 
 impl ParsedMail {
+    /// An automatic answer to a mail (out-of-office, "ваше письмо получено"): by `Auto-Submitted: auto-replied`,
+    /// `X-Autoreply`/`X-Autorespond`, or a subject as the common clients and servers write it. Its subject repeats
+    /// the mail it answers.
+    pub fn is_auto_reply(&self) -> bool {
+        static SUBJECT: LazyLock<regex::Regex> = LazyLock::new(|| {
+            regex::Regex::new(r"(?i)^\s*(?:автоматический ответ|автоответ|auto[- ]?reply|automatic reply|autoreply|out of office|abwesenheitsnotiz|отсутствую|нет на месте)\b")
+                .expect("a valid pattern")
+        });
+        self.headers
+            .get("auto-submitted")
+            .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("auto-replied"))
+            || self.headers.contains_key("x-autoreply")
+            || self.headers.contains_key("x-autorespond")
+            || SUBJECT.is_match(&self.subject)
+    }
+
     /// A reply (`Re:`, `Ответ:`, … in the subject, or an `In-Reply-To` header) and not a forward (`Fwd:`,
     /// `Пересл:`): a demand it names is one it quotes, not one it brings. The rules see it as `mail.is_reply`.
     pub fn is_reply(&self) -> bool {
@@ -215,8 +243,23 @@ fn build(message: &Message<'_>) -> ParsedMail {
             if level > 0 {
                 // A forwarded message starts a new paragraph (the text so far ends with a line
                 // break, one more makes the blank line) so rules anchored on line starts still
-                // see its first line.
+                // see its first line; its sender and subject come first, as a mail client shows
+                // them (the subject of an operator's alert names the document).
                 walker.text.push('\n');
+                let fwd = forwarded_headers(msg);
+                walker
+                    .text
+                    .push_str("-------- Пересылаемое сообщение --------\n");
+                if !fwd.from.is_empty() {
+                    walker.text.push_str(&format!("От: {}\n", fwd.from));
+                }
+                if !fwd.subject.is_empty() {
+                    walker.text.push_str(&format!("Тема: {}\n", fwd.subject));
+                }
+                walker.text.push('\n');
+                if mail.forwarded.len() < MAX_ATTACHMENTS {
+                    mail.forwarded.push(fwd);
+                }
             }
             walker.text.push_str(body);
             walker.text.push('\n');
@@ -237,6 +280,34 @@ fn build(message: &Message<'_>) -> ParsedMail {
     mail.attachments = walker.attachments;
     mail.is_auto = is_auto(&mail, message);
     mail
+}
+
+/// The identity of a forwarded (attached) message.
+fn forwarded_headers(msg: &Message<'_>) -> ForwardedMessage {
+    let mut subject = msg.subject().map(clean_line).unwrap_or_default();
+    truncate_at_char_boundary(&mut subject, MAX_HEADER_VALUE_BYTES);
+    let mut from = msg
+        .from()
+        .and_then(Address::first)
+        .map(|a| {
+            let address = a.address().unwrap_or_default().trim().to_lowercase();
+            match a.name().map(clean_line) {
+                Some(name) if !name.is_empty() => format!("{name} <{address}>"),
+                _ => address,
+            }
+        })
+        .unwrap_or_default();
+    truncate_at_char_boundary(&mut from, MAX_HEADER_VALUE_BYTES);
+    ForwardedMessage {
+        message_id: msg
+            .message_id()
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(|id| format!("<{id}>")),
+        from,
+        subject,
+        date: msg.date().and_then(to_chrono),
+    }
 }
 
 /// Subjects and names are single lines for the rules; stray line breaks from folding bugs and
@@ -1394,12 +1465,17 @@ mod tests {
         let outer = m.text.find("Пришла встречка").unwrap();
         let inner = m.text.find("В Контур.Экстерн поступил").unwrap();
         assert!(outer < inner);
-        assert!(
-            m.text.contains("Контур.Экстерн\n\nЗдравствуйте!")
-                || m.text.contains("тел. +7 945 919-93-37\n\nЗдравствуйте!"),
-            "{}",
-            m.text
-        );
+        // The forwarded message starts a paragraph of its own, headed by its sender and subject as a mail client
+        // shows them, and the original's Message-ID is kept (a second copy of a known mail joins its case).
+        let header = m
+            .text
+            .find("-------- Пересылаемое сообщение --------\nОт: ")
+            .unwrap();
+        assert!(outer < header && header < inner, "{}", m.text);
+        assert!(m.text[header..inner].contains("\nТема: "), "{}", m.text);
+        assert!(m.text[..header].ends_with("\n\n"), "{}", m.text);
+        assert_eq!(m.forwarded.len(), 1);
+        assert!(m.forwarded[0].message_id.is_some());
         assert!(m.attachments.iter().any(|a| a.mime == "message/rfc822"));
 
         let inner_xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Файл/>";
@@ -1413,7 +1489,10 @@ mod tests {
             inner_xml
         );
         let m = mail(&raw);
-        assert_eq!(m.text, "Смотрите ниже\n\nТребование № 7");
+        assert_eq!(
+            m.text,
+            "Смотрите ниже\n\n-------- Пересылаемое сообщение --------\nТема: inner\n\nТребование № 7"
+        );
         let names: Vec<_> = m
             .attachments
             .iter()

@@ -142,6 +142,42 @@ impl PhraseCache {
     }
 }
 
+/// Phrase lists as rules pass them to `count_phrases`, compiled once each.
+#[derive(Default)]
+struct PhraseTableCache {
+    map: RwLock<HashMap<String, Arc<crate::evidence::phrases::PhraseTable>, ahash::RandomState>>,
+}
+
+impl PhraseTableCache {
+    fn get(&self, phrases: &Array) -> RhaiResult<Arc<crate::evidence::phrases::PhraseTable>> {
+        let list: Vec<String> = phrases
+            .iter()
+            .map(|p| {
+                p.read_lock::<ImmutableString>()
+                    .map(|p| p.to_string())
+                    .ok_or_else(|| Box::<EvalAltResult>::from("phrases must be strings"))
+            })
+            .collect::<RhaiResult<_>>()?;
+        let key = list.join("\u{1}");
+        if let Ok(map) = self.map.read() {
+            if let Some(t) = map.get(&key) {
+                return Ok(t.clone());
+            }
+        }
+        let table = crate::evidence::phrases::PhraseTable::new(&list)
+            .map(Arc::new)
+            .map_err(|(i, e)| {
+                format!("phrase {:?}: {e}", list.get(i).map_or("", String::as_str))
+            })?;
+        if let Ok(mut map) = self.map.write() {
+            if map.len() < REGEX_CACHE_ENTRIES {
+                map.insert(key, table.clone());
+            }
+        }
+        Ok(table)
+    }
+}
+
 fn date_arg(s: &str) -> RhaiResult<NaiveDate> {
     s.parse::<NaiveDate>()
         .or_else(|_| dates::parse_date(s).ok_or(()))
@@ -349,6 +385,19 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
                 .unwrap_or(Dynamic::UNIT))
         },
     );
+    // How many of `phrases` (the vocabulary files' syntax: `*` ends a word, whole words, case and ё/е ignored) occur
+    // in the text, each counted once. Each list is compiled once and cached.
+    let phrase_tables = Arc::new(PhraseTableCache::default());
+    engine.register_fn(
+        "count_phrases",
+        move |text: &str, phrases: Array| -> RhaiResult<i64> {
+            let table = phrase_tables.get(&phrases)?;
+            let found = table.find_all(&crate::evidence::phrases::normalize(text));
+            let distinct: std::collections::BTreeSet<usize> =
+                found.iter().map(|m| m.phrase).collect();
+            Ok(i64::try_from(distinct.len()).unwrap_or(i64::MAX))
+        },
+    );
     engine.register_fn("contains_any", |text: &str, needles: Array| -> bool {
         let hay = text.to_lowercase();
         needles.iter().any(|n| {
@@ -482,9 +531,66 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
     // Every valid INN in the text with the role its label gives it: "taxpayer", "office" (the tax authority's own
     // INN) or "counterparty" (the company a 93.1 demand asks about). FORMAT.md convention 5.
     engine.register_fn("inn_roles", |text: &str| -> Array { inn_roles(text) });
+    // Client-request topics by weighted phrases (`topics.toml`): subject, own words, what a forward passes on; never
+    // a reply's quoted history.
+    let vocabulary = ctx.vocabulary.clone();
+    engine.register_fn("request_topic", move |mail: Map| -> String {
+        let (subject, own, forwarded, is_reply) = topic_texts(&mail);
+        vocabulary.topics.best(&subject, &own, &forwarded, is_reply)
+    });
+    let vocabulary = ctx.vocabulary.clone();
+    engine.register_fn("topic_scores", move |mail: Map| -> Array {
+        let (subject, own, forwarded, is_reply) = topic_texts(&mail);
+        vocabulary
+            .topics
+            .scores(&subject, &own, &forwarded, is_reply)
+            .into_iter()
+            .map(|s| {
+                let mut m = Map::new();
+                m.insert("topic".into(), s.topic.into());
+                m.insert("score".into(), Dynamic::from_float(s.score));
+                m.insert(
+                    "phrases".into(),
+                    s.phrases
+                        .into_iter()
+                        .map(Dynamic::from)
+                        .collect::<Array>()
+                        .into(),
+                );
+                Dynamic::from(m)
+            })
+            .collect()
+    });
+    let vocabulary = ctx.vocabulary.clone();
+    engine.register_fn("topic_role", move |topic: &str| -> Dynamic {
+        vocabulary
+            .topics
+            .role(topic)
+            .map(|r| Dynamic::from(r.to_owned()))
+            .unwrap_or(Dynamic::UNIT)
+    });
     engine.register_fn("fail", |message: &str| -> RhaiResult<Dynamic> {
         fail(message)
     });
+}
+
+/// A string field of the `mail` map ("" when absent or not a string).
+fn field(mail: &Map, key: &str) -> String {
+    mail.get(key)
+        .and_then(|v| v.clone().into_string().ok())
+        .unwrap_or_default()
+}
+
+/// What a request's topic is read from: the subject without `Re:`/`Fwd:`, the own words, what a forward passes on.
+fn topic_texts(mail: &Map) -> (String, String, String, bool) {
+    (
+        crate::evidence::document::strip_prefixes(&field(mail, "subject")),
+        field(mail, "own_text"),
+        field(mail, "forwarded_text"),
+        mail.get("is_reply")
+            .and_then(|v| v.as_bool().ok())
+            .unwrap_or(false),
+    )
 }
 
 fn add_working_days(

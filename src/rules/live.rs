@@ -221,16 +221,24 @@ async fn record_context(
 }
 
 /// The files of the rules folder the pipeline decides with, beside `mail/*.rhai` (as the log and the audit name them).
-pub const CONTEXT_FILES: [&str; 2] = ["demands.toml", "calendar/production/*.toml"];
+pub const CONTEXT_FILES: [&str; 4] = [
+    "demands.toml",
+    "notices.toml",
+    "topics.toml",
+    "calendar/production/*.toml",
+];
 
-/// `demands.toml` and the production calendars as read once from disk, with the version of exactly those bytes.
+/// `demands.toml`, `notices.toml`, `topics.toml` and the production calendars as read once from disk, with the
+/// version of exactly those bytes.
 struct ContextFiles {
     version: String,
     calendar: ProductionCalendar,
     demands: DemandCatalog,
+    vocabulary: crate::evidence::Vocabulary,
 }
 
-/// Reads and checks `demands.toml` and `calendar/production/*.toml` of `rules_dir`; an error names file:line.
+/// Reads and checks `demands.toml`, `notices.toml`, `topics.toml` and `calendar/production/*.toml` of `rules_dir`;
+/// an error names file:line.
 fn load_context_files(rules_dir: &Path) -> Result<ContextFiles, CalendarError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -253,6 +261,16 @@ fn load_context_files(rules_dir: &Path) -> Result<ContextFiles, CalendarError> {
     let mut hasher = Sha256::new();
     hasher.update(b"demands.toml\0");
     hasher.update(demands_text.as_bytes());
+    let mut vocabulary_texts = Vec::new();
+    for name in crate::evidence::FILES {
+        let path = rules_dir.join(name);
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        hasher.update(b"\0");
+        hasher.update(name.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(text.as_bytes());
+        vocabulary_texts.push((path.display().to_string(), text));
+    }
     let mut files = Vec::with_capacity(paths.len());
     for path in &paths {
         let text = std::fs::read_to_string(path).map_err(io(path))?;
@@ -267,10 +285,20 @@ fn load_context_files(rules_dir: &Path) -> Result<ContextFiles, CalendarError> {
         .iter()
         .map(|(n, t)| (n.as_str(), t.as_str()))
         .collect();
+    let demands = DemandCatalog::from_toml_str(&demands_path.display().to_string(), &demands_text)?;
+    let [(notices_name, notices_text), (topics_name, topics_text)] = &vocabulary_texts[..] else {
+        unreachable!("evidence::FILES names two files")
+    };
+    let vocabulary = crate::evidence::Vocabulary::new(
+        &demands,
+        crate::evidence::NoticeCatalog::from_toml_str(notices_name, notices_text)?,
+        crate::evidence::TopicCatalog::from_toml_str(topics_name, topics_text)?,
+    )?;
     Ok(ContextFiles {
         version: format!("sha256:{}", hex::encode(hasher.finalize())),
         calendar: ProductionCalendar::from_toml_strs(&borrowed)?,
-        demands: DemandCatalog::from_toml_str(&demands_path.display().to_string(), &demands_text)?,
+        demands,
+        vocabulary,
     })
 }
 
@@ -546,6 +574,7 @@ impl Reloader {
             Ok(files) => {
                 ctx.calendar = Arc::new(files.calendar);
                 ctx.demands = Arc::new(files.demands);
+                ctx.vocabulary = Arc::new(files.vocabulary);
                 context_version = Some(files.version.clone());
                 Reload::Reloaded {
                     old: loaded.context.clone(),
@@ -762,6 +791,8 @@ pub fn watch(
         let mut dirs = vec![
             reloader.mail_dir.clone(),
             reloader.rules_dir.join("demands.toml"),
+            reloader.rules_dir.join("notices.toml"),
+            reloader.rules_dir.join("topics.toml"),
             reloader.rules_dir.join("calendar").join("production"),
         ];
         if let Some(s) = &reloader.shadow_dir {
@@ -970,6 +1001,13 @@ mod tests {
                 ProductionCalendar::load_dir(&root.join("calendar/production")).unwrap(),
             ),
             demands: Arc::new(DemandCatalog::load(&root.join("demands.toml")).unwrap()),
+            vocabulary: Arc::new(
+                crate::evidence::Vocabulary::load(
+                    &root,
+                    &DemandCatalog::load(&root.join("demands.toml")).unwrap(),
+                )
+                .unwrap(),
+            ),
         };
         let sources = vec![(
             "10-all.rhai".to_owned(),

@@ -54,6 +54,8 @@ pub struct RuleContext {
     pub directory: Arc<Directory>,
     pub calendar: Arc<ProductionCalendar>,
     pub demands: Arc<DemandCatalog>,
+    /// What a mail is decided by (`demands.toml` titles, `notices.toml`, `topics.toml`), compiled.
+    pub vocabulary: Arc<crate::evidence::Vocabulary>,
 }
 
 /// A rule file that failed to load, with where.
@@ -406,6 +408,13 @@ mod tests {
                 ProductionCalendar::load_dir(&root.join("calendar/production")).unwrap(),
             ),
             demands: Arc::new(DemandCatalog::load(&root.join("demands.toml")).unwrap()),
+            vocabulary: Arc::new(
+                crate::evidence::Vocabulary::load(
+                    &root,
+                    &DemandCatalog::load(&root.join("demands.toml")).unwrap(),
+                )
+                .unwrap(),
+            ),
         }
     }
 

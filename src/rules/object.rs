@@ -1,5 +1,7 @@
-//! The `mail` object a rule sees: the parsed mail and the extracted facts as one Rhai map.
+//! The `mail` object a rule sees: the parsed mail, the extracted facts and the evidence of what it is, as one
+//! Rhai map.
 
+use crate::evidence::{Document, Evidence};
 use crate::mail::{Facts, ParsedMail, XmlDemand};
 use chrono::NaiveDate;
 use rhai::{Array, Dynamic, Map};
@@ -57,13 +59,27 @@ fn demand(d: &XmlDemand) -> Dynamic {
     Dynamic::from(m)
 }
 
-/// Everything a person could read in the mail on one line: subject, body, text attachments (the XML included),
-/// quote markers dropped and white space folded. Computed once here, because every rule searches it.
-fn search_text(mail: &ParsedMail) -> String {
-    let mut all = String::with_capacity(mail.subject.len() + mail.text.len() + 64);
+/// The mail's own document as rules see it: `#{class, kind, source, title, number, date, concrete}`.
+fn document(d: &Document) -> Dynamic {
+    let mut m = Map::new();
+    m.insert("class".into(), d.class.as_str().into());
+    m.insert("kind".into(), opt_str(d.kind.as_deref()));
+    m.insert("source".into(), d.source.as_str().into());
+    m.insert("title".into(), d.title.clone().into());
+    m.insert("number".into(), opt_str(d.number.as_deref()));
+    m.insert("date".into(), opt_date(d.date));
+    m.insert("concrete".into(), d.concrete.into());
+    Dynamic::from(m)
+}
+
+/// Everything a person could read in the mail on one line: subject, body (without the date lines of forward and
+/// quotation headers: they date the forward, never the document), text attachments (the XML included), quote
+/// markers dropped and white space folded. Computed once here, because every rule searches it.
+fn search_text(mail: &ParsedMail, clean_text: &str) -> String {
+    let mut all = String::with_capacity(mail.subject.len() + clean_text.len() + 64);
     all.push_str(&mail.subject);
     all.push('\n');
-    all.push_str(&mail.text);
+    all.push_str(clean_text);
     for a in &mail.attachments {
         // What lies beyond the cut would be dropped anyway; twice the cut leaves room for the white space squash
         // folds, and keeps 256 attachments of 2 MiB text each from being copied and squashed for nothing.
@@ -83,6 +99,7 @@ fn search_text(mail: &ParsedMail) -> String {
 pub fn mail_object(
     mail: &ParsedMail,
     facts: &Facts,
+    evidence: &Evidence,
     received: NaiveDate,
     mailbox: &str,
 ) -> Dynamic {
@@ -151,6 +168,24 @@ pub fn mail_object(
         "demand".into(),
         facts.demand.as_ref().map(demand).unwrap_or(Dynamic::UNIT),
     );
-    m.insert("search_text".into(), capped(&search_text(mail)));
+    m.insert(
+        "search_text".into(),
+        capped(&search_text(mail, &evidence.sections.clean)),
+    );
+    m.insert(
+        "document".into(),
+        evidence
+            .document
+            .as_ref()
+            .map(document)
+            .unwrap_or(Dynamic::UNIT),
+    );
+    m.insert("own_text".into(), capped(&evidence.sections.own));
+    m.insert(
+        "forwarded_text".into(),
+        capped(&evidence.sections.forwarded),
+    );
+    m.insert("quoted_text".into(), capped(&evidence.sections.quoted));
+    m.insert("new_text".into(), capped(&evidence.sections.new_content()));
     Dynamic::from(m)
 }

@@ -279,7 +279,18 @@ pub fn check(
         }
     };
     report.files = sources.iter().filter(|(n, _)| !n.starts_with('_')).count();
-    let (Some(demands), Some(calendar)) = (demands, calendar) else {
+    let vocabulary = demands.as_ref().and_then(|d| {
+        crate::evidence::Vocabulary::load(rules_dir, d)
+            .map_err(|e| {
+                let file = match &e {
+                    crate::calendar::CalendarError::Io { path, .. } => path.display().to_string(),
+                    _ => "notices.toml / topics.toml".to_owned(),
+                };
+                report.push(Severity::Error, &file, None, e.to_string());
+            })
+            .ok()
+    });
+    let (Some(demands), Some(calendar), Some(vocabulary)) = (demands, calendar, vocabulary) else {
         return Ok(report);
     };
     let tests_dir = rules_dir.join("tests");
@@ -292,6 +303,7 @@ pub fn check(
         directory: Arc::new(directory),
         calendar: Arc::new(calendar),
         demands: Arc::new(demands),
+        vocabulary: Arc::new(vocabulary),
     };
 
     let engine = super::build_engine(limits, &ctx);
@@ -362,7 +374,8 @@ pub fn check(
             .date
             .map(|d| d.with_timezone(&timezone).date_naive())
             .unwrap_or_default();
-        let object = super::mail_object(&parsed, &facts, received, "fixtures");
+        let evidence = crate::evidence::assess(&ruleset.ctx().vocabulary, &parsed, &facts);
+        let object = super::mail_object(&parsed, &facts, &evidence, received, "fixtures");
         for (file, result) in ruleset.run_each(&object) {
             let mut found = |severity, line, message| {
                 dynamic

@@ -1,5 +1,8 @@
-//! The labelled corpus, scored as `tests/corpus/FORMAT.md` says: a message is right when category, client INN,
-//! `joins` and the multiset of task (step, due) all match. The test fails below 97 % and prints every mismatch.
+//! The labelled corpus and the held-out and blind sets, scored as `tests/corpus/FORMAT.md` says: a message is right
+//! when category, client INN, `joins` and the multiset of task (step, due) all match. Each test prints, per set, the
+//! overall score, the kind score, the assignee score and the demands left without a demand task (and how many of
+//! those the safety net gave a review task), and every mismatch. It fails below 97 % or when any demand is left
+//! without a demand task.
 
 use crate::helpers::{corpus, Engine, TestApp};
 use serde_json::Value;
@@ -15,7 +18,47 @@ pub struct Score {
     pub kind_right: usize,
     pub assignee_right: usize,
     pub tasks_total: usize,
+    /// Demands of the truth (first copies) whose report is no demand with its tasks: `file: category`.
+    pub demands_without_task: Vec<String>,
+    /// Of those, the ones the safety net gave a review task.
+    pub demands_under_review: usize,
     pub mismatches: Vec<String>,
+}
+
+impl Score {
+    fn accuracy(&self) -> f64 {
+        self.right as f64 / self.total.max(1) as f64
+    }
+
+    /// Prints the set's figures and its mismatches, then fails the test where the issue says it must.
+    fn report_and_check(&self, set: &str, engine: Engine) {
+        println!(
+            "{set} on {engine:?}: {}/{} right = {:.1} %; kind {:.1} %; assignee {:.1} % of {} tasks; \
+             demands left without a demand task: {} ({} with a safety-net review task)",
+            self.right,
+            self.total,
+            self.accuracy() * 100.0,
+            self.kind_right as f64 * 100.0 / self.total.max(1) as f64,
+            self.assignee_right as f64 * 100.0 / self.tasks_total.max(1) as f64,
+            self.tasks_total,
+            self.demands_without_task.len(),
+            self.demands_under_review,
+        );
+        for m in &self.mismatches {
+            println!("  MISMATCH {m}");
+        }
+        assert!(
+            self.demands_without_task.is_empty(),
+            "{set}: demands left without a demand task: {:?}",
+            self.demands_without_task
+        );
+        assert!(
+            self.accuracy() >= REQUIRED_ACCURACY,
+            "{set} accuracy {:.1} % is below {:.0} %",
+            self.accuracy() * 100.0,
+            REQUIRED_ACCURACY * 100.0
+        );
+    }
 }
 
 fn truth(dir: &std::path::Path) -> Vec<Value> {
@@ -52,6 +95,8 @@ pub fn score(dir: &std::path::Path, reports: &[Report]) -> Score {
         kind_right: 0,
         assignee_right: 0,
         tasks_total: 0,
+        demands_without_task: vec![],
+        demands_under_review: 0,
         mismatches: vec![],
     };
     for t in &truth {
@@ -150,6 +195,16 @@ pub fn score(dir: &std::path::Path, reports: &[Report]) -> Score {
                 problems.push(format!("(demand {got:?} want {want:?})"));
             }
         }
+        if t["category"] == "tax_demand" && t["joins"].is_null() {
+            let demand_tasks = r.category.as_deref() == Some("tax_demand") && !r.tasks.is_empty();
+            if !demand_tasks {
+                sc.demands_without_task
+                    .push(format!("{file}: {:?}", r.category));
+                if r.tasks.iter().any(|x| x.step == "review") {
+                    sc.demands_under_review += 1;
+                }
+            }
+        }
         let counted = problems.iter().filter(|p| !p.starts_with('(')).count();
         if counted == 0 {
             sc.right += 1;
@@ -172,31 +227,7 @@ async fn corpus_is_read_as_its_truth_says(engine: Engine) {
     let reports = app.ingest(&[&corpus().join("mail")], false).await;
     assert_eq!(reports.len(), 400);
     let sc = score(&corpus(), &reports);
-    let accuracy = sc.right as f64 / sc.total as f64;
-    println!(
-        "corpus on {engine:?}: {}/{} right = {:.1} %",
-        sc.right,
-        sc.total,
-        accuracy * 100.0
-    );
-    println!(
-        "  kind accuracy {:.1} %",
-        sc.kind_right as f64 * 100.0 / sc.total as f64
-    );
-    println!(
-        "  assignee accuracy {:.1} % of {} tasks",
-        sc.assignee_right as f64 * 100.0 / sc.tasks_total.max(1) as f64,
-        sc.tasks_total
-    );
-    for m in &sc.mismatches {
-        println!("  MISMATCH {m}");
-    }
-    assert!(
-        accuracy >= REQUIRED_ACCURACY,
-        "corpus accuracy {:.1} % is below {:.0} %",
-        accuracy * 100.0,
-        REQUIRED_ACCURACY * 100.0
-    );
+    sc.report_and_check("corpus", engine);
 
     // The second time nothing is new: every mail is a duplicate and no task is created.
     let tasks_before = app.count("SELECT COUNT(*) FROM tasks").await;
@@ -229,8 +260,7 @@ async fn corpus_is_read_as_its_truth_says_on_postgres() {
 }
 
 /// A held-out set `tests/<set>/` (written apart from the corpus, see its README): other wordings, operators,
-/// forwards and encodings, joins by thread and quotation. Scored like the corpus; besides the share of right
-/// messages, no demand may be read as mail that needs nobody.
+/// forwards and encodings, joins by thread and quotation. Scored like the corpus.
 async fn holdout_is_read_as_its_truth_says(engine: Engine, set: &str) {
     let dir = crate::helpers::project_root().join("tests").join(set);
     let app = TestApp::new(engine).await;
@@ -244,45 +274,7 @@ async fn holdout_is_read_as_its_truth_says(engine: Engine, set: &str) {
         truth.len()
     );
     let sc = score(&dir, &reports);
-    let accuracy = sc.right as f64 / sc.total as f64;
-    println!(
-        "{set} on {engine:?}: {}/{} right = {:.1} %",
-        sc.right,
-        sc.total,
-        accuracy * 100.0
-    );
-    for m in &sc.mismatches {
-        println!("  MISMATCH {m}");
-    }
-    let by_file: BTreeMap<String, &Report> = reports
-        .iter()
-        .map(|r| {
-            (
-                r.source.rsplit('/').next().unwrap_or_default().to_owned(),
-                r,
-            )
-        })
-        .collect();
-    let demands_needing_nobody: Vec<String> = truth
-        .iter()
-        .filter(|t| t["category"] == "tax_demand")
-        .filter_map(|t| {
-            let file = t["file"].as_str()?.trim_start_matches("mail/");
-            let r = by_file.get(file)?;
-            matches!(r.category.as_deref(), Some("ignore" | "notice"))
-                .then(|| format!("{file}: {:?}", r.category))
-        })
-        .collect();
-    assert!(
-        demands_needing_nobody.is_empty(),
-        "demands read as needing nobody: {demands_needing_nobody:?}"
-    );
-    assert!(
-        accuracy >= REQUIRED_ACCURACY,
-        "{set} accuracy {:.1} % is below {:.0} %",
-        accuracy * 100.0,
-        REQUIRED_ACCURACY * 100.0
-    );
+    sc.report_and_check(set, engine);
     app.cleanup().await;
 }
 
@@ -319,3 +311,35 @@ async fn holdout_blind2_is_read_as_its_truth_says_on_sqlite() {
 async fn holdout_blind2_is_read_as_its_truth_says_on_postgres() {
     holdout_is_read_as_its_truth_says(Engine::Postgres, "holdout-blind2").await;
 }
+
+/// The blind sets of the issue "No tax demand goes unnoticed" (tests/blind-*/, each written by someone who had not
+/// read the rules; sources and the scores before any rule change in each README).
+macro_rules! blind_set {
+    ($sqlite:ident, $postgres:ident, $set:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            holdout_is_read_as_its_truth_says(Engine::Sqlite, $set).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            holdout_is_read_as_its_truth_says(Engine::Postgres, $set).await;
+        }
+    };
+}
+
+blind_set!(
+    blind_public_wording_is_read_as_its_truth_says_on_sqlite,
+    blind_public_wording_is_read_as_its_truth_says_on_postgres,
+    "blind-public"
+);
+blind_set!(
+    blind_hard_cases_are_read_as_their_truth_says_on_sqlite,
+    blind_hard_cases_are_read_as_their_truth_says_on_postgres,
+    "blind-hard"
+);
+blind_set!(
+    blind_everyday_mix_is_read_as_its_truth_says_on_sqlite,
+    blind_everyday_mix_is_read_as_its_truth_says_on_postgres,
+    "blind-mix"
+);

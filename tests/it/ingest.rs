@@ -289,6 +289,16 @@ fn a_broken_rule_file_is_refused_with_file_and_line() {
             taxinbox::calendar::DemandCatalog::load(&project_root().join("rules/demands.toml"))
                 .unwrap(),
         ),
+        vocabulary: std::sync::Arc::new(
+            taxinbox::evidence::Vocabulary::load(
+                &project_root().join("rules"),
+                &taxinbox::calendar::DemandCatalog::load(
+                    &project_root().join("rules/demands.toml"),
+                )
+                .unwrap(),
+            )
+            .unwrap(),
+        ),
     };
     let err = taxinbox::rules::Ruleset::load(dir.path(), &Default::default(), &ctx).unwrap_err();
     assert!(err.to_string().starts_with("20-bad.rhai:2:"), "{err}");

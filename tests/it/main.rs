@@ -9,6 +9,7 @@ mod cli;
 mod corpus;
 mod daemon;
 mod dovecot;
+mod evidence;
 mod faults;
 mod helpers;
 mod hostile_rules;

@@ -1,0 +1,127 @@
+//! What a mail *is*, from what it says about itself: the document it carries (its official XML, its subject, its
+//! attachments' names, its own title line, the number and date written with it), which part of its text is new
+//! and which is quoted history, and — for a client's request — its topic by weighted phrases.
+//!
+//! The vocabulary is data admins edit (`rules/demands.toml` titles and form codes, `rules/notices.toml`,
+//! `rules/topics.toml`); this module compiles it once per load and assesses every mail before the rules run. The
+//! rules read the result as `mail.document`, `mail.own_text`, `mail.new_text`, `mail.quoted_text` and
+//! `request_topic(mail)`; the pipeline reads it for its safety net (a mail whose own document is a concrete demand
+//! never ends without a person looking at it, whatever the rules decided). Pure: no I/O after loading.
+
+pub mod catalog;
+pub mod document;
+pub mod phrases;
+pub mod sections;
+pub mod topics;
+
+pub use catalog::{NoticeCatalog, TopicCatalog};
+pub use document::{Class, Document, DocumentFinder, Source};
+pub use sections::Sections;
+pub use topics::{TopicScore, TopicScorer};
+
+use crate::calendar::{CalendarError, DemandCatalog};
+use crate::mail::{Facts, ParsedMail};
+use std::path::Path;
+
+/// The files of a rules folder this module reads, besides `demands.toml`.
+pub const FILES: [&str; 2] = ["notices.toml", "topics.toml"];
+
+/// Everything the assessment needs, compiled.
+#[derive(Debug, Clone)]
+pub struct Vocabulary {
+    pub documents: DocumentFinder,
+    pub topics: TopicScorer,
+    pub notices: NoticeCatalog,
+}
+
+impl Vocabulary {
+    /// Compiles the vocabulary; `demands` provides the demands' titles and form codes.
+    pub fn new(
+        demands: &DemandCatalog,
+        notices: NoticeCatalog,
+        topics: TopicCatalog,
+    ) -> Result<Vocabulary, CalendarError> {
+        let documents =
+            DocumentFinder::new(demands, &notices).map_err(|e| CalendarError::Invalid {
+                file: "demands.toml / notices.toml".into(),
+                message: e.to_string(),
+            })?;
+        let topics = TopicScorer::new(topics).map_err(|message| CalendarError::Invalid {
+            file: "topics.toml".into(),
+            message,
+        })?;
+        Ok(Vocabulary {
+            documents,
+            topics,
+            notices,
+        })
+    }
+
+    /// Whether notices of `kind` undo or close a demand (`closes = true` in `notices.toml`).
+    pub fn closes(&self, kind: &str) -> bool {
+        self.notices.kinds.iter().any(|k| k.id == kind && k.closes)
+    }
+
+    /// Reads `notices.toml` and `topics.toml` of `rules_dir` and compiles them with `demands`.
+    pub fn load(rules_dir: &Path, demands: &DemandCatalog) -> Result<Vocabulary, CalendarError> {
+        let notices = NoticeCatalog::load(&rules_dir.join("notices.toml"))?;
+        let topics = TopicCatalog::load(&rules_dir.join("topics.toml"))?;
+        Vocabulary::new(demands, notices, topics)
+    }
+}
+
+/// What one mail says about itself.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    pub sections: Sections,
+    /// The mail's own document, when it names one.
+    pub document: Option<Document>,
+}
+
+impl Evidence {
+    /// The demand the mail itself carries, when the evidence says so firmly: the official XML, or a demand's title
+    /// with its number or date as the mail's own document. The pipeline's safety net acts on this.
+    /// A title that does not say its kind ("пришло требование № 123") is not firm enough on its own: newsletters
+    /// and clients' questions write so.
+    pub fn demand(&self) -> Option<&Document> {
+        self.document.as_ref().filter(|d| {
+            d.class == Class::Demand && d.concrete && (d.kind.is_some() || d.source == Source::Xml)
+        })
+    }
+}
+
+/// How much of a mail's new text is searched for the document it carries. A document names itself at its top (an
+/// operator's alert, a form's title, a client's note over a forward); a mail that pastes a whole register below
+/// would otherwise cost a search of a megabyte for nothing.
+pub const EVIDENCE_TEXT_BYTES: usize = 64 * 1024;
+
+/// The first `max` bytes of `s`, cut at a character boundary.
+pub fn head(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Assesses one parsed mail.
+pub fn assess(vocabulary: &Vocabulary, mail: &ParsedMail, facts: &Facts) -> Evidence {
+    let is_reply = mail.is_reply();
+    let sections = sections::split(&mail.text, is_reply);
+    // An auto-reply's subject is the subject of the mail it answers: no evidence of what the auto-reply is.
+    let subject_is_history = is_reply || mail.is_auto_reply();
+    let names: Vec<&str> = mail
+        .attachments
+        .iter()
+        .map(|a| a.name.as_str())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let document = vocabulary.documents.find(
+        facts.demand.as_ref(),
+        &mail.subject,
+        &names,
+        head(&sections.new_content(), EVIDENCE_TEXT_BYTES),
+        subject_is_history,
+    );
+    Evidence { sections, document }
+}
