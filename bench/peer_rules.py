@@ -11,6 +11,7 @@ accountants' addresses. The structure follows the rule files in order, first mat
   20-demands   a demand phrase + a document number + a tax-office origin           -> Demand/<kind>
   30-internal  the firm's own mail                                                 -> Ignore
   40-requests  a client's mail (register address or domain), topic from subject   -> Request/<topic>
+               (topics.toml's phrases in its tie order: a peer has no weighted score)
   50-bulk      Precedence bulk/list/junk                                           -> Ignore
   otherwise                                                                        -> Unclassified
 
@@ -46,25 +47,16 @@ INFORMATION = ["информационное письмо", "носит инфо
 DEMAND_TITLES = ["требование о представлении", "требование об уплате", "решение о приостановлении",
                  "уведомление о вызове"]
 TAX_OFFICE_WORDS = ["ифнс", "налогов", "фнс", "требовани", "решение о приостановлении", "уведомление о вызове"]
-# 40-requests.rhai topic_of(), in its order; word-boundary tests become substrings.
-TOPICS = [
-    ("other", ["счет за ваши услуги", "справка для банка", "справки для банка", "справку для банка",
-               "справка об оборотах", "справки об оборотах", "справку об оборотах", "эцп", "электронн",
-               "новый телефон", "встреч", "доступ к банку"]),
-    ("invoice", ["счет-фактур", "счёт-фактур", "выставить счет", "выставить счёт", "счет для", "счёт для",
-                 "счет на оплату", "счёт на оплату", "исправить счет", "исправить счёт", "акт и счет", "акт и счёт"]),
-    ("payroll", ["больничн", "расчетн", "расчётн", "зарплат", "заработн", "премия", "премии", "отпускные",
-                 "аванс", "элн"]),
-    ("hr", ["справка с места работы", "справку с места работы", "увольнен", "уволить", "приказ на отпуск",
-            "график отпусков", "новый сотрудник", "прием на работу", "приём на работу", "перевод", "кадров",
-            "трудов"]),
-    ("legal", ["юр. адрес", "юр.адрес", "юр адрес", "юридическ", "договор аренды", "претензи", "смена директора",
-               "смены директора", "доверенност", "устав", "иск", "суд"]),
-    ("reconciliation", ["сверк", "расхождени"]),
-    ("invoice", ["счет", "счёт"]),
-    ("primary_documents", ["первичк", "упд", "накладн", "закрывающ", "чек", "авансов", "выписк", "документы за"]),
-    ("tax_question", ["ндс", "налог", "патент", "дивиденд", "расход", "усн", "взнос", "вопрос"]),
-]
+def request_topics():
+    """rules/topics.toml, as a peer can use it: Sieve and imapfilter have no weighted score, so each topic's phrases
+    (a `*` ending dropped: a substring test) are tried in `tie_order`, the first topic with a phrase in the subject
+    winning."""
+    data = tomllib.loads((ROOT / "rules" / "topics.toml").read_text(encoding="utf-8"))
+    order = data["scoring"]["tie_order"]
+    order += [t for t in data["topics"] if t not in order]
+    return [(t, [p.rstrip("*") for p in data["topics"][t]["phrases"]]) for t in order]
+
+
 # A document number followed by its date: 20-demands.rhai's "№ <number> от <date>" (POSIX ERE).
 NUMBER_RE = r"(№|N)[[:space:]]*[0-9][^[:space:]]*[[:space:]]+(от|дата)"
 
@@ -149,7 +141,7 @@ def sieve(kinds, addresses, domains, firm):
         f'if anyof (address {ci} :is "from" {sieve_list(addresses)}, '
         f'address :domain {ci} :is "from" {sieve_list(domains or ["invalid."])}) {{',
     ]
-    for topic, words in TOPICS:
+    for topic, words in request_topics():
         out.append(f'  if header {ci} :contains "subject" {sieve_list(cased(words))} {{ fileinto :create "Request/{topic}"; stop; }}')
     out += [
         '  fileinto :create "Request/other"; stop;',
@@ -225,7 +217,7 @@ take(any("contain_from", nil, {lua_list(["@" + d for d in firm])}), "Ignore")
 
 -- 40-requests
 local clients = any("contain_from", nil, {lua_list(addresses + ["@" + d for d in domains])}) - taken
-{chr(10).join(f'take(clients * any("contain_subject", nil, {lua_list(w)}), "Request/{t}")' for t, w in TOPICS)}
+{chr(10).join(f'take(clients * any("contain_subject", nil, {lua_list(w)}), "Request/{t}")' for t, w in request_topics())}
 take(clients, "Request/other")
 
 -- 50-bulk

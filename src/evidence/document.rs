@@ -81,6 +81,10 @@ pub struct Document {
     pub date: Option<NaiveDate>,
     /// A number or date stands with the title, or it comes from the envelope: a real document, not talk.
     pub concrete: bool,
+    /// The number stands right at the title ("РЕШЕНИЕ № 2290 / о приостановлении", "… пояснений № 4410"), not
+    /// somewhere in the sentence after it, where it may be another document's (the demand a freeze cites).
+    #[serde(skip)]
+    pub tight: bool,
 }
 
 /// What a title stands for.
@@ -301,6 +305,7 @@ impl DocumentFinder {
                 number: x.number.clone(),
                 date: x.date,
                 concrete: true,
+                tight: true,
             });
         }
         let names = normalize(&attachment_names.join("\n").replace('_', " "));
@@ -318,21 +323,40 @@ impl DocumentFinder {
                 continue;
             }
             if let Some(mut doc) = self.first_document(hay, source) {
+                // "… поступило решение налогового органа о приостановлении операций …, основание: требование
+                // № 1744 …" and below it the form "РЕШЕНИЕ № 2290 / о приостановлении операций": the number that
+                // stands right at a title of the same kind is the document's.
+                if doc.class == Class::Demand && source == Source::Text && !doc.tight {
+                    let kind = doc.kind.clone();
+                    let tight = self
+                        .documents(hay, source)
+                        .into_iter()
+                        .find(|t| t.class == Class::Demand && t.tight && t.kind == kind);
+                    if let Some(t) = tight {
+                        doc.number = t.number;
+                        doc.date = t.date.or(doc.date);
+                        doc.concrete = true;
+                        doc.tight = true;
+                    }
+                }
                 if doc.class == Class::Demand {
                     doc.kind = doc.kind.map(|k| self.refine(k, &format!("{hay}\n{text}")));
-                    // A subject or a file name without the number: the text names the same document with it
-                    // ("Вид документа: Требование …; Номер документа: 10-21/5533; Дата документа: 14.09.2026").
-                    if source != Source::Text && doc.number.is_none() {
+                    // A subject or a file name without the number or the date: the text names the same document
+                    // with them ("Вид документа: Требование …; Номер документа: 10-21/5533; Дата документа:
+                    // 14.09.2026"); a number of the subject's own is kept, and then only a date of that number is
+                    // taken.
+                    if source != Source::Text && (doc.number.is_none() || doc.date.is_none()) {
                         let same = |t: &Document| {
                             t.class == Class::Demand
                                 && t.concrete
                                 && (t.kind.is_none()
                                     || t.kind.clone().map(|k| self.refine(k, &text)) == doc.kind)
+                                && (doc.number.is_none() || doc.number == t.number)
                         };
                         if let Some(t) = self.documents(&text, Source::Text).into_iter().find(same)
                         {
-                            doc.number = t.number;
-                            doc.date = t.date;
+                            doc.number = doc.number.or(t.number);
+                            doc.date = doc.date.or(t.date);
                             doc.concrete = true;
                         }
                     }
@@ -426,7 +450,9 @@ impl DocumentFinder {
                 .iter()
                 .find(|n| n.start >= c.end)
                 .map_or(hay.len(), |n| n.start);
-            let (number, date) = facts_after(hay, c.facts_from, next_title);
+            let (number, number_at, date) = facts_after(hay, c.facts_from, next_title);
+            let tight = number.is_some()
+                && (c.end > c.facts_from || number_at.is_some_and(|at| at <= TIGHT_NUMBER));
             let sentence = sentence_end(hay, c.end);
             let sentence_from = sentence_start(hay, c.start);
             // "Требование № … отозвано", "ответ на требование № … доставлен": the sentence says what became of
@@ -450,6 +476,7 @@ impl DocumentFinder {
                     number,
                     date,
                     concrete: false,
+                    tight,
                 });
                 continue;
             }
@@ -474,6 +501,7 @@ impl DocumentFinder {
                     number,
                     date,
                     concrete: false,
+                    tight,
                 });
                 continue;
             }
@@ -486,6 +514,7 @@ impl DocumentFinder {
                 number,
                 date,
                 concrete,
+                tight,
             });
         }
         found
@@ -587,6 +616,13 @@ fn sentence_end(hay: &str, from: usize) -> usize {
     while i < limit {
         match bytes[i] {
             b'!' | b'?' | b';' | b'\n' => return i,
+            // "… 09.10.2026. Срок …", "… (пени). Срок …": a full stop after a digit or a bracket ends a sentence.
+            b'.' if bytes.get(i + 1).is_some_and(|c| c.is_ascii_whitespace())
+                && i > from
+                && matches!(bytes[i - 1], b'0'..=b'9' | b')' | b'"') =>
+            {
+                return i
+            }
             b'.' if bytes.get(i + 1).is_some_and(|c| c.is_ascii_whitespace()) => {
                 let word: String = hay[from..i]
                     .chars()
@@ -603,6 +639,10 @@ fn sentence_end(hay: &str, from: usize) -> usize {
     }
     limit
 }
+
+/// How close to a title's end its number must start to be the title's own beyond doubt, in bytes ("… пояснений
+/// № 4410", "… (информации) № 2587").
+const TIGHT_NUMBER: usize = 32;
 
 /// How far after a demand's title the words that say what became of it may stand, in bytes ("требование № 12-09/771
 /// от 05.03.2026 о представлении пояснений отозвано").
@@ -622,12 +662,12 @@ fn negated(hay: &str, at: usize) -> bool {
     matches!(word.as_str(), "не" | "будет" | "будут" | "быть" | "ни")
 }
 
-/// How far after a title its number and date are looked for, in bytes of the normalised text (about 130 Cyrillic
+/// How far after a title its number and date are looked for, in bytes of the normalised text (about 180 Cyrillic
 /// letters: "о представлении документов (информации) № 12-09/771 от «05» марта 2026 г.").
-const FACTS_WINDOW: usize = 260;
+const FACTS_WINDOW: usize = 360;
 
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:№|(?:^|[^\p{L}\p{N}])n\s|номер(?:\s+(?:документа|требования|решения|уведомления))?[\s.:]*)\s*([0-9](?:[0-9a-zа-я.\-@]|/\s?)*[0-9a-zа-я@]|[0-9])")
+    Regex::new(r"(?:№|(?:^|[^\p{L}\p{N}])n\s|номер(?:\s+(?:документа|требования|решения|уведомления))?(?:\s*(?:и|/)\s*дата(?:\s+документа)?)?[\s.:]*)\s*([0-9](?:[0-9a-zа-я.\-@]|/\s?[0-9a-zа-я])*[0-9a-zа-я@]|[0-9])")
         .unwrap_or_else(|e| unreachable!("literal pattern: {e}"))
 });
 /// A number without a sign, right before "от <date>": "Требование об уплате задолженности 1102 от 22.01.2026".
@@ -647,7 +687,11 @@ fn number_right_after(hay: &str, from: usize) -> Option<usize> {
 }
 
 /// The number and date written just after a title (before `limit`, the next title).
-fn facts_after(hay: &str, from: usize, limit: usize) -> (Option<String>, Option<NaiveDate>) {
+fn facts_after(
+    hay: &str,
+    from: usize,
+    limit: usize,
+) -> (Option<String>, Option<usize>, Option<NaiveDate>) {
     // Titles may overlap (`limit` before `from`); the window is then empty, never inverted.
     let mut end = (from + FACTS_WINDOW).min(limit).min(hay.len()).max(from);
     while end > from && !hay.is_char_boundary(end) {
@@ -659,12 +703,26 @@ fn facts_after(hay: &str, from: usize, limit: usize) -> (Option<String>, Option<
         !(n.len() >= 15 && n.bytes().all(|b| b.is_ascii_digit()))
             && crate::mail::dates::parse_date(n).is_none()
     };
-    let number = NUMBER
+    // Not the number of the tax office that issued it ("Межрайонная ИФНС России № 9").
+    let of_an_office = |at: usize| {
+        let mut from = at.saturating_sub(48);
+        while !window.is_char_boundary(from) {
+            from += 1;
+        }
+        let before = &window[from..at];
+        ["ифнс", "инспекц", "россии", "уфнс", "фнс"]
+            .iter()
+            .any(|w| before.contains(w))
+    };
+    let numbers: Vec<(usize, String)> = NUMBER
         .captures_iter(window)
         .chain(BARE_NUMBER.captures_iter(window))
-        .filter_map(|c| c.get(1))
-        .map(|m| m.as_str().split_whitespace().collect::<String>())
-        .find(|n| plausible(n));
+        .filter_map(|c| Some((c.get(0)?.start(), c.get(1)?)))
+        .map(|(at, m)| (at, m.as_str().split_whitespace().collect::<String>()))
+        .filter(|(at, n)| plausible(n) && !of_an_office(*at))
+        .collect();
+    let number_at = numbers.first().map(|(at, _)| *at);
+    let number = numbers.first().map(|(_, n)| n.clone());
     // The document's own date is the one written as its date: "от 02.03.2026", "Дата документа: 14.09.2026", or
     // alone on its line under the title as the statutory forms print it ("ТРЕБОВАНИЕ № 19-07/2240 / о представлении
     // документов (информации) / 20 ноября 2026 г."). A balance date ("по состоянию на 15.01.2026"), a deadline, a
@@ -677,17 +735,22 @@ fn facts_after(hay: &str, from: usize, limit: usize) -> (Option<String>, Option<
     };
     let labelled = |at: usize| {
         let b = before(at);
-        [
-            "от",
-            "дата",
-            "дата документа",
-            "дата требования",
-            "дата решения",
-            "дата уведомления",
-            "датой",
-        ]
-        .iter()
-        .any(|w| b.ends_with(w) && !b[..b.len() - w.len()].ends_with(|c: char| c.is_alphabetic()))
+        // "Номер / дата: 77 / 18.03.2026": the date after the number's slash.
+        let numbered_pair = b.ends_with('/') && window[..at].contains("дата");
+        numbered_pair
+            || [
+                "от",
+                "дата",
+                "дата документа",
+                "дата требования",
+                "дата решения",
+                "дата уведомления",
+                "датой",
+            ]
+            .iter()
+            .any(|w| {
+                b.ends_with(w) && !b[..b.len() - w.len()].ends_with(|c: char| c.is_alphabetic())
+            })
     };
     let alone_on_its_line = |at: usize| {
         let line_start = window[..at].rfind('\n').map_or(0, |i| i + 1);
@@ -702,7 +765,7 @@ fn facts_after(hay: &str, from: usize, limit: usize) -> (Option<String>, Option<
         .iter()
         .find(|(at, _)| labelled(*at) || alone_on_its_line(*at))
         .map(|(_, d)| *d);
-    (number, date)
+    (number, number_at, date)
 }
 
 #[cfg(test)]

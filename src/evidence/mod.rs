@@ -80,12 +80,14 @@ pub struct Evidence {
 
 impl Evidence {
     /// The demand the mail itself carries, when the evidence says so firmly: the official XML, or a demand's title
-    /// with its number or date as the mail's own document. The pipeline's safety net acts on this.
-    /// A title that does not say its kind ("пришло требование № 123") is not firm enough on its own: newsletters
-    /// and clients' questions write so.
+    /// of a named kind with its number as the mail's own document. The pipeline's safety net acts on this. A title
+    /// that does not say its kind ("пришло требование № 123"), or one with a date alone (a webinar's announcement
+    /// of "требования об уплате" on 22 October), is not firm enough on its own: newsletters and clients' questions
+    /// write so.
     pub fn demand(&self) -> Option<&Document> {
         self.document.as_ref().filter(|d| {
-            d.class == Class::Demand && d.concrete && (d.kind.is_some() || d.source == Source::Xml)
+            d.class == Class::Demand
+                && (d.source == Source::Xml || (d.number.is_some() && d.kind.is_some()))
         })
     }
 }

@@ -9,8 +9,6 @@
 //! `счет-фактура`), only the longer one counts, so a specific phrase is never outvoted by the general word it
 //! contains.
 
-use regex::{Regex, RegexSet, RegexSetBuilder};
-
 /// Text as phrases are searched in: lower case, `ё` as `е`, non-breaking spaces as spaces. Offsets of matches refer
 /// to this text, never to the original.
 pub fn normalize(text: &str) -> String {
@@ -36,33 +34,76 @@ pub enum PhraseError {
     Compile(String),
 }
 
-/// The regular expression of one phrase (without the word-boundary checks, which are done by hand: the regex crate
-/// has no look-around, and consuming a boundary character would hide an adjacent match).
-fn pattern(phrase: &str) -> Result<String, PhraseError> {
-    let phrase = normalize(phrase.trim());
-    if phrase.is_empty() {
-        return Err(PhraseError::Empty);
+/// One word of a phrase: its letters as written (normalised), and whether `*` lets any ending follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Word {
+    literal: String,
+    open: bool,
+}
+
+/// A phrase, compiled: its words. Matching it is a walk along the text — no expression engine, no cache per phrase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Phrase {
+    words: Vec<Word>,
+}
+
+/// What a `*` lets follow a word: letters of the scripts mail is written in (text is normalised to lower case with ё
+/// as е) and digits. A hyphen ends the word, so `счет*` is not `счет-фактура`.
+fn continues_word(c: char) -> bool {
+    matches!(c, 'а'..='я' | 'a'..='z' | '0'..='9')
+}
+
+impl Phrase {
+    fn parse(phrase: &str) -> Result<Phrase, PhraseError> {
+        let phrase = normalize(phrase.trim());
+        if phrase.is_empty() {
+            return Err(PhraseError::Empty);
+        }
+        let mut words = Vec::new();
+        for word in phrase.split_whitespace() {
+            let (stem, open) = match word.strip_suffix('*') {
+                Some(stem) => (stem, true),
+                None => (word, false),
+            };
+            if stem.contains('*')
+                || (open && stem.chars().filter(|c| c.is_alphabetic()).count() < 2)
+            {
+                return Err(PhraseError::Wildcard(phrase.clone()));
+            }
+            words.push(Word {
+                literal: stem.to_owned(),
+                open,
+            });
+        }
+        Ok(Phrase { words })
     }
-    let mut out = String::new();
-    for (i, word) in phrase.split_whitespace().enumerate() {
-        if i > 0 {
-            out.push_str(r"[ \t\r\n]+");
+
+    /// Where the phrase ends when it starts at the beginning of `text`, if it does: each word's letters, its
+    /// ending where `*` allows one, and one or more white-space characters between words.
+    fn match_start(&self, text: &str) -> Option<usize> {
+        let mut at = 0;
+        for (i, w) in self.words.iter().enumerate() {
+            if i > 0 {
+                let gap = text[at..]
+                    .find(|c: char| !matches!(c, ' ' | '\t' | '\r' | '\n'))
+                    .unwrap_or(text.len() - at);
+                if gap == 0 {
+                    return None;
+                }
+                at += gap;
+            }
+            if !text[at..].starts_with(w.literal.as_str()) {
+                return None;
+            }
+            at += w.literal.len();
+            if w.open {
+                at += text[at..]
+                    .find(|c: char| !continues_word(c))
+                    .unwrap_or(text.len() - at);
+            }
         }
-        let (stem, open) = match word.strip_suffix('*') {
-            Some(stem) => (stem, true),
-            None => (word, false),
-        };
-        if stem.contains('*') || (open && stem.chars().filter(|c| c.is_alphabetic()).count() < 2) {
-            return Err(PhraseError::Wildcard(phrase.clone()));
-        }
-        out.push_str(&regex::escape(stem));
-        if open {
-            // Text is normalised to lower case with ё as е; a class of the scripts mail is written in keeps the
-            // compiled set small (a Unicode `\p{L}` per phrase would weigh megabytes).
-            out.push_str(r"[а-яa-z0-9]*");
-        }
+        Some(at)
     }
-    Ok(out)
 }
 
 fn is_word_char(c: char) -> bool {
@@ -87,41 +128,54 @@ pub struct PhraseMatch {
     pub phrase: usize,
 }
 
-/// Compiled phrases. Each is its own regular expression; a [`RegexSet`] over all of them says in one pass which
-/// ones occur at all, so a mail that holds none of a table's phrases costs one scan.
+/// Compiled phrases. Every phrase starts with a literal (its first word's letters before any `*`); one
+/// Aho-Corasick automaton over those literals finds in a single pass where a phrase may start, and a walk along the
+/// phrase's words from there says whether it does. A mail that holds none of a table's first words costs one
+/// automaton scan; no regular expression is compiled or run.
 #[derive(Debug, Clone)]
 pub struct PhraseTable {
-    set: RegexSet,
-    each: Vec<Regex>,
+    /// The distinct first literals.
+    starts: aho_corasick::AhoCorasick,
+    /// For each literal of `starts`, the phrases that begin with it.
+    starting_with: Vec<Vec<usize>>,
+    /// Each phrase, matched where its first literal was found.
+    phrases: Vec<Phrase>,
     /// As written, for traces and lint messages.
     written: Vec<String>,
 }
 
-/// Largest compiled size of one table: phrases are short words, so this is far above any real table and only
-/// bounds a pathological one.
-const SIZE_LIMIT: usize = 8 << 20;
+/// The literal a phrase starts with: its first word up to a `*`, normalised.
+fn first_literal(phrase: &str) -> String {
+    let normal = normalize(phrase.trim());
+    let word = normal.split_whitespace().next().unwrap_or_default();
+    word.trim_end_matches('*').to_owned()
+}
 
 impl PhraseTable {
     /// Compiles `phrases`; the first bad one is the error, with its index.
     pub fn new<S: AsRef<str>>(phrases: &[S]) -> Result<PhraseTable, (usize, PhraseError)> {
-        let mut patterns = Vec::with_capacity(phrases.len());
+        let mut compiled = Vec::with_capacity(phrases.len());
+        let mut literals: Vec<String> = Vec::new();
+        let mut starting_with: Vec<Vec<usize>> = Vec::new();
         for (i, p) in phrases.iter().enumerate() {
-            patterns.push(pattern(p.as_ref()).map_err(|e| (i, e))?);
+            compiled.push(Phrase::parse(p.as_ref()).map_err(|e| (i, e))?);
+            let literal = first_literal(p.as_ref());
+            match literals.iter().position(|l| *l == literal) {
+                Some(k) => starting_with[k].push(i),
+                None => {
+                    literals.push(literal);
+                    starting_with.push(vec![i]);
+                }
+            }
         }
-        // Patterns built from escaped words and fixed classes always compile within the limit; an error here would
-        // be a bug in `pattern`, reported against the first phrase rather than panicking.
-        let set = RegexSetBuilder::new(&patterns)
-            .size_limit(SIZE_LIMIT)
-            .build()
+        let starts = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .build(&literals)
             .map_err(|e| (0, PhraseError::Compile(e.to_string())))?;
-        let each = patterns
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Regex::new(p).map_err(|e| (i, PhraseError::Compile(e.to_string()))))
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(PhraseTable {
-            set,
-            each,
+            starts,
+            starting_with,
+            phrases: compiled,
             written: phrases
                 .iter()
                 .map(|p| p.as_ref().trim().to_owned())
@@ -130,7 +184,7 @@ impl PhraseTable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.each.is_empty()
+        self.phrases.is_empty()
     }
 
     /// The phrase as written.
@@ -142,29 +196,29 @@ impl PhraseTable {
     /// lies inside a longer match of another phrase is left out.
     pub fn find_all(&self, text: &str) -> Vec<PhraseMatch> {
         let mut found = Vec::new();
-        for index in self.set.matches(text).iter() {
-            let re = &self.each[index];
-            let mut at = 0;
-            while let Some(m) = re.find_at(text, at) {
-                let before = text[..m.start()].chars().next_back();
-                let after = text[m.end()..].chars().next();
-                let starts_word = before.map_or(true, |c| !is_word_char(c));
+        for m in self.starts.find_overlapping_iter(text) {
+            let start = m.start();
+            let before = text[..start].chars().next_back();
+            if !before.map_or(true, |c| !is_word_char(c)) {
+                continue;
+            }
+            let rest = &text[start..];
+            for &index in &self.starting_with[m.pattern().as_usize()] {
+                let Some(len) = self.phrases[index].match_start(rest) else {
+                    continue;
+                };
+                let end = start + len;
+                let matched = &text[start..end];
+                let after = text[end..].chars().next();
                 let ends_word = (after.map_or(true, |c| !is_word_char(c))
-                    && !continues_number(m.as_str(), &text[m.end()..]))
-                    || m.as_str().ends_with(|c: char| !is_word_char(c));
-                if starts_word && ends_word && !m.as_str().is_empty() {
+                    && !continues_number(matched, &text[end..]))
+                    || matched.ends_with(|c: char| !is_word_char(c));
+                if ends_word && !matched.is_empty() {
                     found.push(PhraseMatch {
-                        start: m.start(),
-                        end: m.end(),
+                        start,
+                        end,
                         phrase: index,
                     });
-                    at = m.end();
-                } else {
-                    // Try again one character further: a later, properly bounded match may overlap this one.
-                    at = m.start() + text[m.start()..].chars().next().map_or(1, char::len_utf8);
-                }
-                if at >= text.len() {
-                    break;
                 }
             }
         }

@@ -190,11 +190,18 @@ fn push_line(out: &mut Sections, part: Part, line: &str) {
     }
 }
 
-/// The length of the header block starting at line `i`: two or more `Key: value` lines (blank lines between them
+/// The length of the header block starting at line `i` (`None` at once when line `i` is no header line): two or more
+/// `Key: value` lines (blank lines between them
 /// allowed, as HTML-rendered Outlook headers have), one naming the sender — first in the block, or with an address
 /// (an operator's listing "От: ИФНС № 5 … Дата: …" in the middle of a text is no header) — and one a date or an
 /// addressee.
 fn header_block(lines: &[&str], i: usize) -> Option<usize> {
+    if !lines
+        .get(i)
+        .is_some_and(|l| l.contains(':') && HEADER_LINE.is_match(l))
+    {
+        return None;
+    }
     let mut keys = Vec::new();
     let mut from_ok = false;
     let mut end = i;

@@ -641,7 +641,7 @@ static COUNTERPARTY_LABEL: std::sync::LazyLock<Regex> = std::sync::LazyLock::new
 });
 /// Labels that name the addressee outright.
 static TAXPAYER_LABEL: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-    Regex::new(r"налогоплательщик\w*|получател\w*|кому|адресат|организаци\w*|инн ?/ ?кпп|для ")
+    Regex::new(r"налогоплательщик\w*|получател\w*|кому|адресат|организаци\w*|клиент\w*\s*:|инн ?/ ?кпп|для ")
         .expect("a literal pattern compiles")
 });
 /// A company's legal form: names a company (so not the office), but says nothing against a counterparty label.

@@ -941,6 +941,51 @@ mod tests {
     use notify::event::{AccessKind, CreateKind, DataChange, MetadataKind, ModifyKind};
     use notify::{Event, EventKind};
 
+    /// A copy of the shipped rule context files (not the rule files) in a folder of its own.
+    fn context_copy() -> tempfile::TempDir {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["demands.toml", "notices.toml", "topics.toml"] {
+            std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
+        }
+        let production = dir.path().join("calendar/production");
+        std::fs::create_dir_all(&production).unwrap();
+        for e in std::fs::read_dir(root.join("calendar/production")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), production.join(e.file_name())).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_broken_vocabulary_file_is_refused_naming_its_file_and_line_or_key() {
+        let dir = context_copy();
+        let good = load_context_files(dir.path()).unwrap();
+        // A TOML error names the line.
+        let topics = dir.path().join("topics.toml");
+        let text = std::fs::read_to_string(&topics).unwrap();
+        std::fs::write(&topics, format!("{text}\n[topics.payroll\n")).unwrap();
+        let e = load_context_files(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("topics.toml:"), "{e}");
+        // A phrase that would match every mail names its key and phrase.
+        std::fs::write(&topics, &text).unwrap();
+        let notices = dir.path().join("notices.toml");
+        let original = std::fs::read_to_string(&notices).unwrap();
+        std::fs::write(
+            &notices,
+            original.replacen("titles = [", "titles = [\n  \"  \",", 1),
+        )
+        .unwrap();
+        let e = load_context_files(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("notices.toml") && e.contains("titles[0]"), "{e}");
+        // Fixed again: the same version as before.
+        std::fs::write(&notices, &original).unwrap();
+        assert_eq!(
+            load_context_files(dir.path()).unwrap().version,
+            good.version
+        );
+    }
+
     #[test]
     fn only_changes_under_the_rule_folders_count() {
         let dirs = vec![PathBuf::from("/r/mail"), PathBuf::from("/cand")];

@@ -282,11 +282,21 @@ pub fn check(
     let vocabulary = demands.as_ref().and_then(|d| {
         crate::evidence::Vocabulary::load(rules_dir, d)
             .map_err(|e| {
-                let file = match &e {
-                    crate::calendar::CalendarError::Io { path, .. } => path.display().to_string(),
-                    _ => "notices.toml / topics.toml".to_owned(),
+                use crate::calendar::CalendarError as E;
+                let (file, line, message) = match e {
+                    E::Parse {
+                        file,
+                        line,
+                        message,
+                    } => (file, line, message),
+                    E::Invalid { file, message } => (file, None, message),
+                    other => (
+                        "notices.toml, topics.toml".to_owned(),
+                        None,
+                        other.to_string(),
+                    ),
                 };
-                report.push(Severity::Error, &file, None, e.to_string());
+                report.push(Severity::Error, &file, line, message);
             })
             .ok()
     });

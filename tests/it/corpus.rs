@@ -343,3 +343,23 @@ blind_set!(
     blind_everyday_mix_is_read_as_its_truth_says_on_postgres,
     "blind-mix"
 );
+blind_set!(
+    blind_operators_wording_is_read_as_its_truth_says_on_sqlite,
+    blind_operators_wording_is_read_as_its_truth_says_on_postgres,
+    "blind-operators2"
+);
+blind_set!(
+    blind_sealed_general_set_is_read_as_its_truth_says_on_sqlite,
+    blind_sealed_general_set_is_read_as_its_truth_says_on_postgres,
+    "blind-sealed"
+);
+blind_set!(
+    blind_sealed_second_general_set_is_read_as_its_truth_says_on_sqlite,
+    blind_sealed_second_general_set_is_read_as_its_truth_says_on_postgres,
+    "blind-sealed2"
+);
+blind_set!(
+    blind_sealed_final_general_set_is_read_as_its_truth_says_on_sqlite,
+    blind_sealed_final_general_set_is_read_as_its_truth_says_on_postgres,
+    "blind-sealed3"
+);

@@ -4,7 +4,7 @@
 //! joins the case of the original; and the safety net — in the engine, not in the rules — gives a review task to a
 //! mail whose own document is a demand whatever the rules decided.
 
-use crate::helpers::{copy_files, on_both_engines, project_root, Engine, TestApp};
+use crate::helpers::{on_both_engines, rules_folder, Engine, TestApp};
 use std::path::PathBuf;
 use taxinbox::pipeline::{Report, Status};
 
@@ -89,25 +89,13 @@ on_both_engines!(
 
 /// A rules folder whose only rule files every mail as a client's request: the rules get the demand wrong.
 fn rules_that_miss_every_demand() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let shipped = project_root().join("rules");
-    for file in ["demands.toml", "notices.toml", "topics.toml"] {
-        std::fs::copy(shipped.join(file), dir.path().join(file)).unwrap();
-    }
-    copy_files(
-        &shipped.join("calendar/production"),
-        &dir.path().join("calendar/production"),
-    );
-    std::fs::create_dir_all(dir.path().join("mail")).unwrap();
-    std::fs::write(
-        dir.path().join("mail/10-all.rhai"),
+    rules_folder(&[(
+        "10-all.rhai",
         r#"fn classify(mail) {
     #{ category: "client_request", kind: "other",
        tasks: [#{ step: "request", role: "accountant", due_in_working_days: 2 }] }
 }"#,
-    )
-    .unwrap();
-    dir
+    )])
 }
 
 on_both_engines!(
@@ -125,21 +113,7 @@ on_both_engines!(
         )
         .unwrap();
         let path = mail(&app, "a.eml", &demand_in_a_salary_thread());
-        let inputs = taxinbox::source::collect(&[path.display().to_string()]).unwrap();
-        let mut reports = Vec::new();
-        taxinbox::ingest::ingest(
-            &app.app.store,
-            &pipeline,
-            &inputs,
-            &taxinbox::ingest::IngestOptions {
-                dry_run: false,
-                batch_size: 8,
-            },
-            &chrono::Utc::now,
-            |r| reports.push(r.clone()),
-        )
-        .await
-        .unwrap();
+        let reports = app.ingest_with(&pipeline, &[&path], false).await;
         let r = &reports[0];
         assert_eq!(r.category.as_deref(), Some("client_request"));
         // The request the rule asked for, and the review the engine adds: due when the acknowledgement would be,

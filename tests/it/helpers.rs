@@ -117,7 +117,17 @@ impl TestApp {
 
     /// Ingests paths through the library, as `taxinbox ingest` does, collecting the reports.
     pub async fn ingest(&self, paths: &[&Path], dry_run: bool) -> Vec<taxinbox::pipeline::Report> {
-        let pipeline = self.pipeline().await;
+        self.ingest_with(&self.pipeline().await, paths, dry_run)
+            .await
+    }
+
+    /// Ingests paths through `pipeline` (other rules than the configured ones), collecting the reports.
+    pub async fn ingest_with(
+        &self,
+        pipeline: &taxinbox::pipeline::Pipeline,
+        paths: &[&Path],
+        dry_run: bool,
+    ) -> Vec<taxinbox::pipeline::Report> {
         let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         let inputs = taxinbox::source::collect(&paths).expect("collect inputs");
         let options = taxinbox::ingest::IngestOptions {
@@ -127,7 +137,7 @@ impl TestApp {
         let mut reports = Vec::new();
         taxinbox::ingest::ingest(
             &self.app.store,
-            &pipeline,
+            pipeline,
             &inputs,
             &options,
             &chrono::Utc::now,
@@ -161,6 +171,25 @@ impl TestApp {
 }
 
 /// Copies a folder's files (not sub-folders) into `to`.
+/// A rules folder of its own: the shipped data files (`demands.toml`, `notices.toml`, `topics.toml`, the production
+/// calendars) and the given rule files in `mail/`.
+pub fn rules_folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = project_root().join("rules");
+    for file in ["demands.toml", "notices.toml", "topics.toml"] {
+        std::fs::copy(shipped.join(file), dir.path().join(file)).unwrap();
+    }
+    copy_files(
+        &shipped.join("calendar/production"),
+        &dir.path().join("calendar/production"),
+    );
+    std::fs::create_dir_all(dir.path().join("mail")).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join("mail").join(name), text).unwrap();
+    }
+    dir
+}
+
 pub fn copy_files(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create dir");
     for e in std::fs::read_dir(from).expect("read dir").flatten() {

@@ -4,27 +4,9 @@
 //! budget — and the next mail is processed normally. And the sandbox's walls: no `eval`, no `import`, no file,
 //! network, environment or process functions, and register helpers that look one client up, never list them.
 
-use crate::helpers::{copy_files, on_both_engines, project_root, Engine, TestApp};
+use crate::helpers::{on_both_engines, project_root, rules_folder, Engine, TestApp};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// A rules folder with the shipped catalogue and calendars and the given rule files.
-fn rules_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let shipped = project_root().join("rules");
-    for file in ["demands.toml", "notices.toml", "topics.toml"] {
-        std::fs::copy(shipped.join(file), dir.path().join(file)).unwrap();
-    }
-    copy_files(
-        &shipped.join("calendar/production"),
-        &dir.path().join("calendar/production"),
-    );
-    std::fs::create_dir_all(dir.path().join("mail")).unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.path().join("mail").join(name), text).unwrap();
-    }
-    dir
-}
 
 /// The rule every case sits in front of: it decides every mail the hostile rule lets through.
 const NOTICE: &str = r#"fn classify(mail) { #{category: "notice", reason: "a normal mail"} }"#;
@@ -117,7 +99,7 @@ async fn each_hostile_rule_fails_only_its_mail(engine: Engine) {
     let inbox = tempfile::tempdir().unwrap();
     let mut tried = 0;
     for (i, (file, body, reason)) in CASES.iter().enumerate() {
-        let rules = rules_dir(&[(file, &hostile(body)), ("20-notice.rhai", NOTICE)]);
+        let rules = rules_folder(&[(file, &hostile(body)), ("20-notice.rhai", NOTICE)]);
         t.app.settings.rules.dir = rules.path().to_path_buf();
         let bad = mail(inbox.path(), &format!("{i:02}-a.eml"), "HOSTILE case");
         let good = mail(inbox.path(), &format!("{i:02}-b.eml"), "Ordinary mail");
@@ -158,7 +140,7 @@ on_both_engines!(
 #[tokio::test]
 async fn eval_is_refused_when_the_rules_load_naming_file_and_line() {
     let mut t = TestApp::new(Engine::Sqlite).await;
-    let rules = rules_dir(&[(
+    let rules = rules_folder(&[(
         "10-eval.rhai",
         "fn classify(mail) {\n    eval(\"40 + 2\")\n}\n",
     )]);
@@ -204,7 +186,7 @@ async fn no_function_reaches_files_sockets_processes_or_the_whole_register() {
     let inbox = tempfile::tempdir().unwrap();
     let (mut unknown, mut refused_at_load) = (0, 0);
     for (i, name) in FORBIDDEN.iter().enumerate() {
-        let rules = rules_dir(&[
+        let rules = rules_folder(&[
             ("10-try.rhai", &hostile(&format!("{name}(\"/etc/passwd\")"))),
             ("20-notice.rhai", NOTICE),
         ]);
@@ -240,7 +222,7 @@ async fn no_function_reaches_files_sockets_processes_or_the_whole_register() {
         if found.len() > 0 { throw `a lookup of ${found} found clients`; }
         #{category: "notice", reason: "nothing leaked"}
     "#;
-    let rules = rules_dir(&[("10-probe.rhai", &hostile(probe))]);
+    let rules = rules_folder(&[("10-probe.rhai", &hostile(probe))]);
     t.app.settings.rules.dir = rules.path().to_path_buf();
     let m = mail(inbox.path(), "probe.eml", "HOSTILE register probe");
     let reports = t.ingest(&[&m], false).await;

@@ -1,7 +1,7 @@
 //! Rule tooling for admins: `rules check` (compile and lint), the fixtures of `rules/tests` through the one runner
 //! behind `rules test`, `rules replay` on stored mail, and the decision trace in the log.
 
-use crate::helpers::{copy_files, corpus, project_root, Engine, TestApp};
+use crate::helpers::{copy_files, corpus, project_root, rules_folder, Engine, TestApp};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -13,19 +13,8 @@ const TZ: chrono_tz::Tz = chrono_tz::Europe::Moscow;
 /// A rules folder of its own: the shipped demand catalogue and calendars, the given rule files, and optionally
 /// fixtures (copied from the shipped ones) with the shipped register.
 fn rules_dir(files: &[(&str, &str)], fixtures: &[&str]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = rules_folder(files);
     let shipped = project_root().join("rules");
-    for file in ["demands.toml", "notices.toml", "topics.toml"] {
-        std::fs::copy(shipped.join(file), dir.path().join(file)).unwrap();
-    }
-    copy_files(
-        &shipped.join("calendar/production"),
-        &dir.path().join("calendar/production"),
-    );
-    std::fs::create_dir_all(dir.path().join("mail")).unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.path().join("mail").join(name), text).unwrap();
-    }
     if !fixtures.is_empty() {
         copy_files(
             &shipped.join("tests/register"),
