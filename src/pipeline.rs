@@ -272,7 +272,8 @@ impl Pipeline {
             &rules_dir.join("calendar").join("production"),
         )?;
         let demands = crate::calendar::DemandCatalog::load(&rules_dir.join("demands.toml"))?;
-        let vocabulary = crate::evidence::Vocabulary::load(rules_dir, &demands)?;
+        let vocabulary =
+            crate::evidence::Vocabulary::load(rules_dir, &crate::rules::demand_titles(&demands))?;
         let ctx = RuleContext {
             directory: Arc::new(directory),
             calendar: Arc::new(calendar),

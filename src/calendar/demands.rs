@@ -104,7 +104,7 @@ struct RawKind {
 /// A value written as one string or as a list of strings (`knd = "1165013"` or `knd = ["1165013", "1165014"]`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(untagged)]
-pub(crate) enum OneOrMany {
+enum OneOrMany {
     #[default]
     None,
     One(String),
@@ -112,7 +112,7 @@ pub(crate) enum OneOrMany {
 }
 
 impl OneOrMany {
-    pub(crate) fn into_vec(self) -> Vec<String> {
+    fn into_vec(self) -> Vec<String> {
         match self {
             OneOrMany::None => vec![],
             OneOrMany::One(s) => vec![s],
@@ -248,6 +248,7 @@ impl DemandCatalog {
     }
 }
 
+/// An id of a kind, step or topic: lower-case ASCII letters, digits and `_`.
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()

@@ -4,10 +4,74 @@
 //! is refused with file:line (TOML errors) or the key and phrase at fault.
 
 use super::phrases::PhraseTable;
-use crate::calendar::CalendarError;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a vocabulary file is refused. The message names the file, and the line where the TOML parser knows it.
+#[derive(Debug, thiserror::Error)]
+pub enum VocabularyError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a key or value of the wrong shape.
+    #[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Parse {
+        file: String,
+        line: Option<usize>,
+        message: String,
+    },
+    /// Parses, but a phrase, an id or a reference is wrong.
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+}
+
+impl VocabularyError {
+    fn from_toml(file: &str, content: &str, error: &toml::de::Error) -> VocabularyError {
+        let line = error.span().map(|span| {
+            content.as_bytes()[..span.start.min(content.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1
+        });
+        VocabularyError::Parse {
+            file: file.to_owned(),
+            line,
+            message: error.message().to_owned(),
+        }
+    }
+}
+
+/// A value written as one string or as a list of strings (`knd = "1166002"` or `knd = ["1166002", "1166007"]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::None => vec![],
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// An id of a kind or topic: lower-case ASCII letters, digits and `_`.
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
 
 /// One kind of notice (`[kinds.<id>]` of `notices.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +95,7 @@ pub struct NoticeKind {
 struct RawNoticeKind {
     title: String,
     #[serde(default)]
-    knd: crate::calendar::demands::OneOrMany,
+    knd: OneOrMany,
     #[serde(default)]
     titles: Vec<String>,
     #[serde(default)]
@@ -71,41 +135,35 @@ pub struct NoticeCatalog {
     pub kinds: Vec<NoticeKind>,
 }
 
-fn invalid(file: &str, message: String) -> CalendarError {
-    CalendarError::Invalid {
+fn invalid(file: &str, message: String) -> VocabularyError {
+    VocabularyError::Invalid {
         file: file.to_owned(),
         message,
     }
 }
 
-fn read(path: &Path) -> Result<String, CalendarError> {
-    std::fs::read_to_string(path).map_err(|source| CalendarError::Io {
+fn read(path: &Path) -> Result<String, VocabularyError> {
+    std::fs::read_to_string(path).map_err(|source| VocabularyError::Io {
         path: path.to_path_buf(),
         source,
     })
 }
 
 /// Every phrase of `list` compiles; the error names `at` and the phrase.
-fn check_phrases(file: &str, at: &str, list: &[String]) -> Result<(), CalendarError> {
+fn check_phrases(file: &str, at: &str, list: &[String]) -> Result<(), VocabularyError> {
     PhraseTable::new(list)
         .map(|_| ())
         .map_err(|(i, e)| invalid(file, format!("{at}[{i}] {:?}: {e}", list[i])))
 }
 
-fn is_identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
 impl NoticeCatalog {
-    pub fn load(path: &Path) -> Result<NoticeCatalog, CalendarError> {
+    pub fn load(path: &Path) -> Result<NoticeCatalog, VocabularyError> {
         NoticeCatalog::from_toml_str(&path.display().to_string(), &read(path)?)
     }
 
-    pub fn from_toml_str(name: &str, content: &str) -> Result<NoticeCatalog, CalendarError> {
+    pub fn from_toml_str(name: &str, content: &str) -> Result<NoticeCatalog, VocabularyError> {
         let raw: RawNotices =
-            toml::from_str(content).map_err(|e| CalendarError::from_toml(name, content, &e))?;
+            toml::from_str(content).map_err(|e| VocabularyError::from_toml(name, content, &e))?;
         check_phrases(
             name,
             "evidence.mention_markers",
@@ -218,13 +276,13 @@ pub struct TopicCatalog {
 const ROLES: [&str; 5] = ["accountant", "payroll", "hr", "lawyer", "manager"];
 
 impl TopicCatalog {
-    pub fn load(path: &Path) -> Result<TopicCatalog, CalendarError> {
+    pub fn load(path: &Path) -> Result<TopicCatalog, VocabularyError> {
         TopicCatalog::from_toml_str(&path.display().to_string(), &read(path)?)
     }
 
-    pub fn from_toml_str(name: &str, content: &str) -> Result<TopicCatalog, CalendarError> {
+    pub fn from_toml_str(name: &str, content: &str) -> Result<TopicCatalog, VocabularyError> {
         let raw: RawTopics =
-            toml::from_str(content).map_err(|e| CalendarError::from_toml(name, content, &e))?;
+            toml::from_str(content).map_err(|e| VocabularyError::from_toml(name, content, &e))?;
         let s = raw.scoring;
         for (key, v) in [
             ("subject_weight", s.subject_weight),

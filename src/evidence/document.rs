@@ -18,7 +18,6 @@
 
 use super::catalog::NoticeCatalog;
 use super::phrases::{normalize, PhraseTable};
-use crate::calendar::DemandCatalog;
 use crate::mail::XmlDemand;
 use chrono::NaiveDate;
 use regex::Regex;
@@ -164,24 +163,38 @@ fn table(at: &str, list: &[String]) -> Result<PhraseTable, TitleError> {
     })
 }
 
+/// What the finder needs of a demand kind of `demands.toml` (the catalogue itself belongs to the deadlines; the
+/// caller hands its titles over).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DemandTitles {
+    pub id: String,
+    /// How the document names itself.
+    pub titles: Vec<String>,
+    /// Its form codes.
+    pub knd: Vec<String>,
+    /// The kind it refines (`counterparty_documents` refines `documents`).
+    pub refines: Option<String>,
+    /// Its `recognise` and `informal` phrases: what tells a refinement from its base.
+    pub phrases: Vec<String>,
+}
+
 impl DocumentFinder {
     pub fn new(
-        demands: &DemandCatalog,
+        demands: &[DemandTitles],
         notices: &NoticeCatalog,
     ) -> Result<DocumentFinder, TitleError> {
         let mut phrases: Vec<String> = Vec::new();
         let mut owners = Vec::new();
         let mut knd = Vec::new();
         let mut refinements = Vec::new();
-        for k in demands.kinds() {
+        for k in demands {
             // A refining kind shares its base's title and form; the base's title is found, then refined.
             if let Some(base) = &k.refines {
                 refinements.push((
                     base.clone(),
                     k.id.clone(),
-                    k.recognise
+                    k.phrases
                         .iter()
-                        .chain(&k.informal)
                         .map(|p| normalize(p.trim()))
                         .filter(|p| !p.is_empty())
                         .collect(),
@@ -769,15 +782,15 @@ fn facts_after(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
     use super::*;
 
     fn finder() -> DocumentFinder {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-        let demands = DemandCatalog::load(&root.join("demands.toml")).unwrap();
+        let demands = crate::calendar::DemandCatalog::load(&root.join("demands.toml")).unwrap();
         let notices = NoticeCatalog::load(&root.join("notices.toml")).unwrap();
-        DocumentFinder::new(&demands, &notices).unwrap()
+        DocumentFinder::new(&crate::rules::demand_titles(&demands), &notices).unwrap()
     }
 
     fn doc(subject: &str, text: &str) -> Option<(Class, Option<String>, bool)> {

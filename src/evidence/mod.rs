@@ -14,12 +14,11 @@ pub mod phrases;
 pub mod sections;
 pub mod topics;
 
-pub use catalog::{NoticeCatalog, TopicCatalog};
-pub use document::{Class, Document, DocumentFinder, Source};
+pub use catalog::{NoticeCatalog, TopicCatalog, VocabularyError};
+pub use document::{Class, DemandTitles, Document, DocumentFinder, Source};
 pub use sections::Sections;
 pub use topics::{TopicScore, TopicScorer};
 
-use crate::calendar::{CalendarError, DemandCatalog};
 use crate::mail::{Facts, ParsedMail};
 use std::path::Path;
 
@@ -37,16 +36,16 @@ pub struct Vocabulary {
 impl Vocabulary {
     /// Compiles the vocabulary; `demands` provides the demands' titles and form codes.
     pub fn new(
-        demands: &DemandCatalog,
+        demands: &[DemandTitles],
         notices: NoticeCatalog,
         topics: TopicCatalog,
-    ) -> Result<Vocabulary, CalendarError> {
+    ) -> Result<Vocabulary, VocabularyError> {
         let documents =
-            DocumentFinder::new(demands, &notices).map_err(|e| CalendarError::Invalid {
+            DocumentFinder::new(demands, &notices).map_err(|e| VocabularyError::Invalid {
                 file: "demands.toml / notices.toml".into(),
                 message: e.to_string(),
             })?;
-        let topics = TopicScorer::new(topics).map_err(|message| CalendarError::Invalid {
+        let topics = TopicScorer::new(topics).map_err(|message| VocabularyError::Invalid {
             file: "topics.toml".into(),
             message,
         })?;
@@ -63,7 +62,7 @@ impl Vocabulary {
     }
 
     /// Reads `notices.toml` and `topics.toml` of `rules_dir` and compiles them with `demands`.
-    pub fn load(rules_dir: &Path, demands: &DemandCatalog) -> Result<Vocabulary, CalendarError> {
+    pub fn load(rules_dir: &Path, demands: &[DemandTitles]) -> Result<Vocabulary, VocabularyError> {
         let notices = NoticeCatalog::load(&rules_dir.join("notices.toml"))?;
         let topics = TopicCatalog::load(&rules_dir.join("topics.toml"))?;
         Vocabulary::new(demands, notices, topics)

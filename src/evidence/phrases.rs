@@ -247,8 +247,8 @@ impl PhraseTable {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
     use super::*;
 
     fn found(phrases: &[&str], text: &str) -> Vec<String> {

@@ -290,7 +290,7 @@ fn load_context_files(rules_dir: &Path) -> Result<ContextFiles, CalendarError> {
         unreachable!("evidence::FILES names two files")
     };
     let vocabulary = crate::evidence::Vocabulary::new(
-        &demands,
+        &super::demand_titles(&demands),
         crate::evidence::NoticeCatalog::from_toml_str(notices_name, notices_text)?,
         crate::evidence::TopicCatalog::from_toml_str(topics_name, topics_text)?,
     )?;
@@ -1049,7 +1049,9 @@ mod tests {
             vocabulary: Arc::new(
                 crate::evidence::Vocabulary::load(
                     &root,
-                    &DemandCatalog::load(&root.join("demands.toml")).unwrap(),
+                    &crate::rules::demand_titles(
+                        &DemandCatalog::load(&root.join("demands.toml")).unwrap(),
+                    ),
                 )
                 .unwrap(),
             ),

@@ -58,6 +58,43 @@ pub struct RuleContext {
     pub vocabulary: Arc<crate::evidence::Vocabulary>,
 }
 
+/// What the evidence finder reads of `demands.toml`: each kind's titles, form codes, refinement and phrases.
+pub fn demand_titles(demands: &DemandCatalog) -> Vec<crate::evidence::DemandTitles> {
+    demands
+        .kinds()
+        .map(|k| crate::evidence::DemandTitles {
+            id: k.id.clone(),
+            titles: k.titles.clone(),
+            knd: k.knd.clone(),
+            refines: k.refines.clone(),
+            phrases: k.recognise.iter().chain(&k.informal).cloned().collect(),
+        })
+        .collect()
+}
+
+/// The rule context's files are refused alike, whichever part is broken: a vocabulary error is reported (and
+/// logged, and shown in `/healthz`) as the data files' errors are.
+impl From<crate::evidence::VocabularyError> for crate::calendar::CalendarError {
+    fn from(e: crate::evidence::VocabularyError) -> Self {
+        use crate::evidence::VocabularyError as V;
+        match e {
+            V::Io { path, source } => crate::calendar::CalendarError::Io { path, source },
+            V::Parse {
+                file,
+                line,
+                message,
+            } => crate::calendar::CalendarError::Parse {
+                file,
+                line,
+                message,
+            },
+            V::Invalid { file, message } => {
+                crate::calendar::CalendarError::Invalid { file, message }
+            }
+        }
+    }
+}
+
 /// A rule file that failed to load, with where.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -411,7 +448,9 @@ mod tests {
             vocabulary: Arc::new(
                 crate::evidence::Vocabulary::load(
                     &root,
-                    &DemandCatalog::load(&root.join("demands.toml")).unwrap(),
+                    &crate::rules::demand_titles(
+                        &DemandCatalog::load(&root.join("demands.toml")).unwrap(),
+                    ),
                 )
                 .unwrap(),
             ),

@@ -280,9 +280,9 @@ pub fn check(
     };
     report.files = sources.iter().filter(|(n, _)| !n.starts_with('_')).count();
     let vocabulary = demands.as_ref().and_then(|d| {
-        crate::evidence::Vocabulary::load(rules_dir, d)
+        crate::evidence::Vocabulary::load(rules_dir, &super::demand_titles(d))
             .map_err(|e| {
-                use crate::calendar::CalendarError as E;
+                use crate::evidence::VocabularyError as E;
                 let (file, line, message) = match e {
                     E::Parse {
                         file,

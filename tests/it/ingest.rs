@@ -292,10 +292,12 @@ fn a_broken_rule_file_is_refused_with_file_and_line() {
         vocabulary: std::sync::Arc::new(
             taxinbox::evidence::Vocabulary::load(
                 &project_root().join("rules"),
-                &taxinbox::calendar::DemandCatalog::load(
-                    &project_root().join("rules/demands.toml"),
-                )
-                .unwrap(),
+                &taxinbox::rules::demand_titles(
+                    &taxinbox::calendar::DemandCatalog::load(
+                        &project_root().join("rules/demands.toml"),
+                    )
+                    .unwrap(),
+                ),
             )
             .unwrap(),
         ),
