@@ -89,7 +89,7 @@ struct RawKind {
     title: String,
     law: String,
     #[serde(default)]
-    knd: OneOrMany,
+    knd: crate::evidence::catalog::OneOrMany,
     #[serde(default)]
     titles: Vec<String>,
     #[serde(default)]
@@ -99,26 +99,6 @@ struct RawKind {
     #[serde(default)]
     informal: Vec<String>,
     tasks: Vec<DemandTaskSpec>,
-}
-
-/// A value written as one string or as a list of strings (`knd = "1165013"` or `knd = ["1165013", "1165014"]`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    #[default]
-    None,
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::None => vec![],
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
-        }
-    }
 }
 
 /// The whole file as written.

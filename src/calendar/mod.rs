@@ -74,6 +74,9 @@ pub enum CalendarError {
         /// The loaded years, e.g. `2025, 2026, 2027`.
         loaded: String,
     },
+    /// `notices.toml` or `topics.toml` (read with the calendars and `demands.toml` as one rule context) is refused.
+    #[error(transparent)]
+    Vocabulary(#[from] crate::evidence::VocabularyError),
 }
 
 impl CalendarError {

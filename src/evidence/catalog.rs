@@ -46,10 +46,11 @@ impl VocabularyError {
     }
 }
 
-/// A value written as one string or as a list of strings (`knd = "1166002"` or `knd = ["1166002", "1166007"]`).
+/// A value written as one string or as a list of strings (`knd = "1166002"` or `knd = ["1166002", "1166007"]`):
+/// form codes in `notices.toml` and `demands.toml` alike.
 #[derive(Debug, Default, Deserialize)]
 #[serde(untagged)]
-enum OneOrMany {
+pub(crate) enum OneOrMany {
     #[default]
     None,
     One(String),
@@ -57,7 +58,7 @@ enum OneOrMany {
 }
 
 impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
+    pub(crate) fn into_vec(self) -> Vec<String> {
         match self {
             OneOrMany::None => vec![],
             OneOrMany::One(s) => vec![s],

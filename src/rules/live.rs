@@ -936,8 +936,6 @@ async fn next_hangup(_: &mut Hangup) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calendar::{DemandCatalog, ProductionCalendar};
-    use crate::directory::Directory;
     use notify::event::{AccessKind, CreateKind, DataChange, MetadataKind, ModifyKind};
     use notify::{Event, EventKind};
 
@@ -1039,23 +1037,7 @@ mod tests {
     }
 
     fn ruleset(category: &str) -> Ruleset {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
-        let ctx = RuleContext {
-            directory: Arc::new(Directory::default()),
-            calendar: Arc::new(
-                ProductionCalendar::load_dir(&root.join("calendar/production")).unwrap(),
-            ),
-            demands: Arc::new(DemandCatalog::load(&root.join("demands.toml")).unwrap()),
-            vocabulary: Arc::new(
-                crate::evidence::Vocabulary::load(
-                    &root,
-                    &crate::rules::demand_titles(
-                        &DemandCatalog::load(&root.join("demands.toml")).unwrap(),
-                    ),
-                )
-                .unwrap(),
-            ),
-        };
+        let ctx = RuleContext::shipped();
         let sources = vec![(
             "10-all.rhai".to_owned(),
             format!("fn classify(mail) {{ #{{category: \"{category}\"}} }}"),

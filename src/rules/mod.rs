@@ -72,25 +72,22 @@ pub fn demand_titles(demands: &DemandCatalog) -> Vec<crate::evidence::DemandTitl
         .collect()
 }
 
-/// The rule context's files are refused alike, whichever part is broken: a vocabulary error is reported (and
-/// logged, and shown in `/healthz`) as the data files' errors are.
-impl From<crate::evidence::VocabularyError> for crate::calendar::CalendarError {
-    fn from(e: crate::evidence::VocabularyError) -> Self {
-        use crate::evidence::VocabularyError as V;
-        match e {
-            V::Io { path, source } => crate::calendar::CalendarError::Io { path, source },
-            V::Parse {
-                file,
-                line,
-                message,
-            } => crate::calendar::CalendarError::Parse {
-                file,
-                line,
-                message,
-            },
-            V::Invalid { file, message } => {
-                crate::calendar::CalendarError::Invalid { file, message }
-            }
+#[cfg(test)]
+impl RuleContext {
+    /// The shipped calendars, demand catalogue and vocabulary of `rules/`, with an empty register (unit tests).
+    #[allow(clippy::unwrap_used)] // a shipped file that does not load is a failed test
+    pub(crate) fn shipped() -> RuleContext {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let demands = DemandCatalog::load(&root.join("demands.toml")).unwrap();
+        let vocabulary =
+            crate::evidence::Vocabulary::load(&root, &demand_titles(&demands)).unwrap();
+        RuleContext {
+            directory: Arc::new(Directory::default()),
+            calendar: Arc::new(
+                ProductionCalendar::load_dir(&root.join("calendar/production")).unwrap(),
+            ),
+            demands: Arc::new(demands),
+            vocabulary: Arc::new(vocabulary),
         }
     }
 }
@@ -435,26 +432,9 @@ fn runtime_message(e: &rhai::EvalAltResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     fn ctx() -> RuleContext {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
-        RuleContext {
-            directory: Arc::new(Directory::default()),
-            calendar: Arc::new(
-                ProductionCalendar::load_dir(&root.join("calendar/production")).unwrap(),
-            ),
-            demands: Arc::new(DemandCatalog::load(&root.join("demands.toml")).unwrap()),
-            vocabulary: Arc::new(
-                crate::evidence::Vocabulary::load(
-                    &root,
-                    &crate::rules::demand_titles(
-                        &DemandCatalog::load(&root.join("demands.toml")).unwrap(),
-                    ),
-                )
-                .unwrap(),
-            ),
-        }
+        RuleContext::shipped()
     }
 
     fn ruleset(files: &[(&str, &str)], limits: &Limits) -> Result<Ruleset, LoadError> {
