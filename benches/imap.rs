@@ -101,7 +101,7 @@ async fn taxinbox_once(server: &dovecot::Dovecot, dir: &Path) -> (Duration, usiz
     )
     .await
     .unwrap();
-    let app = taxinbox::cli::App { settings, store };
+    let app = taxinbox::app::Instance { settings, store };
     let pipeline = app.pipeline().await.unwrap();
     let lease = taxinbox::imap::Lease::for_this_process();
     let started = Instant::now();

@@ -70,7 +70,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// An app on a fresh SQLite store in `dir` with the corpus register, mailbox `demands` on `server`.
-async fn app(dir: &Path, server: &dovecot::Dovecot) -> taxinbox::cli::App {
+async fn app(dir: &Path, server: &dovecot::Dovecot) -> taxinbox::app::Instance {
     let password = server.password_file("imap-password", dovecot::PASSWORD);
     let config = dir.join("taxinbox.toml");
     std::fs::write(
@@ -98,7 +98,7 @@ async fn app(dir: &Path, server: &dovecot::Dovecot) -> taxinbox::cli::App {
     )
     .await
     .unwrap();
-    taxinbox::cli::App { settings, store }
+    taxinbox::app::Instance { settings, store }
 }
 
 fn sieve(mails: usize, target: usize) {

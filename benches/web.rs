@@ -37,7 +37,7 @@ const CATEGORIES: [&str; 5] = [
 ];
 const MAILBOXES: [&str; 5] = ["demands", "clients", "payroll", "hr", "legal"];
 
-async fn fill(app: &taxinbox::cli::App) -> (String, i64, i64) {
+async fn fill(app: &taxinbox::app::Instance) -> (String, i64, i64) {
     let mut conn = app.store.acquire().await.unwrap();
     let directory = store::load_directory(&mut conn).await.unwrap();
     drop(conn);
@@ -60,7 +60,7 @@ async fn fill(app: &taxinbox::cli::App) -> (String, i64, i64) {
              Message-ID: <bench-{n}@example.org>\r\nDate: {day}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
              Добрый день! Текст письма номер {n} для клиента {client}.\r\n"
         );
-        let sha = taxinbox::pipeline::sha256_hex(raw.as_bytes());
+        let sha = taxinbox::store::sha256_hex(raw.as_bytes());
         store::put_raw(&mut tx, &sha, raw.as_bytes(), &now)
             .await
             .unwrap();
@@ -231,7 +231,7 @@ async fn run(engine: &str, url: String, dir: &std::path::Path) -> bool {
         ),
     )
     .unwrap();
-    let app = taxinbox::cli::App::open(Some(&config)).await.unwrap();
+    let app = taxinbox::app::Instance::open(Some(&config)).await.unwrap();
     let c = root().join("tests/corpus");
     taxinbox::directory_import::import_files(
         &app.store,
@@ -247,7 +247,7 @@ async fn run(engine: &str, url: String, dir: &std::path::Path) -> bool {
         "auditor@debet-service.example",
         "admin@debet-service.example",
     ] {
-        taxinbox::web::set_password(&app, who, PASSWORD)
+        taxinbox::web::set_password(&app.store, &app.settings.web, who, PASSWORD)
             .await
             .unwrap();
     }

@@ -1,14 +1,15 @@
-//! Batch ingestion: many mails through the pipeline, several per transaction, acknowledged only after the commit.
+//! `taxinbox ingest` and the daemon's Maildir passes: local inputs read in batches, each batch through the one batch
+//! path ([`crate::pipeline::batch`]), acknowledged only after its commit.
 //!
 //! Batching is what makes SQLite fast (one fsync per batch instead of per mail); it never weakens the guarantee:
 //! a mail is acknowledged at its source only when the transaction holding it has committed, and a failed commit
 //! leaves the whole batch unacknowledged, to be delivered again.
 
-use crate::pipeline::{Pipeline, Report, Status};
+use crate::pipeline::batch::{self, Incoming, Shadow, Summary};
+use crate::pipeline::{Pipeline, Report};
 use crate::source::Input;
 use crate::store::Store;
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
 
 /// How to ingest.
 #[derive(Debug, Clone)]
@@ -17,41 +18,6 @@ pub struct IngestOptions {
     pub dry_run: bool,
     /// Mails per transaction.
     pub batch_size: usize,
-}
-
-/// What a run did, for the closing summary.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Summary {
-    pub by_status: BTreeMap<String, usize>,
-    /// Tasks created per assignee (the unassigned queue under "").
-    pub tasks_by_assignee: BTreeMap<String, usize>,
-    /// Source and error of every quarantined mail.
-    pub quarantined: Vec<(String, String)>,
-    /// Inputs that could not be read at all (left in place, not acknowledged).
-    pub unreadable: Vec<(String, String)>,
-}
-
-impl Summary {
-    fn add(&mut self, r: &Report) {
-        *self
-            .by_status
-            .entry(r.status.as_str().to_owned())
-            .or_default() += 1;
-        for t in &r.tasks {
-            *self
-                .tasks_by_assignee
-                .entry(t.assignee.clone().unwrap_or_default())
-                .or_default() += 1;
-        }
-        if r.status == Status::Quarantined {
-            self.quarantined
-                .push((r.source.clone(), r.error.clone().unwrap_or_default()));
-        }
-    }
-
-    pub fn total(&self) -> usize {
-        self.by_status.values().sum()
-    }
 }
 
 /// Runs `inputs` through the pipeline; `on_report` sees each mail's report once its batch has committed.
@@ -70,11 +36,19 @@ pub async fn ingest(
     } else {
         None
     };
-    for batch in inputs.chunks(batch_size) {
-        let mut loaded = Vec::with_capacity(batch.len());
-        for input in batch {
+    for chunk in inputs.chunks(batch_size) {
+        let mut read = Vec::with_capacity(chunk.len());
+        let mut mails = Vec::with_capacity(chunk.len());
+        for input in chunk {
             match input.read() {
-                Ok(raw) => loaded.push((input, raw)),
+                Ok(raw) => {
+                    mails.push(Incoming {
+                        raw,
+                        source: input.reference(),
+                        mailbox: input_kind(input).to_owned(),
+                    });
+                    read.push(input);
+                }
                 Err(e) => {
                     tracing::error!(source = %input.reference(), "cannot read mail: {e:#}");
                     summary
@@ -83,57 +57,24 @@ pub async fn ingest(
                 }
             }
         }
-        let now = clock();
-        let evaluations: Vec<_> = loaded
-            .iter()
-            .map(|(input, raw)| pipeline.evaluate(raw, mailbox_of(input), now))
-            .collect();
-        let mut reports = Vec::with_capacity(loaded.len());
-        match dry_tx.as_mut() {
+        let reports = match dry_tx.as_mut() {
             Some(tx) => {
-                for ((input, raw), eval) in loaded.iter().zip(&evaluations) {
-                    reports.push(
-                        pipeline
-                            .commit(tx, &input.reference(), mailbox_of(input), raw, eval, now)
-                            .await?,
-                    );
-                }
+                let evaluated = batch::evaluate(pipeline, mails, Shadow::Skip, clock());
+                batch::write(tx, pipeline, &evaluated).await?
             }
             None => {
-                // Shadow mode: the candidate rules' decisions (live mail only, never a dry run), stored beside each
-                // mail in the same transaction.
-                let shadows: Vec<_> = loaded
-                    .iter()
-                    .map(|(input, raw)| {
-                        crate::rules::shadow::evaluate(pipeline, raw, mailbox_of(input), now)
-                    })
-                    .collect();
-                let mut tx = store.begin().await?;
-                for (((input, raw), eval), shadow) in loaded.iter().zip(&evaluations).zip(&shadows)
-                {
-                    let report = pipeline
-                        .commit(
-                            &mut tx,
-                            &input.reference(),
-                            mailbox_of(input),
-                            raw,
-                            eval,
-                            now,
-                        )
-                        .await?;
-                    crate::rules::shadow::record(&mut tx, shadow.as_ref(), eval, &report, now)
-                        .await?;
-                    reports.push(report);
-                }
-                tx.commit().await?;
-                for (input, _) in &loaded {
+                let evaluated = batch::evaluate(pipeline, mails, Shadow::Evaluate, clock());
+                let reports =
+                    batch::commit(store, pipeline, &evaluated, async |_, _| Ok(())).await?;
+                for input in read {
                     // Committed: a failed acknowledgement only means the mail is seen again and recognised then.
                     if let Err(e) = input.acknowledge() {
                         tracing::warn!(source = %input.reference(), "committed but not acknowledged: {e:#}");
                     }
                 }
+                reports
             }
-        }
+        };
         for r in &reports {
             summary.add(r);
             on_report(r);
@@ -145,7 +86,8 @@ pub async fn ingest(
     Ok(summary)
 }
 
-fn mailbox_of(input: &Input) -> &'static str {
+/// The kind of a local input, recorded as its mailbox: `stdin`, `maildir` or `file`.
+fn input_kind(input: &Input) -> &'static str {
     match input {
         Input::Stdin => "stdin",
         Input::Maildir { .. } => "maildir",

@@ -4,6 +4,7 @@
 //! `source` → `mail` (parse, extract) → `rules` (classify) → `directory` (resolve client and person)
 //! → `calendar` (deadlines) → `store` (one commit) → back to `source` (acknowledge).
 
+pub mod app;
 pub mod audit;
 pub mod calendar;
 pub mod cli;
@@ -24,4 +25,5 @@ pub mod settings;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod templates;
 pub mod web;

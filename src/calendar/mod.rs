@@ -5,8 +5,8 @@
 //! computation afterwards is pure. The calendar never guesses: a date in a year without a file is an error
 //! ([`CalendarError::OutOfRange`]), because a wrong deadline is worse than none.
 
-pub mod command;
 pub mod demands;
+pub mod obligations;
 pub mod production;
 pub mod tax;
 

@@ -11,7 +11,8 @@
 //! searched for it (same Message-ID, same bytes); a mail found there is only expunged, so the archive holds one copy.
 
 use super::{timed, Error, Session, NETWORK_TIMEOUT};
-use crate::pipeline::{Pipeline, Report, Status};
+use crate::pipeline::batch::{self, Incoming, Shadow};
+use crate::pipeline::{reload, Pipeline, Report, Status};
 use crate::settings::MailboxSettings;
 use crate::store::{self, ImapCheckpoint, Store};
 use chrono::{DateTime, Utc};
@@ -239,12 +240,13 @@ impl MailboxSession {
         if let Some(first) = next.take() {
             let prefetch = chunks.get(1).copied().filter(|_| !ctx.stopping());
             let session = &mut self.session;
-            let (evaluated, fetched) = tokio::join!(evaluate_batch(ctx, &name, first), async {
-                match prefetch {
-                    Some(uids) => Some(fetch_batch(session, &name, uids).await),
-                    None => None,
-                }
-            });
+            let (evaluated, fetched) =
+                tokio::join!(evaluate_batch(ctx, &name, plan.uidvalidity, first), async {
+                    match prefetch {
+                        Some(uids) => Some(fetch_batch(session, &name, uids).await),
+                        None => None,
+                    }
+                });
             ready = Some(evaluated?);
             next = fetched.transpose()?;
         }
@@ -264,10 +266,10 @@ impl MailboxSession {
             let fetched_next = next.take();
             let session = &mut self.session;
             let (committed, evaluated, moved_aside, session_work) = tokio::join!(
-                commit_fetched(ctx, &name, plan.uidvalidity, last_uid, batch),
+                commit_evaluated(ctx, &name, plan.uidvalidity, last_uid, batch),
                 async {
                     match fetched_next {
-                        Some(raw) => Some(evaluate_batch(ctx, &name, raw).await),
+                        Some(raw) => Some(evaluate_batch(ctx, &name, plan.uidvalidity, raw).await),
                         None => None,
                     }
                 },
@@ -324,9 +326,9 @@ impl MailboxSession {
         let name = self.mailbox.name.clone();
         for uids in plan.new.chunks(ctx.batch_size.max(1)) {
             let raw = fetch_batch(&mut self.session, &name, uids).await?;
-            let batch = evaluate_batch(ctx, &name, raw).await?;
+            let batch = evaluate_batch(ctx, &name, plan.uidvalidity, raw).await?;
             let (committed, batch_last) =
-                commit_fetched(ctx, &name, plan.uidvalidity, last_uid, batch).await?;
+                commit_evaluated(ctx, &name, plan.uidvalidity, last_uid, batch).await?;
             last_uid = batch_last;
             all.moves.extend(committed.moves);
             all.reports.extend(committed.reports);
@@ -532,7 +534,7 @@ impl MailboxSession {
             }
             hits.sort_unstable();
             for (_, raw) in fetch(&mut self.session, &name, &hits).await? {
-                hashes.insert(crate::pipeline::sha256_hex(&raw));
+                hashes.insert(crate::store::sha256_hex(&raw));
             }
         }
         Ok(hashes)
@@ -612,28 +614,6 @@ impl MailboxSession {
         let _ = tokio::time::timeout(NETWORK_TIMEOUT, self.session.logout()).await;
     }
 }
-
-/// A batch fetched and evaluated, ready to commit.
-struct Fetched {
-    /// The UIDs asked for (some may have vanished meanwhile: they are passed over by the checkpoint too).
-    uids: Vec<u32>,
-    mails: Vec<(u32, Vec<u8>)>,
-    evaluations: Vec<crate::pipeline::Evaluation>,
-    /// Shadow mode: the candidate rules' decisions, stored beside each mail in the same transaction.
-    shadows: Vec<Option<crate::rules::shadow::ShadowEval>>,
-    now: DateTime<Utc>,
-    started: std::time::Instant,
-    /// How long the FETCH and the evaluation took (the per-batch timing at debug level).
-    fetch_time: std::time::Duration,
-    evaluate_time: std::time::Duration,
-}
-
-/// The turn of this process's IMAP batches to write to SQLite (see [`commit_fetched`]).
-static SQLITE_WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Most threads one batch's evaluation uses: rules are CPU-bound, and the database and the IMAP connection need
-/// a core too.
-const MAX_EVALUATION_THREADS: usize = 4;
 
 /// A second session on the folder for [`move_moves`] during a long pass, or `None` (the pass then moves on its
 /// own session): a server may limit connections per user, and moving inline is only slower.
@@ -765,9 +745,27 @@ async fn fetch_batch(session: &mut Session, name: &str, uids: &[u32]) -> Result<
     })
 }
 
+/// A batch fetched and evaluated, ready to commit.
+struct Evaluated {
+    /// The UIDs asked for (some may have vanished meanwhile: they are passed over by the checkpoint too).
+    uids: Vec<u32>,
+    /// The UID of each mail of `batch`, in order.
+    mail_uids: Vec<u32>,
+    batch: batch::Evaluated,
+    started: std::time::Instant,
+    /// How long the FETCH and the evaluation took (the per-batch timing at debug level).
+    fetch_time: std::time::Duration,
+    evaluate_time: std::time::Duration,
+}
+
 /// Evaluates a fetched batch (parse, extract, rules: CPU work) on the blocking pool, spread over the machine's
 /// cores, so that the async workers stay free for the commit and the session running beside it.
-async fn evaluate_batch(ctx: &PollContext<'_>, name: &str, raw: Raw) -> Result<Fetched, Error> {
+async fn evaluate_batch(
+    ctx: &PollContext<'_>,
+    name: &str,
+    uidvalidity: u32,
+    raw: Raw,
+) -> Result<Evaluated, Error> {
     let Raw {
         uids,
         mails,
@@ -777,183 +775,111 @@ async fn evaluate_batch(ctx: &PollContext<'_>, name: &str, raw: Raw) -> Result<F
     let evaluating = std::time::Instant::now();
     // A `directory import` meanwhile: the batch is decided with the register now stored (one cheap read; a store that
     // cannot be read is logged and the register in force decides).
-    crate::rules::live::check_register(&ctx.pipeline.rules, ctx.store, ctx.metrics, (ctx.clock)())
-        .await;
+    reload::check_register(&ctx.pipeline.rules, ctx.store, ctx.metrics, (ctx.clock)()).await;
     let now = (ctx.clock)();
     let pipeline = ctx.pipeline.clone();
-    let mailbox = name.to_owned();
-    let (mails, evaluated) = tokio::task::spawn_blocking(move || {
-        let evaluated = evaluate_all(&pipeline, &mails, &mailbox, now);
-        (mails, evaluated)
+    let mail_uids = mails.iter().map(|(uid, _)| *uid).collect();
+    let incoming = mails
+        .into_iter()
+        .map(|(uid, raw)| Incoming {
+            raw,
+            source: source_ref(name, uidvalidity, uid),
+            mailbox: name.to_owned(),
+        })
+        .collect();
+    let batch = tokio::task::spawn_blocking(move || {
+        batch::evaluate(&pipeline, incoming, Shadow::Evaluate, now)
     })
     .await
     .map_err(|e| Error::store(name, anyhow::anyhow!("evaluating a batch failed: {e}")))?;
-    let (evaluations, shadows) = evaluated.into_iter().unzip();
-    Ok(Fetched {
+    Ok(Evaluated {
         uids,
-        mails,
-        evaluations,
-        shadows,
-        now,
+        mail_uids,
+        batch,
         started,
         fetch_time,
         evaluate_time: evaluating.elapsed(),
     })
 }
 
-type Evaluated = (
-    crate::pipeline::Evaluation,
-    Option<crate::rules::shadow::ShadowEval>,
-);
-
-/// Each mail's evaluation (and shadow evaluation), in order, on up to [`MAX_EVALUATION_THREADS`] threads.
-fn evaluate_all(
-    pipeline: &Pipeline,
-    mails: &[(u32, Vec<u8>)],
-    mailbox: &str,
-    now: DateTime<Utc>,
-) -> Vec<Evaluated> {
-    let one = |raw: &[u8]| {
-        (
-            pipeline.evaluate(raw, mailbox, now),
-            crate::rules::shadow::evaluate(pipeline, raw, mailbox, now),
-        )
-    };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(MAX_EVALUATION_THREADS)
-        .min(mails.len() / 8)
-        .max(1);
-    if threads == 1 {
-        return mails.iter().map(|(_, raw)| one(raw)).collect();
-    }
-    let per_thread = mails.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = mails
-            .chunks(per_thread)
-            .map(|part| {
-                let one = &one;
-                scope.spawn(move || part.iter().map(|(_, raw)| one(raw)).collect::<Vec<_>>())
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|p| {
-                p.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
-}
-
-/// Commits a fetched batch and the checkpoint in one transaction; returns what to move and the new checkpoint.
-async fn commit_fetched(
+/// Commits an evaluated batch with the checkpoint (and the lease) in one transaction; returns what to move and the
+/// new checkpoint.
+async fn commit_evaluated(
     ctx: &PollContext<'_>,
     name: &str,
     uidvalidity: u32,
     last_uid: u32,
-    batch: Fetched,
+    evaluated: Evaluated,
 ) -> Result<(Committed, u32), Error> {
-    let name = name.to_owned();
-    let Fetched {
+    let Evaluated {
         uids,
-        mails: fetched,
-        evaluations,
-        shadows,
-        now,
+        mail_uids,
+        batch,
         started,
         fetch_time,
         evaluate_time,
-    } = batch;
-    let waited = std::time::Instant::now();
-    let mut committed = Committed::default();
-    // SQLite has one writer at a time: the mailbox tasks of this process take turns here instead of meeting in
-    // SQLite's busy handler, where a long wait (ten mailboxes of large mail) ends in "database is locked" and the
-    // mailbox's back-off of minutes. PostgreSQL writers run side by side.
-    let _writer = match ctx.store.engine() {
-        store::Engine::Sqlite => Some(SQLITE_WRITER.lock().await),
-        store::Engine::Postgres => None,
-    };
-    let writing = std::time::Instant::now();
-    let mut tx = ctx
-        .store
-        .begin()
-        .await
-        .map_err(|e| Error::store(&name, e))?;
-    for (((uid, raw), eval), shadow) in fetched.iter().zip(&evaluations).zip(&shadows) {
-        let reference = source_ref(&name, uidvalidity, *uid);
-        let report = ctx
-            .pipeline
-            .commit(&mut tx, &reference, &name, raw, eval, now)
-            .await
-            .map_err(|e| Error::store(&name, e))?;
-        crate::rules::shadow::record(&mut tx, shadow.as_ref(), eval, &report, now)
-            .await
-            .map_err(|e| Error::store(&name, e))?;
-        let quarantine = match report.status {
-            Status::Quarantined => true,
-            Status::Processed | Status::Linked => false,
-            // A duplicate goes where its first copy went; its reference is recorded too, so that a crash
-            // before the move finds it as committed and does not fetch it again.
-            Status::Duplicate => match report.id {
-                Some(id) => {
-                    store::add_source_ref(&mut tx, &reference, id)
-                        .await
-                        .map_err(|e| Error::store(&name, e))?;
-                    store::message_by_id(&mut tx, id)
-                        .await
-                        .map_err(|e| Error::store(&name, e))?
-                        .is_some_and(|m| m.status == Status::Quarantined.as_str())
-                }
-                None => false,
-            },
-        };
-        committed.moves.push(Move {
-            uid: *uid,
-            quarantine,
-        });
-        committed.reports.push(report);
-    }
+    } = evaluated;
+    let committing = std::time::Instant::now();
     // Mail that vanished between SEARCH and FETCH (another client expunged it) is passed over too.
     let batch_last = uids.iter().copied().max().unwrap_or(0).max(last_uid);
-    store::set_imap_checkpoint(
-        &mut tx,
-        &name,
-        ImapCheckpoint {
+    let mut quarantined = Vec::with_capacity(batch.len());
+    let reports = batch::commit(ctx.store, ctx.pipeline, &batch, async |tx, reports| {
+        for (mail, report) in batch.mails.iter().zip(reports) {
+            quarantined.push(match report.status {
+                Status::Quarantined => true,
+                Status::Processed | Status::Linked => false,
+                // A duplicate goes where its first copy went; its reference is recorded too, so that a crash
+                // before the move finds it as committed and does not fetch it again.
+                Status::Duplicate => match report.id {
+                    Some(id) => {
+                        store::add_source_ref(tx, &mail.source, id).await?;
+                        store::message_by_id(tx, id)
+                            .await?
+                            .is_some_and(|m| m.status == Status::Quarantined.as_str())
+                    }
+                    None => false,
+                },
+            });
+        }
+        let checkpoint = ImapCheckpoint {
             uidvalidity,
             last_uid: batch_last,
-        },
-        &store::timestamp(now),
-    )
-    .await
-    .map_err(|e| Error::store(&name, e))?;
-    if let Some(lease) = ctx.lease {
-        let held = lease
-            .take(&mut tx, &name, (ctx.clock)())
-            .await
-            .map_err(|e| Error::store(&name, e))?;
-        if !held {
-            // Another instance took the mailbox over (this one stalled past its lease): its work counts,
-            // this batch is rolled back when `tx` drops.
-            return Err(Error::LeaseLost { mailbox: name });
+        };
+        store::set_imap_checkpoint(tx, name, checkpoint, &store::timestamp(batch.now)).await?;
+        if let Some(lease) = ctx.lease {
+            if !lease.take(tx, name, (ctx.clock)()).await? {
+                // Another instance took the mailbox over (this one stalled past its lease): its work counts, this
+                // batch is rolled back.
+                return Err(Error::LeaseLost {
+                    mailbox: name.to_owned(),
+                }
+                .into());
+            }
         }
-    }
-    tx.commit()
-        .await
-        .map_err(|e| Error::store(&name, anyhow::Error::new(e).context("commit")))?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| match e.downcast::<Error>() {
+        Ok(e) => e,
+        Err(e) => Error::store(name, e),
+    })?;
     let latency = started.elapsed();
     tracing::debug!(
         mailbox = %name,
-        mails = committed.moves.len(),
+        mails = reports.len(),
         fetch_ms = fetch_time.as_millis(),
         evaluate_ms = evaluate_time.as_millis(),
-        writer_wait_ms = writing.duration_since(waited).as_millis(),
-        commit_ms = writing.elapsed().as_millis(),
+        commit_ms = committing.elapsed().as_millis(),
         "batch committed"
     );
-    for (m, r) in committed.moves.iter().zip(&committed.reports) {
+    let moves = mail_uids
+        .iter()
+        .zip(quarantined)
+        .map(|(&uid, quarantine)| Move { uid, quarantine })
+        .collect::<Vec<_>>();
+    for (m, r) in moves.iter().zip(&reports) {
         if let Some(metrics) = ctx.metrics {
-            metrics.mail_committed(&name, r.status.as_str(), r.tasks.len(), latency);
+            metrics.mail_committed(name, r.status.as_str(), r.tasks.len(), latency);
         }
         tracing::info!(
             mailbox = %name,
@@ -967,7 +893,7 @@ async fn commit_fetched(
             "mail processed"
         );
     }
-    Ok((committed, batch_last))
+    Ok((Committed { moves, reports }, batch_last))
 }
 
 /// `UID FETCH <uids> (UID BODY.PEEK[])`: PEEK, so reading never sets \\Seen for the people sharing the box.

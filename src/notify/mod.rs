@@ -22,11 +22,10 @@ pub mod bitrix;
 pub mod schedule;
 pub mod sink;
 pub mod smtp;
-pub mod templates;
 pub mod webhook;
 
+pub use crate::templates::{client_label, russian_date, Kind, Rendered, Templates};
 pub use smtp::{SendError, SmtpDelivery};
-pub use templates::{Kind, Rendered, Templates};
 
 use crate::settings::{NotifySettings, NotifyTransport, Settings};
 use crate::store::{self, PendingNotification, Store};
@@ -281,23 +280,6 @@ fn write_file(dir: &Path, id: i64, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, &target).with_context(|| format!("rename to {}", target.display()))?;
     Ok(())
-}
-
-/// `YYYY-MM-DD` → `DD.MM.YYYY`, as people read dates; anything else unchanged.
-pub fn russian_date(iso: &str) -> String {
-    chrono::NaiveDate::parse_from_str(iso, "%Y-%m-%d")
-        .map(|d| d.format("%d.%m.%Y").to_string())
-        .unwrap_or_else(|_| iso.to_owned())
-}
-
-/// "Name (ИНН x)", the INN alone, or a dash.
-pub fn client_label(name: Option<&str>, inn: Option<&str>) -> String {
-    match (name.filter(|n| !n.is_empty()), inn) {
-        (Some(name), Some(inn)) => format!("{name} (ИНН {inn})"),
-        (None, Some(inn)) => format!("ИНН {inn}"),
-        (Some(name), None) => name.to_owned(),
-        (None, None) => "—".to_owned(),
-    }
 }
 
 /// The text of a new-task notification from the task and its mail as stored now, so an admin's template applies

@@ -7,12 +7,12 @@
 //! from the clock here, so any day can be tested. When an absence starts, the absent person's open tasks are
 //! announced to whoever now works them (`absence:<task>:<who>:<from>`, once per task and absence).
 
-use super::templates::{Kind, Templates};
 use super::{client_label, russian_date};
 use crate::calendar::ProductionCalendar;
 use crate::directory::{Directory, Role};
 use crate::settings::{EscalationSettings, EscalationTarget};
 use crate::store::{self, NewNotification, OpenTask};
+use crate::templates::{Kind, Templates};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -505,27 +505,26 @@ pub async fn absence_handovers_due(
 /// a read transaction upgraded to a write fails at once ("database is locked") when ingestion committed meanwhile,
 /// while single statements wait for the lock.
 pub async fn schedule_today(
-    app: &crate::cli::App,
+    store: &store::Store,
+    settings: &crate::settings::Settings,
     templates: &Templates,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<ScheduleOutcome> {
-    let local = now
-        .with_timezone(&app.settings.general.timezone)
-        .naive_local();
-    let mut conn = app.store.acquire().await?;
+    let local = now.with_timezone(&settings.general.timezone).naive_local();
+    let mut conn = store.acquire().await?;
     let ctx = ScheduleContext {
         templates: templates.clone(),
         calendar: ProductionCalendar::load_dir(
-            &app.settings.rules.dir.join("calendar").join("production"),
+            &settings.rules.dir.join("calendar").join("production"),
         )
         .map_err(|e| anyhow::anyhow!("load the production calendars: {e}"))?,
         directory: store::load_directory(&mut conn).await?,
-        escalation: app.settings.notify.escalation.clone(),
-        admins: app.settings.notify.admins.clone(),
+        escalation: settings.notify.escalation.clone(),
+        admins: settings.notify.admins.clone(),
     };
     let digest = DigestOptions {
-        not_before: Some(app.settings.notify.digest_time),
-        opt_out: app.settings.notify.digest_opt_out.clone(),
+        not_before: Some(settings.notify.digest_time),
+        opt_out: settings.notify.digest_opt_out.clone(),
     };
     let outcome = run_at(&mut conn, &ctx, &digest, local, &store::timestamp(now)).await?;
     if outcome != ScheduleOutcome::default() {

@@ -666,14 +666,15 @@ pub async fn status_lines(store: &Store) -> anyhow::Result<Vec<String>> {
 
 /// The daemon's (and `run --once`'s) sink step: registers the configured sinks, delivers what is due, logs it.
 pub async fn deliver_pass(
-    app: &crate::cli::App,
+    store: &Store,
+    settings: &crate::settings::Settings,
     now: DateTime<Utc>,
 ) -> anyhow::Result<SinkOutcome> {
-    let worker = SinkWorker::from_settings(&app.settings)?;
+    let worker = SinkWorker::from_settings(settings)?;
     if worker.is_empty() {
         return Ok(SinkOutcome::default());
     }
-    let outcome = worker.deliver_pending(&app.store, now).await?;
+    let outcome = worker.deliver_pending(store, now).await?;
     if outcome != SinkOutcome::default() {
         tracing::info!(
             delivered = outcome.delivered,
@@ -683,48 +684,6 @@ pub async fn deliver_pass(
         );
     }
     Ok(outcome)
-}
-
-/// `taxinbox sinks …`.
-#[derive(Debug, clap::Subcommand)]
-pub enum SinksCommand {
-    /// Events per sink and state (pending, delivered, failed), with the newest error of each.
-    Status,
-    /// Queue the events that failed for good again (after fixing the sink or the tracker).
-    Retry {
-        /// Only this sink's events.
-        #[arg(long)]
-        sink: Option<String>,
-    },
-}
-
-pub async fn run_command(
-    config: Option<&Path>,
-    command: SinksCommand,
-) -> anyhow::Result<std::process::ExitCode> {
-    let app = crate::cli::App::open(config).await?;
-    match command {
-        SinksCommand::Status => {
-            let lines = status_lines(&app.store).await?;
-            if lines.is_empty() {
-                println!("no task events queued for any sink");
-            }
-            for line in lines {
-                println!("{line}");
-            }
-        }
-        SinksCommand::Retry { sink } => {
-            let mut conn = app.store.acquire().await?;
-            let n = store::retry_failed_sink_events(
-                &mut conn,
-                sink.as_deref().unwrap_or_default(),
-                &store::timestamp(Utc::now()),
-            )
-            .await?;
-            println!("{n} failed task event(s) queued again");
-        }
-    }
-    Ok(std::process::ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

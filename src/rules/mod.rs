@@ -6,12 +6,11 @@
 //! string/array/map sizes and wall-clock time per mail — so a bad rule fails for one mail and never for the service.
 //! Invariant: this module does no I/O at classification time; the directory and calendars are in-memory snapshots.
 
+pub mod check;
 mod decision;
 mod helpers;
 pub mod live;
 mod object;
-pub mod shadow;
-pub mod tooling;
 
 pub use decision::{ClientChoice, Decision, DemandFacts, TaskDue, TaskSpec};
 pub use live::LiveRules;
@@ -34,6 +33,19 @@ pub struct Limits {
     pub max_string_size: usize,
     pub max_array_size: usize,
     pub time_budget: Duration,
+}
+
+impl Limits {
+    /// The limits of the `[rules]` settings.
+    pub fn from_settings(settings: &crate::settings::RulesSettings) -> Limits {
+        Limits {
+            max_operations: settings.max_operations,
+            max_call_depth: settings.max_call_depth,
+            max_string_size: settings.max_string_size,
+            max_array_size: settings.max_array_size,
+            time_budget: settings.time_budget,
+        }
+    }
 }
 
 impl Default for Limits {

@@ -45,8 +45,38 @@ use sqlx::{AnyPool, Executor as _};
 use std::str::FromStr as _;
 use std::time::Duration;
 
-/// A transaction on whichever engine the store uses.
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+/// A transaction on whichever engine the store uses. On SQLite it holds the store's write gate from `begin` until
+/// it commits, rolls back or drops: SQLite has one writer at a time, and the writers of one process (IMAP batches,
+/// ingest, the notifier, the web view) take turns here instead of meeting in SQLite's busy handler, where a long
+/// wait ends in "database is locked". PostgreSQL transactions run side by side.
+pub struct Tx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::Transaction<'static, sqlx::Any>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
 
 /// The database engines taxinbox supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +128,8 @@ async fn record_failed_attempt(
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
+    /// The write gate of SQLite transactions (see [`Tx`]), shared by every clone of this store.
+    gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -149,7 +181,11 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("connect to {}", redact_url(&url)))?;
-        let store = Store { pool, engine };
+        let store = Store {
+            pool,
+            engine,
+            gate: Default::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -185,7 +221,11 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("connect read-only to {}", redact_url(&url)))?;
-        let store = Store { pool, engine };
+        let store = Store {
+            pool,
+            engine,
+            gate: Default::default(),
+        };
         store.check_schema().await?;
         Ok(store)
     }
@@ -234,11 +274,18 @@ impl Store {
         &self.pool
     }
 
+    /// Begins a transaction; on SQLite after this process's other transactions have ended (see [`Tx`]).
     pub async fn begin(&self) -> anyhow::Result<Tx> {
-        self.pool
+        let turn = match self.engine {
+            Engine::Sqlite => Some(self.gate.clone().lock_owned().await),
+            Engine::Postgres => None,
+        };
+        let tx = self
+            .pool
             .begin()
             .await
-            .context("begin a database transaction")
+            .context("begin a database transaction")?;
+        Ok(Tx { tx, _turn: turn })
     }
 
     pub async fn acquire(&self) -> anyhow::Result<sqlx::pool::PoolConnection<sqlx::Any>> {
@@ -330,6 +377,12 @@ pub fn redact_url(url: &str) -> String {
         }
     }
     url.to_owned()
+}
+
+/// The content address of raw mail (and of anything else stored by its hash): lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Current instant as stored: RFC 3339, UTC, seconds precision.

@@ -200,7 +200,7 @@ pub async fn playground(
         settings.rules.dir = std::path::PathBuf::from(&candidate);
         let mut conn = web.store().acquire().await?;
         let directory = store::load_directory(&mut conn).await?;
-        candidate_pipeline = crate::cli::build_pipeline(&settings, directory).map_err(|e| {
+        candidate_pipeline = crate::app::build_pipeline(&settings, directory).map_err(|e| {
             WebError::BadRequest(format!("Правила из {candidate} не загрузились: {e:#}"))
         })?;
         &candidate_pipeline

@@ -127,7 +127,8 @@ pub const MIN_PASSWORD_CHARS: usize = 10;
 
 /// Sets the password of a person the firm knows (`taxinbox user set-password`).
 pub async fn set_password(
-    app: &crate::cli::App,
+    store: &store::Store,
+    web: &crate::settings::WebSettings,
     email: &str,
     password: &str,
 ) -> anyhow::Result<()> {
@@ -135,9 +136,9 @@ pub async fn set_password(
     if password.chars().count() < MIN_PASSWORD_CHARS {
         anyhow::bail!("the password is too short: at least {MIN_PASSWORD_CHARS} characters");
     }
-    let mut conn = app.store.acquire().await?;
+    let mut conn = store.acquire().await?;
     let directory = store::load_directory(&mut conn).await?;
-    if role_of(&app.settings.web, &directory, &email).is_none() {
+    if role_of(web, &directory, &email).is_none() {
         anyhow::bail!(
             "{email} is neither in the register of accountants nor in [web] admins/auditors: \
              import the register or add the address to the configuration first"
@@ -201,7 +202,7 @@ impl FromRequestParts<Web> for Viewer {
         let mut conn = web.store().acquire().await?;
         let now = store::timestamp(Utc::now());
         let Some(session) =
-            store::session(&mut conn, &crate::pipeline::sha256_hex(id.as_bytes()), &now).await?
+            store::session(&mut conn, &crate::store::sha256_hex(id.as_bytes()), &now).await?
         else {
             return Err(WebError::SignIn);
         };
@@ -424,7 +425,7 @@ pub async fn login(
     let expires = now + chrono::Duration::hours(i64::from(web.settings().web.session_hours));
     store::create_session(
         &mut tx,
-        &crate::pipeline::sha256_hex(id.as_bytes()),
+        &crate::store::sha256_hex(id.as_bytes()),
         &email,
         &hex_token(),
         &now_s,
@@ -461,7 +462,7 @@ pub async fn logout(
         let mut conn = web.store().acquire().await?;
         store::end_session(
             &mut conn,
-            &crate::pipeline::sha256_hex(id.as_bytes()),
+            &crate::store::sha256_hex(id.as_bytes()),
             &store::timestamp(Utc::now()),
         )
         .await?;

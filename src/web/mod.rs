@@ -8,7 +8,7 @@
 //! with a per-session CSRF token and go to the hash-chained log like every other change.
 //!
 //! The web view reuses what the command line does rather than repeating it: `audit::story`/`export_rows`/
-//! `write_csv`/`verify`, `Pipeline::reprocess` and the pure `Pipeline::evaluate`, `calendar::command::ics`.
+//! `write_csv`/`verify`, `Pipeline::reprocess` and the pure `Pipeline::evaluate`, `calendar::obligations::ics`.
 //! All SQL is in `store::web` (and the readers it shares with `audit`).
 
 pub mod admin;

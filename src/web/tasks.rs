@@ -3,7 +3,7 @@
 
 use super::auth::{visibility, CsrfForm, Visibility};
 use super::{content_disposition, Web, WebError};
-use crate::calendar::command::{ics, open_tasks};
+use crate::calendar::obligations::{ics, open_tasks};
 use crate::directory::Directory;
 use crate::store::{self, WebTask};
 use anyhow::Context as _;

@@ -21,7 +21,7 @@ async fn scalar_i64(app: &TestApp, sql: &str) -> i64 {
 async fn verify_after(app: &TestApp, tamper: &[&str]) -> audit::Verification {
     let mut tx = app.app.store.begin().await.unwrap();
     for sql in tamper {
-        sqlx::query(sql).execute(&mut *tx).await.expect(sql);
+        sqlx::query(sql).execute(&mut **tx).await.expect(sql);
     }
     let v = audit::verify(&mut tx).await.unwrap();
     tx.rollback().await.unwrap();
@@ -116,7 +116,7 @@ on_both_engines!(
         sqlx::query("UPDATE raw_mail SET content = $1 WHERE sha256 = $2")
             .bind(altered)
             .bind(&sha.0)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .unwrap();
         let v = audit::verify(&mut tx).await.unwrap();
@@ -309,13 +309,21 @@ on_both_engines!(
             .unwrap();
         tx.commit().await.unwrap();
         assert_eq!(again.status, Status::Processed);
-        taxinbox::audit::record_ruleset(&app.app.store, &good.rules.snapshot(), chrono::Utc::now())
-            .await
-            .unwrap();
+        taxinbox::pipeline::reload::record_ruleset(
+            &app.app.store,
+            &good.rules.snapshot(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
         // A restart with the same rules is not news.
-        taxinbox::audit::record_ruleset(&app.app.store, &good.rules.snapshot(), chrono::Utc::now())
-            .await
-            .unwrap();
+        taxinbox::pipeline::reload::record_ruleset(
+            &app.app.store,
+            &good.rules.snapshot(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             app.count("SELECT COUNT(*) FROM audit_log WHERE event = 'ruleset_loaded'")
                 .await,

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use chrono::NaiveDate;
-use taxinbox::calendar::command::{generate, CalendarData, ObligationLine};
+use taxinbox::calendar::obligations::{generate, CalendarData, ObligationLine};
 use taxinbox::calendar::tax::{Applies, ClientFacts};
 use taxinbox::directory::Directory;
 

@@ -67,8 +67,8 @@ async fn assert_exactly_once(app: &TestApp, mailbox: &MailboxSettings, n: usize)
 }
 
 /// A second `App` on the same database, as a second instance on another machine would have.
-async fn second_instance(app: &TestApp) -> taxinbox::cli::App {
-    taxinbox::cli::App {
+async fn second_instance(app: &TestApp) -> taxinbox::app::Instance {
+    taxinbox::app::Instance {
         settings: app.app.settings.clone(),
         store: taxinbox::store::Store::connect(&app.app.settings.database.url)
             .await

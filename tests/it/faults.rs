@@ -518,7 +518,7 @@ async fn a_postgres_restart_mid_run_is_survived_with_every_mail_and_notification
     let store = taxinbox::store::Store::connect(&settings.database.url)
         .await
         .unwrap();
-    let app = taxinbox::cli::App { settings, store };
+    let app = taxinbox::app::Instance { settings, store };
     import_register(&app.store).await;
     let mailbox = app.settings.mailboxes[0].clone();
     let pipeline = app.pipeline().await.unwrap();
@@ -674,7 +674,7 @@ async fn a_full_disk_stops_ingestion_with_a_clear_error_and_a_rerun_after_freein
     let store = taxinbox::store::Store::connect(&settings.database.url)
         .await
         .unwrap();
-    let rig = taxinbox::cli::App { settings, store };
+    let rig = taxinbox::app::Instance { settings, store };
     import_register(&rig.store).await;
     let maildir = app.path("Maildir");
     for sub in ["new", "cur", "tmp"] {

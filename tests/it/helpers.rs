@@ -2,7 +2,7 @@
 //! PostgreSQL database on the local server) and its own data folder; nothing is shared between tests.
 
 use std::path::{Path, PathBuf};
-use taxinbox::cli::App;
+use taxinbox::app::Instance;
 use taxinbox::settings::Settings;
 use taxinbox::store::Store;
 
@@ -29,7 +29,7 @@ pub fn postgres_server() -> String {
 
 /// A test's own world: a temporary folder, a configuration file pointing at the project's rules, a database.
 pub struct TestApp {
-    pub app: App,
+    pub app: Instance,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pg_database: Option<String>,
@@ -87,7 +87,7 @@ impl TestApp {
             .await
             .expect("connect store");
         TestApp {
-            app: App { settings, store },
+            app: Instance { settings, store },
             dir,
             config,
             pg_database,

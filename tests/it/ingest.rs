@@ -218,7 +218,7 @@ on_both_engines!(
         .unwrap();
         let mut settings = app.app.settings.clone();
         settings.rules.dir = rules.clone();
-        let broken = taxinbox::cli::build_pipeline(&settings, {
+        let broken = taxinbox::app::build_pipeline(&settings, {
             let mut conn = app.app.store.acquire().await.unwrap();
             taxinbox::store::load_directory(&mut conn).await.unwrap()
         })

@@ -185,17 +185,27 @@ on_both_engines!(
         let friday = chrono::DateTime::parse_from_rfc3339("2026-02-13T09:00:00+03:00")
             .unwrap()
             .to_utc();
-        taxinbox::notify::schedule::schedule_today(&app.app, &templates, friday)
-            .await
-            .unwrap();
+        taxinbox::notify::schedule::schedule_today(
+            &app.app.store,
+            &app.app.settings,
+            &templates,
+            friday,
+        )
+        .await
+        .unwrap();
         assert_eq!(app.count(manager).await, 0);
         // Tuesday 17.02, one working day before the deadline: the manager is told.
         let tuesday = chrono::DateTime::parse_from_rfc3339("2026-02-17T09:00:00+03:00")
             .unwrap()
             .to_utc();
-        taxinbox::notify::schedule::schedule_today(&app.app, &templates, tuesday)
-            .await
-            .unwrap();
+        taxinbox::notify::schedule::schedule_today(
+            &app.app.store,
+            &app.app.settings,
+            &templates,
+            tuesday,
+        )
+        .await
+        .unwrap();
         assert_eq!(app.count(manager).await, 1);
         app.cleanup().await;
     }

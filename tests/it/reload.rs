@@ -520,7 +520,7 @@ async fn shadow_pipeline(
         let mut conn = app.app.store.acquire().await.unwrap();
         taxinbox::store::load_directory(&mut conn).await.unwrap()
     };
-    let pipeline = taxinbox::cli::build_pipeline(&settings, directory).unwrap();
+    let pipeline = taxinbox::app::build_pipeline(&settings, directory).unwrap();
     (candidate, pipeline)
 }
 

@@ -5,7 +5,8 @@ use crate::helpers::{copy_files, corpus, project_root, rules_folder, Engine, Tes
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-use taxinbox::rules::tooling::{self, Severity};
+use taxinbox::pipeline::{fixtures, replay};
+use taxinbox::rules::check::{self, Severity};
 use taxinbox::rules::Limits;
 
 const TZ: chrono_tz::Tz = chrono_tz::Europe::Moscow;
@@ -36,7 +37,7 @@ fn rules_dir(files: &[(&str, &str)], fixtures: &[&str]) -> tempfile::TempDir {
 #[test]
 fn every_shipped_fixture_passes_and_covers_every_rule_file_kind_and_topic() {
     let rules = project_root().join("rules");
-    let run = tooling::run_fixtures(&rules, &rules.join("tests"), &Limits::default(), TZ).unwrap();
+    let run = fixtures::run_fixtures(&rules, &rules.join("tests"), &Limits::default(), TZ).unwrap();
     assert_eq!(run.failed(), 0, "{run}");
     assert!(run.results.len() >= 30, "{} fixtures", run.results.len());
     let text = run.to_string();
@@ -67,7 +68,7 @@ fn every_shipped_fixture_passes_and_covers_every_rule_file_kind_and_topic() {
             "no demand {kind}"
         );
     }
-    for topic in tooling::TOPICS {
+    for topic in check::TOPICS {
         assert!(
             text.contains(&format!("client_request/{topic} ")),
             "no request {topic}"
@@ -84,7 +85,7 @@ fn a_failing_fixture_names_what_differs() {
         )],
         &["own-demand-xml-only"],
     );
-    let run = tooling::run_fixtures(
+    let run = fixtures::run_fixtures(
         dir.path(),
         &dir.path().join("tests"),
         &Limits::default(),
@@ -105,7 +106,7 @@ fn a_failing_fixture_names_what_differs() {
 
 #[test]
 fn check_passes_the_shipped_rules_without_errors() {
-    let report = tooling::check(&project_root().join("rules"), &Limits::default(), TZ).unwrap();
+    let report = check::check(&project_root().join("rules"), &Limits::default(), TZ).unwrap();
     assert_eq!(report.errors(), 0, "{report}");
     assert!(report.fixtures >= 30);
     assert!(
@@ -125,7 +126,7 @@ fn check_names_file_line_and_column_of_every_syntax_error() {
         ],
         &[],
     );
-    let report = tooling::check(dir.path(), &Limits::default(), TZ).unwrap();
+    let report = check::check(dir.path(), &Limits::default(), TZ).unwrap();
     let text = report.to_string();
     assert_eq!(report.errors(), 3, "{text}");
     assert!(text.contains("10-bad.rhai:2:9: error:"), "{text}");
@@ -168,7 +169,7 @@ fn check_lints_unknown_category_kind_role_key_and_a_task_without_deadline() {
             "own-bulk-bank-precedence-list",
         ],
     );
-    let report = tooling::check(dir.path(), &Limits::default(), TZ).unwrap();
+    let report = check::check(dir.path(), &Limits::default(), TZ).unwrap();
     let text = report.to_string();
     let errors: Vec<String> = report
         .findings
@@ -282,16 +283,16 @@ async fn replay_lists_exactly_the_mail_whose_decision_changes_and_writes_nothing
         taxinbox::store::load_directory(&mut conn).await.unwrap()
     };
     let settings = &app.app.settings;
-    let pipeline = tooling::candidate_pipeline(
+    let pipeline = replay::candidate_pipeline(
         &settings.rules.dir,
         Some(candidate.path()),
-        &tooling::limits(settings),
+        &taxinbox::rules::Limits::from_settings(&settings.rules),
         directory.clone(),
         settings.general.timezone,
     )
     .unwrap();
     let since = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap();
-    let outcome = tooling::replay(&store, &pipeline, since).await.unwrap();
+    let outcome = replay::replay(&store, &pipeline, since).await.unwrap();
     assert_eq!(outcome.examined, 400);
     let changed: BTreeSet<String> = outcome
         .changes
@@ -313,15 +314,15 @@ async fn replay_lists_exactly_the_mail_whose_decision_changes_and_writes_nothing
     assert!(outcome.to_string().contains("category  notice → ignore"));
 
     // The ruleset in force changes nothing; the replay wrote nothing.
-    let same = tooling::candidate_pipeline(
+    let same = replay::candidate_pipeline(
         &settings.rules.dir,
         None,
-        &tooling::limits(settings),
+        &taxinbox::rules::Limits::from_settings(&settings.rules),
         directory,
         settings.general.timezone,
     )
     .unwrap();
-    let unchanged = tooling::replay(&store, &same, since).await.unwrap();
+    let unchanged = replay::replay(&store, &same, since).await.unwrap();
     assert!(unchanged.changes.is_empty(), "{unchanged}");
     store.close().await;
     assert_eq!(

@@ -46,7 +46,7 @@ impl WebWorld {
         app.import_corpus_register().await;
         app.ingest(mail, false).await;
         for who in [ADMIN, AUDITOR, ACCOUNTANT, OTHER_ACCOUNTANT] {
-            taxinbox::web::set_password(&app.app, who, PASSWORD)
+            taxinbox::web::set_password(&app.app.store, &app.app.settings.web, who, PASSWORD)
                 .await
                 .unwrap();
         }

@@ -3,9 +3,12 @@
 //!
 //! The loop is thin: [`run_pass`] is the step, testable on its own; the loop adds only timing and shutdown.
 
-use crate::cli::{self, App};
-use crate::ingest::{ingest, IngestOptions, Summary};
+mod watch;
+
+use crate::app::Instance;
+use crate::ingest::{ingest, IngestOptions};
 use crate::notify;
+use crate::pipeline::batch::Summary;
 use crate::pipeline::Pipeline;
 use crate::store;
 use std::path::Path;
@@ -38,7 +41,7 @@ pub async fn purge_web_state(
 
 /// One pass: every Maildir's new mail, then the outbox.
 pub async fn run_pass(
-    app: &App,
+    app: &Instance,
     pipeline: &Pipeline,
 ) -> anyhow::Result<(Summary, notify::SendOutcome)> {
     let mut total = Summary::default();
@@ -59,15 +62,26 @@ pub async fn run_pass(
         .await?;
         merge(&mut total, summary);
     }
-    crate::calendar::command::generate_today(app).await?; // idempotent: reads existing keys, writes only new tasks
+    crate::calendar::obligations::generate_today(
+        &app.store,
+        &app.settings.rules.dir,
+        app.settings.general.timezone,
+    )
+    .await?; // idempotent: reads existing keys, writes only new tasks
     let notifier = notify::Notifier::from_settings(&app.settings)?;
     // Digests, escalations, admin notices: idempotent per day, task and rung, so every pass may ask.
-    notify::schedule::schedule_today(app, &notifier.templates, chrono::Utc::now()).await?;
+    notify::schedule::schedule_today(
+        &app.store,
+        &app.settings,
+        &notifier.templates,
+        chrono::Utc::now(),
+    )
+    .await?;
     let sent = notifier
         .send_pending(&app.store, chrono::Utc::now())
         .await?;
     // Task events to the firm's tracker (webhook, Bitrix24), after the e-mail.
-    notify::sink::deliver_pass(app, chrono::Utc::now()).await?;
+    notify::sink::deliver_pass(&app.store, &app.settings, chrono::Utc::now()).await?;
     Ok((total, sent))
 }
 
@@ -91,7 +105,7 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
         signalled.await;
         let _ = stop_tx.send(true);
     });
-    let app = App::open(config).await?;
+    let app = Instance::open(config).await?;
     if let Some(clients) = &app.settings.directory.clients {
         let imported = crate::directory_import::import_files(
             &app.store,
@@ -104,13 +118,17 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
     }
     let pipeline = app.pipeline().await?;
     tracing::info!(ruleset = %pipeline.rules.version(), "rules loaded");
-    crate::audit::record_ruleset(&app.store, &pipeline.rules.snapshot(), chrono::Utc::now())
-        .await?;
+    crate::pipeline::reload::record_ruleset(
+        &app.store,
+        &pipeline.rules.snapshot(),
+        chrono::Utc::now(),
+    )
+    .await?;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     // What the rules decide with — the register (its generation), demands.toml, the production calendars — is
     // versioned and recorded now, so that later reloads compare against it (and /healthz shows it).
-    let reloader =
-        crate::rules::live::Reloader::new(&pipeline, &app.settings).with_metrics(metrics.clone());
+    let reloader = crate::pipeline::reload::Reloader::new(&pipeline, &app.settings)
+        .with_metrics(metrics.clone());
     reloader
         .reload_and_log(&app.store, chrono::Utc::now())
         .await;
@@ -118,8 +136,8 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
     // `directory import` (the register generation) or SIGHUP swaps the rules and their context for every clone of
     // the pipeline (each mailbox task's) and wakes the loop, so waiting Maildir mail is taken under what is in force.
     let rules_changed = std::sync::Arc::new(tokio::sync::Notify::new());
-    let rules_watch = (!once)
-        .then(|| crate::rules::live::watch(reloader, app.store.clone(), rules_changed.clone()));
+    let rules_watch =
+        (!once).then(|| watch::watch(reloader, app.store.clone(), rules_changed.clone()));
     let mut next_purge = std::time::Instant::now();
     // Several instances may share a PostgreSQL store: each mailbox is worked under a lease held by one of them.
     let lease = crate::imap::Lease::for_this_process();
@@ -180,7 +198,7 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
             }
         }
         // A `directory import` since the last look: this pass decides with the register now stored.
-        crate::rules::live::check_register(
+        crate::pipeline::reload::check_register(
             &pipeline.rules,
             &app.store,
             Some(&metrics),
@@ -191,7 +209,7 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
         if once {
             let (mut summary, sent) = pass?;
             merge(&mut summary, std::mem::take(&mut imap_once.summary));
-            cli::print_summary(&summary, false);
+            print!("{}", summary.render(false));
             println!(
                 "notifications delivered: {}, failed: {}",
                 sent.sent, sent.failed
@@ -263,7 +281,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 /// Open tasks per person in the whole store: what the firm's day looks like.
-async fn print_open_tasks(app: &App) -> anyhow::Result<()> {
+async fn print_open_tasks(app: &Instance) -> anyhow::Result<()> {
     let mut conn = app.store.acquire().await?;
     let tasks = store::list_tasks(
         &mut conn,
@@ -298,7 +316,7 @@ pub struct MailboxesOnce {
 /// One pass over every configured IMAP mailbox, one after the other, each under `lease` (taken before, released
 /// after); a failing mailbox never stops the others, a mailbox another instance works is passed over.
 pub async fn poll_mailboxes_once(
-    app: &App,
+    app: &Instance,
     pipeline: &Pipeline,
     lease: &crate::imap::Lease,
 ) -> MailboxesOnce {
@@ -332,7 +350,7 @@ pub async fn poll_mailboxes_once(
         match crate::imap::poll_mailbox_once(&ctx, mailbox).await {
             Ok(outcome) => {
                 for r in &outcome.reports {
-                    add_report(&mut out.summary, r);
+                    out.summary.add(r);
                 }
             }
             Err(e) => out.failed.push((mailbox.name.clone(), e)),
@@ -340,24 +358,6 @@ pub async fn poll_mailboxes_once(
         lease.release(&app.store, &mailbox.name).await;
     }
     out
-}
-
-fn add_report(summary: &mut Summary, r: &crate::pipeline::Report) {
-    *summary
-        .by_status
-        .entry(r.status.as_str().to_owned())
-        .or_default() += 1;
-    for t in &r.tasks {
-        *summary
-            .tasks_by_assignee
-            .entry(t.assignee.clone().unwrap_or_default())
-            .or_default() += 1;
-    }
-    if r.status == crate::pipeline::Status::Quarantined {
-        summary
-            .quarantined
-            .push((r.source.clone(), r.error.clone().unwrap_or_default()));
-    }
 }
 
 /// How long shutdown waits for a mailbox to finish the batch in hand and leave IDLE.
@@ -375,7 +375,7 @@ impl MailboxTasks {
     /// Starts one supervised task per configured mailbox, each working its mailbox under `lease` and recording
     /// into `metrics`.
     pub fn start(
-        app: &App,
+        app: &Instance,
         pipeline: &Pipeline,
         lease: &crate::imap::Lease,
         metrics: &std::sync::Arc<crate::metrics::Metrics>,
@@ -385,7 +385,7 @@ impl MailboxTasks {
 }
 
 fn start_mailboxes(
-    app: &App,
+    app: &Instance,
     pipeline: &Pipeline,
     lease: &crate::imap::Lease,
     metrics: &std::sync::Arc<crate::metrics::Metrics>,

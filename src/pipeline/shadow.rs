@@ -31,7 +31,7 @@ pub fn evaluate(
     let shadow = pipeline.rules.shadow()?;
     let version = shadow.rules.version().to_owned();
     let mut candidate = pipeline.clone();
-    candidate.rules = super::LiveRules::from_arc(Arc::clone(&shadow.rules));
+    candidate.rules = crate::rules::LiveRules::from_arc(Arc::clone(&shadow.rules));
     let evaluated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         candidate.evaluate(raw, mailbox, now)
     }));
@@ -140,8 +140,8 @@ pub async fn differences(
 }
 
 /// A side as `rules replay` shows decisions; a task reads `step due assignee` (`-` for the unassigned queue).
-fn view(side: &ShadowSide) -> super::tooling::DecisionView {
-    super::tooling::DecisionView {
+fn view(side: &ShadowSide) -> super::replay::DecisionView {
+    super::replay::DecisionView {
         category: side.category.clone(),
         kind: side.kind.clone(),
         client_inn: side.client_inn.clone(),
@@ -172,7 +172,7 @@ impl std::fmt::Display for ShadowDifferences {
                 d.live.ruleset,
                 d.shadow.ruleset
             )?;
-            super::tooling::write_changes(f, &view(&d.live), &view(&d.shadow))?;
+            super::replay::write_changes(f, &view(&d.live), &view(&d.shadow))?;
         }
         let since = self
             .since

@@ -1,58 +1,21 @@
-//! `taxinbox calendar`: the tax-calendar obligations of every client (text, the JSONL contract of DESIGN.md, or an
-//! ICS feed), and `calendar generate`, which creates the tasks whose lead time has begun — once per client +
-//! event + period, whatever how often it runs (the daemon calls [`generate_today`] on every pass).
+//! The tax-calendar obligations of every client joined with the register and the store: the lines `taxinbox
+//! calendar` prints (text, the JSONL contract of DESIGN.md, or an ICS feed), and [`generate`], which creates the
+//! tasks whose lead time has begun — once per client + event + period, however often it runs (the daemon calls
+//! [`generate_today`] on every pass).
 //!
 //! The definitions and the dates are computed by [`crate::calendar::tax`]; this module only joins them with the
 //! register (who is assigned) and the store (which tasks exist).
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::Context as _;
-use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
-use clap::{Args, Subcommand, ValueEnum};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::calendar::tax::{ClientFacts, Obligation, TaxCalendar};
 use crate::calendar::ProductionCalendar;
-use crate::cli::App;
 use crate::directory::{Client, Directory, Role};
 use crate::store::{self, LogEntry, NewCalendarTask, NewNotification, Store};
-
-/// Arguments of `taxinbox calendar`.
-#[derive(Debug, Args)]
-pub struct CalendarArgs {
-    #[command(subcommand)]
-    pub command: Option<CalendarCommand>,
-    /// Obligations falling due in this year (default: the current year).
-    #[arg(long)]
-    pub year: Option<i32>,
-    /// Only this client (INN).
-    #[arg(long)]
-    pub client: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = CalendarFormat::Text)]
-    pub format: CalendarFormat,
-    /// Only obligations (and, for ICS, open tasks) of this person.
-    #[arg(long)]
-    pub assignee: Option<String>,
-}
-
-/// `calendar generate`.
-#[derive(Debug, Subcommand)]
-pub enum CalendarCommand {
-    /// Create the tasks whose lead time has begun (idempotent).
-    Generate,
-}
-
-/// How `calendar` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CalendarFormat {
-    Text,
-    Jsonl,
-    Ics,
-}
 
 /// One line of `calendar --format jsonl` (DESIGN.md): the contract type, not a database row.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -253,87 +216,23 @@ fn notification(
 }
 
 /// The daemon's daily step: loads the register and the calendars and generates for today in the configured zone.
-pub async fn generate_today(app: &App) -> anyhow::Result<GenerateOutcome> {
+pub async fn generate_today(
+    store: &Store,
+    rules_dir: &Path,
+    timezone: chrono_tz::Tz,
+) -> anyhow::Result<GenerateOutcome> {
     let directory = {
-        let mut conn = app.store.acquire().await?;
+        let mut conn = store.acquire().await?;
         store::load_directory(&mut conn).await?
     };
-    let data = CalendarData::load(&app.settings.rules.dir)?;
+    let data = CalendarData::load(rules_dir)?;
     let now = Utc::now();
-    let today = now
-        .with_timezone(&app.settings.general.timezone)
-        .date_naive();
-    let outcome = generate(&app.store, &directory, &data, today, now).await?;
+    let today = now.with_timezone(&timezone).date_naive();
+    let outcome = generate(store, &directory, &data, today, now).await?;
     if outcome.created > 0 {
         tracing::info!(created = outcome.created, "tax-calendar tasks generated");
     }
     Ok(outcome)
-}
-
-/// `taxinbox calendar …`.
-pub async fn run(config: Option<&Path>, args: CalendarArgs) -> anyhow::Result<ExitCode> {
-    let app = App::open(config).await?;
-    if let Some(CalendarCommand::Generate) = args.command {
-        let outcome = generate_today(&app).await?;
-        println!(
-            "calendar generate: {} task(s) created, {} already existed",
-            outcome.created, outcome.existing
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let directory = {
-        let mut conn = app.store.acquire().await?;
-        store::load_directory(&mut conn).await?
-    };
-    let data = CalendarData::load(&app.settings.rules.dir)?;
-    let now = Utc::now();
-    let year = args
-        .year
-        .unwrap_or_else(|| now.with_timezone(&app.settings.general.timezone).year());
-    if let Some(inn) = &args.client {
-        if directory.client(inn).is_none() {
-            anyhow::bail!("--client {inn}: no such client in the register");
-        }
-    }
-    let assignee = args.assignee.as_deref().map(str::to_lowercase);
-    let lines = obligations(
-        &directory,
-        &data,
-        year,
-        args.client.as_deref(),
-        assignee.as_deref(),
-    )?;
-    let mut out = std::io::stdout().lock();
-    match args.format {
-        CalendarFormat::Jsonl => {
-            for l in &lines {
-                writeln!(out, "{}", serde_json::to_string(l)?)?;
-            }
-        }
-        CalendarFormat::Text => {
-            for l in &lines {
-                writeln!(
-                    out,
-                    "{}  {:<12} {:<30} {:<24} {:<34} {}",
-                    l.due,
-                    l.client_inn,
-                    l.event,
-                    l.period,
-                    l.assignee.as_deref().unwrap_or("(unassigned)"),
-                    l.title
-                )?;
-            }
-        }
-        CalendarFormat::Ics => {
-            let mut conn = app.store.acquire().await?;
-            let tasks = match &assignee {
-                Some(person) => open_tasks(&mut conn, person).await?,
-                None => Vec::new(),
-            };
-            out.write_all(ics(&lines, &tasks, now).as_bytes())?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// A task that goes into the ICS feed next to the obligations.

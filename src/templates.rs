@@ -26,7 +26,7 @@ const KINDS: &[(Kind, &str, &[&str], &str)] = &[
             "excerpt",
             "attachments",
         ],
-        include_str!("../../rules/templates/task_assigned.txt"),
+        include_str!("../rules/templates/task_assigned.txt"),
     ),
     (
         Kind::Digest,
@@ -41,31 +41,31 @@ const KINDS: &[(Kind, &str, &[&str], &str)] = &[
             "today_count",
             "upcoming_count",
         ],
-        include_str!("../../rules/templates/digest.txt"),
+        include_str!("../rules/templates/digest.txt"),
     ),
     (
         Kind::Escalation,
         "escalation",
         &["task", "client", "due", "days_left", "assignee"],
-        include_str!("../../rules/templates/escalation.txt"),
+        include_str!("../rules/templates/escalation.txt"),
     ),
     (
         Kind::AdminQuarantined,
         "admin_quarantined",
         &["subject", "from", "reason", "message"],
-        include_str!("../../rules/templates/admin_quarantined.txt"),
+        include_str!("../rules/templates/admin_quarantined.txt"),
     ),
     (
         Kind::AdminUnassigned,
         "admin_unassigned",
         &["task", "client", "role", "due"],
-        include_str!("../../rules/templates/admin_unassigned.txt"),
+        include_str!("../rules/templates/admin_unassigned.txt"),
     ),
     (
         Kind::AbsenceHandover,
         "absence_handover",
         &["task", "client", "due", "absent", "from", "to"],
-        include_str!("../../rules/templates/absence_handover.txt"),
+        include_str!("../rules/templates/absence_handover.txt"),
     ),
 ];
 
@@ -251,6 +251,23 @@ fn substitute(text: &str, values: &BTreeMap<&str, String>) -> String {
         }
     }
     out
+}
+
+/// `YYYY-MM-DD` → `DD.MM.YYYY`, as people read dates; anything else unchanged.
+pub fn russian_date(iso: &str) -> String {
+    chrono::NaiveDate::parse_from_str(iso, "%Y-%m-%d")
+        .map(|d| d.format("%d.%m.%Y").to_string())
+        .unwrap_or_else(|_| iso.to_owned())
+}
+
+/// "Name (ИНН x)", the INN alone, or a dash.
+pub fn client_label(name: Option<&str>, inn: Option<&str>) -> String {
+    match (name.filter(|n| !n.is_empty()), inn) {
+        (Some(name), Some(inn)) => format!("{name} (ИНН {inn})"),
+        (None, Some(inn)) => format!("ИНН {inn}"),
+        (Some(name), None) => name.to_owned(),
+        (None, None) => "—".to_owned(),
+    }
 }
 
 #[cfg(test)]

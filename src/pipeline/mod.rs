@@ -6,6 +6,12 @@
 //! commit returned. Invariant: every mail ends as a committed `processed`, `linked` or `quarantined` message, or
 //! is recognised as a `duplicate` of one; nothing is dropped.
 
+pub mod batch;
+pub mod fixtures;
+pub mod reload;
+pub mod replay;
+pub mod shadow;
+
 use crate::calendar::{self, DemandDates, DueFrom};
 use crate::directory::{Client, Role};
 use crate::mail::{self, Facts, ParsedMail};
@@ -13,19 +19,8 @@ use crate::rules::{ClientChoice, Decision, DemandFacts, RuleContext, Ruleset, Ta
 use crate::store::{self, MessageRecord, NewNotification, NewTask};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 use sqlx::AnyConnection;
 use std::sync::Arc;
-
-/// One raw mail and where it came from.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub raw: Vec<u8>,
-    /// Where exactly it came from: a file path, `maildir:<name>:<file>`, `imap:<mailbox>:<uidvalidity>:<uid>`.
-    pub source: String,
-    /// The configured mailbox (or `cli` for files given on the command line).
-    pub mailbox: String,
-}
 
 /// How a mail ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -238,10 +233,6 @@ fn needs_no_safety_net(category: &str) -> bool {
     matches!(category, "tax_demand" | "unclassified")
 }
 
-pub fn sha256_hex(raw: &[u8]) -> String {
-    hex::encode(Sha256::digest(raw))
-}
-
 /// Demand numbers compare without `№`/`N`, spaces and case (FORMAT.md 6).
 pub fn number_key(number: &str) -> String {
     let mut s = number.trim();
@@ -295,7 +286,7 @@ impl Pipeline {
     /// Parses, extracts, classifies and resolves one mail. Pure: no I/O.
     pub fn evaluate(&self, raw: &[u8], mailbox: &str, now: DateTime<Utc>) -> Evaluation {
         let rules = self.rules.snapshot();
-        let sha256 = sha256_hex(raw);
+        let sha256 = store::sha256_hex(raw);
         let today = now.with_timezone(&self.timezone).date_naive();
         let parsed = match mail::parse(raw) {
             Ok(p) => p,
@@ -1119,17 +1110,20 @@ fn new_task_notification(
         .and_then(|r| r.client_inn.clone());
     let values = std::collections::BTreeMap::from([
         ("task", t.title.clone()),
-        ("client", crate::notify::client_label(None, inn.as_deref())),
+        (
+            "client",
+            crate::templates::client_label(None, inn.as_deref()),
+        ),
         ("client_inn", inn.unwrap_or_default()),
         ("due", t.due.format("%d.%m.%Y").to_string()),
         ("subject", eval.subject.clone()),
         ("from", eval.from.clone()),
         ("received", eval.received.format("%d.%m.%Y").to_string()),
     ]);
-    let text = crate::notify::Templates::builtin_shared()
-        .render(crate::notify::Kind::TaskAssigned, &values);
+    let text = crate::templates::Templates::builtin_shared()
+        .render(crate::templates::Kind::TaskAssigned, &values);
     NewNotification {
-        kind: crate::notify::Kind::TaskAssigned.as_str().into(),
+        kind: crate::templates::Kind::TaskAssigned.as_str().into(),
         task: Some(task_id),
         message: Some(message),
         recipient: person.to_owned(),

@@ -1,0 +1,191 @@
+//! The command-line contract (DESIGN.md): argument parsing, and one file per command family that runs the command
+//! and prints. Nothing below `cli` prints for a command or knows its clap types.
+
+mod audit;
+mod calendar;
+mod ingest;
+mod rules;
+mod sinks;
+mod tasks;
+mod user;
+
+use crate::app::Instance;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// taxinbox: tax-authority demands and client mail → tasks with legal deadlines.
+#[derive(Debug, Parser)]
+#[command(name = "taxinbox", version, about)]
+pub struct Cli {
+    /// Configuration file (default: taxinbox.toml in the working directory, if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Jsonl,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The daemon: every configured source, then the notifier; `--once` processes what is waiting and exits.
+    Run {
+        #[arg(long)]
+        once: bool,
+    },
+    /// Process .eml files, Maildir folders, plain folders of .eml, or `-` (one message on stdin).
+    Ingest {
+        /// Evaluate as if committed, then roll everything back: nothing stored, nothing acknowledged.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// The register of clients, accountants and absences.
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
+    /// List tasks.
+    Tasks {
+        #[arg(long, value_name = "EMAIL")]
+        assignee: Option<String>,
+        /// Only open tasks past their due date.
+        #[arg(long)]
+        overdue: bool,
+        /// Only tasks in the unassigned queue.
+        #[arg(long)]
+        unassigned: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Rule tooling for admins.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Run quarantined (or past) mail through the current rules again.
+    Reprocess {
+        /// Message ids (as `audit`/`ingest --format jsonl` show them).
+        ids: Vec<i64>,
+        /// Every quarantined message.
+        #[arg(long)]
+        quarantined: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// The processed-mail log.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
+    /// The tax calendar: every client's obligations; `calendar generate` creates the tasks that are due.
+    Calendar(calendar::CalendarArgs),
+    /// The firm's task trackers (`[[sinks]]`): `sinks status` (events by state, newest errors), `sinks retry`.
+    Sinks {
+        #[command(subcommand)]
+        command: sinks::SinksCommand,
+    },
+    /// People who sign in to the web view.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Set the web password of a member of staff, admin or auditor; read from a prompt without echo, or from
+    /// standard input when it is not a terminal (never from the command line).
+    SetPassword {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DirectoryCommand {
+    /// Create or update clients (and accountants, absences) from CSV files; a bad row applies nothing of its file.
+    Import {
+        clients: PathBuf,
+        #[arg(long, value_name = "ACCOUNTANTS.csv")]
+        accountants: Option<PathBuf>,
+        #[arg(long, value_name = "ABSENCES.csv")]
+        absences: Option<PathBuf>,
+    },
+}
+
+pub use rules::RulesCommand;
+
+impl Cli {
+    pub fn parse_args() -> Cli {
+        Cli::parse()
+    }
+
+    pub fn verbosity(&self) -> &'static str {
+        match self.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Ingest {
+            dry_run,
+            format,
+            paths,
+        } => ingest::ingest(config, &paths, dry_run, format).await,
+        Command::Run { once } => crate::daemon::run(config, once).await,
+        Command::Directory {
+            command:
+                DirectoryCommand::Import {
+                    clients,
+                    accountants,
+                    absences,
+                },
+        } => {
+            let app = Instance::open(config).await?;
+            let imported = crate::directory_import::import_files(
+                &app.store,
+                &clients,
+                accountants.as_deref(),
+                absences.as_deref(),
+            )
+            .await?;
+            println!("{imported}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tasks {
+            assignee,
+            overdue,
+            unassigned,
+            format,
+        } => tasks::list(config, assignee, overdue, unassigned, format).await,
+        Command::Rules { command } => rules::run(config, command).await,
+        Command::Reprocess {
+            ids,
+            quarantined,
+            format,
+        } => ingest::reprocess(config, ids, quarantined, format).await,
+        Command::Audit { command } => audit::run(config, command).await,
+        Command::Calendar(args) => calendar::run(config, args).await,
+        Command::User {
+            command: UserCommand::SetPassword { email },
+        } => user::set_password(config, &email).await,
+        Command::Sinks { command } => sinks::run_command(config, command).await,
+    }
+}

@@ -1,0 +1,49 @@
+//! `taxinbox sinks status|retry`: the firm's task trackers (`[[sinks]]`).
+
+use crate::app::Instance;
+use crate::notify::sink::status_lines;
+use crate::store;
+use chrono::Utc;
+use std::path::Path;
+
+/// `taxinbox sinks …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum SinksCommand {
+    /// Events per sink and state (pending, delivered, failed), with the newest error of each.
+    Status,
+    /// Queue the events that failed for good again (after fixing the sink or the tracker).
+    Retry {
+        /// Only this sink's events.
+        #[arg(long)]
+        sink: Option<String>,
+    },
+}
+
+pub async fn run_command(
+    config: Option<&Path>,
+    command: SinksCommand,
+) -> anyhow::Result<std::process::ExitCode> {
+    let app = Instance::open(config).await?;
+    match command {
+        SinksCommand::Status => {
+            let lines = status_lines(&app.store).await?;
+            if lines.is_empty() {
+                println!("no task events queued for any sink");
+            }
+            for line in lines {
+                println!("{line}");
+            }
+        }
+        SinksCommand::Retry { sink } => {
+            let mut conn = app.store.acquire().await?;
+            let n = store::retry_failed_sink_events(
+                &mut conn,
+                sink.as_deref().unwrap_or_default(),
+                &store::timestamp(Utc::now()),
+            )
+            .await?;
+            println!("{n} failed task event(s) queued again");
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -1,0 +1,35 @@
+//! `taxinbox user set-password EMAIL`: the password is read from a prompt without echo, or from standard input when it
+//! is not a terminal — never from the command line.
+
+use crate::app::Instance;
+use anyhow::Context as _;
+use std::io::IsTerminal as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub async fn set_password(config: Option<&Path>, email: &str) -> anyhow::Result<ExitCode> {
+    let app = Instance::open(config).await?;
+    let password = read_password(email)?;
+    crate::web::set_password(&app.store, &app.settings.web, email, &password).await?;
+    println!("password set for {}", email.trim().to_lowercase());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A password from a prompt without echo on a terminal, else the first line of standard input.
+fn read_password(email: &str) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("New password for {email}: "))
+            .context("read the password")?;
+        let again = rpassword::prompt_password("Repeat it: ").context("read the password")?;
+        if first != again {
+            anyhow::bail!("the two passwords differ; nothing changed");
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("read the password from standard input")?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}

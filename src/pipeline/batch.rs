@@ -1,0 +1,226 @@
+//! The one batch path every source takes: evaluate (and shadow-evaluate), then in one transaction commit each mail,
+//! record its shadow decision and whatever the source keeps beside it (an IMAP checkpoint, a lease), and report.
+//!
+//! Sources only fetch and acknowledge: `ingest` (files, Maildir, stdin) and `imap` hand in [`Incoming`] mail and
+//! acknowledge exactly what [`commit`] says committed. Evaluation is CPU work without I/O ([`evaluate`], spread over
+//! a few threads), so a caller may run it on the blocking pool while its previous batch commits. Invariant: a batch
+//! is written in one transaction or not at all; nothing of it may be acknowledged before [`commit`] returns `Ok`.
+//! A dry run writes through the caller's transaction ([`write`]) and is never committed.
+
+use super::shadow::{self, ShadowEval};
+use super::{Evaluation, Pipeline, Report, Status};
+use crate::store::{Store, Tx};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// One raw mail and where it came from.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub raw: Vec<u8>,
+    /// Where exactly it came from: a file path, `maildir:<name>:<file>`, `imap:<mailbox>:<uidvalidity>:<uid>`.
+    pub source: String,
+    /// The configured mailbox, or the kind of input (`file`, `maildir`, `stdin`) for what the command line names.
+    pub mailbox: String,
+}
+
+/// Whether the shadow set (`rules.shadow_dir`) rides along: on live mail only, never on a dry run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shadow {
+    Evaluate,
+    Skip,
+}
+
+/// A batch evaluated and ready to write: each mail with its evaluation and shadow evaluation, decided at `now`.
+pub struct Evaluated {
+    pub mails: Vec<Incoming>,
+    evaluations: Vec<Evaluation>,
+    shadows: Vec<Option<ShadowEval>>,
+    pub now: DateTime<Utc>,
+}
+
+impl Evaluated {
+    pub fn len(&self) -> usize {
+        self.mails.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mails.is_empty()
+    }
+}
+
+/// Most threads one batch's evaluation uses: rules are CPU-bound, and the database and an IMAP connection need a
+/// core too.
+const MAX_EVALUATION_THREADS: usize = 4;
+
+/// Evaluates each mail (and, with [`Shadow::Evaluate`], its shadow decision), in order, on up to
+/// [`MAX_EVALUATION_THREADS`] threads. Pure: no I/O.
+pub fn evaluate(
+    pipeline: &Pipeline,
+    mails: Vec<Incoming>,
+    shadow: Shadow,
+    now: DateTime<Utc>,
+) -> Evaluated {
+    let one = |m: &Incoming| {
+        let eval = pipeline.evaluate(&m.raw, &m.mailbox, now);
+        let shadow = match shadow {
+            Shadow::Evaluate => shadow::evaluate(pipeline, &m.raw, &m.mailbox, now),
+            Shadow::Skip => None,
+        };
+        (eval, shadow)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_EVALUATION_THREADS)
+        .min(mails.len() / 8)
+        .max(1);
+    let evaluated: Vec<_> = if threads == 1 {
+        mails.iter().map(one).collect()
+    } else {
+        let per_thread = mails.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = mails
+                .chunks(per_thread)
+                .map(|part| {
+                    let one = &one;
+                    scope.spawn(move || part.iter().map(one).collect::<Vec<_>>())
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|p| {
+                    p.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    };
+    let (evaluations, shadows) = evaluated.into_iter().unzip();
+    Evaluated {
+        mails,
+        evaluations,
+        shadows,
+        now,
+    }
+}
+
+/// Writes `batch` through `tx` — each mail committed by the pipeline, then its shadow decision recorded beside it —
+/// and returns the reports in order. Does not commit: [`commit`] does, and a dry run rolls `tx` back.
+pub async fn write(
+    tx: &mut Tx,
+    pipeline: &Pipeline,
+    batch: &Evaluated,
+) -> anyhow::Result<Vec<Report>> {
+    let mut reports = Vec::with_capacity(batch.len());
+    for ((mail, eval), shadow) in batch
+        .mails
+        .iter()
+        .zip(&batch.evaluations)
+        .zip(&batch.shadows)
+    {
+        let report = pipeline
+            .commit(tx, &mail.source, &mail.mailbox, &mail.raw, eval, batch.now)
+            .await?;
+        shadow::record(tx, shadow.as_ref(), eval, &report, batch.now).await?;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Commits `batch` in one transaction (on SQLite after the store's write gate): [`write`], then `finish` with the
+/// reports (what the source keeps in the same transaction: a checkpoint, a lease, a duplicate's reference), then the
+/// commit. `Ok` only when all of it committed; an error leaves nothing written, and nothing may be acknowledged.
+pub async fn commit<F>(
+    store: &Store,
+    pipeline: &Pipeline,
+    batch: &Evaluated,
+    finish: F,
+) -> anyhow::Result<Vec<Report>>
+where
+    F: AsyncFnOnce(&mut Tx, &[Report]) -> anyhow::Result<()>,
+{
+    let mut tx = store.begin().await?;
+    let reports = write(&mut tx, pipeline, batch).await?;
+    finish(&mut tx, &reports).await?;
+    tx.commit()
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("commit"))?;
+    Ok(reports)
+}
+
+/// What a run did, for the closing summary.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Summary {
+    pub by_status: BTreeMap<String, usize>,
+    /// Tasks created per assignee (the unassigned queue under "").
+    pub tasks_by_assignee: BTreeMap<String, usize>,
+    /// Source and error of every quarantined mail.
+    pub quarantined: Vec<(String, String)>,
+    /// Inputs that could not be read at all (left in place, not acknowledged).
+    pub unreadable: Vec<(String, String)>,
+}
+
+impl Summary {
+    /// Counts one committed mail.
+    pub fn add(&mut self, r: &Report) {
+        *self
+            .by_status
+            .entry(r.status.as_str().to_owned())
+            .or_default() += 1;
+        for t in &r.tasks {
+            *self
+                .tasks_by_assignee
+                .entry(t.assignee.clone().unwrap_or_default())
+                .or_default() += 1;
+        }
+        if r.status == Status::Quarantined {
+            self.quarantined
+                .push((r.source.clone(), r.error.clone().unwrap_or_default()));
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.by_status.values().sum()
+    }
+
+    /// The closing summary a person reads: mail by status, tasks per accountant, the unassigned queue, quarantine.
+    pub fn render(&self, dry_run: bool) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "\n{} mail(s){}:",
+            self.total(),
+            if dry_run {
+                " (dry run, nothing stored)"
+            } else {
+                ""
+            }
+        ));
+        for (status, n) in &self.by_status {
+            out.push_str(&format!(" {status} {n},"));
+        }
+        out.pop();
+        out.push('\n');
+        let assigned: Vec<_> = self
+            .tasks_by_assignee
+            .iter()
+            .filter(|(k, _)| !k.is_empty())
+            .collect();
+        if !assigned.is_empty() {
+            out.push_str("tasks per person:\n");
+            for (person, n) in assigned {
+                out.push_str(&format!("  {person:<40} {n}\n"));
+            }
+        }
+        out.push_str(&format!(
+            "unassigned tasks: {}\n",
+            self.tasks_by_assignee.get("").copied().unwrap_or(0)
+        ));
+        out.push_str(&format!("quarantined: {}\n", self.quarantined.len()));
+        for (source, error) in &self.quarantined {
+            out.push_str(&format!("  {source}: {error}\n"));
+        }
+        for (source, error) in &self.unreadable {
+            out.push_str(&format!("unreadable (left in place): {source}: {error}\n"));
+        }
+        out
+    }
+}
