@@ -22,6 +22,7 @@ mod ingest;
 mod mailboxes;
 mod notify;
 mod rules;
+mod sinks;
 mod web;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use self::audit::AuditSettings;
-pub(crate) use self::check::normalize;
+use self::check::normalize;
 pub use self::database::DatabaseSettings;
 pub use self::directory::DirectorySettings;
 pub use self::general::GeneralSettings;
@@ -40,6 +41,7 @@ pub use self::notify::{
     EscalationRung, EscalationSettings, EscalationTarget, NotifySettings, NotifyTransport,
 };
 pub use self::rules::RulesSettings;
+pub use self::sinks::{Responsible, SinkKind, SinkSettings, UrlSource};
 pub use self::web::WebSettings;
 
 /// The file read when `--config` is not given, in the working directory; it is optional.
@@ -117,7 +119,7 @@ pub struct Settings {
     /// How long the processed-mail log keeps raw mail.
     pub audit: AuditSettings,
     /// The firm's task trackers (`[[sinks]]`: webhook, Bitrix24) told of task events, in file order.
-    pub sinks: Vec<crate::notify::sink::SinkSettings>,
+    pub sinks: Vec<SinkSettings>,
     /// The web view: who administers and audits, cookie and session policy.
     pub web: WebSettings,
 }
@@ -137,7 +139,7 @@ struct RawSettings {
     general: general::RawGeneral,
     directory: directory::RawDirectory,
     audit: audit::RawAudit,
-    sinks: Vec<crate::notify::sink::RawSink>,
+    sinks: Vec<sinks::RawSink>,
     web: web::RawWeb,
 }
 
@@ -227,7 +229,7 @@ fn validate(raw: RawSettings, base: &Path) -> Result<Settings, SettingsError> {
     let general = general::validate(&mut problems, raw.general);
     let audit = audit::validate(&mut problems, raw.audit);
     let web = web::validate(&mut problems, raw.web);
-    let sinks = crate::notify::sink::validate_sinks(&mut problems, raw.sinks, base);
+    let sinks = sinks::validate(&mut problems, raw.sinks, base);
 
     match (notify, http, general) {
         (Some(notify), Some(http), Some(general)) if problems.is_empty() => Ok(Settings {
