@@ -166,13 +166,7 @@ pub fn build_pipeline(
     settings: &Settings,
     directory: crate::directory::Directory,
 ) -> anyhow::Result<Pipeline> {
-    let limits = Limits {
-        max_operations: settings.rules.max_operations,
-        max_call_depth: settings.rules.max_call_depth,
-        max_string_size: settings.rules.max_string_size,
-        max_array_size: settings.rules.max_array_size,
-        time_budget: settings.rules.time_budget,
-    };
+    let limits: Limits = settings.rules.limits.clone();
     let pipeline = Pipeline::load(
         &settings.rules.dir,
         &limits,

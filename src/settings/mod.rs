@@ -40,7 +40,7 @@ pub use self::mailboxes::{MailboxSettings, MaildirSettings, PasswordSource, Tls}
 pub use self::notify::{
     EscalationRung, EscalationSettings, EscalationTarget, NotifySettings, NotifyTransport,
 };
-pub use self::rules::RulesSettings;
+pub use self::rules::{RulesSettings, SandboxLimits};
 pub use self::sinks::{Responsible, SinkKind, SinkSettings, UrlSource};
 pub use self::web::WebSettings;
 
@@ -302,11 +302,11 @@ mod tests {
         );
         assert_eq!(settings.data_dir, base.join("data"));
         assert_eq!(settings.rules.dir, base.join("rules"));
-        assert_eq!(settings.rules.max_operations, 1_000_000);
-        assert_eq!(settings.rules.max_call_depth, 64);
-        assert_eq!(settings.rules.max_string_size, 1_048_576);
-        assert_eq!(settings.rules.max_array_size, 100_000);
-        assert_eq!(settings.rules.time_budget, Duration::from_secs(1));
+        assert_eq!(settings.rules.limits.max_operations, 1_000_000);
+        assert_eq!(settings.rules.limits.max_call_depth, 64);
+        assert_eq!(settings.rules.limits.max_string_size, 1_048_576);
+        assert_eq!(settings.rules.limits.max_array_size, 100_000);
+        assert_eq!(settings.rules.limits.time_budget, Duration::from_secs(1));
         assert!(settings.mailboxes.is_empty() && settings.maildirs.is_empty());
         assert_eq!(
             settings.notify.transport,
@@ -380,7 +380,7 @@ mod tests {
             settings.database.url,
             "postgres://taxinbox@127.0.0.1/taxinbox"
         );
-        assert_eq!(settings.rules.max_operations, 7);
+        assert_eq!(settings.rules.limits.max_operations, 7);
         assert_eq!(settings.ingest.batch_size, 8);
     }
 

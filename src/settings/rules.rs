@@ -25,21 +25,57 @@ const DEFAULT_TIME_BUDGET_MS: u64 = 1_000;
 pub struct RulesSettings {
     /// The rules folder (resolved): `mail/*.rhai`, `calendar/production/*.toml`, `demands.toml`.
     pub dir: PathBuf,
+    /// The limits of the script sandbox.
+    pub limits: SandboxLimits,
+    /// Shadow mode (resolved): a candidate rules folder (with `mail/`, or of `*.rhai` alone) that decides live mail
+    /// beside the live rules without acting; what it would decide differently is stored (`rules shadow`). `None`: off.
+    pub shadow_dir: Option<PathBuf>,
+    /// Shadow mode stores a row also when the candidate decides as the live rules do (not only differences).
+    pub shadow_record_equal: bool,
+}
+
+/// How much a classification script may spend on one mail: the limits the Rhai sandbox enforces. Defined here
+/// once, with its defaults; `rules::Limits` is this type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxLimits {
     /// Script operations per mail before the script is stopped.
     pub max_operations: u64,
     /// Nested function calls before the script is stopped.
     pub max_call_depth: usize,
     /// Longest string a script may build, in bytes.
     pub max_string_size: usize,
-    /// Longest array a script may build.
+    /// Longest array (and object map) a script may build.
     pub max_array_size: usize,
     /// Wall-clock time a script may take per mail.
     pub time_budget: Duration,
-    /// Shadow mode (resolved): a candidate rules folder (with `mail/`, or of `*.rhai` alone) that decides live mail
-    /// beside the live rules without acting; what it would decide differently is stored (`rules shadow`). `None`: off.
-    pub shadow_dir: Option<PathBuf>,
-    /// Shadow mode stores a row also when the candidate decides as the live rules do (not only differences).
-    pub shadow_record_equal: bool,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> SandboxLimits {
+        SandboxLimits {
+            max_operations: DEFAULT_MAX_OPERATIONS,
+            max_call_depth: DEFAULT_MAX_CALL_DEPTH,
+            max_string_size: DEFAULT_MAX_STRING_SIZE,
+            max_array_size: DEFAULT_MAX_ARRAY_SIZE,
+            time_budget: Duration::from_millis(DEFAULT_TIME_BUDGET_MS),
+        }
+    }
+}
+
+/// `settings.rules.max_operations` and the like read through to [`RulesSettings::limits`], so code written
+/// against the former flat fields keeps working; new code names `settings.rules.limits`.
+impl std::ops::Deref for RulesSettings {
+    type Target = SandboxLimits;
+
+    fn deref(&self) -> &SandboxLimits {
+        &self.limits
+    }
+}
+
+impl std::ops::DerefMut for RulesSettings {
+    fn deref_mut(&mut self) -> &mut SandboxLimits {
+        &mut self.limits
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,36 +95,38 @@ pub(super) struct RawRules {
 pub(super) fn validate(problems: &mut Vec<String>, raw: RawRules, base: &Path) -> RulesSettings {
     RulesSettings {
         dir: normalize(&base.join(raw.dir.unwrap_or_else(|| PathBuf::from(DEFAULT_RULES_DIR)))),
-        max_operations: positive(
-            problems,
-            "rules.max_operations",
-            raw.max_operations,
-            DEFAULT_MAX_OPERATIONS,
-        ),
-        max_call_depth: positive(
-            problems,
-            "rules.max_call_depth",
-            raw.max_call_depth,
-            DEFAULT_MAX_CALL_DEPTH,
-        ),
-        max_string_size: positive(
-            problems,
-            "rules.max_string_size",
-            raw.max_string_size,
-            DEFAULT_MAX_STRING_SIZE,
-        ),
-        max_array_size: positive(
-            problems,
-            "rules.max_array_size",
-            raw.max_array_size,
-            DEFAULT_MAX_ARRAY_SIZE,
-        ),
-        time_budget: Duration::from_millis(positive(
-            problems,
-            "rules.time_budget_ms",
-            raw.time_budget_ms,
-            DEFAULT_TIME_BUDGET_MS,
-        )),
+        limits: SandboxLimits {
+            max_operations: positive(
+                problems,
+                "rules.max_operations",
+                raw.max_operations,
+                DEFAULT_MAX_OPERATIONS,
+            ),
+            max_call_depth: positive(
+                problems,
+                "rules.max_call_depth",
+                raw.max_call_depth,
+                DEFAULT_MAX_CALL_DEPTH,
+            ),
+            max_string_size: positive(
+                problems,
+                "rules.max_string_size",
+                raw.max_string_size,
+                DEFAULT_MAX_STRING_SIZE,
+            ),
+            max_array_size: positive(
+                problems,
+                "rules.max_array_size",
+                raw.max_array_size,
+                DEFAULT_MAX_ARRAY_SIZE,
+            ),
+            time_budget: Duration::from_millis(positive(
+                problems,
+                "rules.time_budget_ms",
+                raw.time_budget_ms,
+                DEFAULT_TIME_BUDGET_MS,
+            )),
+        },
         // Empty means off, so that `TAXINBOX__RULES__SHADOW_DIR=` switches shadow mode off.
         shadow_dir: raw
             .shadow_dir
@@ -100,7 +138,17 @@ pub(super) fn validate(problems: &mut Vec<String>, raw: RawRules, base: &Path) -
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::settings::tests::load;
+
+    #[test]
+    fn an_empty_file_gives_the_default_sandbox_limits() {
+        let (_dir, settings) = load("", &[]);
+        assert_eq!(
+            settings.expect("valid").rules.limits,
+            SandboxLimits::default()
+        );
+    }
 
     #[test]
     fn shadow_mode_is_off_by_default_and_its_folder_resolves_like_the_rules() {
