@@ -352,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_sample_parses_with_paths_beside_the_project() {
+    fn the_shipped_sample_and_deploy_configurations_parse_with_paths_beside_them() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/taxinbox.toml");
         let settings = Settings::from_sources(Some(&path), &[]).expect("sample is valid");
         let samples = path.parent().expect("samples folder");
@@ -362,6 +362,37 @@ mod tests {
         assert_eq!(settings.maildirs.len(), 1);
         assert_eq!(settings.maildirs[0].name, "sample");
         assert_eq!(settings.maildirs[0].path, root.join("data/inbox"));
+        assert_eq!(settings.notify.from, "taxinbox@firm.example");
+        // The sample writes the sandbox limits out: they are the defaults.
+        assert_eq!(settings.rules.limits, SandboxLimits::default());
+
+        // The production example: PostgreSQL, absolute paths kept, relative ones beside the file; no secret needed.
+        let path = root.join("deploy/taxinbox.toml");
+        let settings = Settings::from_sources(Some(&path), &[]).expect("deploy example is valid");
+        let deploy = root.join("deploy");
+        assert!(!settings.database.is_sqlite());
+        assert_eq!(
+            settings.database.url,
+            "postgres://taxinbox@127.0.0.1/taxinbox"
+        );
+        assert_eq!(settings.data_dir, deploy.join("data"));
+        assert_eq!(settings.rules.dir, deploy.join("rules"));
+        assert_eq!(
+            settings.directory.clients.as_deref(),
+            Some(Path::new("/var/lib/taxinbox/register/clients.csv"))
+        );
+        assert_eq!(settings.maildirs.len(), 1);
+        assert_eq!(settings.maildirs[0].name, "buh");
+        assert_eq!(
+            settings.maildirs[0].path,
+            PathBuf::from("/var/mail/buh/Maildir")
+        );
+        assert_eq!(
+            settings.notify.transport,
+            NotifyTransport::File {
+                dir: PathBuf::from("/var/lib/taxinbox/outbox")
+            }
+        );
         assert_eq!(settings.notify.from, "taxinbox@firm.example");
     }
 
