@@ -24,4 +24,5 @@ pub mod settings;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod toml_file;
 pub mod web;

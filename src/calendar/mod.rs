@@ -84,18 +84,8 @@ impl CalendarError {
     pub(crate) fn from_toml(file: &str, content: &str, error: &toml::de::Error) -> CalendarError {
         CalendarError::Parse {
             file: file.to_owned(),
-            line: error.span().map(|span| line_of(content, span.start)),
+            line: crate::toml_file::error_line(content, error),
             message: error.message().to_owned(),
         }
     }
-}
-
-/// 1-based line number of a byte offset (clamped to the text, so a span at the very end still has a line).
-fn line_of(content: &str, offset: usize) -> usize {
-    let end = offset.min(content.len());
-    content.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }

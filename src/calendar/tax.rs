@@ -17,8 +17,9 @@ use std::path::Path;
 use chrono::{Datelike as _, NaiveDate};
 use serde::Deserialize;
 
-use super::{line_of, CalendarError, ProductionCalendar};
+use super::{CalendarError, ProductionCalendar};
 use crate::directory::Client;
+use crate::toml_file::line_of;
 
 // ---------------------------------------------------------------------------------------------------------------
 // The applicability language: `& | !`, parentheses, names.

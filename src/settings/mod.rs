@@ -182,7 +182,7 @@ impl Settings {
         if file.is_some() {
             toml::from_str::<RawSettings>(&content).map_err(|error| SettingsError::File {
                 file: file_name.clone(),
-                line: error.span().map(|span| line_of(&content, span.start)),
+                line: crate::toml_file::error_line(&content, &error),
                 message: error.message().replacen("unknown field", "unknown key", 1),
             })?;
         }
@@ -249,16 +249,6 @@ fn validate(raw: RawSettings, base: &Path) -> Result<Settings, SettingsError> {
         }),
         _ => Err(SettingsError::Invalid(problems)),
     }
-}
-
-/// 1-based line number of a byte offset.
-fn line_of(content: &str, offset: usize) -> usize {
-    let end = offset.min(content.len());
-    content.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 #[cfg(test)]
