@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::{CalendarError, ProductionCalendar};
 use crate::directory::Client;
+use crate::mail::dates::MONTHS_GENITIVE;
 use crate::toml_file::line_of;
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -659,20 +660,6 @@ const MONTHS: [&str; 12] = [
     "октябрь",
     "ноябрь",
     "декабрь",
-];
-const MONTHS_GENITIVE: [&str; 12] = [
-    "января",
-    "февраля",
-    "марта",
-    "апреля",
-    "мая",
-    "июня",
-    "июля",
-    "августа",
-    "сентября",
-    "октября",
-    "ноября",
-    "декабря",
 ];
 const ROMAN: [&str; 4] = ["I", "II", "III", "IV"];
 
