@@ -36,7 +36,7 @@ pub fn build_pipeline(
     settings: &Settings,
     directory: crate::directory::Directory,
 ) -> anyhow::Result<Pipeline> {
-    let limits = crate::rules::Limits::from_settings(&settings.rules);
+    let limits = settings.rules.limits.clone();
     let pipeline = Pipeline::load(
         &settings.rules.dir,
         &limits,

@@ -26,4 +26,5 @@ pub mod source;
 pub mod store;
 pub mod telemetry;
 pub mod templates;
+pub mod toml_file;
 pub mod web;

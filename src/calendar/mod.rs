@@ -10,12 +10,35 @@ pub mod obligations;
 pub mod production;
 pub mod tax;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
 pub use demands::{due_date, DemandCatalog, DemandDates, DemandKind, DemandTaskSpec, DueFrom};
 pub use production::ProductionCalendar;
+
+/// Every `*.toml` file directly in `dir` (not in its sub-folders) as `(path, content)`, in file-name order (the
+/// file system's order would make "which file came first" in errors irreproducible).
+pub fn read_toml_files(dir: &Path) -> Result<Vec<(String, String)>, CalendarError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CalendarError::Io { path, source }
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.is_file() && path.extension().is_some_and(|ext| ext == "toml") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        let content = std::fs::read_to_string(&path).map_err(io(&path))?;
+        files.push((path.display().to_string(), content));
+    }
+    Ok(files)
+}
 
 /// What can go wrong loading the calendar data or computing a date with it. Every message names the file (and
 /// the line, when the TOML parser knows it) or the date that is out of range.
@@ -84,18 +107,8 @@ impl CalendarError {
     pub(crate) fn from_toml(file: &str, content: &str, error: &toml::de::Error) -> CalendarError {
         CalendarError::Parse {
             file: file.to_owned(),
-            line: error.span().map(|span| line_of(content, span.start)),
+            line: crate::toml_file::error_line(content, error),
             message: error.message().to_owned(),
         }
     }
-}
-
-/// 1-based line number of a byte offset (clamped to the text, so a span at the very end still has a line).
-fn line_of(content: &str, offset: usize) -> usize {
-    let end = offset.min(content.len());
-    content.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }

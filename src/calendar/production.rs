@@ -84,31 +84,11 @@ impl ProductionCalendar {
     /// Loads every `*.toml` file of `dir` (one per year, in file-name order). Errors name the file, and the line
     /// when the TOML parser reports one; two files for the same year are an error, and so is a folder with none.
     pub fn load_dir(dir: &Path) -> Result<ProductionCalendar, CalendarError> {
-        let io_error = |source| CalendarError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
-        let mut paths = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io_error)? {
-            let path = entry.map_err(io_error)?.path();
-            if path.is_file() && path.extension().is_some_and(|ext| ext == "toml") {
-                paths.push(path);
-            }
-        }
-        if paths.is_empty() {
+        let files = super::read_toml_files(dir)?;
+        if files.is_empty() {
             return Err(CalendarError::NoCalendar {
                 dir: dir.to_path_buf(),
             });
-        }
-        // read_dir's order is the file system's; sorting makes "which file came first" in errors reproducible.
-        paths.sort();
-        let mut files = Vec::with_capacity(paths.len());
-        for path in paths {
-            let content = std::fs::read_to_string(&path).map_err(|source| CalendarError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            files.push((path.display().to_string(), content));
         }
         let borrowed: Vec<(&str, &str)> = files
             .iter()

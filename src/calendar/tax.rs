@@ -17,8 +17,10 @@ use std::path::Path;
 use chrono::{Datelike as _, NaiveDate};
 use serde::Deserialize;
 
-use super::{line_of, CalendarError, ProductionCalendar};
+use super::{CalendarError, ProductionCalendar};
 use crate::directory::Client;
+use crate::mail::dates::MONTHS_GENITIVE;
+use crate::toml_file::line_of;
 
 // ---------------------------------------------------------------------------------------------------------------
 // The applicability language: `& | !`, parentheses, names.
@@ -507,24 +509,7 @@ impl TaxCalendar {
     /// Loads every `*.toml` directly in `dir` (not its sub-folders, where the production calendars live), in
     /// file-name order.
     pub fn load_dir(dir: &Path) -> Result<TaxCalendar, CalendarError> {
-        let entries = std::fs::read_dir(dir).map_err(|source| CalendarError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let mut paths: Vec<_> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        paths.sort();
-        let mut files = Vec::new();
-        for path in paths {
-            let content = std::fs::read_to_string(&path).map_err(|source| CalendarError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            files.push((path.display().to_string(), content));
-        }
+        let files = super::read_toml_files(dir)?;
         let borrowed: Vec<(&str, &str)> = files
             .iter()
             .map(|(n, c)| (n.as_str(), c.as_str()))
@@ -658,20 +643,6 @@ const MONTHS: [&str; 12] = [
     "октябрь",
     "ноябрь",
     "декабрь",
-];
-const MONTHS_GENITIVE: [&str; 12] = [
-    "января",
-    "февраля",
-    "марта",
-    "апреля",
-    "мая",
-    "июня",
-    "июля",
-    "августа",
-    "сентября",
-    "октября",
-    "ноября",
-    "декабря",
 ];
 const ROMAN: [&str; 4] = ["I", "II", "III", "IV"];
 

@@ -44,7 +44,7 @@ pub enum RulesCommand {
 /// `taxinbox rules …`.
 pub async fn run(config: Option<&Path>, command: RulesCommand) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(config)?;
-    let limits = crate::rules::Limits::from_settings(&settings.rules);
+    let limits = settings.rules.limits.clone();
     let root = settings.rules.dir.clone();
     match command {
         RulesCommand::Check => {

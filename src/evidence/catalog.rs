@@ -31,16 +31,9 @@ pub enum VocabularyError {
 
 impl VocabularyError {
     fn from_toml(file: &str, content: &str, error: &toml::de::Error) -> VocabularyError {
-        let line = error.span().map(|span| {
-            content.as_bytes()[..span.start.min(content.len())]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1
-        });
         VocabularyError::Parse {
             file: file.to_owned(),
-            line,
+            line: crate::toml_file::error_line(content, error),
             message: error.message().to_owned(),
         }
     }

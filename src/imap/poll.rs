@@ -9,6 +9,10 @@
 //! A MOVE cut off by the server's crash may have copied the mail into its destination without expunging it from
 //! the folder (Dovecot's Maildir MOVE is a copy, then an expunge). Before moving left-over mail, the destination is
 //! searched for it (same Message-ID, same bytes); a mail found there is only expunged, so the archive holds one copy.
+//!
+//! A pass is pipelined: while batch k commits (through `pipeline::batch`, the path every source takes), batch k+1 is
+//! evaluated on the blocking pool, the session fetches batch k+2, and batch k-1 is moved — on a second session for a
+//! pass of three batches or more, falling back to the main session when the server refuses one.
 
 use super::{timed, Error, Session, NETWORK_TIMEOUT};
 use crate::pipeline::batch::{self, Incoming, Shadow};

@@ -27,23 +27,25 @@ static DATE_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(pattern).ok()
 });
 
+/// The months in the genitive, as a date writes them (`15 марта 2026`), January first.
+pub const MONTHS_GENITIVE: [&str; 12] = [
+    "января",
+    "февраля",
+    "марта",
+    "апреля",
+    "мая",
+    "июня",
+    "июля",
+    "августа",
+    "сентября",
+    "октября",
+    "ноября",
+    "декабря",
+];
+
 fn month_number(name: &str) -> Option<u32> {
-    const MONTHS: [&str; 12] = [
-        "января",
-        "февраля",
-        "марта",
-        "апреля",
-        "мая",
-        "июня",
-        "июля",
-        "августа",
-        "сентября",
-        "октября",
-        "ноября",
-        "декабря",
-    ];
     let lower = name.to_lowercase();
-    MONTHS
+    MONTHS_GENITIVE
         .iter()
         .position(|m| *m == lower)
         .and_then(|i| u32::try_from(i + 1).ok())

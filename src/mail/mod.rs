@@ -1,5 +1,6 @@
 //! Turning one raw RFC 5322 message into plain facts for the rules: decoded headers, readable text,
-//! attachments (`parse`), the identifiers and demand data found in them (`extract`), the FNS envelope
+//! attachments (`parse`, with `html` rendering HTML as text and `mime_params` reading RFC 2231 file
+//! names), the identifiers and demand data found in them (`extract`), the FNS envelope
 //! XML (`xml`) and dates written the Russian way (`dates`).
 //!
 //! Everything here is pure: no filesystem, no network, no clock. Input is hostile by assumption (the
@@ -8,6 +9,8 @@
 
 pub mod dates;
 pub mod extract;
+mod html;
+mod mime_params;
 pub mod parse;
 pub mod xml;
 

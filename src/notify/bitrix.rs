@@ -15,13 +15,13 @@
 
 use super::sink::{http_error, status_error, SinkError};
 use super::{client_label, russian_date};
+use crate::settings::Responsible;
 use crate::store::{
     PendingSinkEvent, SinkTask, TaskChange, EVENT_CREATED, EVENT_DONE, EVENT_ESCALATED,
     EVENT_REASSIGNED,
 };
 use chrono::{NaiveDate, TimeZone as _};
 use secrecy::{ExposeSecret as _, SecretString};
-use std::collections::BTreeMap;
 
 /// Bitrix24's priority "high" (0 low, 1 normal, 2 high).
 const PRIORITY_HIGH: u8 = 2;
@@ -32,15 +32,6 @@ const STATUS_COMPLETED: &str = "5";
 
 /// Bitrix24's error code for "too many requests": worth another try later.
 const QUERY_LIMIT_EXCEEDED: &str = "QUERY_LIMIT_EXCEEDED";
-
-/// Who works a task in Bitrix24.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Responsible {
-    /// Accountant e-mail (lower-case) → Bitrix24 user id.
-    pub by_email: BTreeMap<String, u64>,
-    /// The user a task goes to when its assignee is not mapped (or nobody is assigned).
-    pub default: u64,
-}
 
 /// The marker at the end of every title: how a task created by an attempt whose answer was lost is found again.
 pub fn marker(task: i64) -> String {

@@ -140,17 +140,10 @@ fn load_context_files(rules_dir: &Path) -> Result<ContextFiles, CalendarError> {
     let demands_path = rules_dir.join("demands.toml");
     let demands_text = std::fs::read_to_string(&demands_path).map_err(io(&demands_path))?;
     let production = rules_dir.join("calendar").join("production");
-    let mut paths = Vec::new();
-    for entry in std::fs::read_dir(&production).map_err(io(&production))? {
-        let path = entry.map_err(io(&production))?.path();
-        if path.is_file() && path.extension().is_some_and(|x| x == "toml") {
-            paths.push(path);
-        }
-    }
-    if paths.is_empty() {
+    let files = crate::calendar::read_toml_files(&production)?;
+    if files.is_empty() {
         return Err(CalendarError::NoCalendar { dir: production });
     }
-    paths.sort();
     let mut hasher = Sha256::new();
     hasher.update(b"demands.toml\0");
     hasher.update(demands_text.as_bytes());
@@ -164,15 +157,15 @@ fn load_context_files(rules_dir: &Path) -> Result<ContextFiles, CalendarError> {
         hasher.update(text.as_bytes());
         vocabulary_texts.push((path.display().to_string(), text));
     }
-    let mut files = Vec::with_capacity(paths.len());
-    for path in &paths {
-        let text = std::fs::read_to_string(path).map_err(io(path))?;
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
+    for (path, text) in &files {
+        let name = Path::new(path)
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
         hasher.update(b"\0");
         hasher.update(name.as_bytes());
         hasher.update(b"\0");
         hasher.update(text.as_bytes());
-        files.push((path.display().to_string(), text));
     }
     let borrowed: Vec<(&str, &str)> = files
         .iter()
@@ -380,7 +373,7 @@ impl Reloader {
             mail_dir: settings.rules.dir.join("mail"),
             shadow_dir: settings.rules.shadow_dir.clone(),
             record_equal: settings.rules.shadow_record_equal,
-            limits: crate::rules::Limits::from_settings(&settings.rules),
+            limits: settings.rules.limits.clone(),
             metrics: None,
         }
     }

@@ -25,40 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Limits of the sandbox, from the settings.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_operations: u64,
-    pub max_call_depth: usize,
-    pub max_string_size: usize,
-    pub max_array_size: usize,
-    pub time_budget: Duration,
-}
-
-impl Limits {
-    /// The limits of the `[rules]` settings.
-    pub fn from_settings(settings: &crate::settings::RulesSettings) -> Limits {
-        Limits {
-            max_operations: settings.max_operations,
-            max_call_depth: settings.max_call_depth,
-            max_string_size: settings.max_string_size,
-            max_array_size: settings.max_array_size,
-            time_budget: settings.time_budget,
-        }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_operations: 1_000_000,
-            max_call_depth: 64,
-            max_string_size: 1 << 20,
-            max_array_size: 100_000,
-            time_budget: Duration::from_secs(1),
-        }
-    }
-}
+/// Limits of the sandbox: the settings' type, defined (with its defaults) once in `settings`.
+pub use crate::settings::SandboxLimits as Limits;
 
 /// What the helper functions may consult: in-memory snapshots, shared read-only.
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@
 //! Queries are runtime-checked (`sqlx::Any`), written once with `$n` placeholders and portable column types
 //! (ISO text dates, RFC 3339 instants, integer booleans). Every function takes a `&mut AnyConnection`, so it runs
 //! the same on a pooled connection or inside a transaction. Migrations live in `migrations/<engine>/`.
+//! [`Store::begin`] takes the store's write gate on SQLite ([`Tx`]): the process's writers take turns.
 
 mod audit;
 mod audit_read;

@@ -94,8 +94,8 @@ async fn each_hostile_rule_fails_only_its_mail(engine: Engine) {
     // A budget well below the default, so the wall-clock cases are quick; operations high enough that the
     // endless loops meet the clock, not the operation count.
     let budget = Duration::from_millis(300);
-    t.app.settings.rules.time_budget = budget;
-    t.app.settings.rules.max_operations = 1_000_000_000_000;
+    t.app.settings.rules.limits.time_budget = budget;
+    t.app.settings.rules.limits.max_operations = 1_000_000_000_000;
     let inbox = tempfile::tempdir().unwrap();
     let mut tried = 0;
     for (i, (file, body, reason)) in CASES.iter().enumerate() {

@@ -286,7 +286,7 @@ async fn replay_lists_exactly_the_mail_whose_decision_changes_and_writes_nothing
     let pipeline = replay::candidate_pipeline(
         &settings.rules.dir,
         Some(candidate.path()),
-        &taxinbox::rules::Limits::from_settings(&settings.rules),
+        &settings.rules.limits.clone(),
         directory.clone(),
         settings.general.timezone,
     )
@@ -317,7 +317,7 @@ async fn replay_lists_exactly_the_mail_whose_decision_changes_and_writes_nothing
     let same = replay::candidate_pipeline(
         &settings.rules.dir,
         None,
-        &taxinbox::rules::Limits::from_settings(&settings.rules),
+        &settings.rules.limits.clone(),
         directory,
         settings.general.timezone,
     )

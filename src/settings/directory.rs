@@ -1,0 +1,49 @@
+//! `[directory]`: the register's CSV files `taxinbox run` imports at start.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::check::normalize;
+
+/// Register CSV files kept in sync by the daemon; all optional (the register may be imported by hand instead).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectorySettings {
+    /// clients CSV (resolved); when set, `run` imports it, with the two below, before processing mail.
+    pub clients: Option<PathBuf>,
+    /// accountants CSV (resolved).
+    pub accountants: Option<PathBuf>,
+    /// absences CSV (resolved).
+    pub absences: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawDirectory {
+    clients: Option<PathBuf>,
+    accountants: Option<PathBuf>,
+    absences: Option<PathBuf>,
+}
+
+/// Validates `[directory]`: the files resolved; accountants and absences only with the clients file.
+pub(super) fn validate(
+    problems: &mut Vec<String>,
+    raw: RawDirectory,
+    base: &Path,
+) -> DirectorySettings {
+    let resolve = |p: Option<PathBuf>| {
+        p.filter(|p| !p.as_os_str().is_empty())
+            .map(|p| normalize(&base.join(p)))
+    };
+    let directory = DirectorySettings {
+        clients: resolve(raw.clients),
+        accountants: resolve(raw.accountants),
+        absences: resolve(raw.absences),
+    };
+    if directory.clients.is_none()
+        && (directory.accountants.is_some() || directory.absences.is_some())
+    {
+        problems.push("directory.clients: missing (accountants and absences are imported with the clients file)".to_owned());
+    }
+    directory
+}

@@ -1,0 +1,397 @@
+//! `[[mailboxes]]` (IMAP) and `[[maildirs]]` (local folders), whose names share one namespace; the transport
+//! security of a connection ([`Tls`]) and where a password is kept ([`PasswordSource`]), which `[notify]` uses too.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::check::{normalize, port_number, required, take};
+use super::SettingsError;
+
+/// The folder IMAP servers call the inbox.
+const DEFAULT_IMAP_FOLDER: &str = "INBOX";
+/// Where a processed mail is moved, under the inbox so every client shows it.
+const DEFAULT_PROCESSED_FOLDER: &str = "INBOX/Processed";
+/// Where a mail that could not be processed is moved for a person to look at.
+const DEFAULT_QUARANTINE_FOLDER: &str = "INBOX/Quarantine";
+
+/// Transport security of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tls {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    Tls,
+    /// Plain connection upgraded with STARTTLS (IMAP 143, submission 587).
+    Starttls,
+    /// No encryption: only ever used when written out in the configuration.
+    None,
+}
+
+impl Tls {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tls::Tls => "tls",
+            Tls::Starttls => "starttls",
+            Tls::None => "none",
+        }
+    }
+
+    pub(super) fn parse(setting: &str, value: &str) -> Result<Tls, String> {
+        match value {
+            "tls" => Ok(Tls::Tls),
+            "starttls" => Ok(Tls::Starttls),
+            "none" => Ok(Tls::None),
+            other => Err(format!(
+                "{setting}: {other:?} is not one of tls, starttls, none"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a password is kept; the configuration never holds the password itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// A file holding the password (resolved path); a trailing newline is ignored.
+    File(PathBuf),
+    /// An environment variable holding the password.
+    Env(String),
+}
+
+impl PasswordSource {
+    /// Reads the password now. Called when connecting, so a rotated secret is picked up without a restart.
+    pub fn resolve(&self) -> Result<SecretString, SettingsError> {
+        match self {
+            PasswordSource::File(path) => {
+                let content =
+                    std::fs::read_to_string(path).map_err(|error| SettingsError::Password {
+                        setting: "password_file".to_owned(),
+                        message: format!("{}: {error}", path.display()),
+                    })?;
+                // Secret files written by `echo` or editors end with a newline that is not part of the password.
+                let password = content.trim_end_matches(['\r', '\n']);
+                if password.is_empty() {
+                    return Err(SettingsError::Password {
+                        setting: "password_file".to_owned(),
+                        message: format!("{} is empty", path.display()),
+                    });
+                }
+                Ok(SecretString::from(password.to_owned()))
+            }
+            PasswordSource::Env(name) => match std::env::var(name) {
+                Ok(password) if !password.is_empty() => Ok(SecretString::from(password)),
+                _ => Err(SettingsError::Password {
+                    setting: "password_env".to_owned(),
+                    message: format!("environment variable {name} is not set or empty"),
+                }),
+            },
+        }
+    }
+}
+
+/// One IMAP mailbox to poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxSettings {
+    /// Short unique name, used in logs and the store (`demands`).
+    pub name: String,
+    /// IMAP server host name.
+    pub host: String,
+    /// IMAP port (default 993 with `tls`, 143 otherwise).
+    pub port: u16,
+    /// Transport security (default `tls`).
+    pub tls: Tls,
+    /// Login.
+    pub user: String,
+    /// Where the password is.
+    pub password: PasswordSource,
+    /// Folder to read new mail from.
+    pub folder: String,
+    /// Folder a processed mail is moved to.
+    pub processed_folder: String,
+    /// Folder a mail that failed processing is moved to.
+    pub quarantine_folder: String,
+    /// A PEM file of the certificate authority (or authorities) to trust instead of the public roots, for a
+    /// server with a private CA (resolved path). `None`: the public web roots.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+/// One local Maildir to process (for a mail server that delivers to disk, and for the sample).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaildirSettings {
+    /// Short unique name, used in logs and the store.
+    pub name: String,
+    /// The Maildir folder (resolved), holding `new/`, `cur/` and `tmp/`.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawMailbox {
+    name: Option<String>,
+    host: Option<String>,
+    /// Wider than `u16` so an out-of-range port is reported by name rather than as a type error.
+    port: Option<i64>,
+    tls: Option<String>,
+    user: Option<String>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    folder: Option<String>,
+    processed_folder: Option<String>,
+    quarantine_folder: Option<String>,
+    tls_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawMaildir {
+    name: Option<String>,
+    path: Option<PathBuf>,
+}
+
+/// Validates `[[mailboxes]]` and `[[maildirs]]`: a name is unique among both, as it names the mail's source.
+pub(super) fn validate(
+    problems: &mut Vec<String>,
+    raw_mailboxes: Vec<RawMailbox>,
+    raw_maildirs: Vec<RawMaildir>,
+    base: &Path,
+) -> (Vec<MailboxSettings>, Vec<MaildirSettings>) {
+    let mut names = BTreeSet::new();
+    let mut mailboxes = Vec::new();
+    for (index, mailbox) in raw_mailboxes.into_iter().enumerate() {
+        if let Some(valid) = validate_mailbox(problems, &mut names, index, mailbox, base) {
+            mailboxes.push(valid);
+        }
+    }
+    let mut maildirs = Vec::new();
+    for (index, maildir) in raw_maildirs.into_iter().enumerate() {
+        let at = format!("maildirs[{index}]");
+        let name = required(problems, &format!("{at}.name"), maildir.name);
+        unique_name(problems, &mut names, &at, name.as_deref());
+        let path = match maildir.path {
+            Some(path) if !path.as_os_str().is_empty() => Some(normalize(&base.join(path))),
+            _ => {
+                problems.push(format!("{at}.path: missing"));
+                None
+            }
+        };
+        if let (Some(name), Some(path)) = (name, path) {
+            maildirs.push(MaildirSettings { name, path });
+        }
+    }
+    (mailboxes, maildirs)
+}
+
+fn validate_mailbox(
+    problems: &mut Vec<String>,
+    names: &mut BTreeSet<String>,
+    index: usize,
+    raw: RawMailbox,
+    base: &Path,
+) -> Option<MailboxSettings> {
+    let at = format!("mailboxes[{index}]");
+    let name = required(problems, &format!("{at}.name"), raw.name);
+    unique_name(problems, names, &at, name.as_deref());
+    let host = required(problems, &format!("{at}.host"), raw.host);
+    let user = required(problems, &format!("{at}.user"), raw.user);
+    // `none` is never a default: a plain-text password on the network has to be asked for in writing.
+    let tls = match raw.tls.as_deref().map(str::trim) {
+        None => Some(Tls::Tls),
+        Some(value) => take(problems, Tls::parse(&format!("{at}.tls"), value)),
+    };
+    let port = match (raw.port, tls) {
+        (Some(port), _) => take(problems, port_number(&format!("{at}.port"), port)),
+        (None, Some(Tls::Tls)) => Some(993),
+        (None, _) => Some(143),
+    };
+    // Required, so a success is always `Some(Some(_))`.
+    let password = password_source(
+        problems,
+        &at,
+        raw.password_file,
+        raw.password_env,
+        base,
+        true,
+    )
+    .flatten();
+    let folder = |value: Option<String>, default: &str, key: &str, problems: &mut Vec<String>| {
+        let value = value.unwrap_or_else(|| default.to_owned());
+        if value.trim().is_empty() {
+            problems.push(format!("{at}.{key}: empty"));
+        }
+        value
+    };
+    let folder_name = folder(raw.folder, DEFAULT_IMAP_FOLDER, "folder", problems);
+    let processed_folder = folder(
+        raw.processed_folder,
+        DEFAULT_PROCESSED_FOLDER,
+        "processed_folder",
+        problems,
+    );
+    let quarantine_folder = folder(
+        raw.quarantine_folder,
+        DEFAULT_QUARANTINE_FOLDER,
+        "quarantine_folder",
+        problems,
+    );
+    Some(MailboxSettings {
+        name: name?,
+        host: host?,
+        port: port?,
+        tls: tls?,
+        user: user?,
+        password: password?,
+        folder: folder_name,
+        processed_folder,
+        quarantine_folder,
+        tls_ca_file: raw.tls_ca_file.map(|file| normalize(&base.join(file))),
+    })
+}
+
+/// `password_file` xor `password_env`. Returns `None` on a problem (recorded), `Some(None)` when neither is
+/// given and that is allowed.
+pub(super) fn password_source(
+    problems: &mut Vec<String>,
+    at: &str,
+    file: Option<PathBuf>,
+    env: Option<String>,
+    base: &Path,
+    required: bool,
+) -> Option<Option<PasswordSource>> {
+    match (file, env.map(|name| name.trim().to_owned())) {
+        (Some(_), Some(_)) => {
+            problems.push(format!(
+                "{at}: give either password_file or password_env, not both"
+            ));
+            None
+        }
+        (Some(file), None) if file.as_os_str().is_empty() => {
+            problems.push(format!("{at}.password_file: empty"));
+            None
+        }
+        (Some(file), None) => Some(Some(PasswordSource::File(normalize(&base.join(file))))),
+        (None, Some(name)) if name.is_empty() => {
+            problems.push(format!("{at}.password_env: empty"));
+            None
+        }
+        (None, Some(name)) => Some(Some(PasswordSource::Env(name))),
+        (None, None) if required => {
+            problems.push(format!("{at}: password_file or password_env is required"));
+            None
+        }
+        (None, None) => Some(None),
+    }
+}
+
+fn unique_name(
+    problems: &mut Vec<String>,
+    names: &mut BTreeSet<String>,
+    at: &str,
+    name: Option<&str>,
+) {
+    if let Some(name) = name {
+        // Mailboxes and maildirs share one namespace: the name identifies the mail's source in the store.
+        if !names.insert(name.to_owned()) {
+            problems.push(format!(
+                "{at}.name: {name:?} is used by another mailbox or maildir"
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::tests::{error_text, load, MAILBOX};
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn a_mailbox_with_defaults_uses_implicit_tls_on_993() {
+        let (_dir, settings) = load(MAILBOX, &[]);
+        let mailbox = &settings.expect("valid").mailboxes[0];
+        assert_eq!((mailbox.tls, mailbox.port), (Tls::Tls, 993));
+        assert_eq!(
+            mailbox.password,
+            PasswordSource::Env("IMAP_PASSWORD".to_owned())
+        );
+        assert_eq!(
+            (
+                mailbox.folder.as_str(),
+                mailbox.processed_folder.as_str(),
+                mailbox.quarantine_folder.as_str()
+            ),
+            ("INBOX", "INBOX/Processed", "INBOX/Quarantine")
+        );
+    }
+
+    #[test]
+    fn a_mailbox_ca_file_is_resolved_against_the_config_folder() {
+        let (dir, settings) = load(&format!("{MAILBOX}tls_ca_file = \"certs/ca.pem\"\n"), &[]);
+        let mailbox = &settings.expect("valid").mailboxes[0];
+        assert_eq!(
+            mailbox.tls_ca_file.as_deref(),
+            Some(dir.path().join("certs").join("ca.pem").as_path())
+        );
+        let (_dir, settings) = load(MAILBOX, &[]);
+        assert_eq!(settings.expect("valid").mailboxes[0].tls_ca_file, None);
+    }
+
+    #[test]
+    fn a_bad_tls_value_is_named_with_its_mailbox() {
+        let message = error_text(&format!("{MAILBOX}tls = \"ssl\"\n"), &[]);
+        assert_eq!(
+            message,
+            "mailboxes[0].tls: \"ssl\" is not one of tls, starttls, none"
+        );
+    }
+
+    #[test]
+    fn plain_text_imap_is_accepted_only_when_written_out() {
+        let (_dir, settings) = load(&format!("{MAILBOX}tls = \"none\"\n"), &[]);
+        let mailbox = &settings.expect("valid").mailboxes[0];
+        assert_eq!((mailbox.tls, mailbox.port), (Tls::None, 143));
+    }
+
+    #[test]
+    fn mailbox_problems_are_all_reported_by_name() {
+        let content = format!(
+            "{MAILBOX}port = 70000\npassword_file = \"secret\"\n[[mailboxes]]\nname = \"demands\"\nhost = \"\"\nuser = \"u\"\n"
+        );
+        let message = error_text(&content, &[]);
+        for expected in [
+            "mailboxes[0].port: 70000 is not a port number",
+            "mailboxes[0]: give either password_file or password_env, not both",
+            "mailboxes[1].name: \"demands\" is used by another mailbox or maildir",
+            "mailboxes[1].host: empty",
+            "mailboxes[1]: password_file or password_env is required",
+        ] {
+            assert!(
+                message.contains(expected),
+                "missing {expected:?} in {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_password_file_is_read_only_when_resolved_and_without_its_newline() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("imap");
+        std::fs::write(&path, "hunter2\n").expect("write secret");
+        let secret = PasswordSource::File(path).resolve().expect("readable");
+        assert_eq!(secret.expose_secret(), "hunter2");
+        let missing = PasswordSource::File(dir.path().join("absent"))
+            .resolve()
+            .expect_err("missing");
+        assert!(
+            missing.to_string().starts_with("password_file:"),
+            "{missing}"
+        );
+    }
+}

@@ -1,0 +1,357 @@
+//! `[[sinks]]`: the firm's task trackers told of task events — a signed webhook or a Bitrix24 portal — with where
+//! their URLs and secrets are kept, their timeouts and attempts, and Bitrix24's map of accountants to its users.
+//! The delivery itself is `notify::sink`'s.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::check::normalize;
+use super::mailboxes::PasswordSource;
+
+/// How long one HTTP exchange with a tracker may take unless configured.
+const DEFAULT_TIMEOUT_SECS: i64 = 10;
+
+/// Attempts before an event fails for good unless configured: the e-mail outbox's (about four days of back-off).
+const DEFAULT_MAX_ATTEMPTS: i64 = 24;
+
+/// Where a URL is: written in the configuration, or kept secret (a Bitrix24 webhook URL holds its token).
+#[derive(Clone, PartialEq, Eq)]
+pub enum UrlSource {
+    /// Written in the configuration.
+    Plain(String),
+    /// In a file or an environment variable, read at each pass.
+    Secret(PasswordSource),
+}
+
+impl fmt::Debug for UrlSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The path and query may hold a token: only the origin is shown.
+            UrlSource::Plain(url) => match reqwest::Url::parse(url) {
+                Ok(u) => write!(
+                    f,
+                    "Plain({}://{}/***)",
+                    u.scheme(),
+                    u.host_str().unwrap_or("")
+                ),
+                Err(_) => f.write_str("Plain(***)"),
+            },
+            UrlSource::Secret(source) => write!(f, "Secret({source:?})"),
+        }
+    }
+}
+
+impl UrlSource {
+    /// The URL now, checked to be http(s).
+    pub fn resolve(&self, at: &str) -> anyhow::Result<SecretString> {
+        let url = match self {
+            UrlSource::Plain(url) => url.clone(),
+            UrlSource::Secret(source) => {
+                use secrecy::ExposeSecret as _;
+                source
+                    .resolve()
+                    .with_context(|| format!("{at}: read the URL"))?
+                    .expose_secret()
+                    .trim()
+                    .to_owned()
+            }
+        };
+        check_url(&url).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        Ok(SecretString::from(url))
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        // Never echo the URL: it may be the secret one.
+        _ => Err("the URL is not an http(s) URL with a host".to_owned()),
+    }
+}
+
+/// What kind of tracker a sink talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    /// POST of signed JSON.
+    Webhook {
+        url: UrlSource,
+        /// The HMAC key of `X-Taxinbox-Signature`; `None`: unsigned.
+        secret: Option<PasswordSource>,
+    },
+    /// A Bitrix24 portal's incoming webhook.
+    Bitrix24 {
+        url: UrlSource,
+        responsible: Responsible,
+    },
+}
+
+impl SinkKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SinkKind::Webhook { .. } => "webhook",
+            SinkKind::Bitrix24 { .. } => "bitrix24",
+        }
+    }
+}
+
+/// One configured sink (`[[sinks]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkSettings {
+    /// Unique name, in logs and the store.
+    pub name: String,
+    pub kind: SinkKind,
+    /// Connect + answer timeout of one HTTP exchange.
+    pub timeout: Duration,
+    /// Attempts before an event fails for good.
+    pub max_attempts: i64,
+}
+
+/// Who works a task in Bitrix24.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Responsible {
+    /// Accountant e-mail (lower-case) → Bitrix24 user id.
+    pub by_email: BTreeMap<String, u64>,
+    /// The user a task goes to when its assignee is not mapped (or nobody is assigned).
+    pub default: u64,
+}
+
+/// `[[sinks]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawSink {
+    kind: Option<String>,
+    name: Option<String>,
+    url: Option<String>,
+    url_env: Option<String>,
+    url_file: Option<PathBuf>,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+    timeout_secs: Option<i64>,
+    max_attempts: Option<i64>,
+    /// Bitrix24: accountant e-mail → user id.
+    responsible: BTreeMap<String, i64>,
+    /// Bitrix24: a CSV file `email,user_id` (header row), merged with `responsible`.
+    responsible_file: Option<PathBuf>,
+    /// Bitrix24: the user id of tasks whose assignee is not mapped.
+    default_responsible: Option<i64>,
+}
+
+/// Validates `[[sinks]]`, recording every problem by name (`sinks[0].url: …`).
+pub(super) fn validate(
+    problems: &mut Vec<String>,
+    raw: Vec<RawSink>,
+    base: &Path,
+) -> Vec<SinkSettings> {
+    let mut names = BTreeSet::new();
+    let mut valid = Vec::new();
+    for (index, sink) in raw.into_iter().enumerate() {
+        let at = format!("sinks[{index}]");
+        let before = problems.len();
+        let name = sink
+            .name
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned();
+        if name.is_empty() {
+            problems.push(format!("{at}.name: missing"));
+        } else if !names.insert(name.clone()) {
+            problems.push(format!("{at}.name: {name:?} is used by another sink"));
+        }
+        let url = match (sink.url, sink.url_env, sink.url_file) {
+            (Some(url), None, None) => {
+                let url = url.trim().to_owned();
+                match check_url(&url) {
+                    Ok(()) => Some(UrlSource::Plain(url)),
+                    Err(e) => {
+                        problems.push(format!("{at}.url: {e}"));
+                        None
+                    }
+                }
+            }
+            (None, Some(env), None) if !env.trim().is_empty() => Some(UrlSource::Secret(
+                PasswordSource::Env(env.trim().to_owned()),
+            )),
+            (None, None, Some(file)) if !file.as_os_str().is_empty() => Some(UrlSource::Secret(
+                PasswordSource::File(normalize(&base.join(file))),
+            )),
+            (None, None, None) => {
+                problems.push(format!("{at}: url, url_env or url_file is required"));
+                None
+            }
+            _ => {
+                problems.push(format!(
+                    "{at}: give one of url, url_env, url_file (not empty)"
+                ));
+                None
+            }
+        };
+        let timeout = match sink.timeout_secs {
+            None => Duration::from_secs(DEFAULT_TIMEOUT_SECS.unsigned_abs()),
+            Some(s) if (1..=300).contains(&s) => Duration::from_secs(s.unsigned_abs()),
+            Some(s) => {
+                problems.push(format!(
+                    "{at}.timeout_secs: {s} is not between 1 and 300 seconds"
+                ));
+                Duration::from_secs(DEFAULT_TIMEOUT_SECS.unsigned_abs())
+            }
+        };
+        let max_attempts = match sink.max_attempts {
+            None => DEFAULT_MAX_ATTEMPTS,
+            Some(n) if (1..=1000).contains(&n) => n,
+            Some(n) => {
+                problems.push(format!("{at}.max_attempts: {n} is not between 1 and 1000"));
+                DEFAULT_MAX_ATTEMPTS
+            }
+        };
+        let bitrix_keys = !sink.responsible.is_empty()
+            || sink.responsible_file.is_some()
+            || sink.default_responsible.is_some();
+        let kind = match sink.kind.as_deref().map(str::trim) {
+            Some("webhook") => {
+                if bitrix_keys {
+                    problems.push(format!(
+                        "{at}: responsible, responsible_file and default_responsible are only used with kind = \"bitrix24\""
+                    ));
+                }
+                let secret = match (sink.secret_env, sink.secret_file) {
+                    (Some(_), Some(_)) => {
+                        problems.push(format!(
+                            "{at}: give either secret_env or secret_file, not both"
+                        ));
+                        None
+                    }
+                    (Some(env), None) if !env.trim().is_empty() => {
+                        Some(PasswordSource::Env(env.trim().to_owned()))
+                    }
+                    (None, Some(file)) if !file.as_os_str().is_empty() => {
+                        Some(PasswordSource::File(normalize(&base.join(file))))
+                    }
+                    (None, None) => None,
+                    _ => {
+                        problems.push(format!("{at}: secret_env / secret_file is empty"));
+                        None
+                    }
+                };
+                url.map(|url| SinkKind::Webhook { url, secret })
+            }
+            Some("bitrix24") => {
+                if sink.secret_env.is_some() || sink.secret_file.is_some() {
+                    problems.push(format!(
+                        "{at}: secret_env / secret_file are only used with kind = \"webhook\" (the Bitrix24 token is in its URL)"
+                    ));
+                }
+                let mut by_email = BTreeMap::new();
+                let mut add = |email: &str, id: i64, where_: &str, problems: &mut Vec<String>| {
+                    let email = email.trim().to_lowercase();
+                    match u64::try_from(id) {
+                        Ok(id) if id > 0 && email.contains('@') => {
+                            by_email.insert(email, id);
+                        }
+                        _ => problems.push(format!(
+                            "{where_}: {email:?} → {id} is not an e-mail and a positive Bitrix24 user id"
+                        )),
+                    }
+                };
+                for (email, id) in &sink.responsible {
+                    add(email, *id, &format!("{at}.responsible"), problems);
+                }
+                if let Some(file) = &sink.responsible_file {
+                    let path = normalize(&base.join(file));
+                    match read_responsible_csv(&path) {
+                        Ok(rows) => {
+                            for (line, email, id) in rows {
+                                add(&email, id, &format!("{}:{line}", path.display()), problems);
+                            }
+                        }
+                        Err(e) => problems.push(format!("{at}.responsible_file: {e}")),
+                    }
+                }
+                let default = match sink.default_responsible.map(u64::try_from) {
+                    Some(Ok(id)) if id > 0 => Some(id),
+                    Some(_) => {
+                        problems.push(format!(
+                            "{at}.default_responsible: not a positive Bitrix24 user id"
+                        ));
+                        None
+                    }
+                    None => {
+                        problems.push(format!(
+                            "{at}.default_responsible: required (the Bitrix24 user who gets tasks of unmapped accountants)"
+                        ));
+                        None
+                    }
+                };
+                match (url, default) {
+                    (Some(url), Some(default)) => Some(SinkKind::Bitrix24 {
+                        url,
+                        responsible: Responsible { by_email, default },
+                    }),
+                    _ => None,
+                }
+            }
+            Some(other) => {
+                problems.push(format!(
+                    "{at}.kind: {other:?} is not one of webhook, bitrix24"
+                ));
+                None
+            }
+            None => {
+                problems.push(format!("{at}.kind: missing (webhook or bitrix24)"));
+                None
+            }
+        };
+        if let Some(kind) = kind {
+            if problems.len() == before {
+                valid.push(SinkSettings {
+                    name,
+                    kind,
+                    timeout,
+                    max_attempts,
+                });
+            }
+        }
+    }
+    valid
+}
+
+/// `email,user_id` rows (after a header row) with their line numbers.
+fn read_responsible_csv(path: &Path) -> Result<Vec<(usize, String, i64)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut rows = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        let line = index + 2;
+        let record = record.map_err(|e| format!("{}:{line}: {e}", path.display()))?;
+        let email = record.get(0).unwrap_or_default().to_owned();
+        let id = record
+            .get(1)
+            .unwrap_or_default()
+            .parse::<i64>()
+            .map_err(|_| format!("{}:{line}: user_id is not a number", path.display()))?;
+        rows.push((line, email, id));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_debug_form_of_a_url_shows_only_its_origin() {
+        let url = UrlSource::Plain("https://firm.bitrix24.ru/rest/1/s3cr3t/".to_owned());
+        let shown = format!("{url:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("firm.bitrix24.ru"), "{shown}");
+    }
+}

@@ -1,0 +1,74 @@
+//! `[web]`: who administers and audits in the web view, and its cookie and session policy.
+
+use serde::Deserialize;
+
+/// A working day and then some: an accountant signs in once a day.
+const DEFAULT_SESSION_HOURS: u32 = 12;
+
+/// The web view served on `[http] listen`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSettings {
+    /// E-mails (lower-case) of the admins: they see everything and may reprocess and try rules.
+    pub admins: Vec<String>,
+    /// E-mails (lower-case) of the auditors: they see everything, read-only.
+    pub auditors: Vec<String>,
+    /// Whether session cookies carry `Secure` (only sent over HTTPS); `false` for plain-HTTP loopback use.
+    pub secure_cookies: bool,
+    /// How long a sign-in lasts.
+    pub session_hours: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawWeb {
+    admins: Vec<String>,
+    auditors: Vec<String>,
+    secure_cookies: Option<bool>,
+    session_hours: Option<u32>,
+}
+
+/// E-mail addresses as the register keeps them: trimmed, lower-case.
+fn lower_case_addresses(addresses: &[String]) -> Vec<String> {
+    addresses.iter().map(|e| e.trim().to_lowercase()).collect()
+}
+
+/// Validates `[web]`.
+pub(super) fn validate(problems: &mut Vec<String>, raw: RawWeb) -> WebSettings {
+    let web = WebSettings {
+        admins: lower_case_addresses(&raw.admins),
+        auditors: lower_case_addresses(&raw.auditors),
+        secure_cookies: raw.secure_cookies.unwrap_or(true),
+        session_hours: raw.session_hours.unwrap_or(DEFAULT_SESSION_HOURS),
+    };
+    for email in web.admins.iter().chain(&web.auditors) {
+        if !email.contains('@') {
+            problems.push(format!("web: {email:?} is not an e-mail address"));
+        }
+    }
+    if web.session_hours == 0 {
+        problems.push("web.session_hours: must be at least 1".to_owned());
+    }
+    web
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::settings::tests::{error_text, load};
+
+    #[test]
+    fn web_cookies_are_secure_unless_said_and_admin_addresses_are_lower_cased() {
+        let (_dir, settings) = load("", &[]);
+        let web = settings.expect("valid").web;
+        assert!(web.secure_cookies && web.admins.is_empty() && web.auditors.is_empty());
+        assert_eq!(web.session_hours, 12);
+        let (_dir, settings) = load(
+            "[web]\nadmins = [\" Admin@Firm.example \"]\nauditors = [\"audit@firm.example\"]\nsecure_cookies = false\n",
+            &[],
+        );
+        let web = settings.expect("valid").web;
+        assert_eq!(web.admins, ["admin@firm.example"]);
+        assert_eq!(web.auditors, ["audit@firm.example"]);
+        assert!(!web.secure_cookies);
+        assert!(error_text("[web]\nadmins = [\"nobody\"]\n", &[]).contains("web:"));
+    }
+}
