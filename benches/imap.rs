@@ -98,6 +98,7 @@ async fn taxinbox_once(server: &dovecot::Dovecot, dir: &Path) -> (Duration, usiz
         &c.join("clients.csv"),
         Some(&c.join("accountants.csv")),
         Some(&c.join("absences.csv")),
+        None,
     )
     .await
     .unwrap();

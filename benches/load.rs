@@ -152,6 +152,7 @@ fn main() {
             &c.join("clients.csv"),
             Some(&c.join("accountants.csv")),
             Some(&c.join("absences.csv")),
+            None,
         )
         .await
         .unwrap();

@@ -95,6 +95,7 @@ async fn app(dir: &Path, server: &dovecot::Dovecot) -> taxinbox::app::Instance {
         &c.join("clients.csv"),
         Some(&c.join("accountants.csv")),
         Some(&c.join("absences.csv")),
+        None,
     )
     .await
     .unwrap();

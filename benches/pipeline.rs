@@ -32,6 +32,7 @@ async fn register(store: &taxinbox::store::Store) -> taxinbox::directory::Direct
         &c.join("clients.csv"),
         Some(&c.join("accountants.csv")),
         Some(&c.join("absences.csv")),
+        None,
     )
     .await
     .unwrap();

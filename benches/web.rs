@@ -238,6 +238,7 @@ async fn run(engine: &str, url: String, dir: &std::path::Path) -> bool {
         &c.join("clients.csv"),
         Some(&c.join("accountants.csv")),
         Some(&c.join("absences.csv")),
+        None,
     )
     .await
     .unwrap();

@@ -1,4 +1,5 @@
-//! `taxinbox directory import`: CSV files into the register, all or nothing.
+//! `taxinbox directory import`: CSV files (clients, accountants, absences, patents) into the register, all or
+//! nothing.
 
 use crate::directory::{self, Directory};
 use crate::store::{self, Store};
@@ -11,6 +12,7 @@ pub struct Imported {
     pub clients: usize,
     pub accountants: usize,
     pub absences: Option<usize>,
+    pub patents: Option<usize>,
 }
 
 impl std::fmt::Display for Imported {
@@ -22,6 +24,9 @@ impl std::fmt::Display for Imported {
         )?;
         if let Some(n) = self.absences {
             write!(f, ", {n} absence(s)")?;
+        }
+        if let Some(n) = self.patents {
+            write!(f, ", {n} patent(s)")?;
         }
         Ok(())
     }
@@ -39,6 +44,7 @@ pub async fn import_files(
     clients: &Path,
     accountants: Option<&Path>,
     absences: Option<&Path>,
+    patents: Option<&Path>,
 ) -> anyhow::Result<Imported> {
     let (name, text) = read(clients)?;
     let clients = directory::parse_clients_csv(&name, &text)?;
@@ -56,9 +62,22 @@ pub async fn import_files(
         }
         None => None,
     };
+    let patents = match patents {
+        Some(p) => {
+            let (name, text) = read(p)?;
+            Some(directory::parse_patents_csv(&name, &text)?)
+        }
+        None => None,
+    };
     let mut tx = store.begin().await?;
     let current = store::load_directory(&mut tx).await?;
-    let merged = merge(&current, &clients, &accountants, absences.as_deref());
+    let merged = merge(
+        &current,
+        &clients,
+        &accountants,
+        absences.as_deref(),
+        patents.as_deref(),
+    );
     if let Err(problems) = merged.validate() {
         anyhow::bail!(
             "the register would be inconsistent, nothing imported:\n  {}",
@@ -67,14 +86,21 @@ pub async fn import_files(
     }
     let now = store::timestamp(chrono::Utc::now());
     store::save_directory(&mut tx, &clients, &accountants, absences.as_deref(), &now).await?;
+    if let Some(patents) = &patents {
+        store::save_patents(&mut tx, patents, &now).await?;
+    }
     let imported = Imported {
         clients: clients.len(),
         accountants: accountants.len(),
         absences: absences.as_ref().map(Vec::len),
+        patents: patents.as_ref().map(Vec::len),
     };
-    let payload = serde_json::json!({
+    let mut payload = serde_json::json!({
         "clients": clients.len(), "accountants": accountants.len(), "absences": imported.absences,
     });
+    if let Some(n) = imported.patents {
+        payload["patents"] = n.into();
+    }
     store::append_log(
         &mut tx,
         &store::LogEntry {
@@ -96,6 +122,7 @@ fn merge(
     clients: &[directory::Client],
     accountants: &[directory::Accountant],
     absences: Option<&[directory::Absence]>,
+    patents: Option<&[directory::Patent]>,
 ) -> Directory {
     let mut all_clients: std::collections::BTreeMap<String, directory::Client> = current
         .clients()
@@ -116,9 +143,16 @@ fn merge(
         all_absences.retain(|a| !new.iter().any(|n| n.email == a.email));
         all_absences.extend(new.iter().cloned());
     }
+    // A patents file is the whole truth about the patents of the holders it names.
+    let mut all_patents: Vec<directory::Patent> = current.patents().cloned().collect();
+    if let Some(new) = patents {
+        all_patents.retain(|p| !new.iter().any(|n| n.inn == p.inn));
+        all_patents.extend(new.iter().cloned());
+    }
     Directory::new(
         all_clients.into_values().collect(),
         all_accountants.into_values().collect(),
         all_absences,
     )
+    .with_patents(all_patents)
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::Context as _;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
 
 use crate::calendar::tax::{ClientFacts, Obligation, TaxCalendar};
 use crate::calendar::ProductionCalendar;
@@ -65,7 +65,10 @@ pub fn obligations(
             .tax
             .obligations(&facts, c.region.as_deref(), year, &data.production)
             .with_context(|| format!("tax calendar of client {}", c.inn.as_str()))?;
-        for o in list {
+        let patents = patent_payments(directory, data, c)?
+            .into_iter()
+            .filter(|o| o.due.year() == year);
+        for o in list.into_iter().chain(patents) {
             let person = directory.assignee(Some(c), Role::Accountant, o.creation_date());
             if assignee.is_some_and(|a| person.as_deref() != Some(a)) {
                 continue;
@@ -82,6 +85,23 @@ pub fn obligations(
         ))
     });
     Ok(lines)
+}
+
+/// The payments of every patent of client `c`, on the client's regional calendar.
+fn patent_payments(
+    directory: &Directory,
+    data: &CalendarData,
+    c: &Client,
+) -> anyhow::Result<Vec<Obligation>> {
+    let mut out = Vec::new();
+    for p in directory.patents_of(c.inn.as_str()) {
+        out.extend(
+            data.tax
+                .patent_payments(p, c.region.as_deref(), &data.production)
+                .with_context(|| format!("patent {} of client {}", p.number, c.inn.as_str()))?,
+        );
+    }
+    Ok(out)
 }
 
 fn line(c: &Client, o: &Obligation, assignee: Option<String>) -> ObligationLine {
@@ -123,6 +143,10 @@ pub async fn generate(
             .due_for_creation(&facts, c.region.as_deref(), today, &data.production)
             .with_context(|| format!("tax calendar of client {}", c.inn.as_str()))?;
         candidates.extend(list.into_iter().map(|o| (c, o)));
+        let patents = patent_payments(directory, data, c)?
+            .into_iter()
+            .filter(|o| o.due >= today && o.creation_date() <= today);
+        candidates.extend(patents.map(|o| (c, o)));
     }
     let now_s = store::timestamp(now);
     let mut tx = store.begin().await?;

@@ -18,7 +18,7 @@ use chrono::{Datelike as _, NaiveDate};
 use serde::Deserialize;
 
 use super::{CalendarError, ProductionCalendar};
-use crate::directory::Client;
+use crate::directory::{Client, Patent};
 use crate::mail::dates::MONTHS_GENITIVE;
 use crate::toml_file::line_of;
 
@@ -292,10 +292,39 @@ pub struct EventDef {
     pub origin: String,
 }
 
-/// Every event definition, in file-name then file order.
+/// Every event definition, in file-name then file order, and the patent rule when a file defines one.
 #[derive(Debug, Clone, Default)]
 pub struct TaxCalendar {
     events: Vec<EventDef>,
+    patent: Option<PatentRule>,
+}
+
+/// How the tax of a patent (ПСН) is paid, from `[patent]` of a calendar file (п. 2 ст. 346.51 НК РФ): a patent for
+/// less than `split_from_months` months is paid whole by its last day; a longer one, one third within
+/// `first_within_days` calendar days after its start and the rest by its last day; a patent ending on 31 December
+/// is paid by `year_end_day` December instead. Every due date moves to the next working day.
+#[derive(Debug, Clone)]
+pub struct PatentRule {
+    pub split_from_months: u32,
+    pub first_within_days: u32,
+    pub year_end_day: u32,
+    pub lead_days: u32,
+    pub law: String,
+    /// Event id and title template of the single payment, the first third and the rest; the title may name
+    /// `{number}`, `{from}` and `{to}` (dd.mm.yyyy).
+    pub full: PatentPayment,
+    pub first: PatentPayment,
+    pub rest: PatentPayment,
+    /// `file:line` of the definition, for messages.
+    pub origin: String,
+}
+
+/// One payment of a patent: its event id and title template.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatentPayment {
+    pub id: String,
+    pub title: String,
 }
 
 /// One obligation of one client: an occurrence of an event with its due date.
@@ -326,6 +355,76 @@ impl Obligation {
 struct RawFile {
     #[serde(default)]
     event: Vec<toml::Spanned<RawEvent>>,
+    patent: Option<toml::Spanned<RawPatent>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPatent {
+    split_from_months: u32,
+    first_within_days: u32,
+    year_end_day: u32,
+    lead_days: u32,
+    law: String,
+    full: PatentPayment,
+    first: PatentPayment,
+    rest: PatentPayment,
+}
+
+fn patent_rule(raw: RawPatent, origin: String) -> Result<PatentRule, String> {
+    if !(1..=12).contains(&raw.split_from_months) {
+        return Err(format!(
+            "split_from_months: {} is not a number of months (1-12)",
+            raw.split_from_months
+        ));
+    }
+    if !(1..=31).contains(&raw.year_end_day) {
+        return Err(format!(
+            "year_end_day: {} is not a day of December",
+            raw.year_end_day
+        ));
+    }
+    for (what, p) in [
+        ("full", &raw.full),
+        ("first", &raw.first),
+        ("rest", &raw.rest),
+    ] {
+        for placeholder in placeholders(&p.title) {
+            if !["number", "from", "to"].contains(&placeholder.as_str()) {
+                return Err(format!(
+                    "{what}.title: unknown placeholder {{{placeholder}}} (number, from, to)"
+                ));
+            }
+        }
+        if p.id.trim().is_empty() {
+            return Err(format!("{what}.id: empty"));
+        }
+    }
+    Ok(PatentRule {
+        split_from_months: raw.split_from_months,
+        first_within_days: raw.first_within_days,
+        year_end_day: raw.year_end_day,
+        lead_days: raw.lead_days,
+        law: raw.law,
+        full: raw.full,
+        first: raw.first,
+        rest: raw.rest,
+        origin,
+    })
+}
+
+/// The `{name}` placeholders of a template.
+fn placeholders(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push(rest[open + 1..open + close].to_owned());
+        rest = &rest[open + close + 1..];
+    }
+    out
 }
 
 #[derive(Debug, Deserialize)]
@@ -521,10 +620,27 @@ impl TaxCalendar {
     /// appear only once, so two files cannot both define an obligation.
     pub fn from_toml_strs(files: &[(&str, &str)]) -> Result<TaxCalendar, CalendarError> {
         let mut events = Vec::new();
+        let mut patent: Option<PatentRule> = None;
         let mut seen: std::collections::BTreeMap<String, String> = Default::default();
         for (file, content) in files {
             let raw: RawFile =
                 toml::from_str(content).map_err(|e| CalendarError::from_toml(file, content, &e))?;
+            if let Some(spanned) = raw.patent {
+                let line = line_of(content, spanned.span().start);
+                let origin = format!("{file}:{line}");
+                let parse_error = |message: String| CalendarError::Parse {
+                    file: (*file).to_owned(),
+                    line: Some(line),
+                    message,
+                };
+                if let Some(first) = &patent {
+                    return Err(parse_error(format!(
+                        "[patent] is already defined at {}",
+                        first.origin
+                    )));
+                }
+                patent = Some(patent_rule(spanned.into_inner(), origin).map_err(parse_error)?);
+            }
             for spanned in raw.event {
                 let line = line_of(content, spanned.span().start);
                 let origin = format!("{file}:{line}");
@@ -546,7 +662,68 @@ impl TaxCalendar {
                 events.push(def);
             }
         }
-        Ok(TaxCalendar { events })
+        Ok(TaxCalendar { events, patent })
+    }
+
+    /// The patent rule, when a calendar file defines `[patent]`.
+    pub fn patent_rule(&self) -> Option<&PatentRule> {
+        self.patent.as_ref()
+    }
+
+    /// The payments of one patent with their due dates on `region`'s calendar (none without a patent rule).
+    pub fn patent_payments(
+        &self,
+        patent: &Patent,
+        region: Option<&str>,
+        calendar: &ProductionCalendar,
+    ) -> Result<Vec<Obligation>, CalendarError> {
+        let Some(rule) = &self.patent else {
+            return Ok(Vec::new());
+        };
+        let invalid = |message: String| CalendarError::Invalid {
+            file: rule.origin.clone(),
+            message,
+        };
+        // A patent ending on 31 December is paid by the rule's day of December (259-ФЗ), otherwise by its last day.
+        let last = if patent.to.month() == 12 && patent.to.day() == 31 {
+            NaiveDate::from_ymd_opt(patent.to.year(), 12, rule.year_end_day)
+                .ok_or_else(|| invalid(format!("no day {} in December", rule.year_end_day)))?
+        } else {
+            patent.to
+        };
+        // «от шести месяцев»: a patent whose term reaches the day before the same date six months on (exactly six
+        // months) is paid in two parts.
+        let split = patent
+            .from
+            .checked_add_months(chrono::Months::new(rule.split_from_months))
+            .and_then(|d| d.pred_opt())
+            .is_some_and(|six| patent.to >= six);
+        // A term of days starts the day after the event that begins it (п. 2 ст. 6.1 НК РФ).
+        let first = patent.from + chrono::Days::new(u64::from(rule.first_within_days));
+        let plan: Vec<(&PatentPayment, NaiveDate)> = if split {
+            vec![(&rule.first, first), (&rule.rest, last)]
+        } else {
+            vec![(&rule.full, last)]
+        };
+        let show = |d: NaiveDate| d.format("%d.%m.%Y").to_string();
+        let values = [
+            ("number", patent.number.clone()),
+            ("from", show(patent.from)),
+            ("to", show(patent.to)),
+        ];
+        let mut out = Vec::with_capacity(plan.len());
+        for (payment, nominal) in plan {
+            out.push(Obligation {
+                due: calendar.next_working_day(nominal, region)?,
+                event: payment.id.clone(),
+                period: patent.number.clone(),
+                title: render(&payment.title, &values),
+                nominal,
+                lead_days: rule.lead_days,
+                law: rule.law.clone(),
+            });
+        }
+        Ok(out)
     }
 
     /// The definitions, in load order.
@@ -1088,5 +1265,56 @@ mod tests {
         assert!(has(opens));
         assert!(has(due));
         assert!(!has(due.succ_opt().unwrap()));
+    }
+
+    fn patent(from: (i32, u32, u32), to: (i32, u32, u32)) -> Patent {
+        let d = |(y, m, d): (i32, u32, u32)| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        Patent {
+            inn: crate::ids::Inn::parse("500100732259").unwrap(),
+            number: "1".into(),
+            from: d(from),
+            to: d(to),
+            region: None,
+        }
+    }
+
+    fn payments(p: &Patent) -> Vec<(String, String)> {
+        shipped()
+            .patent_payments(p, None, &production())
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.event, o.due.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn exactly_six_months_is_paid_in_two_parts_and_a_day_less_at_once() {
+        // 01.03 + 90 days = Sat 30.05 → Mon 01.06; the last day Mon 31.08.
+        assert_eq!(
+            payments(&patent((2026, 3, 1), (2026, 8, 31))),
+            vec![
+                ("psn_payment_first".into(), "2026-06-01".into()),
+                ("psn_payment_rest".into(), "2026-08-31".into()),
+            ]
+        );
+        let less = payments(&patent((2026, 3, 1), (2026, 8, 30)));
+        assert_eq!(
+            less,
+            vec![("psn_payment_full".into(), "2026-08-31".into())],
+            "Sun 30.08 → Mon 31.08"
+        );
+    }
+
+    #[test]
+    fn a_patent_ending_on_31_december_is_paid_by_28_december_moved_off_a_weekend() {
+        // 28.12.2025 is a Sunday: the payment moves to Monday 29.12.
+        assert_eq!(
+            payments(&patent((2025, 10, 1), (2025, 12, 31))),
+            vec![("psn_payment_full".into(), "2025-12-29".into())]
+        );
+        assert_eq!(
+            payments(&patent((2025, 11, 1), (2025, 12, 30))),
+            vec![("psn_payment_full".into(), "2025-12-30".into())]
+        );
     }
 }

@@ -122,6 +122,10 @@ pub enum DirectoryCommand {
         accountants: Option<PathBuf>,
         #[arg(long, value_name = "ABSENCES.csv")]
         absences: Option<PathBuf>,
+        /// Patents of clients on the patent system (`inn,number,from,to,region`): the whole truth about the
+        /// patents of every holder it names.
+        #[arg(long, value_name = "PATENTS.csv")]
+        patents: Option<PathBuf>,
     },
 }
 
@@ -156,6 +160,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     clients,
                     accountants,
                     absences,
+                    patents,
                 },
         } => {
             let app = Instance::open(config).await?;
@@ -164,6 +169,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &clients,
                 accountants.as_deref(),
                 absences.as_deref(),
+                patents.as_deref(),
             )
             .await?;
             println!("{imported}");

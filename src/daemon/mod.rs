@@ -112,6 +112,7 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
             clients,
             app.settings.directory.accountants.as_deref(),
             app.settings.directory.absences.as_deref(),
+            app.settings.directory.patents.as_deref(),
         )
         .await?;
         tracing::info!("{imported}");

@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike as _, NaiveDate};
 
-use super::{Absence, Accountant, Client, Regime, Role};
+use super::{Absence, Accountant, Client, Patent, Regime, Role};
 use crate::ids::{Inn, Kpp};
 
 /// Flags the `attributes` column may hold; each switches on part of the tax calendar. A flag outside this list is
@@ -279,6 +279,57 @@ pub fn parse_absences_csv(name: &str, data: &str) -> Result<Vec<Absence>, Import
             }
             seen.push((row.line, absence.clone()));
             Ok(absence)
+        },
+    )
+}
+
+/// Parses `patents.csv`: `inn,number,from,to,region`. A patent's term lies within one calendar year (п. 5
+/// ст. 346.45 НК РФ); the same number twice for one holder is refused.
+pub fn parse_patents_csv(name: &str, data: &str) -> Result<Vec<Patent>, ImportError> {
+    let mut seen: Vec<(usize, String, String)> = Vec::new();
+    parse_file(
+        name,
+        data,
+        &["inn", "number", "from", "to"],
+        &["region"],
+        |row| {
+            let mut errors = Errors::default();
+            let inn = errors.take(Inn::parse(row.get("inn")).map_err(|e| format!("inn: {e}")));
+            let number = errors.take(non_empty(row.get("number"), "number"));
+            let from = errors.take(date(row.get("from"), "from"));
+            let to = errors.take(date(row.get("to"), "to"));
+            let region = errors.take(region(row.get("region")));
+            if let (Some(from), Some(to)) = (from, to) {
+                if to < from {
+                    errors.push(format!("to: {to} is before from {from}"));
+                } else if to.year() != from.year() {
+                    errors.push(format!(
+                        "to: {to} is not in the year of from {from} (a patent is issued within one calendar year)"
+                    ));
+                }
+            }
+            let (Some(inn), Some(number), Some(from), Some(to), Some(region)) =
+                (inn, number, from, to, region)
+            else {
+                return Err(errors.into_message());
+            };
+            errors.finish()?;
+            if let Some((line, ..)) = seen
+                .iter()
+                .find(|(_, i, n)| i == inn.as_str() && n == &number)
+            {
+                return Err(format!(
+                    "patent {number} of {inn} is already listed (line {line})"
+                ));
+            }
+            seen.push((row.line, inn.as_str().to_owned(), number.clone()));
+            Ok(Patent {
+                inn,
+                number,
+                from,
+                to,
+                region,
+            })
         },
     )
 }

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{Inn, Kpp};
 
 pub use import::{
-    parse_absences_csv, parse_accountants_csv, parse_clients_csv, ImportError, RowProblem,
+    parse_absences_csv, parse_accountants_csv, parse_clients_csv, parse_patents_csv, ImportError,
+    RowProblem,
 };
 
 /// A value that is not one of an enumeration's names (`regime`, `role`).
@@ -226,6 +227,21 @@ impl Absence {
     }
 }
 
+/// A patent of an ИП on the patent system (ПСН): its number and term. Payment dates depend on each patent's start
+/// and end (п. 2 ст. 346.51 НК РФ), so the tax calendar generates them per patent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patent {
+    /// The ИП holding it.
+    pub inn: Inn,
+    /// The patent's number as the tax office wrote it.
+    pub number: String,
+    /// First and last day of its term (within one calendar year).
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// Two-digit code of the region it was issued in, when the file says.
+    pub region: Option<String>,
+}
+
 /// An in-memory snapshot of the register, loaded once per run; every lookup is pure (no I/O).
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
@@ -239,6 +255,8 @@ pub struct Directory {
     accountants: BTreeMap<String, Accountant>,
     /// Absences ordered by person, then start date.
     absences: Vec<Absence>,
+    /// Patents by the INN of their holder, in start order.
+    patents: BTreeMap<String, Vec<Patent>>,
 }
 
 /// How many hand-overs [`Directory::assignee`] follows before giving up: far more than any real chain of
@@ -330,11 +348,46 @@ impl Directory {
                 require(&who, "substitute", substitute);
             }
         }
+        for patent in self.patents() {
+            let who = format!("patent {} of {}", patent.number, patent.inn);
+            match self.clients.get(patent.inn.as_str()) {
+                None => problems.push(format!("{who}: no such client in the register")),
+                Some(c) if !c.is_individual() => problems.push(format!(
+                    "{who}: only an individual entrepreneur (12-digit INN) holds patents"
+                )),
+                Some(_) => {}
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(problems)
         }
+    }
+
+    /// The register with `patents` as its patents (replacing any it had).
+    pub fn with_patents(mut self, patents: Vec<Patent>) -> Directory {
+        self.patents.clear();
+        for p in patents {
+            self.patents
+                .entry(p.inn.as_str().to_owned())
+                .or_default()
+                .push(p);
+        }
+        for list in self.patents.values_mut() {
+            list.sort_by(|a, b| (a.from, &a.number).cmp(&(b.from, &b.number)));
+        }
+        self
+    }
+
+    /// The patents of the client with this INN, in start order.
+    pub fn patents_of(&self, inn: &str) -> &[Patent] {
+        self.patents.get(inn.trim()).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every patent, by holder then start.
+    pub fn patents(&self) -> impl Iterator<Item = &Patent> {
+        self.patents.values().flatten()
     }
 
     /// The client with this INN (surrounding spaces ignored).

@@ -15,6 +15,8 @@ pub struct DirectorySettings {
     pub accountants: Option<PathBuf>,
     /// absences CSV (resolved).
     pub absences: Option<PathBuf>,
+    /// patents CSV (resolved).
+    pub patents: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +25,7 @@ pub(super) struct RawDirectory {
     clients: Option<PathBuf>,
     accountants: Option<PathBuf>,
     absences: Option<PathBuf>,
+    patents: Option<PathBuf>,
 }
 
 /// Validates `[directory]`: the files resolved; accountants and absences only with the clients file.
@@ -39,11 +42,14 @@ pub(super) fn validate(
         clients: resolve(raw.clients),
         accountants: resolve(raw.accountants),
         absences: resolve(raw.absences),
+        patents: resolve(raw.patents),
     };
     if directory.clients.is_none()
-        && (directory.accountants.is_some() || directory.absences.is_some())
+        && (directory.accountants.is_some()
+            || directory.absences.is_some()
+            || directory.patents.is_some())
     {
-        problems.push("directory.clients: missing (accountants and absences are imported with the clients file)".to_owned());
+        problems.push("directory.clients: missing (accountants, absences and patents are imported with the clients file)".to_owned());
     }
     directory
 }

@@ -175,5 +175,6 @@ pub async fn load_directory(conn: &mut AnyConnection) -> anyhow::Result<Director
         })
     })
     .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Directory::new(clients, accountants, absences))
+    let patents = super::patents::load_patents(conn).await?;
+    Ok(Directory::new(clients, accountants, absences).with_patents(patents))
 }

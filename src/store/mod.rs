@@ -14,6 +14,7 @@ mod imap;
 mod lease;
 mod messages;
 mod notify;
+mod patents;
 mod replay;
 mod shadow;
 mod sinks;
@@ -33,6 +34,7 @@ pub use imap::*;
 pub use lease::*;
 pub use messages::*;
 pub use notify::*;
+pub use patents::{load_patents, save_patents};
 pub use replay::{decisions_since, StoredDecision};
 pub use shadow::{
     insert_shadow_decision, shadow_decisions_since, ShadowDecision, ShadowSide, ShadowTask,

@@ -99,6 +99,7 @@ async fn import(app: &TestApp, clients: &Path) {
         clients,
         Some(&crate::helpers::corpus().join("accountants.csv")),
         None,
+        None,
     )
     .await
     .expect("import the synthetic register");
@@ -436,5 +437,148 @@ async fn a_regime_change_keeps_created_tasks_and_changes_only_future_obligations
         "SELECT COUNT(*) FROM tasks WHERE client_inn = '{inn}' AND event = 'profit_declaration_q1'"
     );
     assert_eq!(app.count(&profit).await, 1);
+    app.cleanup().await;
+}
+
+/// The three patents of the issue's example: 12 months from 01.01.2026, 3 months from 01.03.2026, and
+/// 10.02.2026–30.09.2026.
+const PATENTS: &str = "inn,number,from,to,region\n\
+    {inn},7701260000001,2026-01-01,2026-12-31,77\n\
+    {inn},7701260000002,2026-03-01,2026-05-31,77\n\
+    {inn},7701260000003,2026-02-10,2026-09-30,\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_psn_client_gets_each_patents_payments_on_the_working_days_the_law_gives() {
+    let app = TestApp::new(Engine::Sqlite).await;
+    let ip = inn("7700000099");
+    let clients = app.path("psn-clients.csv");
+    std::fs::write(
+        &clients,
+        format!(
+            "name,inn,kpp,regime,has_employees,vat_payer,accountant,backup_accountant,emails,region\n\
+             ИП Патентов Пётр Ильич,{ip},,psn,false,false,{ACCOUNTANT},,p@patent.example,\n"
+        ),
+    )
+    .unwrap();
+    let patents = app.path("patents.csv");
+    std::fs::write(&patents, PATENTS.replace("{inn}", &ip)).unwrap();
+    let out = taxinbox(&app)
+        .args(["directory", "import"])
+        .arg(&clients)
+        .arg("--accountants")
+        .arg(crate::helpers::corpus().join("accountants.csv"))
+        .arg("--patents")
+        .arg(&patents)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 patent(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let psn: Vec<(String, String, String)> =
+        calendar_jsonl(&app, &["--year", "2026", "--client", &ip])
+            .into_iter()
+            .filter(|l| l.event.starts_with("psn_"))
+            .map(|l| (l.due, l.event, l.period))
+            .collect();
+    for line in &psn {
+        println!("{line:?}");
+    }
+    let row = |due: &str, event: &str, period: &str| {
+        (due.to_owned(), event.to_owned(), period.to_owned())
+    };
+    assert_eq!(
+        psn,
+        vec![
+            // 01.01 + 90 days = Wed 01.04.
+            row("2026-04-01", "psn_payment_first", "7701260000001"),
+            // 10.02 + 90 days = Mon 11.05, the day off moved from Saturday 09.05 → Tue 12.05.
+            row("2026-05-12", "psn_payment_first", "7701260000003"),
+            // Three months: the whole amount by its last day, Sun 31.05 → Mon 01.06.
+            row("2026-06-01", "psn_payment_full", "7701260000002"),
+            row("2026-09-30", "psn_payment_rest", "7701260000003"),
+            // Ends on 31 December: paid by 28 December (Mon).
+            row("2026-12-28", "psn_payment_rest", "7701260000001"),
+        ]
+    );
+
+    // In the ICS feed and in `calendar generate` too, once each.
+    let ics = taxinbox(&app)
+        .args([
+            "calendar", "--year", "2026", "--client", &ip, "--format", "ics",
+        ])
+        .output()
+        .unwrap();
+    let ics = String::from_utf8_lossy(&ics.stdout);
+    assert_eq!(ics.matches("Налог по патенту").count(), 5, "{ics}");
+    let directory = directory(&app).await;
+    let data = CalendarData::load(&project_root().join("rules")).unwrap();
+    let day = NaiveDate::from_ymd_opt(2026, 3, 20).unwrap();
+    // On 20.03 only the first third of the yearly patent (due 01.04, 14 days' lead) is in its lead time.
+    generate(&app.app.store, &directory, &data, day, chrono::Utc::now())
+        .await
+        .unwrap();
+    let psn_tasks = "SELECT COUNT(*) FROM tasks WHERE event LIKE 'psn%'";
+    assert_eq!(app.count(psn_tasks).await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks WHERE event = 'psn_payment_first' AND period = '7701260000001'")
+            .await,
+        1
+    );
+    let again = generate(&app.app.store, &directory, &data, day, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(again.created, 0);
+    assert_eq!(app.count(psn_tasks).await, 1);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_patent_row_names_its_line_and_imports_nothing() {
+    let app = TestApp::new(Engine::Sqlite).await;
+    app.import_corpus_register().await;
+    let ip = inn("7700000099");
+    let org = inn("770000098");
+    let patents = app.path("patents.csv");
+    std::fs::write(
+        &patents,
+        format!("inn,number,from,to,region\n{ip},1,2026-01-01,2026-03-31,\n{ip},2,2026-06-01,2027-02-28,\n"),
+    )
+    .unwrap();
+    let clients = crate::helpers::corpus().join("clients.csv");
+    let import = |file: &Path| {
+        taxinbox(&app)
+            .args(["directory", "import"])
+            .arg(&clients)
+            .arg("--patents")
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let out = import(&patents);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("patents.csv:3") && err.contains("calendar year"),
+        "{err}"
+    );
+    // A patent of an organisation, or of nobody in the register: the register would be inconsistent.
+    std::fs::write(
+        &patents,
+        format!("inn,number,from,to,region\n{org},1,2026-01-01,2026-03-31,\n"),
+    )
+    .unwrap();
+    let out = import(&patents);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("no such client"), "{err}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM patents").await, 0);
     app.cleanup().await;
 }

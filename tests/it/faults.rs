@@ -62,6 +62,7 @@ async fn import_register(store: &taxinbox::store::Store) {
         &c.join("clients.csv"),
         Some(&c.join("accountants.csv")),
         Some(&c.join("absences.csv")),
+        None,
     )
     .await
     .expect("import the corpus register");

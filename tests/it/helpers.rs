@@ -106,6 +106,7 @@ impl TestApp {
             &c.join("clients.csv"),
             Some(&c.join("accountants.csv")),
             Some(&c.join("absences.csv")),
+            None,
         )
         .await
         .expect("import the corpus register");

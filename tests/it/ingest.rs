@@ -187,6 +187,7 @@ on_both_engines!(
             &clients,
             Some(&corpus().join("accountants.csv")),
             None,
+            None,
         )
         .await
         .unwrap_err();
