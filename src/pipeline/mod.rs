@@ -579,7 +579,7 @@ impl Pipeline {
         let now_s = store::timestamp(now);
         let mut record = self.record(&eval, &seen.source, mailbox, &now_s);
         let existing = store::tasks_of_message(conn, id).await?;
-        if !existing.is_empty() && seen.status != "quarantined" {
+        if !existing.is_empty() && seen.status != store::MessageStatus::Quarantined {
             anyhow::bail!("message {id} already has tasks; only quarantined mail or mail without tasks is reprocessed");
         }
         let report = self
@@ -635,7 +635,7 @@ impl Pipeline {
         );
         let resolved = match &eval.outcome {
             Err(error) => {
-                record.status = Status::Quarantined.as_str().into();
+                record.status = store::MessageStatus::Quarantined;
                 record.error = Some(error.clone());
                 let id = save(conn, existing, record).await?;
                 report.status = Status::Quarantined;
@@ -701,7 +701,7 @@ impl Pipeline {
             .joined_case(conn, existing, resolved, case_key.as_ref())
             .await?
         {
-            record.status = Status::Linked.as_str().into();
+            record.status = store::MessageStatus::Linked;
             record.case_id = Some(case.id);
             record.joins = case.first_message_id.clone();
             report.status = Status::Linked;
@@ -756,7 +756,7 @@ impl Pipeline {
             return Ok(report);
         }
 
-        record.status = Status::Processed.as_str().into();
+        record.status = store::MessageStatus::Processed;
         // A decision that lifts a freeze, a demand withdrawn: it belongs to the case it names (its number and date
         // are the case's), which it is linked to; it creates no task and is no second copy of the demand.
         if resolved.closes {

@@ -16,6 +16,7 @@ mod notify;
 mod replay;
 mod shadow;
 mod sinks;
+mod status;
 mod web;
 
 pub use audit::{
@@ -37,6 +38,9 @@ pub use shadow::{
     insert_shadow_decision, shadow_decisions_since, ShadowDecision, ShadowSide, ShadowTask,
 };
 pub use sinks::*;
+pub use status::{
+    IntBool, MessageStatus, NotificationStatus, SinkEventStatus, TaskStatus, UnknownStatus,
+};
 pub use web::*;
 
 use anyhow::Context as _;
@@ -96,19 +100,17 @@ impl Engine {
     }
 }
 
-/// Records a failed delivery attempt of row `id` of a queue table (`outbox`, `sink_outbox`): due again at
-/// `retry_at`, or `failed` for good when `None`.
+/// Records a failed delivery attempt of row `id` of a queue table (`outbox`, `sink_outbox`): `status` becomes the
+/// table's pending state with `retry_at`, its failed state without.
 async fn record_failed_attempt(
     conn: &mut sqlx::AnyConnection,
     table: &'static str,
     id: i64,
     error: &str,
+    status: &'static str,
     retry_at: Option<&str>,
 ) -> anyhow::Result<()> {
-    let (status, not_before) = match retry_at {
-        Some(at) => ("pending", at),
-        None => ("failed", ""),
-    };
+    let not_before = retry_at.unwrap_or_default();
     sqlx::query(&format!(
         "UPDATE {table} SET status = $1, last_error = $2, attempts = attempts + 1, \
          not_before = CASE WHEN $3 = '' THEN not_before ELSE $3 END WHERE id = $4"
