@@ -3,6 +3,10 @@
 //! Queries are runtime-checked (`sqlx::Any`), written once with `$n` placeholders and portable column types
 //! (ISO text dates, RFC 3339 instants, integer booleans). Every function takes a `&mut AnyConnection`, so it runs
 //! the same on a pooled connection or inside a transaction. Migrations live in `migrations/<engine>/`.
+//!
+//! Rows are read with `query_as` into `#[derive(sqlx::FromRow)]` types (`Task`, `TaskView`, `MailRow`, …); a state
+//! column is one of the enums of `status`, parsed on reading. A row is not a JSON contract: the commands that print
+//! one build their own type from it.
 
 mod audit;
 mod audit_read;

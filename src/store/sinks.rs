@@ -349,16 +349,36 @@ pub async fn set_sink_remote_id(
 }
 
 /// A mail as a sink describes it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SinkMail {
     pub id: i64,
     pub message_id: Option<String>,
     pub subject: String,
-    #[sqlx(rename = "from_addr")]
     pub from: String,
     /// ISO date the mail counts as received.
-    #[sqlx(rename = "received_date")]
     pub received: String,
+}
+
+/// The columns of `messages` a [`SinkMail`] is built from.
+#[derive(sqlx::FromRow)]
+struct SinkMailRow {
+    id: i64,
+    message_id: Option<String>,
+    subject: String,
+    from_addr: String,
+    received_date: String,
+}
+
+impl From<SinkMailRow> for SinkMail {
+    fn from(m: SinkMailRow) -> SinkMail {
+        SinkMail {
+            id: m.id,
+            message_id: m.message_id,
+            subject: m.subject,
+            from: m.from_addr,
+            received: m.received_date,
+        }
+    }
 }
 
 /// What a sink is told about a task.
@@ -404,24 +424,28 @@ pub async fn sink_task(conn: &mut AnyConnection, task: i64) -> anyhow::Result<Op
         return Ok(None);
     };
     let mail = match t.message {
-        Some(id) => sqlx::query_as(
+        Some(id) => sqlx::query_as::<_, SinkMailRow>(
             "SELECT id, message_id, subject, from_addr, received_date FROM messages WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
-        .context("read a task's mail")?,
+        .context("read a task's mail")?
+        .map(SinkMail::from),
         None => None,
     };
     let linked_mail = match t.case_id {
-        Some(case_id) => sqlx::query_as(
+        Some(case_id) => sqlx::query_as::<_, SinkMailRow>(
             "SELECT id, message_id, subject, from_addr, received_date FROM messages \
              WHERE case_id = $1 AND status = 'linked' ORDER BY id",
         )
         .bind(case_id)
         .fetch_all(&mut *conn)
         .await
-        .context("read the mail linked to a task's case")?,
+        .context("read the mail linked to a task's case")?
+        .into_iter()
+        .map(SinkMail::from)
+        .collect(),
         None => Vec::new(),
     };
     Ok(Some(SinkTask {
