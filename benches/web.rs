@@ -76,11 +76,10 @@ async fn fill(app: &taxinbox::app::Instance) -> (String, i64, i64) {
                 from_addr: format!("client{n}@example.org"),
                 subject: format!("Письмо {n}"),
                 status: if quarantined {
-                    "quarantined"
+                    store::MessageStatus::Quarantined
                 } else {
-                    "processed"
-                }
-                .to_owned(),
+                    store::MessageStatus::Processed
+                },
                 category: (!quarantined).then(|| category.to_owned()),
                 client_inn: Some(client.clone()),
                 rule: Some("10-demands.rhai".into()),

@@ -19,7 +19,7 @@ pub struct ExportRow {
     pub kind: Option<String>,
     pub rule: Option<String>,
     pub ruleset: Option<String>,
-    pub status: String,
+    pub status: store::MessageStatus,
     pub reason: Option<String>,
     pub error: Option<String>,
     pub tasks: Vec<ExportTask>,
@@ -36,7 +36,7 @@ pub struct ExportTask {
     pub assignee: Option<String>,
     /// ISO date.
     pub due: String,
-    pub status: String,
+    pub status: store::TaskStatus,
 }
 
 /// The CSV header, in column order.
@@ -72,7 +72,9 @@ pub async fn export_rows(
     let mails = store::mails(conn, filter).await?;
     let mut tasks: BTreeMap<i64, Vec<ExportTask>> = BTreeMap::new();
     for t in store::tasks_of_mails(conn, filter).await? {
-        tasks.entry(t.message).or_default().push(ExportTask {
+        // The query joins each task to its mail, so every one has a message.
+        let Some(message) = t.message else { continue };
+        tasks.entry(message).or_default().push(ExportTask {
             step: t.step,
             title: t.title,
             assignee: t.assignee,
@@ -170,7 +172,7 @@ pub fn write_csv(out: &mut impl std::io::Write, rows: &[ExportRow]) -> anyhow::R
             o(&r.kind),
             o(&r.rule),
             o(&r.ruleset),
-            cell(&r.status),
+            cell(r.status.as_str()),
             o(&r.reason),
             list(&|t| format!("{}: {}", t.step, t.title)),
             list(&|t| t.assignee.clone().unwrap_or_else(|| "(unassigned)".into())),

@@ -22,7 +22,7 @@ pub struct MailStory {
     /// The raw header block as it arrived, while the raw mail is kept.
     pub headers: Option<String>,
     pub facts: serde_json::Value,
-    pub status: String,
+    pub status: store::MessageStatus,
     pub category: Option<String>,
     pub kind: Option<String>,
     pub client: Option<String>,
@@ -55,7 +55,7 @@ pub struct StoryTask {
     pub role: String,
     pub assignee: Option<String>,
     pub due: String,
-    pub status: String,
+    pub status: store::TaskStatus,
     pub provenance: serde_json::Value,
 }
 
@@ -64,7 +64,7 @@ pub struct StoryNotification {
     pub id: i64,
     pub kind: String,
     pub recipient: String,
-    pub status: String,
+    pub status: store::NotificationStatus,
     pub attempts: i64,
     pub sent_at: Option<String>,
     pub error: Option<String>,
@@ -109,7 +109,7 @@ pub async fn story(conn: &mut sqlx::AnyConnection, id: i64) -> anyhow::Result<Op
             .map(|r| format!("first run by the daemon {} with {}", r.loaded_at, r.files)),
         None => None,
     };
-    let tasks = store::task_details(conn, id)
+    let tasks = store::tasks_of_message(conn, id)
         .await?
         .into_iter()
         .map(|t| StoryTask {

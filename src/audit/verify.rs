@@ -206,7 +206,7 @@ async fn check_decisions(
             ));
         }
         for (field, stored) in [
-            ("status", Some(m.status.clone())),
+            ("status", Some(m.status.as_str().to_owned())),
             ("category", m.category.clone()),
             ("kind", m.kind.clone()),
             ("client_inn", m.client_inn.clone()),

@@ -291,18 +291,25 @@ pub async fn open_tasks(
             client_inn: t.client_inn,
         })
         .collect();
-    feed.extend(
-        store::calendar_tasks(conn, Some(person))
-            .await?
-            .into_iter()
-            .filter(|t| t.status == "open")
-            .map(|t| FeedTask {
-                uid: obligation_uid(&t.client_inn, &t.event, &t.period),
-                title: t.title,
-                due: t.due,
-                client_inn: Some(t.client_inn),
-            }),
-    );
+    for t in store::calendar_tasks(conn, Some(person)).await? {
+        if t.status != store::TaskStatus::Open {
+            continue;
+        }
+        // A tax-calendar task is stored with its client, event and period (`store::insert_calendar_task`).
+        let (Some(client_inn), Some(event), Some(period)) = (t.client_inn, t.event, t.period)
+        else {
+            anyhow::bail!(
+                "tax-calendar task {} lacks its client, event or period",
+                t.id
+            );
+        };
+        feed.push(FeedTask {
+            uid: obligation_uid(&client_inn, &event, &period),
+            title: t.title,
+            due: t.due,
+            client_inn: Some(client_inn),
+        });
+    }
     Ok(feed)
 }
 

@@ -44,7 +44,9 @@ pub async fn reprocess(
     let pipeline = app.pipeline().await?;
     if quarantined {
         let mut conn = app.store.acquire().await?;
-        ids.extend(store::message_ids_with_status(&mut conn, "quarantined").await?);
+        ids.extend(
+            store::message_ids_with_status(&mut conn, store::MessageStatus::Quarantined).await?,
+        );
     }
     if ids.is_empty() {
         anyhow::bail!("nothing to reprocess: give message ids or --quarantined");

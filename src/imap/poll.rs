@@ -429,7 +429,7 @@ impl MailboxSession {
                     Some(stored) => leftovers.push(Leftover {
                         target: Move {
                             uid,
-                            quarantine: stored.status == Status::Quarantined.as_str(),
+                            quarantine: stored.status == store::MessageStatus::Quarantined,
                         },
                         message_id: stored.message_id,
                         sha256: stored.sha256,
@@ -839,7 +839,7 @@ async fn commit_evaluated(
                         store::add_source_ref(tx, &mail.source, id).await?;
                         store::message_by_id(tx, id)
                             .await?
-                            .is_some_and(|m| m.status == Status::Quarantined.as_str())
+                            .is_some_and(|m| m.status == store::MessageStatus::Quarantined)
                     }
                     None => false,
                 },

@@ -28,7 +28,7 @@ pub use crate::templates::{client_label, russian_date, Kind, Rendered, Templates
 pub use smtp::{SendError, SmtpDelivery};
 
 use crate::settings::{NotifySettings, NotifyTransport, Settings};
-use crate::store::{self, PendingNotification, Store};
+use crate::store::{self, NotificationStatus, PendingNotification, Store};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use lettre::message::header::{HeaderName, HeaderValue};
@@ -397,13 +397,13 @@ impl Notifier {
         let now_s = store::timestamp(now);
         let recipient = n.recipient.trim().to_lowercase();
         let verdict = if let Some(reason) = self.policy.refusal(conn, &recipient).await? {
-            Verdict::Aside("refused", reason)
+            Verdict::Aside(NotificationStatus::Refused, reason)
         } else {
             let since = store::timestamp(now - chrono::Duration::hours(24));
             let sent = store::sent_to_recipient_since(conn, &recipient, &since).await?;
             if sent >= i64::from(self.policy.daily_cap_per_recipient) {
                 Verdict::Aside(
-                    "held",
+                    NotificationStatus::Held,
                     format!(
                         "{recipient} already got {sent} notifications in 24 hours (notify.daily_cap_per_recipient = {})",
                         self.policy.daily_cap_per_recipient
@@ -437,10 +437,10 @@ impl Notifier {
         let mut outcome = SendOutcome::default();
         match verdict {
             Verdict::Aside(status, reason) => {
-                tracing::warn!(notification = n.id, recipient = %recipient, status, "notification not sent: {reason}");
+                tracing::warn!(notification = n.id, recipient = %recipient, status = status.as_str(), "notification not sent: {reason}");
                 store::set_notification_aside(conn, n.id, status, &reason).await?;
                 store::log_notification(conn, n.id, &now_s, Some(&reason)).await?;
-                if status == "refused" {
+                if status == NotificationStatus::Refused {
                     outcome.refused += 1;
                 } else {
                     outcome.held += 1;
@@ -502,7 +502,7 @@ impl Notifier {
 /// What happens to one notification.
 enum Verdict {
     /// Not sent: set aside with this status and reason.
-    Aside(&'static str, String),
+    Aside(NotificationStatus, String),
     /// Delivery was attempted.
     Sent(Result<(), SendError>),
 }

@@ -11,7 +11,7 @@ use super::{client_label, russian_date};
 use crate::calendar::ProductionCalendar;
 use crate::directory::{Directory, Role};
 use crate::settings::{EscalationSettings, EscalationTarget};
-use crate::store::{self, NewNotification, OpenTask};
+use crate::store::{self, NewNotification, TaskView};
 use crate::templates::{Kind, Templates};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,7 +93,7 @@ pub async fn run_at(
     })
 }
 
-fn task_line(t: &OpenTask) -> String {
+fn task_line(t: &TaskView) -> String {
     format!(
         "— {} · {} · {}",
         russian_date(&t.due),
@@ -102,7 +102,7 @@ fn task_line(t: &OpenTask) -> String {
     )
 }
 
-fn lines(tasks: &[&OpenTask]) -> String {
+fn lines(tasks: &[&TaskView]) -> String {
     if tasks.is_empty() {
         "— нет".to_owned()
     } else {
@@ -140,7 +140,7 @@ pub async fn digest_due_with(
         .calendar
         .add_working_days(today, DIGEST_UPCOMING_WORKING_DAYS, None)?;
     let tasks = store::open_tasks_due_by(conn, &horizon.to_string()).await?;
-    let mut by_person: BTreeMap<&str, Vec<&OpenTask>> = BTreeMap::new();
+    let mut by_person: BTreeMap<&str, Vec<&TaskView>> = BTreeMap::new();
     for task in &tasks {
         if let Some(who) = task.assignee.as_deref() {
             if options.opt_out.iter().any(|o| o.eq_ignore_ascii_case(who)) {
@@ -220,7 +220,7 @@ fn working_days_left(
 fn targets(
     ctx: &ScheduleContext,
     who: EscalationTarget,
-    task: &OpenTask,
+    task: &TaskView,
     today: NaiveDate,
 ) -> Vec<String> {
     let assignee = task.assignee.as_deref();

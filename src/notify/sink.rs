@@ -330,7 +330,7 @@ pub async fn status_lines(store: &Store) -> anyhow::Result<Vec<String>> {
         .await?
         .into_iter()
         .map(|l| match l.last_error {
-            Some(e) if l.status != "delivered" => {
+            Some(e) if l.status != store::SinkEventStatus::Delivered => {
                 format!("{}\t{}\t{}\t{e}", l.sink, l.status, l.count)
             }
             _ => format!("{}\t{}\t{}", l.sink, l.status, l.count),

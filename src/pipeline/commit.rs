@@ -79,7 +79,7 @@ impl Pipeline {
             anyhow::anyhow!("message {id}: its raw mail was purged; it cannot be processed again")
         })?;
         let existing = store::tasks_of_message(conn, id).await?;
-        if !existing.is_empty() && seen.status != "quarantined" {
+        if !existing.is_empty() && seen.status != store::MessageStatus::Quarantined {
             anyhow::bail!("message {id} already has tasks; only quarantined mail or mail without tasks is reprocessed");
         }
         let target = Target {
@@ -108,7 +108,7 @@ impl Pipeline {
         let mut record = message_record(eval, target, now_s);
         let resolved = match &eval.outcome {
             Err(error) => {
-                record.status = Status::Quarantined.as_str().into();
+                record.status = store::MessageStatus::Quarantined;
                 record.error = Some(error.clone());
                 let stored = Stored::new(save(conn, target.existing, &record).await?, record);
                 return self
@@ -130,7 +130,7 @@ impl Pipeline {
                 .finish(conn, target, eval, stored, "mail_linked", now_s)
                 .await;
         }
-        record.status = Status::Processed.as_str().into();
+        record.status = store::MessageStatus::Processed;
         // A decision that lifts a freeze, a demand withdrawn: it belongs to the case it names (its number and date
         // are the case's), which it is linked to; it creates no task and is no second copy of the demand.
         let mut closes = None;
@@ -403,10 +403,10 @@ impl Stored {
             d.as_deref()
                 .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
         };
-        let status = match r.status.as_str() {
-            "linked" => Status::Linked,
-            "quarantined" => Status::Quarantined,
-            _ => Status::Processed,
+        let status = match r.status {
+            store::MessageStatus::Processed => Status::Processed,
+            store::MessageStatus::Linked => Status::Linked,
+            store::MessageStatus::Quarantined => Status::Quarantined,
         };
         Report {
             source: source.to_owned(),
@@ -475,7 +475,7 @@ fn decided(record: &mut MessageRecord, resolved: &Resolved) {
 /// carry less: an XML without the article that tells a 93.1 demand from a 93 one); a reply, forward or quotation is
 /// reported as the case's demand again.
 fn joined(record: &mut MessageRecord, case: &store::CaseRef, by: JoinedBy) {
-    record.status = Status::Linked.as_str().into();
+    record.status = store::MessageStatus::Linked;
     record.case_id = Some(case.id);
     record.joins = case.first_message_id.clone();
     if case.kind.is_some() {

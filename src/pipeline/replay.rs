@@ -164,7 +164,7 @@ pub async fn replay(
             Ok(r) => {
                 // A mail that joined an earlier case created no tasks; if the new decision names the same demand
                 // of the same client it would join that case again, so it still creates none.
-                let joins_again = old.status == "linked"
+                let joins_again = old.status == crate::store::MessageStatus::Linked
                     && r.client_inn == old.client_inn
                     && r.demand.as_ref().is_some_and(|d| {
                         d.number.as_deref().map(number_key)

@@ -9,9 +9,10 @@
 //! raw mail after its retention period (the content goes, its hash and size stay, and the purge is itself an
 //! entry naming every hash it emptied, so `audit verify` tells purged mail from removed mail).
 
+use super::status::NotificationStatus;
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 /// One entry to append.
 #[derive(Debug, Clone)]
@@ -60,12 +61,11 @@ fn link_hash(
 
 /// Appends one entry and returns its sequence number.
 pub async fn append_log(conn: &mut AnyConnection, entry: &LogEntry<'_>) -> anyhow::Result<i64> {
-    let head = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut *conn)
-        .await
-        .context("lock the head of the processed-mail log")?;
-    let prev_seq: i64 = head.try_get("seq")?;
-    let prev_hash: String = head.try_get("hash")?;
+    let (prev_seq, prev_hash): (i64, String) =
+        sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
+            .fetch_one(&mut *conn)
+            .await
+            .context("lock the head of the processed-mail log")?;
     let seq = prev_seq + 1;
     let payload = serde_json::to_string(entry.payload)?;
     let hash = link_hash(
@@ -103,21 +103,28 @@ pub async fn append_log(conn: &mut AnyConnection, entry: &LogEntry<'_>) -> anyho
 
 /// Walks the chain from the first entry and names the first one that does not hold.
 pub async fn verify_log(conn: &mut AnyConnection) -> anyhow::Result<VerifyOutcome> {
-    let rows = sqlx::query("SELECT seq, at, event, message, sha256, payload, prev_hash, hash FROM audit_log ORDER BY seq")
-        .fetch_all(&mut *conn)
-        .await
-        .context("read the processed-mail log")?;
+    let rows: Vec<LogLink> = sqlx::query_as(
+        "SELECT seq, at, event, message, sha256, payload, prev_hash, hash FROM audit_log ORDER BY seq",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("read the processed-mail log")?;
     let mut prev_hash = "genesis".to_owned();
     let mut expected_seq = 1;
-    for row in &rows {
-        let seq: i64 = row.try_get("seq")?;
-        let at: String = row.try_get("at")?;
-        let event: String = row.try_get("event")?;
-        let message: Option<i64> = row.try_get("message")?;
-        let sha: Option<String> = row.try_get("sha256")?;
-        let payload: String = row.try_get("payload")?;
-        let stored_prev: String = row.try_get("prev_hash")?;
-        let stored_hash: String = row.try_get("hash")?;
+    for LogLink {
+        entry:
+            super::StoredEntry {
+                seq,
+                at,
+                event,
+                message,
+                sha256: sha,
+                payload,
+                hash: stored_hash,
+            },
+        prev_hash: stored_prev,
+    } in rows
+    {
         if seq != expected_seq {
             // The first bad entry is the one that is not there.
             return Ok(VerifyOutcome::Broken {
@@ -152,11 +159,7 @@ pub async fn verify_log(conn: &mut AnyConnection) -> anyhow::Result<VerifyOutcom
         prev_hash = stored_hash;
         expected_seq += 1;
     }
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_one(&mut *conn)
-        .await?;
-    let head_seq: i64 = head.try_get("seq")?;
-    let head_hash: String = head.try_get("hash")?;
+    let (head_seq, head_hash) = super::log_head(conn).await?;
     if head_seq != expected_seq - 1 || head_hash != prev_hash {
         return Ok(VerifyOutcome::Broken {
             seq: expected_seq,
@@ -171,11 +174,31 @@ pub async fn verify_log(conn: &mut AnyConnection) -> anyhow::Result<VerifyOutcom
     })
 }
 
+/// One link of the chain as stored: the entry and the hash it links to.
+#[derive(sqlx::FromRow)]
+struct LogLink {
+    #[sqlx(flatten)]
+    entry: super::StoredEntry,
+    prev_hash: String,
+}
+
 /// The event of a purge entry; its payload lists the hashes whose content was emptied.
 pub const RAW_MAIL_PURGED: &str = "raw_mail_purged";
 
 /// Hashes named per purge entry: a first purge after years of mail stays a series of readable entries.
 const PURGE_BATCH: i64 = 500;
+
+/// What a notification's log entry tells of it.
+#[derive(sqlx::FromRow)]
+struct LoggedNotification {
+    kind: String,
+    task: Option<i64>,
+    message: Option<i64>,
+    recipient: String,
+    #[sqlx(try_from = "String")]
+    status: NotificationStatus,
+    attempts: i64,
+}
 
 /// Logs the delivery (or failure) of one outbox notification; called in the transaction that marks the row, so
 /// the outbox and the log never disagree.
@@ -185,21 +208,21 @@ pub async fn log_notification(
     at: &str,
     error: Option<&str>,
 ) -> anyhow::Result<i64> {
-    let row = sqlx::query(
+    let n: LoggedNotification = sqlx::query_as(
         "SELECT kind, task, message, recipient, status, attempts FROM outbox WHERE id = $1",
     )
     .bind(id)
     .fetch_one(&mut *conn)
     .await
     .with_context(|| format!("read notification {id} for the processed-mail log"))?;
-    let message: Option<i64> = row.try_get("message")?;
+    let message = n.message;
     let payload = serde_json::json!({
         "notification": id,
-        "kind": row.try_get::<String, _>("kind")?,
-        "task": row.try_get::<Option<i64>, _>("task")?,
-        "recipient": row.try_get::<String, _>("recipient")?,
-        "status": row.try_get::<String, _>("status")?,
-        "attempts": row.try_get::<i64, _>("attempts")?,
+        "kind": n.kind,
+        "task": n.task,
+        "recipient": n.recipient,
+        "status": n.status,
+        "attempts": n.attempts,
         "error": error,
     });
     let event = if error.is_some() {
@@ -238,14 +261,13 @@ pub async fn record_ruleset(
     .execute(&mut *conn)
     .await
     .context("record the ruleset")?;
-    let last = sqlx::query(
+    let last: Option<String> = sqlx::query_scalar(
         "SELECT payload FROM audit_log WHERE event = 'ruleset_loaded' ORDER BY seq DESC LIMIT 1",
     )
     .fetch_optional(&mut *conn)
     .await
     .context("read the last ruleset entry")?;
-    if let Some(row) = last {
-        let payload: String = row.try_get("payload")?;
+    if let Some(payload) = last {
         let last: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
         if last.get("version").and_then(|v| v.as_str()) == Some(version) {
             return Ok(None);
@@ -287,7 +309,7 @@ pub async fn purge_raw_mail(
     at: &str,
     dry_run: bool,
 ) -> anyhow::Result<PurgeOutcome> {
-    let rows = sqlx::query(
+    let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT r.sha256, r.size FROM raw_mail r WHERE r.content IS NOT NULL AND r.stored_at < $1 \
          AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = r.sha256 AND m.status = 'quarantined') \
          ORDER BY r.stored_at, r.sha256 LIMIT $2",
@@ -299,9 +321,8 @@ pub async fn purge_raw_mail(
     .context("find raw mail past its retention period")?;
     let mut outcome = PurgeOutcome::default();
     let mut hashes = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let sha: String = row.try_get("sha256")?;
-        outcome.bytes += row.try_get::<i64, _>("size")?;
+    for (sha, size) in rows {
+        outcome.bytes += size;
         outcome.purged += 1;
         if !dry_run {
             sqlx::query("UPDATE raw_mail SET content = NULL WHERE sha256 = $1")

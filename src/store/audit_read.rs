@@ -4,12 +4,14 @@
 //! Read-only on purpose: every query here runs for an auditor's role that may only `SELECT` (see
 //! `deploy/postgres-auditor.sql`). The rows are store types; the audit command turns them into its own output.
 
+use super::messages::{Task, TASK_COLUMNS};
+use super::status::{IntBool, MessageStatus, NotificationStatus};
 use anyhow::Context as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 use std::collections::BTreeSet;
 
 /// One stored log entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredEntry {
     pub seq: i64,
     pub at: String,
@@ -49,7 +51,7 @@ pub struct MailFilter {
 }
 
 /// A stored mail with its decision and what is kept of its raw bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct MailRow {
     pub id: i64,
     pub sha256: String,
@@ -60,7 +62,8 @@ pub struct MailRow {
     pub received_date: String,
     pub from_addr: String,
     pub subject: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: MessageStatus,
     pub category: Option<String>,
     pub kind: Option<String>,
     pub client_inn: Option<String>,
@@ -78,33 +81,20 @@ pub struct MailRow {
     /// Size of the raw mail as stored; `None` when the raw mail row is gone.
     pub raw_size: Option<i64>,
     /// Whether the raw bytes are still kept (false after a purge).
+    #[sqlx(try_from = "IntBool")]
     pub raw_kept: bool,
 }
 
-/// A task with where its deadline comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskDetail {
-    pub id: i64,
-    pub message: i64,
-    pub step: String,
-    pub title: String,
-    pub role: String,
-    pub assignee: Option<String>,
-    pub due: String,
-    pub status: String,
-    pub provenance: String,
-    pub created_at: String,
-}
-
 /// A notification about a mail or one of its tasks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct NotificationRow {
     pub id: i64,
     pub kind: String,
     pub task: Option<i64>,
     pub recipient: String,
     pub subject: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: NotificationStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub created_at: String,
@@ -112,7 +102,7 @@ pub struct NotificationRow {
 }
 
 /// One stored raw mail, for checking its bytes against its hash.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RawMailRow {
     pub sha256: String,
     pub size: i64,
@@ -120,7 +110,7 @@ pub struct RawMailRow {
 }
 
 /// A ruleset as the daemon recorded it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RulesetRow {
     pub version: String,
     pub loaded_at: String,
@@ -129,31 +119,18 @@ pub struct RulesetRow {
 
 const ENTRY_COLUMNS: &str = "l.seq, l.at, l.event, l.message, l.sha256, l.payload, l.hash";
 
-fn entry(row: &sqlx::any::AnyRow) -> Result<StoredEntry, sqlx::Error> {
-    Ok(StoredEntry {
-        seq: row.try_get("seq")?,
-        at: row.try_get("at")?,
-        event: row.try_get("event")?,
-        message: row.try_get("message")?,
-        sha256: row.try_get("sha256")?,
-        payload: row.try_get("payload")?,
-        hash: row.try_get("hash")?,
-    })
-}
-
 /// Versions of the migrations applied to this database; an error when it has no taxinbox schema at all.
 pub async fn applied_migrations(conn: &mut AnyConnection) -> anyhow::Result<BTreeSet<i64>> {
-    let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success = $1")
-        .bind(true)
-        .fetch_all(&mut *conn)
-        .await
-        .context(
-            "this database has no taxinbox schema (or this role may not read it): \
-             start taxinbox once with the service role, which creates it",
-        )?;
-    rows.iter()
-        .map(|r| r.try_get::<i64, _>("version").map_err(Into::into))
-        .collect()
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = $1")
+            .bind(true)
+            .fetch_all(&mut *conn)
+            .await
+            .context(
+                "this database has no taxinbox schema (or this role may not read it): \
+                 start taxinbox once with the service role, which creates it",
+            )?;
+    Ok(versions.into_iter().collect())
 }
 
 /// Log entries, oldest first. Mail filters keep only entries about a mail in that state.
@@ -170,7 +147,7 @@ pub async fn log_entries(
          AND ($4 = '' OR m.client_inn = $4) AND ($5 = '' OR m.category = $5) AND ($6 = '' OR m.status = $6) \
          ORDER BY l.seq"
     );
-    let rows = sqlx::query(&sql)
+    sqlx::query_as(&sql)
         .bind(filter.at_from.clone().unwrap_or_default())
         .bind(filter.at_before.clone().unwrap_or_default())
         .bind(i64::from(mail_filter))
@@ -179,17 +156,15 @@ pub async fn log_entries(
         .bind(filter.status.clone().unwrap_or_default())
         .fetch_all(&mut *conn)
         .await
-        .context("read the processed-mail log")?;
-    Ok(rows.iter().map(entry).collect::<Result<_, _>>()?)
+        .context("read the processed-mail log")
 }
 
 /// The newest link of the chain: its sequence number and hash.
 pub async fn log_head(conn: &mut AnyConnection) -> anyhow::Result<(i64, String)> {
-    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+    sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
         .fetch_one(&mut *conn)
         .await
-        .context("read the head of the processed-mail log")?;
-    Ok((row.try_get("seq")?, row.try_get("hash")?))
+        .context("read the head of the processed-mail log")
 }
 
 /// Every entry about one mail (its processing, reprocessing, notifications), oldest first.
@@ -199,12 +174,11 @@ pub async fn entries_of_message(
 ) -> anyhow::Result<Vec<StoredEntry>> {
     let sql =
         format!("SELECT {ENTRY_COLUMNS} FROM audit_log l WHERE l.message = $1 ORDER BY l.seq");
-    let rows = sqlx::query(&sql)
+    sqlx::query_as(&sql)
         .bind(message)
         .fetch_all(&mut *conn)
         .await
-        .context("read the log entries of a mail")?;
-    Ok(rows.iter().map(entry).collect::<Result<_, _>>()?)
+        .context("read the log entries of a mail")
 }
 
 /// Every entry of one event, oldest first.
@@ -213,12 +187,11 @@ pub async fn entries_with_event(
     event: &str,
 ) -> anyhow::Result<Vec<StoredEntry>> {
     let sql = format!("SELECT {ENTRY_COLUMNS} FROM audit_log l WHERE l.event = $1 ORDER BY l.seq");
-    let rows = sqlx::query(&sql)
+    sqlx::query_as(&sql)
         .bind(event)
         .fetch_all(&mut *conn)
         .await
-        .context("read log entries by event")?;
-    Ok(rows.iter().map(entry).collect::<Result<_, _>>()?)
+        .context("read log entries by event")
 }
 
 /// The newest entry about each mail, keyed by message id (the entry the mail's stored state must agree with).
@@ -229,13 +202,12 @@ pub async fn latest_mail_entries(
         "SELECT {ENTRY_COLUMNS} FROM audit_log l WHERE l.message IS NOT NULL \
          AND l.event IN ('mail_processed', 'mail_linked', 'mail_quarantined', 'mail_reprocessed') ORDER BY l.seq"
     );
-    let rows = sqlx::query(&sql)
+    let rows: Vec<StoredEntry> = sqlx::query_as(&sql)
         .fetch_all(&mut *conn)
         .await
         .context("read the mail entries of the log")?;
     let mut latest = std::collections::BTreeMap::new();
-    for row in &rows {
-        let e = entry(row)?;
+    for e in rows {
         if let Some(m) = e.message {
             latest.insert(m, e);
         }
@@ -248,28 +220,24 @@ pub async fn first_entry_with_sha(
     conn: &mut AnyConnection,
     sha256: &str,
 ) -> anyhow::Result<Option<i64>> {
-    let row = sqlx::query("SELECT MIN(seq) AS seq FROM audit_log WHERE sha256 = $1")
+    sqlx::query_scalar("SELECT MIN(seq) AS seq FROM audit_log WHERE sha256 = $1")
         .bind(sha256)
         .fetch_one(&mut *conn)
         .await
-        .context("find the entry of a raw mail")?;
-    Ok(row.try_get::<Option<i64>, _>("seq")?)
+        .context("find the entry of a raw mail")
 }
 
 /// Hashes the log names whose raw mail row does not exist at all.
 pub async fn logged_hashes_without_raw_mail(
     conn: &mut AnyConnection,
 ) -> anyhow::Result<Vec<String>> {
-    let rows = sqlx::query(
+    sqlx::query_scalar(
         "SELECT DISTINCT l.sha256 FROM audit_log l LEFT JOIN raw_mail r ON r.sha256 = l.sha256 \
          WHERE l.sha256 IS NOT NULL AND r.sha256 IS NULL ORDER BY l.sha256",
     )
     .fetch_all(&mut *conn)
     .await
-    .context("look for raw mail the log names but the store lacks")?;
-    rows.iter()
-        .map(|r| r.try_get::<String, _>("sha256").map_err(Into::into))
-        .collect()
+    .context("look for raw mail the log names but the store lacks")
 }
 
 /// Raw mails in hash order after `after`, at most `limit`: verification pages through them instead of holding
@@ -279,23 +247,14 @@ pub async fn raw_mail_page(
     after: &str,
     limit: i64,
 ) -> anyhow::Result<Vec<RawMailRow>> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT sha256, size, content FROM raw_mail WHERE sha256 > $1 ORDER BY sha256 LIMIT $2",
     )
     .bind(after)
     .bind(limit)
     .fetch_all(&mut *conn)
     .await
-    .context("read raw mail")?;
-    rows.iter()
-        .map(|r| {
-            Ok(RawMailRow {
-                sha256: r.try_get("sha256")?,
-                size: r.try_get("size")?,
-                content: r.try_get("content")?,
-            })
-        })
-        .collect()
+    .context("read raw mail")
 }
 
 const MAIL_COLUMNS: &str = "m.id, m.sha256, m.message_id, m.source, m.mailbox, m.fetched_at, m.received_date, \
@@ -305,37 +264,6 @@ const MAIL_COLUMNS: &str = "m.id, m.sha256, m.message_id, m.source, m.mailbox, m
 
 const MAIL_FROM: &str = "messages m LEFT JOIN raw_mail r ON r.sha256 = m.sha256 \
     LEFT JOIN clients c ON c.inn = m.client_inn";
-
-fn mail_row(row: &sqlx::any::AnyRow) -> Result<MailRow, sqlx::Error> {
-    Ok(MailRow {
-        id: row.try_get("id")?,
-        sha256: row.try_get("sha256")?,
-        message_id: row.try_get("message_id")?,
-        source: row.try_get("source")?,
-        mailbox: row.try_get("mailbox")?,
-        fetched_at: row.try_get("fetched_at")?,
-        received_date: row.try_get("received_date")?,
-        from_addr: row.try_get("from_addr")?,
-        subject: row.try_get("subject")?,
-        status: row.try_get("status")?,
-        category: row.try_get("category")?,
-        kind: row.try_get("kind")?,
-        client_inn: row.try_get("client_inn")?,
-        client_name: row.try_get("client_name")?,
-        demand_number: row.try_get("demand_number")?,
-        demand_date: row.try_get("demand_date")?,
-        case_id: row.try_get("case_id")?,
-        joins: row.try_get("joins")?,
-        rule: row.try_get("rule")?,
-        ruleset: row.try_get("ruleset")?,
-        reason: row.try_get("reason")?,
-        error: row.try_get("error")?,
-        facts: row.try_get("facts")?,
-        processed_at: row.try_get("processed_at")?,
-        raw_size: row.try_get("raw_size")?,
-        raw_kept: row.try_get::<i64, _>("raw_kept")? != 0,
-    })
-}
 
 /// The conditions `filter` sets on the mails `m`, as a `WHERE` clause (empty when it sets none) whose placeholders
 /// start after `bound` values already in the query, and the values to bind in order. Only the filters in use become
@@ -367,76 +295,41 @@ pub(crate) fn mail_conditions(filter: &MailFilter, bound: usize) -> (String, Vec
 /// One stored mail with its decision.
 pub async fn mail(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<MailRow>> {
     let sql = format!("SELECT {MAIL_COLUMNS} FROM {MAIL_FROM} WHERE m.id = $1");
-    let row = sqlx::query(&sql)
+    sqlx::query_as(&sql)
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
-        .context("read a mail")?;
-    Ok(row.as_ref().map(mail_row).transpose()?)
+        .context("read a mail")
 }
 
 /// Mails in the order they were stored.
 pub async fn mails(conn: &mut AnyConnection, filter: &MailFilter) -> anyhow::Result<Vec<MailRow>> {
     let (clause, values) = mail_conditions(filter, 0);
     let sql = format!("SELECT {MAIL_COLUMNS} FROM {MAIL_FROM} {clause} ORDER BY m.id");
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query_as(&sql);
     for v in values {
         query = query.bind(v);
     }
-    let rows = query.fetch_all(&mut *conn).await.context("read mails")?;
-    Ok(rows.iter().map(mail_row).collect::<Result<_, _>>()?)
-}
-
-const TASK_COLUMNS: &str =
-    "t.id, t.message, t.step, t.title, t.role, t.assignee, t.due, t.status, t.provenance, t.created_at";
-
-fn task_detail(row: &sqlx::any::AnyRow) -> Result<TaskDetail, sqlx::Error> {
-    Ok(TaskDetail {
-        id: row.try_get("id")?,
-        message: row.try_get("message")?,
-        step: row.try_get("step")?,
-        title: row.try_get("title")?,
-        role: row.try_get("role")?,
-        assignee: row.try_get("assignee")?,
-        due: row.try_get("due")?,
-        status: row.try_get("status")?,
-        provenance: row.try_get("provenance")?,
-        created_at: row.try_get("created_at")?,
-    })
+    query.fetch_all(&mut *conn).await.context("read mails")
 }
 
 /// The tasks of the mails a filter selects, by mail and then in creation order.
 pub async fn tasks_of_mails(
     conn: &mut AnyConnection,
     filter: &MailFilter,
-) -> anyhow::Result<Vec<TaskDetail>> {
+) -> anyhow::Result<Vec<Task>> {
     let (clause, values) = mail_conditions(filter, 0);
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks t JOIN messages m ON m.id = t.message {clause} ORDER BY t.message, t.id"
     );
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query_as(&sql);
     for v in values {
         query = query.bind(v);
     }
-    let rows = query
+    query
         .fetch_all(&mut *conn)
         .await
-        .context("read the tasks of mails")?;
-    Ok(rows.iter().map(task_detail).collect::<Result<_, _>>()?)
-}
-
-/// The tasks of one mail, with their provenance.
-pub async fn task_details(
-    conn: &mut AnyConnection,
-    message: i64,
-) -> anyhow::Result<Vec<TaskDetail>> {
-    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.message = $1 ORDER BY t.id");
-    let rows = sqlx::query(&sql)
-        .bind(message)
-        .fetch_all(&mut *conn)
-        .await
-        .context("read the tasks of a mail")?;
-    Ok(rows.iter().map(task_detail).collect::<Result<_, _>>()?)
+        .context("read the tasks of mails")
 }
 
 /// The notifications about one mail or its tasks.
@@ -444,7 +337,7 @@ pub async fn notifications_of_message(
     conn: &mut AnyConnection,
     message: i64,
 ) -> anyhow::Result<Vec<NotificationRow>> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT o.id, o.kind, o.task, o.recipient, o.subject, o.status, o.attempts, o.last_error, o.created_at, \
          o.sent_at FROM outbox o WHERE o.message = $1 \
          OR o.task IN (SELECT t.id FROM tasks t WHERE t.message = $1) ORDER BY o.id",
@@ -452,23 +345,7 @@ pub async fn notifications_of_message(
     .bind(message)
     .fetch_all(&mut *conn)
     .await
-    .context("read the notifications of a mail")?;
-    rows.iter()
-        .map(|r| {
-            Ok(NotificationRow {
-                id: r.try_get("id")?,
-                kind: r.try_get("kind")?,
-                task: r.try_get("task")?,
-                recipient: r.try_get("recipient")?,
-                subject: r.try_get("subject")?,
-                status: r.try_get("status")?,
-                attempts: r.try_get("attempts")?,
-                last_error: r.try_get("last_error")?,
-                created_at: r.try_get("created_at")?,
-                sent_at: r.try_get("sent_at")?,
-            })
-        })
-        .collect()
+    .context("read the notifications of a mail")
 }
 
 /// A ruleset the daemon recorded, by version.
@@ -476,17 +353,9 @@ pub async fn ruleset(
     conn: &mut AnyConnection,
     version: &str,
 ) -> anyhow::Result<Option<RulesetRow>> {
-    let row = sqlx::query("SELECT version, loaded_at, files FROM rulesets WHERE version = $1")
+    sqlx::query_as("SELECT version, loaded_at, files FROM rulesets WHERE version = $1")
         .bind(version)
         .fetch_optional(&mut *conn)
         .await
-        .context("read a ruleset")?;
-    Ok(match row {
-        Some(r) => Some(RulesetRow {
-            version: r.try_get("version")?,
-            loaded_at: r.try_get("loaded_at")?,
-            files: r.try_get("files")?,
-        }),
-        None => None,
-    })
+        .context("read a ruleset")
 }

@@ -1,8 +1,9 @@
 //! Tax-calendar tasks: one task per client + event + period, created at most once however often generation runs
 //! (the unique index `tasks_calendar_key` of migration 0002 decides, on both engines).
 
+use super::messages::{Task, TASK_COLUMNS};
 use anyhow::Context as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 /// A task for one obligation of the tax calendar.
 #[derive(Debug, Clone, Default)]
@@ -28,7 +29,7 @@ pub async fn insert_calendar_task(
     conn: &mut AnyConnection,
     t: &NewCalendarTask,
 ) -> anyhow::Result<Option<i64>> {
-    let row = sqlx::query(
+    let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO tasks (message, case_id, client_inn, step, title, role, assignee, due, priority, provenance, \
          created_at, event, period) VALUES (NULL, NULL, $1, $2, $3, $4, $5, $6, 'normal', $7, $8, $9, $10) \
          ON CONFLICT (client_inn, event, period) DO NOTHING RETURNING id",
@@ -46,8 +47,7 @@ pub async fn insert_calendar_task(
     .fetch_optional(&mut *conn)
     .await
     .context("insert tax-calendar task")?;
-    let Some(row) = row else { return Ok(None) };
-    let id: i64 = row.try_get("id")?;
+    let Some(id) = id else { return Ok(None) };
     // The firm's task tracker hears of the task in the same transaction (nothing queued without sinks).
     super::sinks::queue_task_event(
         conn,
@@ -61,46 +61,20 @@ pub async fn insert_calendar_task(
     Ok(Some(id))
 }
 
-/// A tax-calendar task as stored, for listings and the ICS feed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CalendarTaskRow {
-    pub id: i64,
-    pub client_inn: String,
-    pub event: String,
-    pub period: String,
-    pub title: String,
-    pub assignee: Option<String>,
-    pub due: String,
-    pub status: String,
-}
-
-/// The tax-calendar tasks, optionally of one assignee, by due date.
+/// The tax-calendar tasks (those with an event), optionally of one assignee, by due date.
 pub async fn calendar_tasks(
     conn: &mut AnyConnection,
     assignee: Option<&str>,
-) -> anyhow::Result<Vec<CalendarTaskRow>> {
-    let rows = sqlx::query(
-        "SELECT id, client_inn, event, period, title, assignee, due, status FROM tasks \
-         WHERE event IS NOT NULL AND ($1 = '' OR assignee = $1) ORDER BY due, id",
-    )
-    .bind(assignee.unwrap_or_default())
-    .fetch_all(&mut *conn)
-    .await
-    .context("list tax-calendar tasks")?;
-    rows.iter()
-        .map(|r| {
-            Ok(CalendarTaskRow {
-                id: r.try_get("id")?,
-                client_inn: r.try_get("client_inn")?,
-                event: r.try_get("event")?,
-                period: r.try_get("period")?,
-                title: r.try_get("title")?,
-                assignee: r.try_get("assignee")?,
-                due: r.try_get("due")?,
-                status: r.try_get("status")?,
-            })
-        })
-        .collect()
+) -> anyhow::Result<Vec<Task>> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t \
+         WHERE t.event IS NOT NULL AND ($1 = '' OR t.assignee = $1) ORDER BY t.due, t.id"
+    );
+    sqlx::query_as(&sql)
+        .bind(assignee.unwrap_or_default())
+        .fetch_all(&mut *conn)
+        .await
+        .context("list tax-calendar tasks")
 }
 
 /// The (client, event, period) keys of tax-calendar tasks due on or after `due_from` (ISO date).
@@ -108,20 +82,11 @@ pub async fn calendar_task_keys(
     conn: &mut AnyConnection,
     due_from: &str,
 ) -> anyhow::Result<Vec<(String, String, String)>> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT client_inn, event, period FROM tasks WHERE event IS NOT NULL AND due >= $1",
     )
     .bind(due_from)
     .fetch_all(&mut *conn)
     .await
-    .context("list the keys of tax-calendar tasks")?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("client_inn")?,
-                r.try_get("event")?,
-                r.try_get("period")?,
-            ))
-        })
-        .collect()
+    .context("list the keys of tax-calendar tasks")
 }

@@ -2,7 +2,7 @@
 
 use crate::directory::{Absence, Accountant, Client, Directory};
 use anyhow::Context as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 /// Creates or updates the given clients and accountants; when `absences` is given it replaces the absences of the
 /// people it names (a file is the whole truth about those people's absences). Bumps the register generation.
@@ -96,82 +96,92 @@ pub async fn save_directory(
     Ok(())
 }
 
+/// A row of `clients`, before its INN, KPP and regime are parsed.
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    inn: String,
+    name: String,
+    kpp: Option<String>,
+    regime: String,
+    #[sqlx(try_from = "super::IntBool")]
+    has_employees: bool,
+    #[sqlx(try_from = "super::IntBool")]
+    vat_payer: bool,
+    accountant: String,
+    backup_accountant: Option<String>,
+    region: Option<String>,
+    attributes: String,
+}
+
 /// Reads the whole register into memory; lookups during processing then do no I/O.
 pub async fn load_directory(conn: &mut AnyConnection) -> anyhow::Result<Directory> {
-    let accountants =
-        sqlx::query("SELECT email, name, role, manager FROM accountants ORDER BY email")
-            .fetch_all(&mut *conn)
-            .await
-            .context("read accountants")?
-            .iter()
-            .map(|r| {
-                let role: String = r.try_get("role")?;
-                Ok(Accountant {
-                    email: r.try_get("email")?,
-                    name: r.try_get("name")?,
-                    role: role
-                        .parse()
-                        .map_err(|e| anyhow::anyhow!("accountant role {role:?}: {e}"))?,
-                    manager: r.try_get("manager")?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-    let contacts = sqlx::query(
+    // The register's rows become its domain types here: parsed (INN, role, dates), so mapped by hand.
+    let accountants = sqlx::query_as::<_, (String, String, String, Option<String>)>(
+        "SELECT email, name, role, manager FROM accountants ORDER BY email",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("read accountants")?
+    .into_iter()
+    .map(|(email, name, role, manager)| {
+        Ok(Accountant {
+            email,
+            name,
+            role: role
+                .parse()
+                .map_err(|e| anyhow::anyhow!("accountant role {role:?}: {e}"))?,
+            manager,
+        })
+    })
+    .collect::<anyhow::Result<Vec<_>>>()?;
+    let contacts: Vec<(String, String)> = sqlx::query_as(
         "SELECT client_inn, address FROM client_contacts ORDER BY client_inn, position",
     )
     .fetch_all(&mut *conn)
     .await
     .context("read client contacts")?;
     let mut emails: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for r in &contacts {
-        emails
-            .entry(r.try_get("client_inn")?)
-            .or_default()
-            .push(r.try_get("address")?);
+    for (inn, address) in contacts {
+        emails.entry(inn).or_default().push(address);
     }
-    let clients = sqlx::query(
+    let clients = sqlx::query_as::<_, ClientRow>(
         "SELECT inn, name, kpp, regime, has_employees, vat_payer, accountant, backup_accountant, region, attributes \
          FROM clients ORDER BY inn",
     )
     .fetch_all(&mut *conn)
     .await
     .context("read clients")?
-    .iter()
+    .into_iter()
     .map(|r| {
-        let inn: String = r.try_get("inn")?;
-        let kpp: Option<String> = r.try_get("kpp")?;
-        let regime: String = r.try_get("regime")?;
-        let attributes: String = r.try_get("attributes")?;
+        let ClientRow { inn, regime, .. } = &r;
         Ok(Client {
-            name: r.try_get("name")?,
-            inn: crate::ids::Inn::parse(&inn)?,
-            kpp: kpp.map(|k| crate::ids::Kpp::parse(&k)).transpose()?,
+            inn: crate::ids::Inn::parse(inn)?,
+            kpp: r.kpp.as_deref().map(crate::ids::Kpp::parse).transpose()?,
             regime: regime.parse().map_err(|e| anyhow::anyhow!("client {inn} regime {regime:?}: {e}"))?,
-            has_employees: r.try_get::<i64, _>("has_employees")? != 0,
-            vat_payer: r.try_get::<i64, _>("vat_payer")? != 0,
-            accountant: r.try_get("accountant")?,
-            backup_accountant: r.try_get("backup_accountant")?,
-            emails: emails.remove(&inn).unwrap_or_default(),
-            region: r.try_get("region")?,
-            attributes: attributes.split('|').filter(|a| !a.is_empty()).map(str::to_owned).collect(),
+            has_employees: r.has_employees,
+            vat_payer: r.vat_payer,
+            emails: emails.remove(inn).unwrap_or_default(),
+            attributes: r.attributes.split('|').filter(|a| !a.is_empty()).map(str::to_owned).collect(),
+            name: r.name,
+            accountant: r.accountant,
+            backup_accountant: r.backup_accountant,
+            region: r.region,
         })
     })
     .collect::<anyhow::Result<Vec<_>>>()?;
-    let absences = sqlx::query(
+    let absences = sqlx::query_as::<_, (String, String, String, Option<String>)>(
         "SELECT email, date_from, date_to, substitute FROM absences ORDER BY email, date_from",
     )
     .fetch_all(&mut *conn)
     .await
     .context("read absences")?
-    .iter()
-    .map(|r| {
-        let from: String = r.try_get("date_from")?;
-        let to: String = r.try_get("date_to")?;
+    .into_iter()
+    .map(|(email, from, to, substitute)| {
         Ok(Absence {
-            email: r.try_get("email")?,
+            email,
             from: from.parse()?,
             to: to.parse()?,
-            substitute: r.try_get("substitute")?,
+            substitute,
         })
     })
     .collect::<anyhow::Result<Vec<_>>>()?;

@@ -5,7 +5,7 @@
 
 use super::{append_log, LogEntry};
 use anyhow::Context as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 /// The audit-log event of a rule context (register, production calendars, demand catalogue) put in force by a
 /// running daemon.
@@ -13,23 +13,21 @@ pub const CONTEXT_LOADED: &str = "context_loaded";
 
 /// The generation of the stored register: it grows with every register write.
 pub async fn register_generation(conn: &mut AnyConnection) -> anyhow::Result<i64> {
-    let row = sqlx::query("SELECT generation FROM register_generation WHERE id = 1")
+    sqlx::query_scalar("SELECT generation FROM register_generation WHERE id = 1")
         .fetch_one(&mut *conn)
         .await
-        .context("read the register generation")?;
-    Ok(row.try_get("generation")?)
+        .context("read the register generation")
 }
 
 /// Bumps the register generation in the open transaction (which must be the one writing the register) and
 /// returns the new one.
 pub async fn bump_register_generation(conn: &mut AnyConnection) -> anyhow::Result<i64> {
-    let row = sqlx::query(
+    sqlx::query_scalar(
         "UPDATE register_generation SET generation = generation + 1 WHERE id = 1 RETURNING generation",
     )
     .fetch_one(&mut *conn)
     .await
-    .context("bump the register generation")?;
-    Ok(row.try_get("generation")?)
+    .context("bump the register generation")
 }
 
 /// Appends a [`CONTEXT_LOADED`] entry with `payload`, unless the newest such entry holds the same payload (a
@@ -39,14 +37,14 @@ pub async fn record_context_loaded(
     payload: &serde_json::Value,
     at: &str,
 ) -> anyhow::Result<Option<i64>> {
-    let last =
-        sqlx::query("SELECT payload FROM audit_log WHERE event = $1 ORDER BY seq DESC LIMIT 1")
-            .bind(CONTEXT_LOADED)
-            .fetch_optional(&mut *conn)
-            .await
-            .context("read the last context entry")?;
-    if let Some(row) = last {
-        let text: String = row.try_get("payload")?;
+    let last: Option<String> = sqlx::query_scalar(
+        "SELECT payload FROM audit_log WHERE event = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(CONTEXT_LOADED)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("read the last context entry")?;
+    if let Some(text) = last {
         let last: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         if &last == payload {
             return Ok(None);

@@ -4,7 +4,7 @@
 //! store: after a crash, everything above it is fetched again and everything at or below it is in the store.
 
 use anyhow::Context as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 /// Where reading a mailbox stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,14 +20,16 @@ pub async fn imap_checkpoint(
     conn: &mut AnyConnection,
     mailbox: &str,
 ) -> anyhow::Result<Option<ImapCheckpoint>> {
-    let row = sqlx::query("SELECT uidvalidity, last_uid FROM imap_state WHERE mailbox = $1")
-        .bind(mailbox)
-        .fetch_optional(&mut *conn)
-        .await
-        .context("read the IMAP checkpoint")?;
-    let Some(row) = row else { return Ok(None) };
-    let uidvalidity: i64 = row.try_get("uidvalidity")?;
-    let last_uid: i64 = row.try_get("last_uid")?;
+    // Mapped by hand: both engines store the u32 UIDs as BIGINT, range-checked here.
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT uidvalidity, last_uid FROM imap_state WHERE mailbox = $1")
+            .bind(mailbox)
+            .fetch_optional(&mut *conn)
+            .await
+            .context("read the IMAP checkpoint")?;
+    let Some((uidvalidity, last_uid)) = row else {
+        return Ok(None);
+    };
     Ok(Some(ImapCheckpoint {
         uidvalidity: u32::try_from(uidvalidity)
             .with_context(|| format!("imap_state.uidvalidity {uidvalidity} out of range"))?,

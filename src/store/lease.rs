@@ -6,10 +6,10 @@
 //! it. Instants are milliseconds since the Unix epoch, compared as numbers on both engines.
 
 use anyhow::Context as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 /// Who holds the lease of a mailbox, and until when.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct MailboxLease {
     pub holder: String,
     /// Milliseconds since the Unix epoch.
@@ -52,16 +52,11 @@ pub async fn mailbox_lease(
     conn: &mut AnyConnection,
     mailbox: &str,
 ) -> anyhow::Result<Option<MailboxLease>> {
-    let row = sqlx::query("SELECT holder, expires_at FROM mailbox_leases WHERE mailbox = $1")
+    sqlx::query_as("SELECT holder, expires_at FROM mailbox_leases WHERE mailbox = $1")
         .bind(mailbox)
         .fetch_optional(&mut *conn)
         .await
-        .with_context(|| format!("read the lease of mailbox {mailbox}"))?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(MailboxLease {
-        holder: row.try_get("holder")?,
-        expires_at: row.try_get("expires_at")?,
-    }))
+        .with_context(|| format!("read the lease of mailbox {mailbox}"))
 }
 
 /// Gives the lease of `mailbox` up, if `holder` holds it; `true` when a lease was released.

@@ -1,15 +1,17 @@
 //! Messages, cases, tasks and the notification outbox.
 
+use super::status::{MessageStatus, NotificationStatus, TaskStatus};
 use anyhow::Context as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 /// What the store knows of a mail already seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredMessage {
     pub id: i64,
     pub sha256: String,
     pub message_id: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: MessageStatus,
     pub source: String,
 }
 
@@ -24,7 +26,7 @@ pub struct MessageRecord {
     pub received_date: String,
     pub from_addr: String,
     pub subject: String,
-    pub status: String,
+    pub status: MessageStatus,
     pub category: Option<String>,
     pub kind: Option<String>,
     pub client_inn: Option<String>,
@@ -56,7 +58,7 @@ impl MessageRecord {
             received_date: c(&self.received_date),
             from_addr: c(&self.from_addr),
             subject: c(&self.subject),
-            status: c(&self.status),
+            status: self.status,
             category: o(&self.category),
             kind: o(&self.kind),
             client_inn: o(&self.client_inn),
@@ -113,26 +115,74 @@ pub struct NewNotification {
     pub created_at: String,
 }
 
-/// A task as listed to people.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct TaskRow {
+/// A task as stored: every column of `tasks`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct Task {
     pub id: i64,
     /// The mail the task came from; `None` for a tax-calendar task.
     pub message: Option<i64>,
+    /// The demand case of that mail, if any.
+    pub case_id: Option<i64>,
     pub client_inn: Option<String>,
     pub step: String,
     pub title: String,
     pub role: String,
     pub assignee: Option<String>,
+    /// ISO date.
     pub due: String,
-    pub status: String,
+    pub priority: String,
+    #[sqlx(try_from = "String")]
+    pub status: TaskStatus,
+    /// JSON: where the deadline comes from.
+    pub provenance: String,
+    pub created_at: String,
+    /// The tax-calendar event and period, for a tax-calendar task.
+    pub event: Option<String>,
+    pub period: Option<String>,
 }
 
+/// The columns of [`Task`], for a query over `tasks t`.
+pub(crate) const TASK_COLUMNS: &str =
+    "t.id, t.message, t.case_id, t.client_inn, t.step, t.title, t.role, \
+    t.assignee, t.due, t.priority, t.status, t.provenance, t.created_at, t.event, t.period";
+
+/// A task with its client's name and the demand kind of its mail, as pages, digests and sinks show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct TaskView {
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub task: Task,
+    /// `None` when the client is not in the register (or the task has none).
+    pub client_name: Option<String>,
+    /// The demand kind of the mail the task came from; `None` for tax-calendar and unclassified tasks.
+    pub kind: Option<String>,
+}
+
+/// A view reads as its task (`view.title`), with the joined columns beside it.
+impl std::ops::Deref for TaskView {
+    type Target = Task;
+
+    fn deref(&self) -> &Task {
+        &self.task
+    }
+}
+
+/// The columns of [`TaskView`], for a query over [`TASK_VIEW_FROM`].
+pub(crate) const TASK_VIEW_COLUMNS: &str =
+    "t.id, t.message, t.case_id, t.client_inn, t.step, t.title, t.role, \
+    t.assignee, t.due, t.priority, t.status, t.provenance, t.created_at, t.event, t.period, \
+    c.name AS client_name, m.kind AS kind";
+
+/// The tables of [`TaskView`]: the task, its client, its mail.
+pub(crate) const TASK_VIEW_FROM: &str = "tasks t LEFT JOIN clients c ON c.inn = t.client_inn \
+    LEFT JOIN messages m ON m.id = t.message";
+
 /// A case (one demand) already known.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CaseRef {
     pub id: i64,
     pub first_message: i64,
+    #[sqlx(rename = "message_id")]
     pub first_message_id: Option<String>,
     /// The case's client, demand number (as first written), demand date (ISO) and kind.
     pub client_inn: String,
@@ -145,24 +195,12 @@ pub struct CaseRef {
 const CASE_COLUMNS: &str =
     "c.id, c.first_message, m.message_id, c.client_inn, c.number, c.demand_date, c.kind";
 
-fn case_ref(row: &sqlx::any::AnyRow) -> Result<CaseRef, sqlx::Error> {
-    Ok(CaseRef {
-        id: row.try_get("id")?,
-        first_message: row.try_get("first_message")?,
-        first_message_id: row.try_get("message_id")?,
-        client_inn: row.try_get("client_inn")?,
-        number: row.try_get("number")?,
-        demand_date: row.try_get("demand_date")?,
-        kind: row.try_get("kind")?,
-    })
-}
-
 /// How many Message-IDs of a thread are looked up for its case: a `References` header lists the whole thread, and
 /// the nearest ancestors are the ones that matter; hostile mail may list thousands.
 pub const THREAD_LOOKUP_LIMIT: usize = 50;
 
 /// A notification taken from the outbox for sending.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PendingNotification {
     pub id: i64,
     pub kind: String,
@@ -176,71 +214,52 @@ pub struct PendingNotification {
     pub in_reply_to: Option<String>,
 }
 
-fn stored_message(row: &sqlx::any::AnyRow) -> Result<StoredMessage, sqlx::Error> {
-    Ok(StoredMessage {
-        id: row.try_get("id")?,
-        sha256: row.try_get("sha256")?,
-        message_id: row.try_get("message_id")?,
-        status: row.try_get("status")?,
-        source: row.try_get("source")?,
-    })
-}
-
 pub async fn message_by_sha(
     conn: &mut AnyConnection,
     sha256: &str,
 ) -> anyhow::Result<Option<StoredMessage>> {
-    let row = sqlx::query(
-        "SELECT id, sha256, message_id, status, source FROM messages WHERE sha256 = $1",
-    )
-    .bind(sha256)
-    .fetch_optional(&mut *conn)
-    .await
-    .context("look up a message by content hash")?;
-    Ok(row.as_ref().map(stored_message).transpose()?)
+    sqlx::query_as("SELECT id, sha256, message_id, status, source FROM messages WHERE sha256 = $1")
+        .bind(sha256)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("look up a message by content hash")
 }
 
 pub async fn message_by_id(
     conn: &mut AnyConnection,
     id: i64,
 ) -> anyhow::Result<Option<StoredMessage>> {
-    let row =
-        sqlx::query("SELECT id, sha256, message_id, status, source FROM messages WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .context("look up a message by id")?;
-    Ok(row.as_ref().map(stored_message).transpose()?)
+    sqlx::query_as("SELECT id, sha256, message_id, status, source FROM messages WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("look up a message by id")
 }
 
 pub async fn message_by_source(
     conn: &mut AnyConnection,
     source: &str,
 ) -> anyhow::Result<Option<StoredMessage>> {
-    let row = sqlx::query(
+    sqlx::query_as(
         "SELECT m.id, m.sha256, m.message_id, m.status, m.source FROM source_refs s \
          JOIN messages m ON m.id = s.message WHERE s.source = $1",
     )
     .bind(source)
     .fetch_optional(&mut *conn)
     .await
-    .context("look up a message by source reference")?;
-    Ok(row.as_ref().map(stored_message).transpose()?)
+    .context("look up a message by source reference")
 }
 
-/// Ids of messages with a status (`quarantined`, …), oldest first.
+/// Ids of messages with a status, oldest first.
 pub async fn message_ids_with_status(
     conn: &mut AnyConnection,
-    status: &str,
+    status: MessageStatus,
 ) -> anyhow::Result<Vec<i64>> {
-    let rows = sqlx::query("SELECT id FROM messages WHERE status = $1 ORDER BY id")
-        .bind(status)
+    sqlx::query_scalar("SELECT id FROM messages WHERE status = $1 ORDER BY id")
+        .bind(status.as_str())
         .fetch_all(&mut *conn)
         .await
-        .context("list messages by status")?;
-    rows.iter()
-        .map(|r| r.try_get::<i64, _>("id").map_err(Into::into))
-        .collect()
+        .context("list messages by status")
 }
 
 /// Stores the raw bytes under their hash unless they are there already.
@@ -265,20 +284,18 @@ pub async fn put_raw(
 }
 
 pub async fn raw_mail(conn: &mut AnyConnection, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
-    let row = sqlx::query("SELECT content FROM raw_mail WHERE sha256 = $1")
-        .bind(sha256)
-        .fetch_optional(&mut *conn)
-        .await
-        .context("read raw mail")?;
-    Ok(match row {
-        Some(row) => row.try_get::<Option<Vec<u8>>, _>("content")?,
-        None => None,
-    })
+    let content: Option<Option<Vec<u8>>> =
+        sqlx::query_scalar("SELECT content FROM raw_mail WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(&mut *conn)
+            .await
+            .context("read raw mail")?;
+    Ok(content.flatten())
 }
 
 pub async fn insert_message(conn: &mut AnyConnection, m: &MessageRecord) -> anyhow::Result<i64> {
     let m = &m.storable();
-    let row = sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO messages (sha256, message_id, source, mailbox, fetched_at, received_date, from_addr, subject, \
          status, category, kind, client_inn, demand_number, demand_date, demand_sent, case_id, joins, rule, ruleset, \
          reason, error, facts, processed_at) \
@@ -293,7 +310,7 @@ pub async fn insert_message(conn: &mut AnyConnection, m: &MessageRecord) -> anyh
     .bind(&m.received_date)
     .bind(&m.from_addr)
     .bind(&m.subject)
-    .bind(&m.status)
+    .bind(m.status.as_str())
     .bind(&m.category)
     .bind(&m.kind)
     .bind(&m.client_inn)
@@ -310,8 +327,7 @@ pub async fn insert_message(conn: &mut AnyConnection, m: &MessageRecord) -> anyh
     .bind(&m.processed_at)
     .fetch_one(&mut *conn)
     .await
-    .context("insert message")?;
-    Ok(row.try_get("id")?)
+    .context("insert message")
 }
 
 /// Overwrites the outcome of a message that is processed again (`taxinbox reprocess`); its source stays.
@@ -326,7 +342,7 @@ pub async fn update_message_outcome(
          demand_date = $6, demand_sent = $7, case_id = $8, joins = $9, rule = $10, ruleset = $11, reason = $12, \
          error = $13, facts = $14, processed_at = $15, received_date = $16 WHERE id = $17",
     )
-    .bind(&m.status)
+    .bind(m.status.as_str())
     .bind(&m.category)
     .bind(&m.kind)
     .bind(&m.client_inn)
@@ -372,7 +388,7 @@ pub async fn find_case(
     number_key: &str,
     demand_date: &str,
 ) -> anyhow::Result<Option<CaseRef>> {
-    let row = sqlx::query(&format!(
+    sqlx::query_as(&format!(
         "SELECT {CASE_COLUMNS} FROM cases c JOIN messages m ON m.id = c.first_message \
          WHERE c.client_inn = $1 AND c.number_key = $2 AND c.demand_date = $3"
     ))
@@ -381,8 +397,7 @@ pub async fn find_case(
     .bind(demand_date)
     .fetch_optional(&mut *conn)
     .await
-    .context("look up a demand case")?;
-    Ok(row.as_ref().map(case_ref).transpose()?)
+    .context("look up a demand case")
 }
 
 /// The demand case of the first of `message_ids` (nearest ancestor first: `In-Reply-To`, then `References` from
@@ -406,7 +421,7 @@ pub async fn find_case_by_thread(
          JOIN messages m ON m.id = c.first_message WHERE t.message_id IN ({}) ORDER BY t.id",
         placeholders.join(", ")
     );
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query_as::<_, ThreadCase>(&sql);
     for id in &ids {
         query = query.bind(id.as_str());
     }
@@ -414,18 +429,25 @@ pub async fn find_case_by_thread(
         .fetch_all(&mut *conn)
         .await
         .context("look up the demand case of a mail's thread")?;
-    let mut nearest: Option<(usize, &sqlx::any::AnyRow)> = None;
-    for row in &rows {
-        let member: String = row.try_get("thread_member")?;
-        let Some(position) = ids.iter().position(|id| *id == member) else {
+    let mut nearest: Option<(usize, CaseRef)> = None;
+    for row in rows {
+        let Some(position) = ids.iter().position(|id| *id == row.thread_member) else {
             continue;
         };
         match nearest {
             Some((best, _)) if best <= position => {}
-            _ => nearest = Some((position, row)),
+            _ => nearest = Some((position, row.case)),
         }
     }
-    Ok(nearest.map(|(_, row)| case_ref(row)).transpose()?)
+    Ok(nearest.map(|(_, case)| case))
+}
+
+/// A case with the thread member that found it.
+#[derive(sqlx::FromRow)]
+struct ThreadCase {
+    #[sqlx(flatten)]
+    case: CaseRef,
+    thread_member: String,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -439,7 +461,7 @@ pub async fn insert_case(
     first_message: i64,
     now: &str,
 ) -> anyhow::Result<i64> {
-    let row = sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO cases (client_inn, number_key, number, demand_date, kind, first_message, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
@@ -452,8 +474,7 @@ pub async fn insert_case(
     .bind(now)
     .fetch_one(&mut *conn)
     .await
-    .context("insert demand case")?;
-    Ok(row.try_get("id")?)
+    .context("insert demand case")
 }
 
 pub async fn set_message_case(
@@ -471,7 +492,7 @@ pub async fn set_message_case(
 }
 
 pub async fn insert_task(conn: &mut AnyConnection, t: &NewTask) -> anyhow::Result<i64> {
-    let row = sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO tasks (message, case_id, client_inn, step, title, role, assignee, due, priority, provenance, \
          created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )
@@ -488,15 +509,14 @@ pub async fn insert_task(conn: &mut AnyConnection, t: &NewTask) -> anyhow::Resul
     .bind(&t.created_at)
     .fetch_one(&mut *conn)
     .await
-    .context("insert task")?;
-    Ok(row.try_get("id")?)
+    .context("insert task")
 }
 
 pub async fn insert_notification(
     conn: &mut AnyConnection,
     n: &NewNotification,
 ) -> anyhow::Result<i64> {
-    let row = sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO outbox (kind, task, message, recipient, subject, body, not_before, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
     )
@@ -510,22 +530,7 @@ pub async fn insert_notification(
     .bind(&n.created_at)
     .fetch_one(&mut *conn)
     .await
-    .context("queue notification")?;
-    Ok(row.try_get("id")?)
-}
-
-fn task_row(row: &sqlx::any::AnyRow) -> Result<TaskRow, sqlx::Error> {
-    Ok(TaskRow {
-        id: row.try_get("id")?,
-        message: row.try_get("message")?,
-        client_inn: row.try_get("client_inn")?,
-        step: row.try_get("step")?,
-        title: row.try_get("title")?,
-        role: row.try_get("role")?,
-        assignee: row.try_get("assignee")?,
-        due: row.try_get("due")?,
-        status: row.try_get("status")?,
-    })
+    .context("queue notification")
 }
 
 /// Which tasks to list.
@@ -544,47 +549,44 @@ pub struct TaskFilter {
 pub async fn list_tasks(
     conn: &mut AnyConnection,
     filter: &TaskFilter,
-) -> anyhow::Result<Vec<TaskRow>> {
-    let rows = sqlx::query(
-        "SELECT id, message, client_inn, step, title, role, assignee, due, status FROM tasks \
-         WHERE ($1 = '' OR assignee = $1) AND ($2 = 0 OR assignee IS NULL) \
-         AND ($3 = '' OR (due < $3 AND status = 'open')) AND ($4 = 0 OR status = 'open') \
-         ORDER BY due, id",
-    )
-    .bind(filter.assignee.clone().unwrap_or_default())
-    .bind(i64::from(filter.unassigned))
-    .bind(filter.due_before.clone().unwrap_or_default())
-    .bind(i64::from(filter.open_only))
-    .fetch_all(&mut *conn)
-    .await
-    .context("list tasks")?;
-    Ok(rows.iter().map(task_row).collect::<Result<_, _>>()?)
+) -> anyhow::Result<Vec<Task>> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t \
+         WHERE ($1 = '' OR t.assignee = $1) AND ($2 = 0 OR t.assignee IS NULL) \
+         AND ($3 = '' OR (t.due < $3 AND t.status = 'open')) AND ($4 = 0 OR t.status = 'open') \
+         ORDER BY t.due, t.id"
+    );
+    sqlx::query_as(&sql)
+        .bind(filter.assignee.clone().unwrap_or_default())
+        .bind(i64::from(filter.unassigned))
+        .bind(filter.due_before.clone().unwrap_or_default())
+        .bind(i64::from(filter.open_only))
+        .fetch_all(&mut *conn)
+        .await
+        .context("list tasks")
 }
 
-pub async fn tasks_of_message(
-    conn: &mut AnyConnection,
-    message: i64,
-) -> anyhow::Result<Vec<TaskRow>> {
-    let rows = sqlx::query(
-        "SELECT id, message, client_inn, step, title, role, assignee, due, status FROM tasks WHERE message = $1 \
-         ORDER BY id",
-    )
-    .bind(message)
-    .fetch_all(&mut *conn)
-    .await
-    .context("list the tasks of a message")?;
-    Ok(rows.iter().map(task_row).collect::<Result<_, _>>()?)
+/// The tasks of one mail, in creation order.
+pub async fn tasks_of_message(conn: &mut AnyConnection, message: i64) -> anyhow::Result<Vec<Task>> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.message = $1 ORDER BY t.id");
+    sqlx::query_as(&sql)
+        .bind(message)
+        .fetch_all(&mut *conn)
+        .await
+        .context("list the tasks of a message")
 }
 
 /// Counts of messages by status, for summaries.
-pub async fn message_counts(conn: &mut AnyConnection) -> anyhow::Result<Vec<(String, i64)>> {
-    let rows =
-        sqlx::query("SELECT status, COUNT(*) AS n FROM messages GROUP BY status ORDER BY status")
-            .fetch_all(&mut *conn)
-            .await
-            .context("count messages")?;
-    rows.iter()
-        .map(|r| Ok((r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?)))
+pub async fn message_counts(conn: &mut AnyConnection) -> anyhow::Result<Vec<(MessageStatus, i64)>> {
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, COUNT(*) AS n FROM messages GROUP BY status ORDER BY status",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("count messages")?;
+    counts
+        .into_iter()
+        .map(|(status, n)| Ok((status.parse()?, n)))
         .collect()
 }
 
@@ -602,26 +604,12 @@ pub async fn claim_notifications(
          (SELECT m.message_id FROM messages m WHERE m.id = outbox.message) AS in_reply_to FROM outbox \
          WHERE status = 'pending' AND not_before <= $1 ORDER BY id LIMIT $2{lock}"
     );
-    let rows = sqlx::query(&sql)
+    sqlx::query_as(&sql)
         .bind(now)
         .bind(limit)
         .fetch_all(&mut *conn)
         .await
-        .context("claim notifications")?;
-    rows.iter()
-        .map(|r| {
-            Ok(PendingNotification {
-                id: r.try_get("id")?,
-                kind: r.try_get("kind")?,
-                task: r.try_get("task")?,
-                recipient: r.try_get("recipient")?,
-                subject: r.try_get("subject")?,
-                body: r.try_get("body")?,
-                attempts: r.try_get("attempts")?,
-                in_reply_to: r.try_get("in_reply_to")?,
-            })
-        })
-        .collect()
+        .context("claim notifications")
 }
 
 pub async fn mark_notification_sent(
@@ -646,5 +634,9 @@ pub async fn mark_notification_failed(
     error: &str,
     retry_at: Option<&str>,
 ) -> anyhow::Result<()> {
-    super::record_failed_attempt(conn, "outbox", id, error, retry_at).await
+    let status = match retry_at {
+        Some(_) => NotificationStatus::Pending,
+        None => NotificationStatus::Failed,
+    };
+    super::record_failed_attempt(conn, "outbox", id, error, status.as_str(), retry_at).await
 }

@@ -4,6 +4,10 @@
 //! (ISO text dates, RFC 3339 instants, integer booleans). Every function takes a `&mut AnyConnection`, so it runs
 //! the same on a pooled connection or inside a transaction. Migrations live in `migrations/<engine>/`.
 //! [`Store::begin`] takes the store's write gate on SQLite ([`Tx`]): the process's writers take turns.
+//!
+//! Rows are read with `query_as` into `#[derive(sqlx::FromRow)]` types (`Task`, `TaskView`, `MailRow`, …); a state
+//! column is one of the enums of `status`, parsed on reading. A row is not a JSON contract: the commands that print
+//! one build their own type from it.
 
 mod audit;
 mod audit_read;
@@ -18,6 +22,7 @@ mod patents;
 mod replay;
 mod shadow;
 mod sinks;
+mod status;
 mod web;
 
 pub use audit::{
@@ -40,6 +45,9 @@ pub use shadow::{
     insert_shadow_decision, shadow_decisions_since, ShadowDecision, ShadowSide, ShadowTask,
 };
 pub use sinks::*;
+pub use status::{
+    IntBool, MessageStatus, NotificationStatus, SinkEventStatus, TaskStatus, UnknownStatus,
+};
 pub use web::*;
 
 use anyhow::Context as _;
@@ -99,19 +107,17 @@ impl Engine {
     }
 }
 
-/// Records a failed delivery attempt of row `id` of a queue table (`outbox`, `sink_outbox`): due again at
-/// `retry_at`, or `failed` for good when `None`.
+/// Records a failed delivery attempt of row `id` of a queue table (`outbox`, `sink_outbox`): `status` becomes the
+/// table's pending state with `retry_at`, its failed state without.
 async fn record_failed_attempt(
     conn: &mut sqlx::AnyConnection,
     table: &'static str,
     id: i64,
     error: &str,
+    status: &'static str,
     retry_at: Option<&str>,
 ) -> anyhow::Result<()> {
-    let (status, not_before) = match retry_at {
-        Some(at) => ("pending", at),
-        None => ("failed", ""),
-    };
+    let not_before = retry_at.unwrap_or_default();
     sqlx::query(&format!(
         "UPDATE {table} SET status = $1, last_error = $2, attempts = attempts + 1, \
          not_before = CASE WHEN $3 = '' THEN not_before ELSE $3 END WHERE id = $4"

@@ -1,9 +1,10 @@
 //! SQL of the notifier beyond the basic outbox: queue-once inserts (digests, escalations, admin notices keyed by
 //! `dedupe_key`), the per-recipient cap, refused/held rows, and the reads that feed the templates.
 
-use super::messages::{clean, NewNotification};
+use super::messages::{clean, NewNotification, TaskView, TASK_VIEW_COLUMNS, TASK_VIEW_FROM};
+use super::status::NotificationStatus;
 use anyhow::Context as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 /// Queues a notification unless one with the same `dedupe_key` exists; `None` when it already did. Running the
 /// digest or the escalation twice on the same day therefore queues nothing new.
@@ -12,7 +13,7 @@ pub async fn insert_notification_once(
     n: &NewNotification,
     dedupe_key: &str,
 ) -> anyhow::Result<Option<i64>> {
-    let row = sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO outbox (kind, task, message, recipient, subject, body, not_before, created_at, dedupe_key) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
     )
@@ -27,8 +28,7 @@ pub async fn insert_notification_once(
     .bind(dedupe_key)
     .fetch_optional(&mut *conn)
     .await
-    .with_context(|| format!("queue notification {dedupe_key}"))?;
-    row.map(|r| r.try_get("id")).transpose().map_err(Into::into)
+    .with_context(|| format!("queue notification {dedupe_key}"))
 }
 
 /// How many notifications went to `recipient` since `since` (RFC 3339), for the daily cap.
@@ -37,15 +37,14 @@ pub async fn sent_to_recipient_since(
     recipient: &str,
     since: &str,
 ) -> anyhow::Result<i64> {
-    let row = sqlx::query(
+    sqlx::query_scalar(
         "SELECT COUNT(*) AS n FROM outbox WHERE recipient = $1 AND status = 'sent' AND sent_at >= $2",
     )
     .bind(recipient)
     .bind(since)
     .fetch_one(&mut *conn)
     .await
-    .context("count notifications sent to a recipient")?;
-    Ok(row.try_get("n")?)
+    .context("count notifications sent to a recipient")
 }
 
 /// Sets a notification aside without sending it: `refused` (recipient not allowed) or `held` (over the cap).
@@ -53,11 +52,18 @@ pub async fn sent_to_recipient_since(
 pub async fn set_notification_aside(
     conn: &mut AnyConnection,
     id: i64,
-    status: &str,
+    status: NotificationStatus,
     reason: &str,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        matches!(
+            status,
+            NotificationStatus::Refused | NotificationStatus::Held
+        ),
+        "a notification is set aside as refused or held, not {status}"
+    );
     sqlx::query("UPDATE outbox SET status = $1, last_error = $2 WHERE id = $3")
-        .bind(status)
+        .bind(status.as_str())
         .bind(reason)
         .bind(id)
         .execute(&mut *conn)
@@ -68,16 +74,17 @@ pub async fn set_notification_aside(
 
 /// Whether `address` (lower-case) is a member of staff in the register.
 pub async fn is_staff(conn: &mut AnyConnection, address: &str) -> anyhow::Result<bool> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM accountants WHERE lower(email) = $1")
-        .bind(address)
-        .fetch_one(&mut *conn)
-        .await
-        .context("look up a recipient in the register")?;
-    Ok(row.try_get::<i64, _>("n")? > 0)
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) AS n FROM accountants WHERE lower(email) = $1")
+            .bind(address)
+            .fetch_one(&mut *conn)
+            .await
+            .context("look up a recipient in the register")?;
+    Ok(n > 0)
 }
 
 /// What a new-task notification tells about its task and the mail it came from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct TaskNoticeFacts {
     pub title: String,
     pub due: String,
@@ -95,7 +102,7 @@ pub async fn task_notice_facts(
     conn: &mut AnyConnection,
     task: i64,
 ) -> anyhow::Result<Option<TaskNoticeFacts>> {
-    let row = sqlx::query(
+    sqlx::query_as(
         "SELECT t.title, t.due, t.client_inn, c.name AS client_name, m.sha256, m.subject, m.from_addr, \
          m.received_date FROM tasks t LEFT JOIN clients c ON c.inn = t.client_inn \
          LEFT JOIN messages m ON m.id = t.message WHERE t.id = $1",
@@ -103,56 +110,27 @@ pub async fn task_notice_facts(
     .bind(task)
     .fetch_optional(&mut *conn)
     .await
-    .with_context(|| format!("read task {task} for its notification"))?;
-    let Some(r) = row else { return Ok(None) };
-    Ok(Some(TaskNoticeFacts {
-        title: r.try_get("title")?,
-        due: r.try_get("due")?,
-        client_inn: r.try_get("client_inn")?,
-        client_name: r.try_get("client_name")?,
-        sha256: r.try_get("sha256")?,
-        subject: r.try_get("subject")?,
-        from_addr: r.try_get("from_addr")?,
-        received_date: r.try_get("received_date")?,
-    }))
+    .with_context(|| format!("read task {task} for its notification"))
 }
 
-/// An open task, for digests and escalations.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenTask {
-    pub id: i64,
-    pub title: String,
-    pub due: String,
-    pub role: String,
-    pub assignee: Option<String>,
-    pub client_inn: Option<String>,
-    pub client_name: Option<String>,
-    /// The demand kind of the mail the task came from; `None` for tax-calendar and unclassified tasks.
-    pub kind: Option<String>,
-    /// The original mail's Message-ID, for threading.
-    pub message: Option<i64>,
-}
-
-/// Open tasks due on or before `until` (ISO date), by due date then id.
+/// Open tasks due on or before `until` (ISO date), by due date then id, for digests and escalations.
 pub async fn open_tasks_due_by(
     conn: &mut AnyConnection,
     until: &str,
-) -> anyhow::Result<Vec<OpenTask>> {
-    let rows = sqlx::query(
-        "SELECT t.id, t.title, t.due, t.role, t.assignee, t.client_inn, c.name AS client_name, \
-         m.kind AS kind, t.message FROM tasks t LEFT JOIN clients c ON c.inn = t.client_inn \
-         LEFT JOIN messages m ON m.id = t.message WHERE t.status = 'open' AND t.due <= $1 \
-         ORDER BY t.due, t.id",
-    )
-    .bind(until)
-    .fetch_all(&mut *conn)
-    .await
-    .context("read open tasks")?;
-    Ok(rows.iter().map(open_task).collect::<Result<_, _>>()?)
+) -> anyhow::Result<Vec<TaskView>> {
+    let sql = format!(
+        "SELECT {TASK_VIEW_COLUMNS} FROM {TASK_VIEW_FROM} WHERE t.status = 'open' AND t.due <= $1 \
+         ORDER BY t.due, t.id"
+    );
+    sqlx::query_as(&sql)
+        .bind(until)
+        .fetch_all(&mut *conn)
+        .await
+        .context("read open tasks")
 }
 
 /// A quarantined mail no admin has been told about yet.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct QuarantinedMail {
     pub id: i64,
     pub subject: String,
@@ -165,7 +143,7 @@ pub async fn quarantined_without_notice(
     conn: &mut AnyConnection,
     limit: i64,
 ) -> anyhow::Result<Vec<QuarantinedMail>> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT m.id, m.subject, m.from_addr, COALESCE(m.error, m.reason, '') AS reason FROM messages m \
          WHERE m.status = 'quarantined' AND NOT EXISTS (SELECT 1 FROM outbox o \
          WHERE o.kind = 'admin_quarantined' AND o.message = m.id) ORDER BY m.id LIMIT $1",
@@ -173,49 +151,22 @@ pub async fn quarantined_without_notice(
     .bind(limit)
     .fetch_all(&mut *conn)
     .await
-    .context("read quarantined mail")?;
-    rows.iter()
-        .map(|r| {
-            Ok(QuarantinedMail {
-                id: r.try_get("id")?,
-                subject: r.try_get("subject")?,
-                from_addr: r.try_get("from_addr")?,
-                reason: r.try_get("reason")?,
-            })
-        })
-        .collect()
+    .context("read quarantined mail")
 }
 
 /// Up to `limit` open tasks nobody could be assigned to, without an `admin_unassigned` notice, oldest first.
 pub async fn unassigned_without_notice(
     conn: &mut AnyConnection,
     limit: i64,
-) -> anyhow::Result<Vec<OpenTask>> {
-    let rows = sqlx::query(
-        "SELECT t.id, t.title, t.due, t.role, t.assignee, t.client_inn, c.name AS client_name, \
-         m.kind AS kind, t.message FROM tasks t LEFT JOIN clients c ON c.inn = t.client_inn \
-         LEFT JOIN messages m ON m.id = t.message WHERE t.status = 'open' AND t.assignee IS NULL \
+) -> anyhow::Result<Vec<TaskView>> {
+    let sql = format!(
+        "SELECT {TASK_VIEW_COLUMNS} FROM {TASK_VIEW_FROM} WHERE t.status = 'open' AND t.assignee IS NULL \
          AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kind = 'admin_unassigned' AND o.task = t.id) \
-         ORDER BY t.id LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await
-    .context("read unassigned tasks")?;
-    Ok(rows.iter().map(open_task).collect::<Result<_, _>>()?)
-}
-
-/// An open task as the schedulers read it (the columns both task queries select).
-fn open_task(r: &sqlx::any::AnyRow) -> Result<OpenTask, sqlx::Error> {
-    Ok(OpenTask {
-        id: r.try_get("id")?,
-        title: r.try_get("title")?,
-        due: r.try_get("due")?,
-        role: r.try_get("role")?,
-        assignee: r.try_get("assignee")?,
-        client_inn: r.try_get("client_inn")?,
-        client_name: r.try_get("client_name")?,
-        kind: r.try_get("kind")?,
-        message: r.try_get("message")?,
-    })
+         ORDER BY t.id LIMIT $1"
+    );
+    sqlx::query_as(&sql)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .context("read unassigned tasks")
 }

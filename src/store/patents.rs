@@ -3,7 +3,7 @@
 use crate::directory::Patent;
 use crate::ids::Inn;
 use anyhow::Context as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 /// Replaces the patents of every holder `patents` names with those listed (a file is the whole truth about its
 /// holders' patents, as an absences file is about its people's absences).
@@ -39,27 +39,37 @@ pub async fn save_patents(
     Ok(())
 }
 
+/// A stored patent as read.
+#[derive(sqlx::FromRow)]
+struct PatentRow {
+    client_inn: String,
+    number: String,
+    date_from: String,
+    date_to: String,
+    region: Option<String>,
+}
+
 /// Every stored patent.
 pub async fn load_patents(conn: &mut AnyConnection) -> anyhow::Result<Vec<Patent>> {
-    let rows = sqlx::query(
+    let rows: Vec<PatentRow> = sqlx::query_as(
         "SELECT client_inn, number, date_from, date_to, region FROM patents ORDER BY client_inn, date_from, number",
     )
     .fetch_all(&mut *conn)
     .await
     .context("read patents")?;
-    let date = |text: String| {
-        chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+    let date = |text: &str| {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .with_context(|| format!("a stored patent date {text:?}"))
     };
-    rows.iter()
+    rows.into_iter()
         .map(|r| {
-            let inn: String = r.try_get("client_inn")?;
             Ok(Patent {
-                inn: Inn::parse(&inn).with_context(|| format!("a stored patent holder {inn:?}"))?,
-                number: r.try_get("number")?,
-                from: date(r.try_get("date_from")?)?,
-                to: date(r.try_get("date_to")?)?,
-                region: r.try_get("region")?,
+                inn: Inn::parse(&r.client_inn)
+                    .with_context(|| format!("a stored patent holder {:?}", r.client_inn))?,
+                from: date(&r.date_from)?,
+                to: date(&r.date_to)?,
+                number: r.number,
+                region: r.region,
             })
         })
         .collect()

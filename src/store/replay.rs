@@ -1,11 +1,12 @@
 //! Reading past decisions for `taxinbox rules replay`: what each stored mail was decided, to compare with what a
 //! candidate ruleset would decide now. Read-only: nothing here writes.
 
+use super::status::MessageStatus;
 use anyhow::Context as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 /// One stored mail and its decision as committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredDecision {
     pub id: i64,
     pub sha256: String,
@@ -13,7 +14,8 @@ pub struct StoredDecision {
     pub mailbox: String,
     pub received_date: String,
     pub processed_at: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: MessageStatus,
     pub category: Option<String>,
     pub kind: Option<String>,
     pub client_inn: Option<String>,
@@ -21,7 +23,8 @@ pub struct StoredDecision {
     pub demand_number: Option<String>,
     pub demand_date: Option<String>,
     pub error: Option<String>,
-    /// The tasks the mail created, as `(step, due)`, sorted.
+    /// The tasks the mail created, as `(step, due)`, sorted (read by a second query).
+    #[sqlx(skip)]
     pub tasks: Vec<(String, String)>,
 }
 
@@ -30,7 +33,7 @@ pub async fn decisions_since(
     conn: &mut AnyConnection,
     since: &str,
 ) -> anyhow::Result<Vec<StoredDecision>> {
-    let rows = sqlx::query(
+    let mut out: Vec<StoredDecision> = sqlx::query_as(
         "SELECT id, sha256, source, mailbox, received_date, processed_at, status, category, kind, client_inn, rule, \
          demand_number, demand_date, error FROM messages WHERE received_date >= $1 ORDER BY id",
     )
@@ -38,27 +41,7 @@ pub async fn decisions_since(
     .fetch_all(&mut *conn)
     .await
     .context("list stored decisions for replay")?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        out.push(StoredDecision {
-            id: row.try_get("id")?,
-            sha256: row.try_get("sha256")?,
-            source: row.try_get("source")?,
-            mailbox: row.try_get("mailbox")?,
-            received_date: row.try_get("received_date")?,
-            processed_at: row.try_get("processed_at")?,
-            status: row.try_get("status")?,
-            category: row.try_get("category")?,
-            kind: row.try_get("kind")?,
-            client_inn: row.try_get("client_inn")?,
-            rule: row.try_get("rule")?,
-            demand_number: row.try_get("demand_number")?,
-            demand_date: row.try_get("demand_date")?,
-            error: row.try_get("error")?,
-            tasks: Vec::new(),
-        });
-    }
-    let tasks = sqlx::query(
+    let tasks: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT t.message, t.step, t.due FROM tasks t JOIN messages m ON m.id = t.message \
          WHERE m.received_date >= $1 ORDER BY t.message, t.step, t.due",
     )
@@ -68,12 +51,9 @@ pub async fn decisions_since(
     .context("list the tasks of stored decisions for replay")?;
     let index: std::collections::BTreeMap<i64, usize> =
         out.iter().enumerate().map(|(i, d)| (d.id, i)).collect();
-    for row in &tasks {
-        let message: i64 = row.try_get("message")?;
+    for (message, step, due) in tasks {
         if let Some(&i) = index.get(&message) {
-            out[i]
-                .tasks
-                .push((row.try_get("step")?, row.try_get("due")?));
+            out[i].tasks.push((step, due));
         }
     }
     Ok(out)

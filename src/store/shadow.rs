@@ -76,7 +76,7 @@ pub async fn insert_shadow_decision(
     let o = |s: &Option<String>| s.as_deref().map(clean);
     let live_tasks = serde_json::to_string(&d.live.tasks)?;
     let shadow_tasks = serde_json::to_string(&d.shadow.tasks)?;
-    let row = sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO shadow_decisions (message, sha256, message_id, at, differs, \
          live_ruleset, live_rule, live_category, live_kind, live_client_inn, live_tasks, live_error, \
          shadow_ruleset, shadow_rule, shadow_category, shadow_kind, shadow_client_inn, shadow_tasks, shadow_error) \
@@ -103,8 +103,7 @@ pub async fn insert_shadow_decision(
     .bind(o(&d.shadow.error))
     .fetch_one(&mut *conn)
     .await
-    .context("store the shadow decision")?;
-    Ok(row.try_get("id")?)
+    .context("store the shadow decision")
 }
 
 /// Shadow decisions committed at or after `since` (an RFC 3339 instant or an ISO date, compared as text), oldest
@@ -125,6 +124,7 @@ pub async fn shadow_decisions_since(
     .fetch_all(&mut *conn)
     .await
     .context("list shadow decisions")?;
+    // Mapped by hand: each side's columns share a prefix, and its tasks are a JSON list parsed here.
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let side = |p: &str| -> anyhow::Result<ShadowSide> {

@@ -3,10 +3,11 @@
 //! escalation, or a person's done / reassign), its claiming in order per task, and the tracker's own ids of our
 //! tasks.
 
-use super::messages::clean;
+use super::messages::{clean, TaskView, TASK_VIEW_COLUMNS, TASK_VIEW_FROM};
+use super::status::{MessageStatus, SinkEventStatus, TaskStatus};
 use super::Engine;
 use anyhow::Context as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 /// The kinds of task event a sink hears of.
 pub const EVENT_CREATED: &str = "created";
@@ -38,12 +39,11 @@ pub async fn register_sinks(
         .await
         .with_context(|| format!("register sink {name}"))?;
     }
-    let known = sqlx::query("SELECT name FROM sinks WHERE active = 1")
+    let known: Vec<String> = sqlx::query_scalar("SELECT name FROM sinks WHERE active = 1")
         .fetch_all(&mut *conn)
         .await
         .context("read the registered sinks")?;
-    for row in known {
-        let name: String = row.try_get("name")?;
+    for name in known {
         if !sinks.iter().any(|(n, _)| *n == name) {
             sqlx::query("UPDATE sinks SET active = 0 WHERE name = $1")
                 .bind(&name)
@@ -88,36 +88,35 @@ pub async fn queue_task_events_of_message(
     message: i64,
     now: &str,
 ) -> anyhow::Result<u64> {
-    let Some(row) = sqlx::query("SELECT status, case_id FROM messages WHERE id = $1")
-        .bind(message)
-        .fetch_optional(&mut *conn)
-        .await
-        .context("read a message for its task events")?
+    let Some((status, case_id)) = sqlx::query_as::<_, (String, Option<i64>)>(
+        "SELECT status, case_id FROM messages WHERE id = $1",
+    )
+    .bind(message)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("read a message for its task events")?
     else {
         return Ok(0);
     };
-    let status: String = row.try_get("status")?;
-    let case_id: Option<i64> = row.try_get("case_id")?;
-    let (sql, event) = match (status.as_str(), case_id) {
-        ("processed", _) => (
+    let (sql, event) = match (status.parse::<MessageStatus>()?, case_id) {
+        (MessageStatus::Processed, _) => (
             "SELECT id FROM tasks WHERE message = $1 ORDER BY id",
             EVENT_CREATED,
         ),
-        ("linked", Some(_)) => (
+        (MessageStatus::Linked, Some(_)) => (
             "SELECT id FROM tasks WHERE case_id = (SELECT case_id FROM messages WHERE id = $1) \
              AND status = 'open' ORDER BY id",
             EVENT_LINKED,
         ),
         _ => return Ok(0),
     };
-    let tasks = sqlx::query(sql)
+    let tasks: Vec<i64> = sqlx::query_scalar(sql)
         .bind(message)
         .fetch_all(&mut *conn)
         .await
         .context("read the tasks a mail touches")?;
     let mut queued = 0;
-    for row in tasks {
-        let task: i64 = row.try_get("id")?;
+    for task in tasks {
         let (key, linked) = if event == EVENT_CREATED {
             (format!("created:{task}"), None)
         } else {
@@ -161,7 +160,7 @@ pub struct TaskChange {
     /// When (RFC 3339, the log entry's time).
     pub at: String,
     /// The task's status after the change (`done`; `open` after a reassignment).
-    pub status: String,
+    pub status: TaskStatus,
     /// The assignee after the change.
     pub assignee: Option<String>,
     /// `reassigned`: the assignee before it.
@@ -187,27 +186,31 @@ pub async fn sink_task_change(
     else {
         return Ok(None);
     };
-    let Some(row) = sqlx::query("SELECT at, event, payload FROM audit_log WHERE seq = $1")
-        .bind(seq)
-        .fetch_optional(&mut *conn)
-        .await
-        .with_context(|| format!("read the log entry {seq} of a task change"))?
+    let Some((at, logged, payload)) = sqlx::query_as::<_, (String, String, String)>(
+        "SELECT at, event, payload FROM audit_log WHERE seq = $1",
+    )
+    .bind(seq)
+    .fetch_optional(&mut *conn)
+    .await
+    .with_context(|| format!("read the log entry {seq} of a task change"))?
     else {
         return Ok(None);
     };
-    let logged: String = row.try_get("event")?;
     let done = event.event == EVENT_DONE;
     if logged != if done { "task_done" } else { "task_reassigned" } {
         return Ok(None);
     }
-    let payload: String = row.try_get("payload")?;
     let payload: serde_json::Value =
         serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null);
     let text = |key: &str| payload.get(key).and_then(|v| v.as_str()).map(str::to_owned);
     Ok(Some(TaskChange {
         by: text("by"),
-        at: row.try_get("at")?,
-        status: if done { "done" } else { "open" }.to_owned(),
+        at,
+        status: if done {
+            TaskStatus::Done
+        } else {
+            TaskStatus::Open
+        },
         assignee: if done { text("assignee") } else { text("to") },
         previous_assignee: if done { None } else { text("from") },
         log_seq: seq,
@@ -215,7 +218,7 @@ pub async fn sink_task_change(
 }
 
 /// A sink event taken for delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PendingSinkEvent {
     pub id: i64,
     pub sink: String,
@@ -243,23 +246,12 @@ pub async fn claim_sink_event(
          AND p.id < o.id AND p.status <> 'delivered') ORDER BY o.id LIMIT 1{}",
         engine.skip_locked()
     );
-    let row = sqlx::query(&sql)
+    sqlx::query_as(&sql)
         .bind(sink)
         .bind(now)
         .fetch_optional(&mut *conn)
         .await
-        .with_context(|| format!("claim an event for sink {sink}"))?;
-    let Some(r) = row else { return Ok(None) };
-    Ok(Some(PendingSinkEvent {
-        id: r.try_get("id")?,
-        sink: r.try_get("sink")?,
-        task: r.try_get("task")?,
-        event: r.try_get("event")?,
-        event_key: r.try_get("event_key")?,
-        message: r.try_get("message")?,
-        attempts: r.try_get("attempts")?,
-        created_at: r.try_get("created_at")?,
-    }))
+        .with_context(|| format!("claim an event for sink {sink}"))
 }
 
 /// Marks an event delivered (the tracker answered 2xx).
@@ -287,7 +279,19 @@ pub async fn mark_sink_failed(
     error: &str,
     retry_at: Option<&str>,
 ) -> anyhow::Result<()> {
-    super::record_failed_attempt(conn, "sink_outbox", id, &clean(error), retry_at).await
+    let status = match retry_at {
+        Some(_) => SinkEventStatus::Pending,
+        None => SinkEventStatus::Failed,
+    };
+    super::record_failed_attempt(
+        conn,
+        "sink_outbox",
+        id,
+        &clean(error),
+        status.as_str(),
+        retry_at,
+    )
+    .await
 }
 
 /// Puts the failed events of `sink` (all sinks when empty) back in the queue, due at `now`; returns how many.
@@ -314,13 +318,12 @@ pub async fn sink_remote_id(
     sink: &str,
     task: i64,
 ) -> anyhow::Result<Option<String>> {
-    let row = sqlx::query("SELECT remote_id FROM sink_tasks WHERE sink = $1 AND task = $2")
+    sqlx::query_scalar("SELECT remote_id FROM sink_tasks WHERE sink = $1 AND task = $2")
         .bind(sink)
         .bind(task)
         .fetch_optional(&mut *conn)
         .await
-        .context("read the tracker's id of a task")?;
-    Ok(row.map(|r| r.try_get("remote_id")).transpose()?)
+        .context("read the tracker's id of a task")
 }
 
 /// Records the tracker's id of our `task` (the first one recorded stays).
@@ -356,6 +359,28 @@ pub struct SinkMail {
     pub received: String,
 }
 
+/// The columns of `messages` a [`SinkMail`] is built from.
+#[derive(sqlx::FromRow)]
+struct SinkMailRow {
+    id: i64,
+    message_id: Option<String>,
+    subject: String,
+    from_addr: String,
+    received_date: String,
+}
+
+impl From<SinkMailRow> for SinkMail {
+    fn from(m: SinkMailRow) -> SinkMail {
+        SinkMail {
+            id: m.id,
+            message_id: m.message_id,
+            subject: m.subject,
+            from: m.from_addr,
+            received: m.received_date,
+        }
+    }
+}
+
 /// What a sink is told about a task.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SinkTask {
@@ -366,7 +391,7 @@ pub struct SinkTask {
     pub assignee: Option<String>,
     /// ISO date.
     pub due: String,
-    pub status: String,
+    pub status: TaskStatus,
     pub priority: String,
     pub client_inn: Option<String>,
     pub client_name: Option<String>,
@@ -383,49 +408,34 @@ pub struct SinkTask {
     pub linked_mail: Vec<SinkMail>,
 }
 
-fn sink_mail(r: &sqlx::any::AnyRow) -> Result<SinkMail, sqlx::Error> {
-    Ok(SinkMail {
-        id: r.try_get("id")?,
-        message_id: r.try_get("message_id")?,
-        subject: r.try_get("subject")?,
-        from: r.try_get("from_addr")?,
-        received: r.try_get("received_date")?,
-    })
-}
-
 /// The task as a sink describes it now; `None` when there is no such task.
 pub async fn sink_task(conn: &mut AnyConnection, task: i64) -> anyhow::Result<Option<SinkTask>> {
-    let Some(r) = sqlx::query(
-        "SELECT t.id, t.title, t.step, t.role, t.assignee, t.due, t.status, t.priority, t.client_inn, \
-         c.name AS client_name, m.kind AS kind, t.event, t.period, t.provenance, t.message, t.case_id \
-         FROM tasks t LEFT JOIN clients c ON c.inn = t.client_inn LEFT JOIN messages m ON m.id = t.message \
-         WHERE t.id = $1",
-    )
-    .bind(task)
-    .fetch_optional(&mut *conn)
-    .await
-    .with_context(|| format!("read task {task} for a sink"))?
+    let sql = format!("SELECT {TASK_VIEW_COLUMNS} FROM {TASK_VIEW_FROM} WHERE t.id = $1");
+    let Some(TaskView {
+        task: t,
+        client_name,
+        kind,
+    }) = sqlx::query_as(&sql)
+        .bind(task)
+        .fetch_optional(&mut *conn)
+        .await
+        .with_context(|| format!("read task {task} for a sink"))?
     else {
         return Ok(None);
     };
-    let message: Option<i64> = r.try_get("message")?;
-    let case_id: Option<i64> = r.try_get("case_id")?;
-    let provenance: String = r.try_get("provenance")?;
-    let mail = match message {
-        Some(id) => sqlx::query(
+    let mail = match t.message {
+        Some(id) => sqlx::query_as::<_, SinkMailRow>(
             "SELECT id, message_id, subject, from_addr, received_date FROM messages WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
         .context("read a task's mail")?
-        .as_ref()
-        .map(sink_mail)
-        .transpose()?,
+        .map(SinkMail::from),
         None => None,
     };
-    let linked_mail = match case_id {
-        Some(case_id) => sqlx::query(
+    let linked_mail = match t.case_id {
+        Some(case_id) => sqlx::query_as::<_, SinkMailRow>(
             "SELECT id, message_id, subject, from_addr, received_date FROM messages \
              WHERE case_id = $1 AND status = 'linked' ORDER BY id",
         )
@@ -433,58 +443,50 @@ pub async fn sink_task(conn: &mut AnyConnection, task: i64) -> anyhow::Result<Op
         .fetch_all(&mut *conn)
         .await
         .context("read the mail linked to a task's case")?
-        .iter()
-        .map(sink_mail)
-        .collect::<Result<_, _>>()?,
+        .into_iter()
+        .map(SinkMail::from)
+        .collect(),
         None => Vec::new(),
     };
     Ok(Some(SinkTask {
-        id: r.try_get("id")?,
-        title: r.try_get("title")?,
-        step: r.try_get("step")?,
-        role: r.try_get("role")?,
-        assignee: r.try_get("assignee")?,
-        due: r.try_get("due")?,
-        status: r.try_get("status")?,
-        priority: r.try_get("priority")?,
-        client_inn: r.try_get("client_inn")?,
-        client_name: r.try_get("client_name")?,
-        kind: r.try_get("kind")?,
-        event: r.try_get("event")?,
-        period: r.try_get("period")?,
-        provenance: serde_json::from_str(&provenance).unwrap_or(serde_json::Value::Null),
+        id: t.id,
+        title: t.title,
+        step: t.step,
+        role: t.role,
+        assignee: t.assignee,
+        due: t.due,
+        status: t.status,
+        priority: t.priority,
+        client_inn: t.client_inn,
+        client_name,
+        kind,
+        event: t.event,
+        period: t.period,
+        provenance: serde_json::from_str(&t.provenance).unwrap_or(serde_json::Value::Null),
         mail,
         linked_mail,
     }))
 }
 
 /// One line of `taxinbox sinks status`: how many events of a sink are in a state, and the newest error.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SinkStatusLine {
     pub sink: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: SinkEventStatus,
+    #[sqlx(rename = "n")]
     pub count: i64,
     pub last_error: Option<String>,
 }
 
 /// Counts of sink events by sink and status, with the error of the newest failed or retrying one.
 pub async fn sink_status(conn: &mut AnyConnection) -> anyhow::Result<Vec<SinkStatusLine>> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT o.sink, o.status, COUNT(*) AS n, (SELECT p.last_error FROM sink_outbox p \
          WHERE p.sink = o.sink AND p.status = o.status AND p.last_error IS NOT NULL ORDER BY p.id DESC LIMIT 1) \
          AS last_error FROM sink_outbox o GROUP BY o.sink, o.status ORDER BY o.sink, o.status",
     )
     .fetch_all(&mut *conn)
     .await
-    .context("count sink events")?;
-    rows.iter()
-        .map(|r| {
-            Ok(SinkStatusLine {
-                sink: r.try_get("sink")?,
-                status: r.try_get("status")?,
-                count: r.try_get("n")?,
-                last_error: r.try_get("last_error")?,
-            })
-        })
-        .collect()
+    .context("count sink events")
 }

@@ -4,11 +4,13 @@
 //! Secrets are stored only as hashes where the server never needs them back: a session is found by the SHA-256
 //! of its id, a password by its argon2 PHC string. The ICS token is kept as is: it is shown to its owner again.
 
+use super::messages::{TaskView, TASK_VIEW_COLUMNS, TASK_VIEW_FROM};
+use super::status::MessageStatus;
 use anyhow::Context as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 /// A live session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRow {
     pub email: String,
     /// The per-session token every POST form carries.
@@ -16,34 +18,16 @@ pub struct SessionRow {
     pub expires_at: String,
 }
 
-/// A task as the web view shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct WebTask {
-    pub id: i64,
-    /// The mail it came from; `None` for a tax-calendar task.
-    pub message: Option<i64>,
-    pub client_inn: Option<String>,
-    pub client_name: Option<String>,
-    pub step: String,
-    pub title: String,
-    pub role: String,
-    pub assignee: Option<String>,
-    pub due: String,
-    pub priority: String,
-    pub status: String,
-    pub provenance: String,
-    pub created_at: String,
-}
-
 /// One line of the auditor's log page.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct MailListRow {
     pub id: i64,
     pub received_date: String,
     pub mailbox: String,
     pub from_addr: String,
     pub subject: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: MessageStatus,
     pub category: Option<String>,
     pub kind: Option<String>,
     pub client_inn: Option<String>,
@@ -84,12 +68,11 @@ pub async fn password_hash(
     conn: &mut AnyConnection,
     email: &str,
 ) -> anyhow::Result<Option<String>> {
-    let row = sqlx::query("SELECT password_hash FROM web_users WHERE email = $1")
+    sqlx::query_scalar("SELECT password_hash FROM web_users WHERE email = $1")
         .bind(email)
         .fetch_optional(&mut *conn)
         .await
-        .context("read a password hash")?;
-    Ok(row.map(|r| r.try_get("password_hash")).transpose()?)
+        .context("read a password hash")
 }
 
 pub async fn create_session(
@@ -120,22 +103,14 @@ pub async fn session(
     id_hash: &str,
     now: &str,
 ) -> anyhow::Result<Option<SessionRow>> {
-    let row = sqlx::query(
+    sqlx::query_as(
         "SELECT email, csrf, expires_at FROM web_sessions WHERE id_hash = $1 AND expires_at > $2",
     )
     .bind(id_hash)
     .bind(now)
     .fetch_optional(&mut *conn)
     .await
-    .context("read a session")?;
-    Ok(match row {
-        Some(r) => Some(SessionRow {
-            email: r.try_get("email")?,
-            csrf: r.try_get("csrf")?,
-            expires_at: r.try_get("expires_at")?,
-        }),
-        None => None,
-    })
+    .context("read a session")
 }
 
 /// Ends one session, and forgets every expired one.
@@ -216,32 +191,31 @@ pub async fn login_failures_since(
     ip: &str,
     since: &str,
 ) -> anyhow::Result<(i64, i64)> {
-    let by_account: i64 =
-        sqlx::query("SELECT COUNT(*) AS n FROM web_login_failures WHERE account = $1 AND at >= $2")
-            .bind(account)
-            .bind(since)
-            .fetch_one(&mut *conn)
-            .await
-            .context("count failed sign-ins of an account")?
-            .try_get("n")?;
-    let by_ip: i64 =
-        sqlx::query("SELECT COUNT(*) AS n FROM web_login_failures WHERE ip = $1 AND at >= $2")
-            .bind(ip)
-            .bind(since)
-            .fetch_one(&mut *conn)
-            .await
-            .context("count failed sign-ins from an address")?
-            .try_get("n")?;
+    let by_account: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) AS n FROM web_login_failures WHERE account = $1 AND at >= $2",
+    )
+    .bind(account)
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await
+    .context("count failed sign-ins of an account")?;
+    let by_ip: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) AS n FROM web_login_failures WHERE ip = $1 AND at >= $2",
+    )
+    .bind(ip)
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await
+    .context("count failed sign-ins from an address")?;
     Ok((by_account, by_ip))
 }
 
 pub async fn ics_token(conn: &mut AnyConnection, email: &str) -> anyhow::Result<Option<String>> {
-    let row = sqlx::query("SELECT token FROM web_ics_tokens WHERE email = $1")
+    sqlx::query_scalar("SELECT token FROM web_ics_tokens WHERE email = $1")
         .bind(email)
         .fetch_optional(&mut *conn)
         .await
-        .context("read a calendar-feed token")?;
-    Ok(row.map(|r| r.try_get("token")).transpose()?)
+        .context("read a calendar-feed token")
 }
 
 /// Gives `email` a new feed token; the old one stops working.
@@ -270,46 +244,20 @@ pub async fn email_of_ics_token(
     conn: &mut AnyConnection,
     token: &str,
 ) -> anyhow::Result<Option<String>> {
-    let row = sqlx::query("SELECT email FROM web_ics_tokens WHERE token = $1")
+    sqlx::query_scalar("SELECT email FROM web_ics_tokens WHERE token = $1")
         .bind(token)
         .fetch_optional(&mut *conn)
         .await
-        .context("find a calendar-feed token")?;
-    Ok(row.map(|r| r.try_get("email")).transpose()?)
+        .context("find a calendar-feed token")
 }
 
-const WEB_TASK_COLUMNS: &str =
-    "t.id, t.message, t.client_inn, c.name AS client_name, t.step, t.title, t.role, \
-    t.assignee, t.due, t.priority, t.status, t.provenance, t.created_at";
-
-fn web_task(row: &sqlx::any::AnyRow) -> Result<WebTask, sqlx::Error> {
-    Ok(WebTask {
-        id: row.try_get("id")?,
-        message: row.try_get("message")?,
-        client_inn: row.try_get("client_inn")?,
-        client_name: row.try_get("client_name")?,
-        step: row.try_get("step")?,
-        title: row.try_get("title")?,
-        role: row.try_get("role")?,
-        assignee: row.try_get("assignee")?,
-        due: row.try_get("due")?,
-        priority: row.try_get("priority")?,
-        status: row.try_get("status")?,
-        provenance: row.try_get("provenance")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-pub async fn web_task_by_id(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<WebTask>> {
-    let sql = format!(
-        "SELECT {WEB_TASK_COLUMNS} FROM tasks t LEFT JOIN clients c ON c.inn = t.client_inn WHERE t.id = $1"
-    );
-    let row = sqlx::query(&sql)
+pub async fn web_task_by_id(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<TaskView>> {
+    let sql = format!("SELECT {TASK_VIEW_COLUMNS} FROM {TASK_VIEW_FROM} WHERE t.id = $1");
+    sqlx::query_as(&sql)
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
-        .context("read a task")?;
-    Ok(row.as_ref().map(web_task).transpose()?)
+        .context("read a task")
 }
 
 /// The tasks of these people (open ones only, or all), by due date.
@@ -317,39 +265,37 @@ pub async fn web_tasks_of(
     conn: &mut AnyConnection,
     assignees: &[String],
     open_only: bool,
-) -> anyhow::Result<Vec<WebTask>> {
+) -> anyhow::Result<Vec<TaskView>> {
     if assignees.is_empty() {
         return Ok(Vec::new());
     }
     let placeholders: Vec<String> = (2..assignees.len() + 2).map(|n| format!("${n}")).collect();
     let sql = format!(
-        "SELECT {WEB_TASK_COLUMNS} FROM tasks t LEFT JOIN clients c ON c.inn = t.client_inn \
+        "SELECT {TASK_VIEW_COLUMNS} FROM {TASK_VIEW_FROM} \
          WHERE ($1 = 0 OR t.status = 'open') AND t.assignee IN ({}) ORDER BY t.due, t.id",
         placeholders.join(", ")
     );
-    let mut query = sqlx::query(&sql).bind(i64::from(open_only));
+    let mut query = sqlx::query_as(&sql).bind(i64::from(open_only));
     for a in assignees {
         query = query.bind(a.as_str());
     }
-    let rows = query
+    query
         .fetch_all(&mut *conn)
         .await
-        .context("read tasks of people")?;
-    Ok(rows.iter().map(web_task).collect::<Result<_, _>>()?)
+        .context("read tasks of people")
 }
 
 /// Open tasks of everyone (and the unassigned queue), by due date, at most `limit`.
-pub async fn web_open_tasks(conn: &mut AnyConnection, limit: i64) -> anyhow::Result<Vec<WebTask>> {
+pub async fn web_open_tasks(conn: &mut AnyConnection, limit: i64) -> anyhow::Result<Vec<TaskView>> {
     let sql = format!(
-        "SELECT {WEB_TASK_COLUMNS} FROM tasks t LEFT JOIN clients c ON c.inn = t.client_inn \
+        "SELECT {TASK_VIEW_COLUMNS} FROM {TASK_VIEW_FROM} \
          WHERE t.status = 'open' ORDER BY t.due, t.id LIMIT $1"
     );
-    let rows = sqlx::query(&sql)
+    sqlx::query_as(&sql)
         .bind(limit)
         .fetch_all(&mut *conn)
         .await
-        .context("read open tasks")?;
-    Ok(rows.iter().map(web_task).collect::<Result<_, _>>()?)
+        .context("read open tasks")
 }
 
 /// Marks an open task done; `false` when it was not open.
@@ -394,35 +340,18 @@ pub async fn mail_page(
         "SELECT m.id, m.received_date, m.mailbox, m.from_addr, m.subject, m.status, m.category, m.kind, \
          m.client_inn, m.rule, m.error FROM messages m {clause} ORDER BY m.id DESC LIMIT ${limit_n}"
     );
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query_as(&sql);
     for v in &values {
         query = query.bind(v.as_str());
     }
     if let Some(b) = before {
         query = query.bind(b);
     }
-    let rows = query
+    query
         .bind(limit)
         .fetch_all(&mut *conn)
         .await
-        .context("read a page of the mail log")?;
-    rows.iter()
-        .map(|r| {
-            Ok(MailListRow {
-                id: r.try_get("id")?,
-                received_date: r.try_get("received_date")?,
-                mailbox: r.try_get("mailbox")?,
-                from_addr: r.try_get("from_addr")?,
-                subject: r.try_get("subject")?,
-                status: r.try_get("status")?,
-                category: r.try_get("category")?,
-                kind: r.try_get("kind")?,
-                client_inn: r.try_get("client_inn")?,
-                rule: r.try_get("rule")?,
-                error: r.try_get("error")?,
-            })
-        })
-        .collect()
+        .context("read a page of the mail log")
 }
 
 /// Quarantined mail, newest first, at most `limit`.
@@ -433,7 +362,7 @@ pub async fn quarantine_page(
     mail_page(
         conn,
         &super::MailFilter {
-            status: Some("quarantined".into()),
+            status: Some(MessageStatus::Quarantined.as_str().into()),
             ..Default::default()
         },
         None,
@@ -450,17 +379,17 @@ pub async fn mailbox_activity(
 ) -> anyhow::Result<Vec<MailboxActivity>> {
     let mut out = Vec::new();
     for name in names {
-        let last = sqlx::query(
+        let last: Option<String> = sqlx::query_scalar(
             "SELECT fetched_at FROM messages WHERE mailbox = $1 ORDER BY id DESC LIMIT 1",
         )
         .bind(name)
         .fetch_optional(&mut *conn)
         .await
         .context("read a mailbox's newest mail")?;
-        let Some(last) = last else { continue };
+        let Some(last_fetched) = last else { continue };
         out.push(MailboxActivity {
             mailbox: name.clone(),
-            last_fetched: last.try_get("fetched_at")?,
+            last_fetched,
         });
     }
     Ok(out)

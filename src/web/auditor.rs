@@ -223,7 +223,7 @@ pub async fn mail(
             demand => story.demand, joins => story.joins, rule => story.rule, ruleset => story.ruleset,
             ruleset_recorded => story.ruleset_recorded, reason => story.reason, error => story.error,
             tasks => tasks, notifications => notifications, history => history, mail => view,
-            quarantined => story.status == "quarantined",
+            quarantined => story.status == store::MessageStatus::Quarantined,
         },
     )
 }

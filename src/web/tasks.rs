@@ -5,7 +5,7 @@ use super::auth::{visibility, CsrfForm, Visibility};
 use super::{content_disposition, Web, WebError};
 use crate::calendar::obligations::{ics, open_tasks};
 use crate::directory::Directory;
-use crate::store::{self, WebTask};
+use crate::store::{self, TaskView};
 use anyhow::Context as _;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::header;
@@ -40,7 +40,7 @@ fn section(due: &str, today: NaiveDate) -> &'static str {
 struct Section {
     key: &'static str,
     title: &'static str,
-    tasks: Vec<WebTask>,
+    tasks: Vec<TaskView>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,7 +52,7 @@ pub struct ListQuery {
 pub async fn visible_open_tasks(
     web: &Web,
     viewer: &Viewer,
-) -> Result<(Vec<WebTask>, Directory, Visibility), WebError> {
+) -> Result<(Vec<TaskView>, Directory, Visibility), WebError> {
     let mut conn = web.store().acquire().await?;
     let directory = store::load_directory(&mut conn).await?;
     let vis = visibility(viewer, &directory, web.today());
@@ -137,7 +137,7 @@ async fn visible_task(
     web: &Web,
     viewer: &Viewer,
     id: i64,
-) -> Result<(WebTask, Directory), WebError> {
+) -> Result<(TaskView, Directory), WebError> {
     let mut conn = web.store().acquire().await?;
     let task = store::web_task_by_id(&mut conn, id)
         .await?
@@ -326,7 +326,7 @@ pub async fn show(
         Some(&viewer),
         minijinja::context! {
             task => task.clone(), provenance => provenance_lines(&task.provenance), mail => mail,
-            colleagues => colleagues, may_write => viewer.may_write() && task.status == "open",
+            colleagues => colleagues, may_write => viewer.may_write() && task.status == store::TaskStatus::Open,
         },
     )
 }
@@ -337,7 +337,7 @@ async fn log_task_event(
     conn: &mut sqlx::AnyConnection,
     event: &str,
     sink_event: &str,
-    task: &WebTask,
+    task: &TaskView,
     payload: serde_json::Value,
 ) -> anyhow::Result<()> {
     let at = store::timestamp(Utc::now());

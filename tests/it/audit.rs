@@ -367,7 +367,10 @@ on_both_engines!(
         assert!(text.contains("Subject:"), "raw headers:\n{text}");
         assert!(text.contains(&good.rules.version().to_string()), "{text}");
         assert_eq!(story.tasks.len(), again.tasks.len());
-        assert!(story.notifications.iter().all(|n| n.status == "sent"));
+        assert!(story
+            .notifications
+            .iter()
+            .all(|n| n.status == taxinbox::store::NotificationStatus::Sent));
         let v = audit::verify(&mut conn).await.unwrap();
         assert!(v.is_intact(), "{v}");
         // The reader cannot write.

@@ -482,7 +482,7 @@ on_both_engines!(
         let lines = store::sink_status(&mut conn).await.unwrap();
         let failed = lines
             .iter()
-            .find(|l| l.status == "failed")
+            .find(|l| l.status == store::SinkEventStatus::Failed)
             .expect("a failed line");
         assert_eq!((failed.sink.as_str(), failed.count), ("tracker", 1));
         assert!(

@@ -247,7 +247,7 @@ impl Client {
 }
 
 /// An open task of `person` whose mail is kept.
-async fn a_task_of(world: &WebWorld, person: &str) -> store::TaskRow {
+async fn a_task_of(world: &WebWorld, person: &str) -> store::Task {
     let mut conn = world.app.app.store.acquire().await.unwrap();
     store::list_tasks(
         &mut conn,
