@@ -247,6 +247,9 @@ proptest! {
 
     #[test]
     fn adding_more_working_days_ends_strictly_later(d in start(), n in 0u32..60, k in 1u32..60, region in region()) {
+        // Adding 0 to a day off lands on the next working day, which is also where adding 1 lands: "strictly later"
+        // holds from a working day, or from one working day on.
+        prop_assume!(n >= 1 || working(d, region));
         prop_assert!(add(d, n, region) < add(d, n + k, region));
     }
 

@@ -113,6 +113,8 @@ struct RawEvidence {
 struct RawNotices {
     evidence: RawEvidence,
     kinds: BTreeMap<String, RawNoticeKind>,
+    #[serde(default)]
+    proves: BTreeMap<String, Vec<String>>,
 }
 
 /// `notices.toml`, checked.
@@ -127,6 +129,9 @@ pub struct NoticeCatalog {
     /// отправлена", "… будет отправлена", "отправьте квитанцию"): a duty about another document, not this one.
     pub duty_markers: Vec<String>,
     pub kinds: Vec<NoticeKind>,
+    /// What a receipt or an acceptance proves done in the demand's case it names: step id (`acknowledge`,
+    /// `answer`) → the phrases that say so ("квитанция о приеме требования … отправлена", "ответ … доставлен").
+    pub proves: BTreeMap<String, Vec<String>>,
 }
 
 fn invalid(file: &str, message: String) -> VocabularyError {
@@ -205,7 +210,17 @@ impl NoticeCatalog {
                 closes: k.closes,
             });
         }
+        for (step, phrases) in &raw.proves {
+            if !is_identifier(step) {
+                return Err(invalid(
+                    name,
+                    format!("proves.{step}: a step id is lower-case ASCII letters, digits and `_`"),
+                ));
+            }
+            check_phrases(name, &format!("proves.{step}"), phrases)?;
+        }
         Ok(NoticeCatalog {
+            proves: raw.proves,
             mention_markers: raw.evidence.mention_markers,
             numbered_demand_titles: raw.evidence.numbered_demand_titles,
             duty_markers: raw.evidence.duty_markers,

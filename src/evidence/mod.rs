@@ -20,6 +20,7 @@ pub use sections::Sections;
 pub use topics::{TopicScore, TopicScorer};
 
 use crate::mail::{Facts, ParsedMail};
+use phrases::PhraseTable;
 use std::path::Path;
 
 /// The files of a rules folder this module reads, besides `demands.toml`.
@@ -31,6 +32,8 @@ pub struct Vocabulary {
     pub documents: DocumentFinder,
     pub topics: TopicScorer,
     pub notices: NoticeCatalog,
+    /// `notices.toml` `proves`, compiled: step → its phrases.
+    proofs: Vec<(String, PhraseTable)>,
 }
 
 impl Vocabulary {
@@ -49,11 +52,35 @@ impl Vocabulary {
             file: "topics.toml".into(),
             message,
         })?;
+        let proofs = notices
+            .proves
+            .iter()
+            .map(|(step, phrases)| {
+                PhraseTable::new(phrases)
+                    .map(|table| (step.clone(), table))
+                    .map_err(|(i, e)| VocabularyError::Invalid {
+                        file: "notices.toml".into(),
+                        message: format!("proves.{step}[{i}] {:?}: {e}", phrases[i]),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Vocabulary {
             documents,
             topics,
             notices,
+            proofs,
         })
+    }
+
+    /// The steps of a demand's case that `texts` (a receipt's subject and own words) say are done, in
+    /// `notices.toml` order (`proves`).
+    pub fn proves(&self, texts: &[&str]) -> Vec<String> {
+        let texts: Vec<String> = texts.iter().map(|t| phrases::normalize(t)).collect();
+        self.proofs
+            .iter()
+            .filter(|(_, table)| texts.iter().any(|t| table.first(t).is_some()))
+            .map(|(step, _)| step.clone())
+            .collect()
     }
 
     /// Whether notices of `kind` undo or close a demand (`closes = true` in `notices.toml`).

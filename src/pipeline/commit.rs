@@ -146,7 +146,28 @@ impl Pipeline {
                 closes = case.first_message_id.clone();
             }
         }
+        // A receipt or acceptance that names a known demand by client, number and date proves its steps done; one
+        // that only answers a case's mail (its thread) belongs to that case but proves nothing.
+        let mut proved = None;
+        if !resolved.proves.is_empty() {
+            if let Some(case) = self.closed_case(conn, resolved).await? {
+                record.case_id = Some(case.id);
+                record.reason = Some(format!(
+                    "{}; подтверждает по требованию № {} от {}: {}",
+                    record.reason.clone().unwrap_or_default(),
+                    case.number,
+                    case.demand_date,
+                    resolved.proves.join(", ")
+                ));
+                proved = Some(case.id);
+            } else if let Some(case) = store::find_case_by_thread(conn, &resolved.thread).await? {
+                record.case_id = Some(case.id);
+            }
+        }
         let id = save(conn, target.existing, &record).await?;
+        if let Some(case) = proved {
+            close_proved_steps(conn, case, &resolved.proves, id, &eval.sha256, now_s).await?;
+        }
         let case_id = match &case_key {
             Some(key) => {
                 let kind = resolved.decision.kind.as_deref();
@@ -528,6 +549,47 @@ fn case_key(resolved: &Resolved) -> Option<CaseKey> {
         }),
         _ => None,
     }
+}
+
+/// Marks done the open tasks of case `case` whose step the receipt `message` proves, each with a `task_done` log
+/// entry naming the mail and a `done` event for the task sinks, in the mail's transaction. The digest and the
+/// escalations read open tasks only, so they stop for these steps.
+async fn close_proved_steps(
+    conn: &mut AnyConnection,
+    case: i64,
+    steps: &[String],
+    message: i64,
+    sha256: &str,
+    now_s: &str,
+) -> anyhow::Result<()> {
+    for step in steps {
+        for task in store::open_case_tasks(conn, case, step).await? {
+            if !store::mark_task_done(conn, task.id).await? {
+                continue;
+            }
+            let payload = serde_json::json!({
+                "task": task.id,
+                "step": task.step,
+                "assignee": task.assignee,
+                "by": null,
+                "proved_by_message": message,
+            });
+            let seq = store::append_log(
+                conn,
+                &store::LogEntry {
+                    at: now_s,
+                    event: "task_done",
+                    message: Some(message),
+                    sha256: Some(sha256),
+                    payload: &payload,
+                },
+            )
+            .await?;
+            store::queue_task_change(conn, task.id, store::EVENT_DONE, seq, now_s).await?;
+            tracing::info!(task_id = task.id, step = %task.step, message, "task done: the operator's receipt proves it");
+        }
+    }
+    Ok(())
 }
 
 async fn save(

@@ -159,6 +159,18 @@ impl Pipeline {
                 d.class == crate::evidence::Class::Notice
                     && d.kind.as_deref().is_some_and(|k| ctx.vocabulary.closes(k))
             });
+        let proves = if decision.category == "notice"
+            && evidence
+                .document
+                .as_ref()
+                .is_some_and(|d| d.class == crate::evidence::Class::Notice)
+        {
+            let text = evidence.sections.new_content();
+            let own = crate::evidence::head(&text, crate::evidence::EVIDENCE_TEXT_BYTES);
+            ctx.vocabulary.proves(&[&parsed.subject, own])
+        } else {
+            Vec::new()
+        };
         let safety_net = match evidence.demand() {
             Some(doc)
                 if !needs_no_safety_net(&decision.category) && !is_own_notification(parsed) =>
@@ -196,6 +208,7 @@ impl Pipeline {
                 .filter_map(|f| f.message_id.clone())
                 .collect(),
             closes,
+            proves,
             document: evidence.document,
             safety_net,
         })

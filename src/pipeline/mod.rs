@@ -161,6 +161,9 @@ pub struct Resolved {
     /// The mail is a notice that undoes or closes a demand (a freeze lifted, a demand withdrawn: `closes` in
     /// `notices.toml`): it is linked to the case it names.
     pub closes: bool,
+    /// The steps of the case it names that this notice proves done (a receipt sent proves `acknowledge`, an answer
+    /// delivered or accepted proves `answer`: `proves` in `notices.toml`).
+    pub proves: Vec<String>,
 }
 
 /// Everything one run needs: rules, register, calendars, the store.
@@ -231,6 +234,7 @@ pub fn trace(eval: &Evaluation) -> serde_json::Value {
         Ok(r) => serde_json::json!({
             "document": r.document,
             "safety_net": r.safety_net,
+            "proves": r.proves,
             "passed": r.ran,
             "decided": r.rule,
             "client": r.client_inn,

@@ -576,6 +576,23 @@ pub async fn tasks_of_message(conn: &mut AnyConnection, message: i64) -> anyhow:
         .context("list the tasks of a message")
 }
 
+/// The open tasks of a demand case whose step is `step`, oldest first.
+pub async fn open_case_tasks(
+    conn: &mut AnyConnection,
+    case_id: i64,
+    step: &str,
+) -> anyhow::Result<Vec<Task>> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.case_id = $1 AND t.step = $2 AND t.status = 'open' ORDER BY t.id"
+    );
+    sqlx::query_as(&sql)
+        .bind(case_id)
+        .bind(step)
+        .fetch_all(&mut *conn)
+        .await
+        .context("list the open tasks of a case")
+}
+
 /// Counts of messages by status, for summaries.
 pub async fn message_counts(conn: &mut AnyConnection) -> anyhow::Result<Vec<(MessageStatus, i64)>> {
     let counts: Vec<(String, i64)> = sqlx::query_as(

@@ -210,3 +210,147 @@ on_both_engines!(
         app.cleanup().await;
     }
 );
+
+/// An operator's notice about demand № 12-07/3311 от 09.02.2026 of ООО «Лес-Групп» (ИНН 7703703377, holdout 0001).
+fn receipt(app: &TestApp, name: &str, subject: &str, body: &str) -> PathBuf {
+    mail(
+        app,
+        name,
+        &format!(
+            "Date: Wed, 11 Feb 2026 10:02:00 +0300\n\
+             From: =?utf-8?b?0JrQvtC90YLRg9GALtCt0LrRgdGC0LXRgNC9?= <noreply@extern.kontur.ru>\n\
+             To: buh@debet-service.example\n\
+             Subject: {subject}\n\
+             Message-ID: <{name}@extern.kontur.ru>\n\
+             MIME-Version: 1.0\n\
+             Content-Type: text/plain; charset=utf-8\n\
+             Content-Transfer-Encoding: 8bit\n\
+             \n\
+             {body}\n"
+        ),
+    )
+}
+
+on_both_engines!(
+    operator_receipts_that_name_a_known_demand_close_the_steps_they_prove,
+    |engine| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("hook.secret");
+        std::fs::write(&secret, "secret-of-the-firm\n").unwrap();
+        let app = TestApp::with_extra_config(
+            engine,
+            &format!(
+                "[[sinks]]\nkind = \"webhook\"\nname = \"tracker\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret_file = \"{}\"\n",
+                secret.display()
+            ),
+        )
+        .await;
+        taxinbox::notify::sink::register(
+            &app.app.store,
+            &app.app.settings.sinks,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        app.import_corpus_register().await;
+        let demand = ingest_one(&app, &holdout(1)).await;
+        assert_eq!(demand.tasks.len(), 2);
+        let open = "SELECT COUNT(*) FROM tasks WHERE status = 'open'";
+        let done_events = "SELECT COUNT(*) FROM sink_outbox WHERE event = 'done'";
+        assert_eq!(app.count(open).await, 2);
+
+        // A receipt for a demand nobody knows (another number) changes nothing.
+        let stranger = ingest_one(
+            &app,
+            &receipt(
+                &app,
+                "r0",
+                "Квитанция о приеме требования отправлена",
+                "Абонент: ООО «Лес-Групп», ИНН 7703703377\nКвитанция о приеме требования № 12-07/9999 от 09.02.2026 \
+                 отправлена в ИФНС России № 3 по г. Москве.",
+            ),
+        )
+        .await;
+        assert_eq!(stranger.category.as_deref(), Some("notice"), "{stranger:?}");
+        assert_eq!(app.count(open).await, 2);
+        assert_eq!(app.count(done_events).await, 0);
+
+        // The client's receipt went out: `acknowledge` is done.
+        let sent = ingest_one(
+            &app,
+            &receipt(
+                &app,
+                "r1",
+                "Квитанция о приеме требования отправлена",
+                "Абонент: ООО «Лес-Групп», ИНН 7703703377\nКвитанция о приеме требования № 12-07/3311 от 09.02.2026 \
+                 отправлена в ИФНС России № 3 по г. Москве.",
+            ),
+        )
+        .await;
+        assert_eq!(sent.category.as_deref(), Some("notice"), "{sent:?}");
+        assert!(sent.tasks.is_empty());
+        assert!(
+            sent.joins.is_none(),
+            "a receipt is no second copy of the demand"
+        );
+        let step_status = |step: &'static str| {
+            let app = &app;
+            async move {
+                app.count(&format!(
+                    "SELECT COUNT(*) FROM tasks WHERE step = '{step}' AND status = 'done'"
+                ))
+                .await
+            }
+        };
+        assert_eq!(step_status("acknowledge").await, 1);
+        assert_eq!(step_status("answer").await, 0);
+        assert_eq!(app.count(done_events).await, 1);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM audit_log WHERE event = 'task_done'")
+                .await,
+            1
+        );
+
+        // The tax office accepted the answer: `answer` is done too.
+        let accepted = ingest_one(
+            &app,
+            &receipt(
+                &app,
+                "r2",
+                "Ответ на требование принят налоговым органом",
+                "Абонент: ООО «Лес-Групп», ИНН 7703703377\nОтвет на требование № 12-07/3311 от 09.02.2026 принят \
+                 налоговым органом 18.02.2026.",
+            ),
+        )
+        .await;
+        assert_eq!(accepted.category.as_deref(), Some("notice"), "{accepted:?}");
+        assert_eq!(step_status("answer").await, 1);
+        assert_eq!(app.count(open).await, 0);
+        assert_eq!(app.count(done_events).await, 2);
+        // Each entry names the mail that proves it.
+        let mut conn = app.app.store.acquire().await.unwrap();
+        let payloads: Vec<(String,)> =
+            sqlx::query_as("SELECT payload FROM audit_log WHERE event = 'task_done' ORDER BY seq")
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+        drop(conn);
+        for (p,) in &payloads {
+            let v: serde_json::Value = serde_json::from_str(p).unwrap();
+            assert!(v["proved_by_message"].as_i64().is_some(), "{p}");
+        }
+        // A second copy of the acceptance proves nothing new.
+        ingest_one(
+            &app,
+            &receipt(
+                &app,
+                "r3",
+                "Ответ на требование доставлен",
+                "ИНН 7703703377. Ответ на требование № 12-07/3311 от 09.02.2026 доставлен в ИФНС России № 3.",
+            ),
+        )
+        .await;
+        assert_eq!(app.count(done_events).await, 2);
+        app.cleanup().await;
+    }
+);
