@@ -24,6 +24,7 @@ const KINDS: &[(Kind, &str, &[&str], &str)] = &[
             "from",
             "received",
             "excerpt",
+            "checklist",
             "attachments",
         ],
         include_str!("../rules/templates/task_assigned.txt"),

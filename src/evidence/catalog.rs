@@ -106,6 +106,8 @@ struct RawEvidence {
     numbered_demand_titles: Vec<String>,
     #[serde(default)]
     duty_markers: Vec<String>,
+    #[serde(default)]
+    checklist_intro: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +130,8 @@ pub struct NoticeCatalog {
     /// Words that, after a notice's title in the same sentence, say it is still to be done ("квитанция о приеме не
     /// отправлена", "… будет отправлена", "отправьте квитанцию"): a duty about another document, not this one.
     pub duty_markers: Vec<String>,
+    /// Phrases of a demand's body after which it lists what it asks for (its checklist).
+    pub checklist_intro: Vec<String>,
     pub kinds: Vec<NoticeKind>,
     /// What a receipt or an acceptance proves done in the demand's case it names: step id (`acknowledge`,
     /// `answer`) → the phrases that say so ("квитанция о приеме требования … отправлена", "ответ … доставлен").
@@ -174,6 +178,11 @@ impl NoticeCatalog {
             &raw.evidence.numbered_demand_titles,
         )?;
         check_phrases(name, "evidence.duty_markers", &raw.evidence.duty_markers)?;
+        check_phrases(
+            name,
+            "evidence.checklist_intro",
+            &raw.evidence.checklist_intro,
+        )?;
         let mut kinds = Vec::with_capacity(raw.kinds.len());
         for (id, k) in raw.kinds {
             let at = format!("kinds.{id}");
@@ -224,6 +233,7 @@ impl NoticeCatalog {
             mention_markers: raw.evidence.mention_markers,
             numbered_demand_titles: raw.evidence.numbered_demand_titles,
             duty_markers: raw.evidence.duty_markers,
+            checklist_intro: raw.evidence.checklist_intro,
             kinds,
         })
     }

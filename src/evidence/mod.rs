@@ -9,6 +9,7 @@
 //! never ends without a person looking at it, whatever the rules decided). Pure: no I/O after loading.
 
 pub mod catalog;
+pub mod checklist;
 pub mod document;
 pub mod phrases;
 pub mod sections;
@@ -34,6 +35,8 @@ pub struct Vocabulary {
     pub notices: NoticeCatalog,
     /// `notices.toml` `proves`, compiled: step → its phrases.
     proofs: Vec<(String, PhraseTable)>,
+    /// `checklist_intro`, compiled.
+    checklist_intro: PhraseTable,
 }
 
 impl Vocabulary {
@@ -64,11 +67,21 @@ impl Vocabulary {
                     })
             })
             .collect::<Result<_, _>>()?;
+        let checklist_intro = PhraseTable::new(&notices.checklist_intro).map_err(|(i, e)| {
+            VocabularyError::Invalid {
+                file: "notices.toml".into(),
+                message: format!(
+                    "evidence.checklist_intro[{i}] {:?}: {e}",
+                    notices.checklist_intro[i]
+                ),
+            }
+        })?;
         Ok(Vocabulary {
             documents,
             topics,
             notices,
             proofs,
+            checklist_intro,
         })
     }
 
@@ -102,6 +115,8 @@ pub struct Evidence {
     pub sections: Sections,
     /// The mail's own document, when it names one.
     pub document: Option<Document>,
+    /// What the mail's new text lists after a demand's "представить следующие документы:" ([`checklist`]).
+    pub checklist: Vec<String>,
 }
 
 impl Evidence {
@@ -144,12 +159,19 @@ pub fn assess(vocabulary: &Vocabulary, mail: &ParsedMail, facts: &Facts) -> Evid
         .map(|a| a.name.as_str())
         .filter(|n| !n.is_empty())
         .collect();
+    let new_content = sections.new_content();
+    let new_text = head(&new_content, EVIDENCE_TEXT_BYTES);
     let document = vocabulary.documents.find(
         facts.demand.as_ref(),
         &mail.subject,
         &names,
-        head(&sections.new_content(), EVIDENCE_TEXT_BYTES),
+        new_text,
         subject_is_history,
     );
-    Evidence { sections, document }
+    let checklist = checklist::extract(&vocabulary.checklist_intro, new_text);
+    Evidence {
+        sections,
+        document,
+        checklist,
+    }
 }

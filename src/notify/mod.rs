@@ -284,6 +284,25 @@ fn write_file(dir: &Path, id: i64, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// The text of a new-task notification from the task and its mail as stored now, so an admin's template applies
 /// to notifications already queued. `None` when the task is gone (the stored text is used then).
+/// "Что запрошено:" and the demand's numbered list, for the task that answers it; empty otherwise.
+async fn checklist_text(
+    conn: &mut sqlx::AnyConnection,
+    facts: &store::TaskNoticeFacts,
+) -> anyhow::Result<String> {
+    let Some(case) = facts.case_id.filter(|_| facts.step == "answer") else {
+        return Ok(String::new());
+    };
+    let items = store::case_checklist(conn, case).await?;
+    if items.is_empty() {
+        return Ok(String::new());
+    }
+    let mut text = String::from("\nЧто запрошено:\n");
+    for i in &items {
+        text.push_str(&format!("{}. {}\n", i.position, i.item));
+    }
+    Ok(text)
+}
+
 async fn render_task_assigned(
     conn: &mut sqlx::AnyConnection,
     templates: &Templates,
@@ -326,6 +345,7 @@ async fn render_task_assigned(
         ),
         ("excerpt", excerpt),
         ("attachments", attachments),
+        ("checklist", checklist_text(conn, &facts).await?),
     ]);
     Ok(Some(templates.render(Kind::TaskAssigned, &values)))
 }

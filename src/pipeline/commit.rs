@@ -124,6 +124,9 @@ impl Pipeline {
             .await?
         {
             joined(&mut record, &case, by);
+            // A second copy may carry the demand's text the first lacked (an operator's alert, then the client's
+            // forward of the demand itself): its list fills a checklist still empty.
+            store::set_case_checklist(conn, case.id, &resolved.checklist).await?;
             let stored = Stored::new(save(conn, target.existing, &record).await?, record)
                 .named_demand(resolved.demand.is_some() || by != JoinedBy::Demand);
             return self
@@ -183,6 +186,7 @@ impl Pipeline {
                 )
                 .await?;
                 store::set_message_case(conn, id, case).await?;
+                store::set_case_checklist(conn, case, &resolved.checklist).await?;
                 Some(case)
             }
             None => None,

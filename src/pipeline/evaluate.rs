@@ -171,6 +171,11 @@ impl Pipeline {
         } else {
             Vec::new()
         };
+        let checklist = match &decision.checklist {
+            Some(list) => list.clone(),
+            None if decision.category == "tax_demand" => evidence.checklist.clone(),
+            None => Vec::new(),
+        };
         let safety_net = match evidence.demand() {
             Some(doc)
                 if !needs_no_safety_net(&decision.category) && !is_own_notification(parsed) =>
@@ -209,6 +214,7 @@ impl Pipeline {
                 .collect(),
             closes,
             proves,
+            checklist,
             document: evidence.document,
             safety_net,
         })

@@ -164,6 +164,9 @@ pub struct Resolved {
     /// The steps of the case it names that this notice proves done (a receipt sent proves `acknowledge`, an answer
     /// delivered or accepted proves `answer`: `proves` in `notices.toml`).
     pub proves: Vec<String>,
+    /// What a demand asks for (its documents or questions), from the rule or read from its text: the answer
+    /// task's checklist.
+    pub checklist: Vec<String>,
 }
 
 /// Everything one run needs: rules, register, calendars, the store.

@@ -20,6 +20,9 @@ pub struct Decision {
     pub tasks: Option<Vec<TaskSpec>>,
     /// Free text shown to auditors.
     pub reason: String,
+    /// What the demand asks for, replacing the list read from its text (`mail.checklist`); `Some(vec![])` means
+    /// none.
+    pub checklist: Option<Vec<String>>,
 }
 
 /// Whether the rule named the client.
@@ -147,6 +150,21 @@ impl Decision {
                     }
                 }
                 "reason" => d.reason = opt_string("reason", v)?.unwrap_or_default(),
+                "checklist" => {
+                    if !v.is_unit() {
+                        let shown = v.clone();
+                        let items = v.try_cast::<rhai::Array>().ok_or_else(|| {
+                            type_error("checklist", "an array of strings", &shown)
+                        })?;
+                        d.checklist = Some(
+                            items
+                                .into_iter()
+                                .map(|i| string("checklist[]", i))
+                                .filter(|i| i.as_ref().map_or(true, |s| !s.trim().is_empty()))
+                                .collect::<Result<_, _>>()?,
+                        );
+                    }
+                }
                 other => return Err(format!("unknown decision key `{other}`")),
             }
         }

@@ -182,6 +182,10 @@ pub fn mail_object(
     );
     m.insert("own_text".into(), capped(&evidence.sections.own));
     m.insert(
+        "checklist".into(),
+        strings(evidence.checklist.iter().map(String::as_str)),
+    );
+    m.insert(
         "forwarded_text".into(),
         capped(&evidence.sections.forwarded),
     );

@@ -12,6 +12,7 @@
 mod audit;
 mod audit_read;
 mod calendar;
+mod checklist;
 mod directory;
 mod generation;
 mod imap;
@@ -31,6 +32,7 @@ pub use audit::{
 };
 pub use audit_read::*;
 pub use calendar::*;
+pub use checklist::{case_checklist, set_case_checklist, tick_checklist_item, ChecklistItem};
 pub use directory::{load_directory, save_directory};
 pub use generation::{
     bump_register_generation, record_context_loaded, register_generation, CONTEXT_LOADED,

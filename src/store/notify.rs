@@ -95,6 +95,8 @@ pub struct TaskNoticeFacts {
     pub subject: Option<String>,
     pub from_addr: Option<String>,
     pub received_date: Option<String>,
+    pub step: String,
+    pub case_id: Option<i64>,
 }
 
 /// The facts of task `task` for its notification; `None` if the task does not exist.
@@ -104,7 +106,7 @@ pub async fn task_notice_facts(
 ) -> anyhow::Result<Option<TaskNoticeFacts>> {
     sqlx::query_as(
         "SELECT t.title, t.due, t.client_inn, c.name AS client_name, m.sha256, m.subject, m.from_addr, \
-         m.received_date FROM tasks t LEFT JOIN clients c ON c.inn = t.client_inn \
+         m.received_date, t.step, t.case_id FROM tasks t LEFT JOIN clients c ON c.inn = t.client_inn \
          LEFT JOIN messages m ON m.id = t.message WHERE t.id = $1",
     )
     .bind(task)

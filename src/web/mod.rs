@@ -144,6 +144,7 @@ pub fn router(web: Web) -> Router {
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}/done", post(tasks::done))
         .route("/tasks/{id}/reassign", post(tasks::reassign))
+        .route("/tasks/{id}/checklist/{position}", post(tasks::tick))
         .route("/mail/{id}/attachments/{n}", get(tasks::attachment))
         .route("/ics/{file}", get(tasks::ics_feed))
         .route("/me/ics", post(tasks::new_ics_token))

@@ -316,6 +316,14 @@ pub async fn show(
         Some(m) => mail_view(&web, m).await?,
         None => None,
     };
+    // The demand's checklist belongs with the task that answers it.
+    let checklist = match task.case_id {
+        Some(case) if task.step == "answer" => {
+            let mut conn = web.store().acquire().await?;
+            store::case_checklist(&mut conn, case).await?
+        }
+        _ => Vec::new(),
+    };
     let colleagues: Vec<_> = directory
         .accountants()
         .filter(|a| Some(a.email.as_str()) != task.assignee.as_deref())
@@ -327,6 +335,7 @@ pub async fn show(
         minijinja::context! {
             task => task.clone(), provenance => provenance_lines(&task.provenance), mail => mail,
             colleagues => colleagues, may_write => viewer.may_write() && task.status == store::TaskStatus::Open,
+            checklist => checklist, may_tick => viewer.may_write(),
         },
     )
 }
@@ -382,6 +391,52 @@ pub async fn done(
     tx.commit().await.context("mark a task done")?;
     tracing::info!(task_id = id, account = %viewer.email, "task done");
     Ok(Redirect::to(&format!("/tasks/{id}")).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TickForm {
+    #[serde(default)]
+    csrf: String,
+    /// `1` ticks the item, anything else unticks it.
+    #[serde(default)]
+    done: String,
+}
+
+/// Ticks or unticks item `position` of the checklist of the demand task `id` answers; logged like every change.
+pub async fn tick(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path((id, position)): Path<(i64, i64)>,
+    Form(form): Form<TickForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(&form.csrf)?;
+    if !viewer.may_write() {
+        return Err(WebError::Forbidden);
+    }
+    let (task, _) = visible_task(&web, &viewer, id).await?;
+    let Some(case) = task.case_id.filter(|_| task.step == "answer") else {
+        return Err(WebError::BadRequest(
+            "У задачи нет перечня документов.".into(),
+        ));
+    };
+    let done = form.done == "1";
+    let at = store::timestamp(Utc::now());
+    let mut tx = web.store().begin().await?;
+    if store::tick_checklist_item(&mut tx, case, position, done, &viewer.email, &at).await? {
+        store::append_log(
+            &mut tx,
+            &store::LogEntry {
+                at: &at,
+                event: if done { "checklist_ticked" } else { "checklist_unticked" },
+                message: task.message,
+                sha256: None,
+                payload: &serde_json::json!({"task": id, "case": case, "position": position, "by": viewer.email}),
+            },
+        )
+        .await?;
+    }
+    tx.commit().await.context("tick a checklist item")?;
+    Ok(Redirect::to(&format!("/tasks/{id}#checklist")).into_response())
 }
 
 #[derive(Debug, Deserialize)]

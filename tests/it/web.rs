@@ -761,3 +761,97 @@ async fn set_password_reads_standard_input_and_refuses_people_the_firm_does_not_
     drop(conn);
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_documents_demands_list_is_the_answer_tasks_checklist_on_its_page_and_in_its_mail() {
+    // Corpus 0111 (1С-Отчетность): "…необходимо представить следующие документы: товарно-транспортные накладные;
+    // договоры поставки с приложениями и спецификациями."
+    let world = WebWorld::with(Engine::Sqlite, "", &[&corpus().join("mail/0111.eml")]).await;
+    let app = &world.app;
+    assert_eq!(app.count("SELECT COUNT(*) FROM case_checklist").await, 2);
+    let answer = app
+        .count("SELECT id FROM tasks WHERE step = 'answer'")
+        .await;
+    let acknowledge = app
+        .count("SELECT id FROM tasks WHERE step = 'acknowledge'")
+        .await;
+    let mut admin = Client::new(&world.base);
+    assert_eq!(admin.sign_in(ADMIN, PASSWORD).await, 303);
+    let (status, page) = admin.get(&format!("/tasks/{answer}")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Что запрошено"), "{page}");
+    assert!(page.contains("товарно-транспортные накладные"), "{page}");
+    assert!(
+        page.contains("договоры поставки с приложениями и спецификациями"),
+        "{page}"
+    );
+    // The acknowledgement is no place for the list.
+    let (_, page) = admin.get(&format!("/tasks/{acknowledge}")).await;
+    assert!(!page.contains("Что запрошено"));
+
+    // Ticked and unticked, each logged with who did it.
+    let csrf = admin.csrf.clone();
+    let (status, _) = admin
+        .post(
+            &format!("/tasks/{answer}/checklist/1"),
+            &[("csrf", &csrf), ("done", "1")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, page) = admin.get(&format!("/tasks/{answer}")).await;
+    assert!(page.contains("class=\"done\""), "{page}");
+    assert!(page.contains(ADMIN), "{page}");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM case_checklist WHERE done_by IS NOT NULL")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_log WHERE event = 'checklist_ticked'")
+            .await,
+        1
+    );
+    let (status, _) = admin
+        .post(
+            &format!("/tasks/{answer}/checklist/1"),
+            &[("csrf", &csrf), ("done", "0")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM case_checklist WHERE done_by IS NOT NULL")
+            .await,
+        0
+    );
+
+    // The task mail of the answer lists it too; the acknowledgement's does not.
+    let outbox = app.path("outbox");
+    taxinbox::notify::send_pending(
+        &app.app.store,
+        &taxinbox::notify::Delivery::Files(outbox.clone()),
+        "taxinbox@debet-service.example",
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    let mails: Vec<String> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(mails.len(), 2);
+    let decoded: Vec<String> = mails
+        .iter()
+        .map(|m| {
+            let parsed = taxinbox::mail::parse(m.as_bytes()).unwrap();
+            parsed.text
+        })
+        .collect();
+    let with_list: Vec<_> = decoded
+        .iter()
+        .filter(|t| {
+            t.contains("Что запрошено:\n1. товарно-транспортные накладные\n2. договоры поставки")
+        })
+        .collect();
+    assert_eq!(with_list.len(), 1, "{decoded:#?}");
+    world.finish().await;
+}
