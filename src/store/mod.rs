@@ -16,6 +16,7 @@ mod messages;
 mod notify;
 mod replay;
 mod shadow;
+mod sink_portal;
 mod sinks;
 mod web;
 
@@ -37,6 +38,7 @@ pub use replay::{decisions_since, StoredDecision};
 pub use shadow::{
     insert_shadow_decision, shadow_decisions_since, ShadowDecision, ShadowSide, ShadowTask,
 };
+pub use sink_portal::*;
 pub use sinks::*;
 pub use web::*;
 
