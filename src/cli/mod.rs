@@ -91,7 +91,8 @@ pub enum Command {
     },
     /// The tax calendar: every client's obligations; `calendar generate` creates the tasks that are due.
     Calendar(calendar::CalendarArgs),
-    /// The firm's task trackers (`[[sinks]]`): `sinks status` (events by state, newest errors), `sinks retry`.
+    /// The firm's task trackers (`[[sinks]]`): `sinks status` (events by state, newest errors, lost tasks), `sinks retry`,
+    /// `sinks check` (Bitrix24 scopes and user mapping; read-only).
     Sinks {
         #[command(subcommand)]
         command: sinks::SinksCommand,

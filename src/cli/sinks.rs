@@ -1,7 +1,7 @@
-//! `taxinbox sinks status|retry`: the firm's task trackers (`[[sinks]]`).
+//! `taxinbox sinks status|retry|check`: the firm's task trackers (`[[sinks]]`).
 
 use crate::app::Instance;
-use crate::notify::sink::status_lines;
+use crate::notify::sink::{check, status_lines};
 use crate::store;
 use chrono::Utc;
 use std::path::Path;
@@ -9,8 +9,12 @@ use std::path::Path;
 /// `taxinbox sinks …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum SinksCommand {
-    /// Events per sink and state (pending, delivered, failed), with the newest error of each.
+    /// Events per sink and state (pending, delivered, failed), with the newest error of each, and the tracker
+    /// tasks that were lost (deleted on the portal, or invisible to the webhook's owner).
     Status,
+    /// Bitrix24: the webhook's scopes, which accountant maps to which user and who is missing. Sends and changes
+    /// nothing.
+    Check,
     /// Queue the events that failed for good again (after fixing the sink or the tracker).
     Retry {
         /// Only this sink's events.
@@ -29,6 +33,15 @@ pub async fn run_command(
             let lines = status_lines(&app.store).await?;
             if lines.is_empty() {
                 println!("no task events queued for any sink");
+            }
+            for line in lines {
+                println!("{line}");
+            }
+        }
+        SinksCommand::Check => {
+            let lines = check(&app.store, &app.settings).await?;
+            if lines.is_empty() {
+                println!("no Bitrix24 sink configured");
             }
             for line in lines {
                 println!("{line}");

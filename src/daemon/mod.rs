@@ -106,6 +106,8 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
         let _ = stop_tx.send(true);
     });
     let app = Instance::open(config).await?;
+    // A webhook URL kept in a file or the environment is checked now, not at the first event.
+    notify::sink::check_urls(&app.settings.sinks)?;
     if let Some(clients) = &app.settings.directory.clients {
         let imported = crate::directory_import::import_files(
             &app.store,

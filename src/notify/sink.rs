@@ -8,15 +8,31 @@
 //! oldest due event whose task has no earlier undelivered event (strictly in order per task), retried with the
 //! e-mail outbox's back-off ([`super::retry_delay`]) after a network error, a timeout, 408, 429 or 5xx; failed for
 //! good after any other 4xx or `max_attempts` attempts — a failed event holds back the later events of its task
-//! and shows in `taxinbox sinks status` until an admin runs `taxinbox sinks retry`. An event is marked delivered
-//! only after a 2xx answer: delivery is at-least-once (see the webhook and Bitrix24 modules for why a repeat is
-//! harmless). Only the configured URLs are contacted; redirects are not followed.
+//! and shows in `taxinbox sinks status` until an admin runs `taxinbox sinks retry`. A tracker that asks to wait
+//! (Bitrix24's rate and time limits, a refused webhook: [`SinkError::Wait`]) puts the event off without using up
+//! an attempt and ends the sink's pass. An event is marked delivered only after a 2xx answer: delivery is
+//! at-least-once (see the webhook and Bitrix24 modules for why a repeat is harmless). Only the configured URLs are
+//! contacted; redirects are not followed.
+//!
+//! For Bitrix24 the worker also reads, once per pass and only when an event is due, the webhook's scopes and the
+//! users found by e-mail (`user.get`, cached in `sink_users`, refreshed daily; the static map overrides them), and
+//! records a task lost on the portal (`sink_lost_tasks`: re-created or dropped by `on_lost_task`). [`check`] is
+//! `taxinbox sinks check`: who maps to whom, who is missing, and the scopes, changing nothing.
 
+use super::bitrix;
 use crate::settings::{SinkKind, SinkSettings};
 use crate::store::{self, PendingSinkEvent, Store};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// How long the users found by e-mail are trusted before `user.get` is asked again.
+const USERS_REFRESH: chrono::Duration = chrono::Duration::hours(24);
+
+/// How many lost tasks `taxinbox sinks status` lists (the newest).
+const LOST_SHOWN: i64 = 50;
 
 /// The most events one pass delivers per sink: a bound on the loop; the rest waits for the next pass.
 const MAX_PER_PASS: usize = 10_000;
@@ -30,11 +46,18 @@ pub enum SinkError {
     /// Retrying cannot help: another 4xx, a refused request.
     #[error("{0}")]
     Permanent(String),
+    /// The tracker asked to wait (a rate or time limit, a refused webhook): again after `wait`, without using up
+    /// an attempt.
+    #[error("{message}")]
+    Wait {
+        message: String,
+        wait: std::time::Duration,
+    },
 }
 
 impl SinkError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SinkError::Transient(_))
+        matches!(self, SinkError::Transient(_) | SinkError::Wait { .. })
     }
 }
 
@@ -74,6 +97,22 @@ pub async fn register(
     store::register_sinks(&mut conn, &list, &store::timestamp(now)).await
 }
 
+/// Checks that every sink's URL can be read and has the right shape (a Bitrix24 webhook: `https://…/rest/<user
+/// id>/<code>/`); the error names the setting. The daemon calls it at start, so a broken URL kept in a file or the
+/// environment stops it there instead of failing every event.
+pub fn check_urls(sinks: &[SinkSettings]) -> anyhow::Result<()> {
+    for sink in sinks {
+        let at = format!("sinks[{}]", sink.name);
+        match &sink.kind {
+            SinkKind::Webhook { url, .. } => url.resolve(&at).map(drop)?,
+            SinkKind::Bitrix24 { url, .. } => url
+                .resolve_bitrix(&format!("{at}.{}", url.setting()))
+                .map(drop)?,
+        }
+    }
+    Ok(())
+}
+
 /// What a delivery pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SinkOutcome {
@@ -83,6 +122,10 @@ pub struct SinkOutcome {
     pub retrying: usize,
     /// Failed for good.
     pub failed: usize,
+    /// Put off because the tracker asked to wait; no attempt used.
+    pub deferred: usize,
+    /// Found their tracker task lost (deleted there, or invisible to the webhook's owner).
+    pub lost: usize,
 }
 
 impl SinkOutcome {
@@ -90,7 +133,16 @@ impl SinkOutcome {
         self.delivered += o.delivered;
         self.retrying += o.retrying;
         self.failed += o.failed;
+        self.deferred += o.deferred;
+        self.lost += o.lost;
     }
+}
+
+/// What a Bitrix24 sink reads once per pass before its first delivery.
+#[derive(Debug, Clone, Default)]
+struct Prepared {
+    scopes: BTreeSet<String>,
+    people: bitrix::People,
 }
 
 /// One sink ready to deliver: its settings and HTTP client.
@@ -98,6 +150,8 @@ impl SinkOutcome {
 struct Sink {
     settings: SinkSettings,
     client: reqwest::Client,
+    /// Bitrix24: the scopes and people, read at the first due event of the pass.
+    prepared: Arc<tokio::sync::OnceCell<Prepared>>,
 }
 
 /// The delivery worker over every configured sink.
@@ -106,6 +160,8 @@ pub struct SinkWorker {
     sinks: Vec<Sink>,
     /// The firm's zone, for deadlines.
     zone: chrono_tz::Tz,
+    /// The web view's base URL, for links back from a tracker's task.
+    web_base: Option<String>,
 }
 
 impl SinkWorker {
@@ -125,15 +181,22 @@ impl SinkWorker {
                 Ok(Sink {
                     settings: s.clone(),
                     client,
+                    prepared: Arc::default(),
                 })
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(SinkWorker { sinks, zone })
+        Ok(SinkWorker {
+            sinks,
+            zone,
+            web_base: None,
+        })
     }
 
     /// The worker of the settings.
     pub fn from_settings(settings: &crate::settings::Settings) -> anyhow::Result<SinkWorker> {
-        SinkWorker::new(&settings.sinks, settings.general.timezone)
+        let mut worker = SinkWorker::new(&settings.sinks, settings.general.timezone)?;
+        worker.web_base = settings.web.base_url.clone();
+        Ok(worker)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -158,7 +221,13 @@ impl SinkWorker {
             };
             for _ in 0..MAX_PER_PASS {
                 match self.deliver_next(store, sink, &secrets, now).await? {
-                    Some(o) => total.add(o),
+                    Some(o) => {
+                        total.add(o);
+                        if o.deferred > 0 {
+                            // The tracker asked to wait: the sink's other events would be refused as well.
+                            break;
+                        }
+                    }
                     None => break,
                 }
             }
@@ -180,7 +249,10 @@ impl SinkWorker {
                     })
                     .transpose()?,
             )),
-            SinkKind::Bitrix24 { url, .. } => Ok((url.resolve(&at)?, None)),
+            SinkKind::Bitrix24 { url, .. } => Ok((
+                url.resolve_bitrix(&format!("{at}.{}", url.setting()))?,
+                None,
+            )),
         }
     }
 
@@ -228,14 +300,14 @@ impl SinkWorker {
         }
     }
 
-    /// One delivery attempt; `Ok(Some(id))` carries the tracker's task id when it has one.
+    /// One delivery attempt.
     async fn attempt(
         &self,
         conn: &mut sqlx::AnyConnection,
         sink: &Sink,
         secrets: &(SecretString, Option<SecretString>),
         event: &PendingSinkEvent,
-    ) -> anyhow::Result<Result<Option<String>, SinkError>> {
+    ) -> anyhow::Result<Result<bitrix::Delivered, SinkError>> {
         let Some(task) = store::sink_task(conn, event.task).await? else {
             return Ok(Err(SinkError::Permanent(format!(
                 "task {} does not exist",
@@ -255,47 +327,204 @@ impl SinkWorker {
                 change.as_ref(),
             )
             .await
-            .map(|()| None),
-            SinkKind::Bitrix24 { responsible, .. } => {
-                let known = store::sink_remote_id(conn, &sink.settings.name, event.task).await?;
-                super::bitrix::deliver(
-                    super::bitrix::Portal {
-                        client: &sink.client,
-                        base: url,
-                        responsible,
+            .map(|()| bitrix::Delivered::default()),
+            SinkKind::Bitrix24 {
+                responsible,
+                portal: settings,
+                ..
+            } => {
+                let name = &sink.settings.name;
+                if store::sink_task_dropped(conn, name, event.task).await? {
+                    tracing::info!(sink = %name, task_id = event.task, event = %event.event_key,
+                        "not sent: the task's Bitrix24 task was lost and dropped (on_lost_task = \"drop\")");
+                    return Ok(Ok(bitrix::Delivered::default()));
+                }
+                let pacer = bitrix::pacer(&bitrix::origin(url), settings);
+                let portal = bitrix::Portal {
+                    client: &sink.client,
+                    base: url,
+                    pacer: &pacer,
+                };
+                let prepared = sink
+                    .prepared
+                    .get_or_try_init(|| prepare(conn, name, portal, responsible))
+                    .await;
+                let prepared = match prepared {
+                    Ok(p) => p,
+                    Err(Prepare::Sink(e)) => return Ok(Err(e)),
+                    Err(Prepare::Store(e)) => return Err(e),
+                };
+                let known = match store::sink_remote_id(conn, name, event.task).await? {
+                    Some(id) => Some(bitrix::Known {
+                        due: store::sink_task_due(conn, name, event.task).await?,
+                        id,
+                    }),
+                    None => None,
+                };
+                let raw_mail = match (&task.mail, settings.attachments_folder) {
+                    (Some(mail), Some(_)) => store::raw_mail_of_message(conn, mail.id).await?,
+                    _ => None,
+                };
+                let extras = bitrix::Extras {
+                    people: store::sink_people(
+                        conn,
+                        task.assignee.as_deref(),
+                        task.client_inn.as_deref(),
+                    )
+                    .await?,
+                    web_base: self.web_base.as_deref(),
+                    // The demand's checklist is extracted by issue 17; until then a task carries none.
+                    checklist: Vec::new(),
+                    raw_mail,
+                };
+                bitrix::deliver(
+                    bitrix::Delivery {
+                        portal,
+                        people: &prepared.people,
+                        settings,
+                        scopes: &prepared.scopes,
                         zone: self.zone,
                     },
                     event,
                     &task,
                     change.as_ref(),
                     known,
+                    &extras,
                 )
                 .await
-                .map(Some)
             }
         })
     }
 }
 
-/// Marks the event after an attempt (and stores the tracker's task id), in the caller's transaction.
+/// Why a Bitrix24 sink could not be prepared.
+enum Prepare {
+    Sink(SinkError),
+    Store(anyhow::Error),
+}
+
+/// The webhook's scopes and the accountants' Bitrix24 users: the users found by e-mail (when the webhook may read
+/// users), refreshed when older than a day or when the register names someone not looked up yet, under the static
+/// map.
+async fn prepare(
+    conn: &mut sqlx::AnyConnection,
+    sink: &str,
+    portal: bitrix::Portal<'_>,
+    responsible: &crate::settings::Responsible,
+) -> Result<Prepared, Prepare> {
+    let scopes = bitrix::scopes(portal).await.map_err(Prepare::Sink)?;
+    let mut by_email = BTreeMap::new();
+    if bitrix::can_read_users(&scopes) {
+        let cached = store::sink_users(conn, sink)
+            .await
+            .map_err(Prepare::Store)?;
+        let emails = store::accountant_emails(conn)
+            .await
+            .map_err(Prepare::Store)?;
+        let stale = store::timestamp(Utc::now() - USERS_REFRESH);
+        let fresh = emails.iter().all(|e| {
+            cached
+                .get(e)
+                .is_some_and(|(_, checked)| checked.as_str() > stale.as_str())
+        });
+        if fresh {
+            for (email, (id, _)) in cached {
+                if let Some(id) = id.and_then(|i| u64::try_from(i).ok()) {
+                    by_email.insert(email, id);
+                }
+            }
+        } else {
+            let found = bitrix::users_by_email(portal, &emails)
+                .await
+                .map_err(Prepare::Sink)?;
+            let rows: BTreeMap<String, Option<i64>> = emails
+                .iter()
+                .map(|e| {
+                    (
+                        e.clone(),
+                        found.get(e).and_then(|id| i64::try_from(*id).ok()),
+                    )
+                })
+                .collect();
+            store::put_sink_users(conn, sink, &rows, &store::timestamp(Utc::now()))
+                .await
+                .map_err(Prepare::Store)?;
+            tracing::info!(
+                sink,
+                found = found.len(),
+                missing = emails.len() - found.len(),
+                "Bitrix24 users looked up by e-mail"
+            );
+            by_email = found;
+        }
+    }
+    // The static map is an override.
+    by_email.extend(responsible.by_email.iter().map(|(e, id)| (e.clone(), *id)));
+    Ok(Prepared {
+        scopes,
+        people: bitrix::People {
+            by_email,
+            default: responsible.default,
+        },
+    })
+}
+
+/// Marks the event after an attempt (and stores the tracker's task id, the deadline sent, a lost task), in the
+/// caller's transaction.
 async fn record(
     conn: &mut sqlx::AnyConnection,
     sink: &Sink,
     event: &PendingSinkEvent,
-    result: Result<Option<String>, SinkError>,
+    result: Result<bitrix::Delivered, SinkError>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<SinkOutcome> {
     let now_s = store::timestamp(now);
     let name = &sink.settings.name;
     let mut outcome = SinkOutcome::default();
     match result {
-        Ok(remote) => {
-            if let Some(remote) = remote {
-                store::set_sink_remote_id(conn, name, event.task, &remote, &now_s).await?;
+        Ok(delivered) => {
+            if let Some(lost) = &delivered.lost {
+                let action = if delivered.id.is_some() {
+                    store::LOST_RECREATED
+                } else {
+                    store::LOST_DROPPED
+                };
+                tracing::warn!(sink = %name, task_id = event.task, event = %event.event_key,
+                    remote_id = %lost.remote_id, action, "tracker task lost: {}", lost.reason);
+                store::record_lost_sink_task(
+                    conn,
+                    &store::LostSinkTask {
+                        sink: name.clone(),
+                        task: event.task,
+                        remote_id: lost.remote_id.clone(),
+                        event_key: event.event_key.clone(),
+                        reason: lost.reason.clone(),
+                        action: action.to_owned(),
+                        new_remote_id: delivered.id.clone(),
+                        at: now_s.clone(),
+                    },
+                )
+                .await?;
+                outcome.lost += 1;
+            }
+            if let Some(remote) = &delivered.id {
+                store::set_sink_remote_id(conn, name, event.task, remote, &now_s).await?;
+                if let Some(due) = &delivered.due {
+                    store::set_sink_task_due(conn, name, event.task, due).await?;
+                }
             }
             store::mark_sink_delivered(conn, event.id, &now_s).await?;
             tracing::info!(sink = %name, task_id = event.task, event = %event.event_key, "task event delivered");
             outcome.delivered += 1;
+        }
+        Err(SinkError::Wait { message, wait }) => {
+            let wait =
+                chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::hours(1));
+            let at = store::timestamp(now + wait);
+            tracing::warn!(sink = %name, task_id = event.task, event = %event.event_key, retry_at = %at,
+                "the tracker asks to wait; no attempt used: {message}");
+            store::defer_sink_event(conn, event.id, &message, &at).await?;
+            outcome.deferred += 1;
         }
         Err(e) => {
             let error = e.to_string();
@@ -323,10 +552,11 @@ async fn record(
     Ok(outcome)
 }
 
-/// `taxinbox sinks status`: one line per sink and state, with the newest error.
+/// `taxinbox sinks status`: one line per sink and state, with the newest error; then one line per tracker task
+/// that was lost (the newest [`LOST_SHOWN`]): which task, which tracker id, why, and what was done.
 pub async fn status_lines(store: &Store) -> anyhow::Result<Vec<String>> {
     let mut conn = store.acquire().await?;
-    Ok(store::sink_status(&mut conn)
+    let mut lines: Vec<String> = store::sink_status(&mut conn)
         .await?
         .into_iter()
         .map(|l| match l.last_error {
@@ -335,7 +565,106 @@ pub async fn status_lines(store: &Store) -> anyhow::Result<Vec<String>> {
             }
             _ => format!("{}\t{}\t{}", l.sink, l.status, l.count),
         })
-        .collect())
+        .collect();
+    for l in store::lost_sink_tasks(&mut conn, LOST_SHOWN).await? {
+        let action = match &l.new_remote_id {
+            Some(new) => format!("{} as {new}", l.action),
+            None => l.action.clone(),
+        };
+        lines.push(format!(
+            "{}\tlost\ttask {} (remote {})\t{}; {action} at {} ({})",
+            l.sink, l.task, l.remote_id, l.reason, l.at, l.event_key
+        ));
+    }
+    Ok(lines)
+}
+
+/// `taxinbox sinks check`: for every Bitrix24 sink, the webhook's scopes, and who of the register's accountants
+/// maps to which Bitrix24 user (static map or found by e-mail) and who is missing. Reads only: nothing is sent,
+/// stored or cached.
+pub async fn check(
+    store: &Store,
+    settings: &crate::settings::Settings,
+) -> anyhow::Result<Vec<String>> {
+    let worker = SinkWorker::from_settings(settings)?;
+    let emails = {
+        let mut conn = store.acquire().await?;
+        store::accountant_emails(&mut conn).await?
+    };
+    let mut lines = Vec::new();
+    for sink in &worker.sinks {
+        let SinkKind::Bitrix24 {
+            responsible,
+            portal: portal_settings,
+            ..
+        } = &sink.settings.kind
+        else {
+            continue;
+        };
+        let name = &sink.settings.name;
+        let (url, _) = worker.secrets(sink)?;
+        let pacer = bitrix::pacer(&bitrix::origin(&url), portal_settings);
+        let portal = bitrix::Portal {
+            client: &sink.client,
+            base: &url,
+            pacer: &pacer,
+        };
+        let scopes = bitrix::scopes(portal)
+            .await
+            .with_context(|| format!("sinks[{name}]: ask the portal for the webhook's scopes"))?;
+        let list: Vec<&str> = scopes.iter().map(String::as_str).collect();
+        lines.push(format!("{name}\tscopes\t{}", list.join(", ")));
+        for (scope, what) in [
+            ("task", "required: tasks"),
+            ("user_basic", "optional: accountants found by e-mail"),
+            ("disk", "optional: the mail and its XML attached"),
+            ("crm", "optional: tasks bound to the client's company"),
+        ] {
+            let has =
+                scope == "user_basic" && bitrix::can_read_users(&scopes) || scopes.contains(scope);
+            if !has {
+                lines.push(format!("{name}\tscope missing\t{scope} ({what})"));
+            }
+        }
+        let found = if bitrix::can_read_users(&scopes) {
+            bitrix::users_by_email(portal, &emails)
+                .await
+                .with_context(|| format!("sinks[{name}]: look the accountants up by e-mail"))?
+        } else {
+            BTreeMap::new()
+        };
+        let mut missing = 0usize;
+        for email in &emails {
+            match (responsible.by_email.get(email), found.get(email)) {
+                (Some(id), _) => lines.push(format!("{name}\tmapped\t{email} → {id} (static map)")),
+                (None, Some(id)) => {
+                    lines.push(format!(
+                        "{name}\tmapped\t{email} → {id} (portal, by e-mail)"
+                    ));
+                }
+                (None, None) => {
+                    missing += 1;
+                    lines.push(format!(
+                        "{name}\tmissing\t{email}: no Bitrix24 user; tasks go to default_responsible {}",
+                        responsible.default
+                    ));
+                }
+            }
+        }
+        for (email, id) in &responsible.by_email {
+            if !emails.contains(email) {
+                lines.push(format!(
+                    "{name}\tunused\t{email} → {id}: not in the register"
+                ));
+            }
+        }
+        lines.push(format!(
+            "{name}\tsummary\t{} accountant(s), {} mapped, {missing} missing",
+            emails.len(),
+            emails.len() - missing
+        ));
+    }
+    Ok(lines)
 }
 
 /// The daemon's (and `run --once`'s) sink step: registers the configured sinks, delivers what is due, logs it.
@@ -354,6 +683,8 @@ pub async fn deliver_pass(
             delivered = outcome.delivered,
             retrying = outcome.retrying,
             failed = outcome.failed,
+            deferred = outcome.deferred,
+            lost = outcome.lost,
             "task events to sinks"
         );
     }

@@ -41,7 +41,9 @@ pub use self::notify::{
     EscalationRung, EscalationSettings, EscalationTarget, NotifySettings, NotifyTransport,
 };
 pub use self::rules::{RulesSettings, SandboxLimits};
-pub use self::sinks::{Responsible, SinkKind, SinkSettings, UrlSource};
+pub use self::sinks::{
+    check_bitrix_url, OnLostTask, PortalSettings, Responsible, SinkKind, SinkSettings, UrlSource,
+};
 pub use self::web::WebSettings;
 
 /// The file read when `--config` is not given, in the working directory; it is optional.

@@ -1,6 +1,10 @@
 //! `[[sinks]]`: the firm's task trackers told of task events — a signed webhook or a Bitrix24 portal — with where
-//! their URLs and secrets are kept, their timeouts and attempts, and Bitrix24's map of accountants to its users.
-//! The delivery itself is `notify::sink`'s.
+//! their URLs and secrets are kept, their timeouts and attempts, and Bitrix24's map of accountants to its users,
+//! its pace (the portal's documented request limit: 2 requests/s with a burst of 50, 5/250 on Enterprise), what is
+//! done with a task deleted on the portal, and the portal folder for attachments. A Bitrix24 URL must be
+//! `https://<portal>/rest/<user id>/<code>/` (the portal refuses plain HTTP); only a loopback host, never a portal,
+//! may be reached over `http://` (a local stand-in or a TLS-terminating proxy on the same machine). The delivery
+//! itself is `notify::sink`'s.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -19,6 +23,14 @@ const DEFAULT_TIMEOUT_SECS: i64 = 10;
 
 /// Attempts before an event fails for good unless configured: the e-mail outbox's (about four days of back-off).
 const DEFAULT_MAX_ATTEMPTS: i64 = 24;
+
+/// Bitrix24's documented request rate for every plan but Enterprise: the portal's counter drains by 2 a second
+/// (REST API limits, `limits.md` of the official documentation). Enterprise: 5.
+const DEFAULT_REQUESTS_PER_SECOND: u32 = 2;
+
+/// Bitrix24's documented burst for every plan but Enterprise: above 50 the portal answers 503
+/// `QUERY_LIMIT_EXCEEDED`. Enterprise: 250.
+const DEFAULT_BURST: u32 = 50;
 
 /// Where a URL is: written in the configuration, or kept secret (a Bitrix24 webhook URL holds its token).
 #[derive(Clone, PartialEq, Eq)]
@@ -65,6 +77,61 @@ impl UrlSource {
         check_url(&url).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         Ok(SecretString::from(url))
     }
+
+    /// The URL now, checked to be a Bitrix24 incoming webhook (`https://<portal>/rest/<user id>/<code>/`); `at`
+    /// names the setting in an error.
+    pub fn resolve_bitrix(&self, at: &str) -> anyhow::Result<SecretString> {
+        let url = self.resolve(at)?;
+        use secrecy::ExposeSecret as _;
+        check_bitrix_url(url.expose_secret()).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        Ok(url)
+    }
+
+    /// The name of the setting that holds the URL (`url`, `url_env`, `url_file`).
+    pub fn setting(&self) -> &'static str {
+        match self {
+            UrlSource::Plain(_) => "url",
+            UrlSource::Secret(PasswordSource::Env(_)) => "url_env",
+            UrlSource::Secret(_) => "url_file",
+        }
+    }
+}
+
+/// Whether `host` is this machine (a stand-in or a proxy), never a portal.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A Bitrix24 incoming webhook: HTTPS (the portal answers `INVALID_REQUEST` "Https required" otherwise; plain
+/// HTTP only to a loopback address), and the path `/rest/<user id>/<code>/` the portal issues. Never echoes the
+/// URL (it holds the code).
+pub fn check_bitrix_url(url: &str) -> Result<(), String> {
+    check_url(url)?;
+    let parsed = reqwest::Url::parse(url).map_err(|_| "not a URL".to_owned())?;
+    if parsed.scheme() == "http" && !is_loopback(&parsed) {
+        return Err(
+            "Bitrix24 requires https:// (plain http:// is refused by the portal)".to_owned(),
+        );
+    }
+    let segments: Vec<&str> = parsed
+        .path_segments()
+        .map(|s| s.filter(|x| !x.is_empty()).collect())
+        .unwrap_or_default();
+    let shaped = matches!(segments.as_slice(), ["rest", user, code]
+        if !user.is_empty() && user.bytes().all(|b| b.is_ascii_digit())
+            && code.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if !shaped || parsed.query().is_some() {
+        return Err(
+            "not an incoming-webhook URL of the shape https://<portal>/rest/<user id>/<code>/"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -88,6 +155,7 @@ pub enum SinkKind {
     Bitrix24 {
         url: UrlSource,
         responsible: Responsible,
+        portal: PortalSettings,
     },
 }
 
@@ -121,6 +189,28 @@ pub struct Responsible {
     pub default: u64,
 }
 
+/// What is done with a task deleted on the portal or no longer visible to the webhook's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLostTask {
+    /// Add a new Bitrix24 task (the default: nobody's work is lost silently).
+    Recreate,
+    /// Send none of the task's later events (the firm deletes what it does not want in Bitrix24).
+    Drop,
+}
+
+/// How a Bitrix24 portal is worked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalSettings {
+    /// Requests per second the portal's counter drains by (2; 5 on Enterprise).
+    pub requests_per_second: u32,
+    /// Requests above the pace the portal accepts before it answers 503 (50; 250 on Enterprise).
+    pub burst: u32,
+    pub on_lost_task: OnLostTask,
+    /// The Bitrix24 Drive folder (id) the original mail and its XML are uploaded to (scope `disk`); `None`: no
+    /// attachments.
+    pub attachments_folder: Option<u64>,
+}
+
 /// `[[sinks]]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -140,6 +230,14 @@ pub(super) struct RawSink {
     responsible_file: Option<PathBuf>,
     /// Bitrix24: the user id of tasks whose assignee is not mapped.
     default_responsible: Option<i64>,
+    /// Bitrix24: the pace, requests per second (2; 5 on Enterprise).
+    requests_per_second: Option<i64>,
+    /// Bitrix24: the burst (50; 250 on Enterprise).
+    burst: Option<i64>,
+    /// Bitrix24: `recreate` or `drop` a task deleted on the portal.
+    on_lost_task: Option<String>,
+    /// Bitrix24: the Drive folder id for the original mail and its XML.
+    attachments_folder: Option<i64>,
 }
 
 /// Validates `[[sinks]]`, recording every problem by name (`sinks[0].url: …`).
@@ -167,7 +265,12 @@ pub(super) fn validate(
         let url = match (sink.url, sink.url_env, sink.url_file) {
             (Some(url), None, None) => {
                 let url = url.trim().to_owned();
-                match check_url(&url) {
+                let checked = if sink.kind.as_deref().map(str::trim) == Some("bitrix24") {
+                    check_bitrix_url(&url)
+                } else {
+                    check_url(&url)
+                };
+                match checked {
                     Ok(()) => Some(UrlSource::Plain(url)),
                     Err(e) => {
                         problems.push(format!("{at}.url: {e}"));
@@ -213,11 +316,20 @@ pub(super) fn validate(
         let bitrix_keys = !sink.responsible.is_empty()
             || sink.responsible_file.is_some()
             || sink.default_responsible.is_some();
+        let portal_keys = sink.requests_per_second.is_some()
+            || sink.burst.is_some()
+            || sink.on_lost_task.is_some()
+            || sink.attachments_folder.is_some();
         let kind = match sink.kind.as_deref().map(str::trim) {
             Some("webhook") => {
                 if bitrix_keys {
                     problems.push(format!(
                         "{at}: responsible, responsible_file and default_responsible are only used with kind = \"bitrix24\""
+                    ));
+                }
+                if portal_keys {
+                    problems.push(format!(
+                        "{at}: requests_per_second, burst, on_lost_task and attachments_folder are only used with kind = \"bitrix24\""
                     ));
                 }
                 let secret = match (sink.secret_env, sink.secret_file) {
@@ -288,10 +400,19 @@ pub(super) fn validate(
                         None
                     }
                 };
+                let portal = portal_settings(
+                    problems,
+                    &at,
+                    sink.requests_per_second,
+                    sink.burst,
+                    sink.on_lost_task.as_deref(),
+                    sink.attachments_folder,
+                );
                 match (url, default) {
                     (Some(url), Some(default)) => Some(SinkKind::Bitrix24 {
                         url,
                         responsible: Responsible { by_email, default },
+                        portal,
                     }),
                     _ => None,
                 }
@@ -321,6 +442,58 @@ pub(super) fn validate(
     valid
 }
 
+/// The pace, the lost-task policy and the attachments folder of a Bitrix24 sink.
+fn portal_settings(
+    problems: &mut Vec<String>,
+    at: &str,
+    requests_per_second: Option<i64>,
+    burst: Option<i64>,
+    on_lost_task: Option<&str>,
+    attachments_folder: Option<i64>,
+) -> PortalSettings {
+    let mut count = |key: &str, value: Option<i64>, default: u32, max: i64| match value {
+        None => default,
+        Some(n) if (1..=max).contains(&n) => u32::try_from(n).unwrap_or(default),
+        Some(n) => {
+            problems.push(format!("{at}.{key}: {n} is not between 1 and {max}"));
+            default
+        }
+    };
+    let requests_per_second = count(
+        "requests_per_second",
+        requests_per_second,
+        DEFAULT_REQUESTS_PER_SECOND,
+        1000,
+    );
+    let burst = count("burst", burst, DEFAULT_BURST, 10_000);
+    let on_lost_task = match on_lost_task.map(str::trim) {
+        None | Some("recreate") => OnLostTask::Recreate,
+        Some("drop") => OnLostTask::Drop,
+        Some(other) => {
+            problems.push(format!(
+                "{at}.on_lost_task: {other:?} is not one of recreate, drop"
+            ));
+            OnLostTask::Recreate
+        }
+    };
+    let attachments_folder = match attachments_folder.map(u64::try_from) {
+        None => None,
+        Some(Ok(id)) if id > 0 => Some(id),
+        Some(_) => {
+            problems.push(format!(
+                "{at}.attachments_folder: not a positive Bitrix24 Drive folder id"
+            ));
+            None
+        }
+    };
+    PortalSettings {
+        requests_per_second,
+        burst,
+        on_lost_task,
+        attachments_folder,
+    }
+}
+
 /// `email,user_id` rows (after a header row) with their line numbers.
 fn read_responsible_csv(path: &Path) -> Result<Vec<(usize, String, i64)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -346,6 +519,30 @@ fn read_responsible_csv(path: &Path) -> Result<Vec<(usize, String, i64)>, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bitrix_url_is_https_and_an_incoming_webhook() {
+        assert_eq!(
+            check_bitrix_url("https://firm.bitrix24.ru/rest/7/abc123xyz/"),
+            Ok(())
+        );
+        assert_eq!(
+            check_bitrix_url("http://127.0.0.1:8080/rest/7/t0ken/"),
+            Ok(())
+        );
+        let refused = check_bitrix_url("http://firm.bitrix24.ru/rest/7/abc123xyz/").unwrap_err();
+        assert!(refused.contains("https"), "{refused}");
+        for bad in [
+            "https://firm.bitrix24.ru/",
+            "https://firm.bitrix24.ru/rest/abc/def/",
+            "https://firm.bitrix24.ru/rest/7/",
+            "https://firm.bitrix24.ru/rest/7/abc/tasks.task.add.json",
+            "firm.bitrix24.ru/rest/7/abc/",
+        ] {
+            let e = check_bitrix_url(bad).unwrap_err();
+            assert!(!e.contains("firm.bitrix24"), "never echoed: {e}");
+        }
+    }
 
     #[test]
     fn the_debug_form_of_a_url_shows_only_its_origin() {

@@ -16,6 +16,9 @@ pub struct WebSettings {
     pub secure_cookies: bool,
     /// How long a sign-in lasts.
     pub session_hours: u32,
+    /// Where people reach the web view (`https://taxinbox.firm.example`), for links to a task from elsewhere (a
+    /// Bitrix24 task); `None`: no links.
+    pub base_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -25,6 +28,7 @@ pub(super) struct RawWeb {
     auditors: Vec<String>,
     secure_cookies: Option<bool>,
     session_hours: Option<u32>,
+    base_url: Option<String>,
 }
 
 /// E-mail addresses as the register keeps them: trimmed, lower-case.
@@ -39,7 +43,20 @@ pub(super) fn validate(problems: &mut Vec<String>, raw: RawWeb) -> WebSettings {
         auditors: lower_case_addresses(&raw.auditors),
         secure_cookies: raw.secure_cookies.unwrap_or(true),
         session_hours: raw.session_hours.unwrap_or(DEFAULT_SESSION_HOURS),
+        base_url: raw
+            .base_url
+            .as_deref()
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty()),
     };
+    if let Some(base) = &web.base_url {
+        match reqwest::Url::parse(base) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => problems.push(format!(
+                "web.base_url: {base:?} is not an http(s) URL with a host"
+            )),
+        }
+    }
     for email in web.admins.iter().chain(&web.auditors) {
         if !email.contains('@') {
             problems.push(format!("web: {email:?} is not an e-mail address"));
@@ -70,5 +87,15 @@ mod tests {
         assert_eq!(web.auditors, ["audit@firm.example"]);
         assert!(!web.secure_cookies);
         assert!(error_text("[web]\nadmins = [\"nobody\"]\n", &[]).contains("web:"));
+        assert_eq!(web.base_url, None);
+        let (_dir, settings) = load(
+            "[web]\nbase_url = \"https://taxinbox.firm.example/\"\n",
+            &[],
+        );
+        assert_eq!(
+            settings.expect("valid").web.base_url.as_deref(),
+            Some("https://taxinbox.firm.example")
+        );
+        assert!(error_text("[web]\nbase_url = \"taxinbox\"\n", &[]).contains("web.base_url"));
     }
 }

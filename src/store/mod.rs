@@ -22,6 +22,7 @@ mod notify;
 mod patents;
 mod replay;
 mod shadow;
+mod sink_portal;
 mod sinks;
 mod status;
 mod web;
@@ -46,6 +47,7 @@ pub use replay::{decisions_since, StoredDecision};
 pub use shadow::{
     insert_shadow_decision, shadow_decisions_since, ShadowDecision, ShadowSide, ShadowTask,
 };
+pub use sink_portal::*;
 pub use sinks::*;
 pub use status::{
     IntBool, MessageStatus, NotificationStatus, SinkEventStatus, TaskStatus, UnknownStatus,

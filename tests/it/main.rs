@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is the test failing
 
 mod audit;
+mod bitrix_portal;
 mod calendar;
 mod cli;
 mod corpus;
