@@ -579,7 +579,7 @@ pub struct Extras<'a> {
     pub people: SinkPeople,
     /// The web view's base URL (`[web] base_url`), for the link back.
     pub web_base: Option<&'a str>,
-    /// The demand's checklist of requested documents (issue 17 extracts it; empty: no checklist).
+    /// The demand's checklist of requested documents (on its answer task; empty: no checklist).
     pub checklist: Vec<String>,
     /// The original mail (raw bytes), for the attachments.
     pub raw_mail: Option<Vec<u8>>,

@@ -373,8 +373,8 @@ impl SinkWorker {
                     )
                     .await?,
                     web_base: self.web_base.as_deref(),
-                    // The demand's checklist is extracted by issue 17; until then a task carries none.
-                    checklist: Vec::new(),
+                    // The demand's checklist, on the task that answers it.
+                    checklist: store::checklist_of_task(conn, event.task).await?,
                     raw_mail,
                 };
                 bitrix::deliver(

@@ -84,3 +84,15 @@ pub async fn tick_checklist_item(
     .context("tick a checklist item")?;
     Ok(changed.rows_affected() == 1)
 }
+
+/// The checklist items of the case task `task` answers (its `answer` step); empty for any other task.
+pub async fn checklist_of_task(conn: &mut AnyConnection, task: i64) -> anyhow::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT c.item FROM case_checklist c JOIN tasks t ON t.case_id = c.case_id \
+         WHERE t.id = $1 AND t.step = 'answer' ORDER BY c.position",
+    )
+    .bind(task)
+    .fetch_all(&mut *conn)
+    .await
+    .context("read the checklist of a task")
+}

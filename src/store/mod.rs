@@ -33,7 +33,9 @@ pub use audit::{
 };
 pub use audit_read::*;
 pub use calendar::*;
-pub use checklist::{case_checklist, set_case_checklist, tick_checklist_item, ChecklistItem};
+pub use checklist::{
+    case_checklist, checklist_of_task, set_case_checklist, tick_checklist_item, ChecklistItem,
+};
 pub use directory::{load_directory, save_directory};
 pub use generation::{
     bump_register_generation, record_context_loaded, register_generation, CONTEXT_LOADED,

@@ -1293,71 +1293,21 @@ on_both_engines!(
             "looked up once and cached (Kuznetsova, Belova, Sokolova, Morozova found); the inactive Lebedeva is not"
         );
 
-        // The sending side of the checklist (issue 17 extracts it from the demand): a task that carries one.
-        add_tasks_like(&app, tasks[0], 1).await;
-        let new = *task_ids(&app).await.last().unwrap();
-        let mut conn = app.app.store.acquire().await.unwrap();
-        let task = store::sink_task(&mut conn, new).await.unwrap().unwrap();
-        drop(conn);
-        use taxinbox::notify::bitrix;
-        let client = reqwest::Client::new();
-        let base = secrecy::SecretString::from(format!("http://{}/rest/7/t0ken/", server.addr));
-        let pacer = bitrix::Pacer::new(50, 50);
-        let people = bitrix::People {
-            by_email: [("morozova@debet-service.example".to_owned(), 42)].into(),
-            default: 1,
-        };
-        let settings = taxinbox::settings::PortalSettings {
-            requests_per_second: 50,
-            burst: 50,
-            on_lost_task: taxinbox::settings::OnLostTask::Recreate,
-            attachments_folder: None,
-        };
-        let scopes = ["task".to_owned()].into();
-        let event = store::PendingSinkEvent {
-            id: 0,
-            sink: "bitrix".to_owned(),
-            task: new,
-            event: "created".to_owned(),
-            event_key: format!("created:{new}"),
-            message: None,
-            attempts: 0,
-            created_at: store::timestamp(Utc::now()),
-        };
-        let items = vec![
-            "Книга покупок за 3 квартал 2025".to_owned(),
-            "Счета-фактуры по контрагенту".to_owned(),
-        ];
-        let delivered = bitrix::deliver(
-            bitrix::Delivery {
-                portal: bitrix::Portal {
-                    client: &client,
-                    base: &base,
-                    pacer: &pacer,
-                },
-                people: &people,
-                settings: &settings,
-                scopes: &scopes,
-                zone: chrono_tz::Europe::Moscow,
-            },
-            &event,
-            &task,
-            None,
-            None,
-            &bitrix::Extras {
-                checklist: items.clone(),
-                ..bitrix::Extras::default()
-            },
-        )
-        .await
-        .unwrap();
-        let remote: u64 = delivered.id.unwrap().parse().unwrap();
+        // 0111: a documents demand whose text lists what it asks for ("…следующие документы: товарно-транспортные
+        // накладные; договоры поставки с приложениями и спецификациями."): its answer task carries that checklist.
+        ingest(&app, &[111]).await;
+        let answer = app
+            .count("SELECT id FROM tasks WHERE step = 'answer' ORDER BY id DESC LIMIT 1")
+            .await;
+        assert_eq!(deliver(&app, Utc::now()).await.delivered, 2);
         {
             let portal = rec.0.lock().unwrap();
+            let found = portal.task_by_xml_id(&taxinbox::notify::bitrix::marker(answer));
+            let (remote, _) = &found[0];
             let list: Vec<&serde_json::Value> = portal
                 .checklist
                 .iter()
-                .filter(|(t, _, _)| *t == remote)
+                .filter(|(t, _, _)| t == remote)
                 .map(|(_, _, f)| f)
                 .collect();
             assert_eq!(list.len(), 3, "the checklist and its two items: {list:?}");
@@ -1365,7 +1315,18 @@ on_both_engines!(
                 .iter()
                 .map(|f| f["TITLE"].as_str().unwrap())
                 .collect();
-            assert_eq!(titles, items);
+            assert_eq!(
+                titles,
+                [
+                    "товарно-транспортные накладные",
+                    "договоры поставки с приложениями и спецификациями"
+                ]
+            );
+            assert_eq!(
+                portal.checklist.iter().filter(|(t, _, _)| t != remote).count(),
+                0,
+                "the acknowledgement carries none"
+            );
         }
         server.shut_down().await;
         app.cleanup().await;
