@@ -365,3 +365,43 @@ async fn sigkill_at_seeded_moments_on_cyrus_with_default_folders_loses_and_doubl
 async fn sigkill_at_seeded_moments_on_cyrus_without_move_or_uidplus_loses_and_doubles_nothing() {
     sigkill_rounds_on_cyrus(&["MOVE", "UIDPLUS"], "UID COPY + EXPUNGE").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_mailbox_alarm_tells_every_admin_once_a_day() {
+    let app = TestApp::new(Engine::Sqlite).await;
+    let admins = ["admin@firm.example", "it@firm.example"].map(String::from);
+    let alarms = vec![(
+        "demands".to_owned(),
+        "cannot acknowledge committed mail for 3 passes in a row".to_owned(),
+    )];
+    let templates = taxinbox::templates::Templates::builtin();
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+    let mut conn = app.app.store.acquire().await.unwrap();
+    for (day, expected) in [(today, 2), (today, 0), (today.succ_opt().unwrap(), 2)] {
+        let queued = taxinbox::notify::schedule::mailbox_alarm_notices(
+            &mut conn,
+            &templates,
+            &admins,
+            &alarms,
+            day,
+            "2026-03-02T09:00:00Z",
+        )
+        .await
+        .unwrap();
+        assert_eq!(queued, expected, "{day}");
+    }
+    drop(conn);
+    let bodies: Vec<(String,)> = {
+        let mut conn = app.app.store.acquire().await.unwrap();
+        sqlx::query_as("SELECT body FROM outbox WHERE kind = 'admin_mailbox'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(bodies.len(), 4);
+    assert!(
+        bodies[0].0.contains("demands") && bodies[0].0.contains("3 passes"),
+        "{bodies:?}"
+    );
+    app.cleanup().await;
+}
