@@ -20,7 +20,8 @@ use tokio::sync::watch;
 /// The `/healthz` answer.
 #[derive(Debug, Serialize)]
 struct Health {
-    /// `ok`, or `degraded` when a mailbox stopped on an error that needs a person.
+    /// `ok`, or `degraded` when a mailbox stopped on an error that needs a person or its alarm is raised (it could
+    /// not acknowledge, or not be worked, for several passes in a row).
     status: &'static str,
     mailboxes: BTreeMap<String, MailboxHealth>,
     /// The rules in force and a refused reload (`last_error`), if any.
@@ -39,7 +40,7 @@ async fn healthz(State(metrics): State<Arc<Metrics>>) -> Json<Health> {
     let mailboxes = metrics.mailboxes();
     let stopped = mailboxes
         .values()
-        .any(|h| h.state == MailboxState::Stopped && h.last_error.is_some());
+        .any(|h| (h.state == MailboxState::Stopped && h.last_error.is_some()) || h.alarm.is_some());
     Json(Health {
         status: if stopped { "degraded" } else { "ok" },
         mailboxes,

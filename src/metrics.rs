@@ -70,6 +70,9 @@ pub struct MailboxHealth {
     pub last_poll: Option<String>,
     /// The last failure, kept until a pass succeeds again.
     pub last_error: Option<String>,
+    /// Why the mailbox needs a person although it runs: acknowledging (or working it at all) has failed for
+    /// several passes in a row. `None` once a pass succeeds in full.
+    pub alarm: Option<String>,
 }
 
 /// The rules as `/healthz` shows them: what is in force, and a reload that was refused (the service then decides
@@ -108,6 +111,8 @@ pub struct Metrics {
     mails: Family<MailLabels, Counter>,
     tasks: Family<MailboxLabels, Counter>,
     reconnects: Family<MailboxLabels, Counter>,
+    ack_failures: Family<MailboxLabels, Counter>,
+    alarm: Family<MailboxLabels, Gauge>,
     latency: Family<MailboxLabels, Histogram, fn() -> Histogram>,
     mailboxes: Mutex<BTreeMap<String, MailboxHealth>>,
     reload_failures: Family<PartLabels, Counter>,
@@ -135,6 +140,8 @@ impl Metrics {
         let mails = Family::<MailLabels, Counter>::default();
         let tasks = Family::<MailboxLabels, Counter>::default();
         let reconnects = Family::<MailboxLabels, Counter>::default();
+        let ack_failures = Family::<MailboxLabels, Counter>::default();
+        let alarm = Family::<MailboxLabels, Gauge>::default();
         let latency = Family::<MailboxLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram,
         );
@@ -152,6 +159,16 @@ impl Metrics {
             "imap_reconnects",
             "IMAP sessions opened again after the first, per mailbox",
             reconnects.clone(),
+        );
+        registry.register(
+            "imap_ack_failures",
+            "Passes whose acknowledgement (move out of the watched folder) failed, per mailbox",
+            ack_failures.clone(),
+        );
+        registry.register(
+            "mailbox_alarm",
+            "1 while a mailbox could not acknowledge, or not be worked at all, for several passes in a row",
+            alarm.clone(),
         );
         registry.register(
             "mail_processing_seconds",
@@ -187,6 +204,8 @@ impl Metrics {
             mails,
             tasks,
             reconnects,
+            ack_failures,
+            alarm,
             latency,
             mailboxes: Mutex::new(BTreeMap::new()),
             reload_failures,
@@ -239,6 +258,7 @@ impl Metrics {
                 state: MailboxState::Working,
                 last_poll: None,
                 last_error: None,
+                alarm: None,
             });
         change(health);
     }
@@ -254,6 +274,41 @@ impl Metrics {
             h.last_poll = Some(crate::store::timestamp(at));
             h.last_error = None;
         });
+    }
+
+    /// A pass finished; `error` says why its acknowledgement failed, when it did (counted).
+    pub fn acknowledged(&self, mailbox: &str, error: Option<&str>) {
+        if let Some(error) = error {
+            self.ack_failures
+                .get_or_create(&MailboxLabels {
+                    mailbox: mailbox.to_owned(),
+                })
+                .inc();
+            self.failed(mailbox, error);
+        }
+    }
+
+    /// Raises (`Some`) or clears (`None`) the mailbox's alarm; returns whether the alarm text changed.
+    pub fn set_alarm(&self, mailbox: &str, alarm: Option<&str>) -> bool {
+        self.alarm
+            .get_or_create(&MailboxLabels {
+                mailbox: mailbox.to_owned(),
+            })
+            .set(i64::from(alarm.is_some()));
+        let mut changed = false;
+        self.with_health(mailbox, |h| {
+            changed = h.alarm.as_deref() != alarm;
+            h.alarm = alarm.map(str::to_owned);
+        });
+        changed
+    }
+
+    /// The mailboxes whose alarm is raised, with its text.
+    pub fn alarms(&self) -> Vec<(String, String)> {
+        self.mailboxes()
+            .into_iter()
+            .filter_map(|(name, h)| h.alarm.map(|a| (name, a)))
+            .collect()
     }
 
     /// Working the mailbox failed with `error` (a text without secrets: IMAP errors never hold passwords).
@@ -387,6 +442,29 @@ mod tests {
         assert!(text.contains(r#"taxinbox_tasks_created_total{mailbox="demands"} 2"#));
         assert!(text.contains(r#"taxinbox_imap_reconnects_total{mailbox="demands"} 1"#));
         assert!(text.contains(r#"taxinbox_mail_processing_seconds_count{mailbox="demands"} 2"#));
+    }
+
+    #[test]
+    fn a_mailbox_alarm_shows_in_its_health_and_metric_until_cleared() {
+        let m = Metrics::new();
+        m.acknowledged("demands", Some("UID MOVE: NO [TRYCREATE]"));
+        assert!(m.set_alarm("demands", Some("cannot acknowledge")));
+        assert!(!m.set_alarm("demands", Some("cannot acknowledge")));
+        assert_eq!(
+            m.alarms(),
+            vec![("demands".to_owned(), "cannot acknowledge".to_owned())]
+        );
+        let text = m.encode();
+        assert!(
+            text.contains(r#"taxinbox_mailbox_alarm{mailbox="demands"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"taxinbox_imap_ack_failures_total{mailbox="demands"} 1"#));
+        m.set_alarm("demands", None);
+        assert!(m.alarms().is_empty());
+        assert!(m
+            .encode()
+            .contains(r#"taxinbox_mailbox_alarm{mailbox="demands"} 0"#));
     }
 
     #[test]

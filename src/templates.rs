@@ -68,6 +68,12 @@ const KINDS: &[(Kind, &str, &[&str], &str)] = &[
         &["task", "client", "due", "absent", "from", "to"],
         include_str!("../rules/templates/absence_handover.txt"),
     ),
+    (
+        Kind::AdminMailbox,
+        "admin_mailbox",
+        &["mailbox", "problem"],
+        include_str!("../rules/templates/admin_mailbox.txt"),
+    ),
 ];
 
 /// A kind of notification; its name is the outbox `kind` and the template's file name.
@@ -80,6 +86,8 @@ pub enum Kind {
     AdminUnassigned,
     /// An absence started: whoever now works the absent person's open task is told.
     AbsenceHandover,
+    /// An IMAP mailbox's alarm is raised: it cannot acknowledge, or cannot be worked, for several passes.
+    AdminMailbox,
 }
 
 impl Kind {

@@ -85,6 +85,29 @@ pub async fn run_pass(
     Ok((total, sent))
 }
 
+/// Queues an admin notice per raised mailbox alarm (once per mailbox and day); nothing when there is none.
+async fn queue_mailbox_alarms(app: &Instance, alarms: &[(String, String)]) -> anyhow::Result<()> {
+    if alarms.is_empty() || app.settings.notify.admins.is_empty() {
+        return Ok(());
+    }
+    let templates = crate::templates::Templates::load(&app.settings.rules.dir.join("templates"))?;
+    let now = chrono::Utc::now();
+    let today = now
+        .with_timezone(&app.settings.general.timezone)
+        .date_naive();
+    let mut conn = app.store.acquire().await?;
+    notify::schedule::mailbox_alarm_notices(
+        &mut conn,
+        &templates,
+        &app.settings.notify.admins,
+        alarms,
+        today,
+        &store::timestamp(now),
+    )
+    .await?;
+    Ok(())
+}
+
 fn merge(total: &mut Summary, s: Summary) {
     for (k, v) in s.by_status {
         *total.by_status.entry(k).or_default() += v;
@@ -208,6 +231,10 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
             chrono::Utc::now(),
         )
         .await;
+        // A mailbox whose alarm is raised: the admins hear of it (once a day), sent with this pass's outbox.
+        if let Err(e) = queue_mailbox_alarms(&app, &metrics.alarms()).await {
+            tracing::error!("queueing the mailbox alarm notices failed: {e:#}");
+        }
         let pass = run_pass(&app, &pipeline).await;
         if once {
             let (mut summary, sent) = pass?;
@@ -350,13 +377,23 @@ pub async fn poll_mailboxes_once(
                 continue;
             }
         }
-        match crate::imap::poll_mailbox_once(&ctx, mailbox).await {
-            Ok(outcome) => {
-                for r in &outcome.reports {
-                    out.summary.add(r);
-                }
-            }
-            Err(e) => out.failed.push((mailbox.name.clone(), e)),
+        // What was committed is reported even when a later step (the acknowledgement, a later batch) failed.
+        let (outcome, error) = crate::imap::poll_mailbox_once_reporting(&ctx, mailbox).await;
+        for r in &outcome.reports {
+            out.summary.add(r);
+        }
+        match (error, outcome.ack_error) {
+            (Some(e), _) => out.failed.push((mailbox.name.clone(), e)),
+            (None, Some(reason)) => out.failed.push((
+                mailbox.name.clone(),
+                crate::imap::Error::Server {
+                    mailbox: mailbox.name.clone(),
+                    reason: format!(
+                        "committed mail could not be acknowledged (it stays in the folder): {reason}"
+                    ),
+                },
+            )),
+            (None, None) => {}
         }
         lease.release(&app.store, &mailbox.name).await;
     }

@@ -7,8 +7,12 @@
 //! checkpoint; the next pass finds it by its source reference and only moves it, so nothing is created twice.
 //!
 //! - [`connect`]: TCP, TLS / STARTTLS / plain (only when written out), LOGIN; the password is never logged.
-//! - [`poll`]: one pass over one mailbox ([`poll_mailbox_once`]), the step the daemon loops over.
-//! - [`supervise`]: the long-running task per mailbox: IDLE or polling, reconnect with back-off, shutdown.
+//! - [`server`]: what the server is — capabilities (any case), hierarchy separator — and the folder names built
+//!   from it (`INBOX.Processed` on a `.` server; a configured `a/b` translated or refused).
+//! - [`poll`]: one pass over one mailbox ([`poll_mailbox_once`]), the step the daemon loops over; a failing
+//!   acknowledgement never blocks new mail; crash repair with or without UIDPLUS.
+//! - [`supervise`]: the long-running task per mailbox: IDLE left at the poll interval (or polling), lease renewed
+//!   beside, reconnect with back-off, an alarm when acknowledging or fetching keeps failing, shutdown.
 //! - [`lease`]: one instance per mailbox when several share a database; taken before a pass, renewed in every
 //!   batch's transaction, released on shutdown, taken over when its holder dies.
 //!
@@ -17,13 +21,16 @@
 mod connect;
 mod lease;
 mod poll;
+mod server;
 mod supervise;
 
 pub use connect::{connect, Session};
 pub use lease::{Lease, LEASE_TTL};
 pub use poll::{
-    poll_mailbox_once, source_ref, Committed, MailboxSession, PollContext, PollOutcome,
+    poll_mailbox_once, poll_mailbox_once_reporting, source_ref, Committed, MailboxSession,
+    PollContext, PollOutcome,
 };
+pub use server::{Folders, ServerInfo};
 pub use supervise::{backoff_delay, run_mailbox, MailboxEnd};
 
 use std::time::Duration;
@@ -41,6 +48,14 @@ pub enum Error {
         mailbox: String,
         user: String,
         host: String,
+        reason: String,
+    },
+    /// The processed or quarantine folder does not exist and the server refused to create it (found at the start of
+    /// a mailbox, before anything is fetched).
+    #[error("mailbox {mailbox}: folder {folder:?} does not exist and the server refused to create it: {reason}")]
+    FolderUnavailable {
+        mailbox: String,
+        folder: String,
         reason: String,
     },
     /// The watched folder does not exist or cannot be selected.
@@ -73,10 +88,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying the same again later can succeed. `Auth`, `NoFolder` and `Config` need a person.
+    /// Whether trying the same again later can succeed. `Auth`, `NoFolder`, `FolderUnavailable` and `Config` need
+    /// a person.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Auth { .. } | Error::NoFolder { .. } | Error::Config { .. } => false,
+            Error::Auth { .. }
+            | Error::NoFolder { .. }
+            | Error::FolderUnavailable { .. }
+            | Error::Config { .. } => false,
             Error::Network { .. }
             | Error::Server { .. }
             | Error::Store { .. }

@@ -7,13 +7,32 @@
 //! `duplicate`, so nothing is created twice.
 //!
 //! A MOVE cut off by the server's crash may have copied the mail into its destination without expunging it from
-//! the folder (Dovecot's Maildir MOVE is a copy, then an expunge). Before moving left-over mail, the destination is
-//! searched for it (same Message-ID, same bytes); a mail found there is only expunged, so the archive holds one copy.
+//! the folder (Dovecot's Maildir MOVE is a copy, then an expunge), and so does a crash of taxinbox between the COPY
+//! and the EXPUNGE of a server without MOVE. Before moving left-over mail, the destination is searched for it (same
+//! Message-ID, same bytes), with or without UIDPLUS; a mail found there is only expunged, so the archive holds one
+//! copy.
+//!
+//! Expunging: with UIDPLUS, `UID EXPUNGE` of just the given UIDs. Without it, plain `EXPUNGE` removes every mail
+//! of the folder flagged `\Deleted`, so it is sent only when `SEARCH DELETED` finds no mail but the ones this
+//! session flagged; otherwise the mail stays in the folder, flagged and already in its destination, the log says
+//! why, and the acknowledgement counts as failed (retried each pass, an alarm after a few). The one gap: a mail
+//! another client flags `\Deleted` between that SEARCH and the EXPUNGE is expunged too (as that client asked).
+//!
+//! The folders: at the first pass of a session the processed and quarantine folders are created. A NO to CREATE
+//! is checked with LIST: a folder that exists is fine; one that does not stops the mailbox at start
+//! ([`Error::FolderUnavailable`]) with the server's reason, before anything is fetched or committed. On a later
+//! session of a running mailbox ([`MailboxSession::tolerate_missing_folders`]) the same failure only blocks the
+//! acknowledgement.
+//!
+//! A failing acknowledgement never blocks new mail: a MOVE (COPY, EXPUNGE) the server refuses is logged, recorded
+//! in [`PollOutcome::ack_error`], and the pass goes on fetching and committing; the mail stays in the folder and is
+//! moved by a later pass. Only a lost connection ends the pass.
 //!
 //! A pass is pipelined: while batch k commits (through `pipeline::batch`, the path every source takes), batch k+1 is
 //! evaluated on the blocking pool, the session fetches batch k+2, and batch k-1 is moved — on a second session for a
 //! pass of three batches or more, falling back to the main session when the server refuses one.
 
+use super::server::{Folders, ServerInfo};
 use super::{timed, Error, Session, NETWORK_TIMEOUT};
 use crate::pipeline::batch::{self, Incoming, Shadow};
 use crate::pipeline::{reload, Pipeline, Report, Status};
@@ -73,6 +92,9 @@ pub struct PollOutcome {
     pub moved: usize,
     /// Of `moved`: mails committed by an earlier pass that had not been moved yet.
     pub moved_from_before: usize,
+    /// Why (part of) the acknowledgement failed in this pass, when it did: the mail it concerns stays in the
+    /// folder, committed, and is moved by a later pass.
+    pub ack_error: Option<String>,
 }
 
 /// Where one committed mail goes.
@@ -121,10 +143,26 @@ pub async fn poll_mailbox_once(
     ctx: &PollContext<'_>,
     mailbox: &MailboxSettings,
 ) -> Result<PollOutcome, Error> {
-    let mut session = MailboxSession::open(mailbox).await?;
-    let outcome = session.poll(ctx).await;
+    match poll_mailbox_once_reporting(ctx, mailbox).await {
+        (outcome, None) => Ok(outcome),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// [`poll_mailbox_once`] that keeps what the pass committed when a later step failed: the outcome so far and the
+/// error, if any (`taxinbox run --once` prints the one and exits non-zero on the other).
+pub async fn poll_mailbox_once_reporting(
+    ctx: &PollContext<'_>,
+    mailbox: &MailboxSettings,
+) -> (PollOutcome, Option<Error>) {
+    let mut outcome = PollOutcome::default();
+    let mut session = match MailboxSession::open(mailbox).await {
+        Ok(s) => s,
+        Err(e) => return (outcome, Some(e)),
+    };
+    let result = session.poll_into(ctx, &mut outcome).await;
     session.logout().await;
-    outcome
+    (outcome, result.err())
 }
 
 /// A logged-in session on one mailbox, with what the server can do.
@@ -133,7 +171,11 @@ pub struct MailboxSession {
     session: Session,
     caps: Caps,
     can_idle: bool,
+    /// The processed and quarantine folders in the server's spelling.
+    folders: Folders,
     folders_ready: bool,
+    /// A folder that cannot be created blocks the acknowledgement instead of stopping the mailbox.
+    tolerant: bool,
     /// A second session for moving could not be opened: passes move on this one.
     mover_refused: bool,
 }
@@ -145,6 +187,45 @@ struct Caps {
     can_move: bool,
     /// UIDPLUS (RFC 4315): UID EXPUNGE of just the given UIDs.
     uidplus: bool,
+}
+
+impl Caps {
+    /// The acknowledgement path, as the log names it.
+    fn path(self) -> &'static str {
+        match (self.can_move, self.uidplus) {
+            (true, _) => "UID MOVE",
+            (false, true) => "UID COPY + UID EXPUNGE",
+            (false, false) => "UID COPY + EXPUNGE (only when no other mail is flagged \\Deleted)",
+        }
+    }
+}
+
+/// The wait path, as the log names it: IDLE left at the poll interval, or polling.
+fn wait_path(can_idle: bool, poll_interval: std::time::Duration) -> String {
+    let secs = poll_interval.as_secs();
+    if can_idle {
+        format!("IDLE, read again at least every {secs} s")
+    } else {
+        format!("polling every {secs} s (no IDLE)")
+    }
+}
+
+/// `LIST "" "<pattern>"`. The library sends the pattern as given: it is quoted here (an empty one, a name with
+/// a space), since unquoted `LIST "" ` is no command at all.
+async fn list_names(
+    session: &mut Session,
+    name: &str,
+    pattern: &str,
+) -> Result<Vec<async_imap::types::Name>, Error> {
+    let quoted = format!("\"{}\"", pattern.replace('\\', "\\\\").replace('"', "\\\""));
+    timed(name, "LIST", async {
+        session
+            .list(Some(""), Some(&quoted))
+            .await?
+            .try_collect::<Vec<_>>()
+            .await
+    })
+    .await
 }
 
 /// A pass with at least this many batches to fetch opens a second session that only moves committed mail, so the
@@ -163,21 +244,86 @@ struct Plan {
 }
 
 impl MailboxSession {
-    /// Connects, logs in and reads the capabilities.
+    /// Connects, logs in, reads the capabilities and the hierarchy separator, names the folders, and logs (at info,
+    /// once per connection) what the server offers and which acknowledgement and wait paths this mailbox takes.
     pub async fn open(mailbox: &MailboxSettings) -> Result<MailboxSession, Error> {
+        let name = mailbox.name.as_str();
         let mut session = super::connect(mailbox).await?;
-        let caps = timed(&mailbox.name, "CAPABILITY", session.capabilities()).await?;
+        let caps = timed(name, "CAPABILITY", session.capabilities()).await?;
+        let caps: Vec<String> = caps
+            .iter()
+            .map(|c| match c {
+                async_imap::types::Capability::Imap4rev1 => "IMAP4rev1".to_owned(),
+                async_imap::types::Capability::Auth(a) => format!("AUTH={a}"),
+                async_imap::types::Capability::Atom(a) => a.clone(),
+            })
+            .collect();
+        let separator_of = |names: &[async_imap::types::Name]| {
+            names
+                .iter()
+                .find_map(|n| n.delimiter().and_then(|d| d.chars().next()))
+        };
+        let root = list_names(&mut session, name, "").await?;
+        let inbox: Vec<_> = list_names(&mut session, name, "INBOX")
+            .await?
+            .into_iter()
+            .filter(|n| n.name().eq_ignore_ascii_case("INBOX"))
+            .collect();
+        // `LIST "" ""` is the question RFC 3501 gives for the separator; INBOX's own line says the same where the
+        // answer to the first cannot be read.
+        let separator = separator_of(&root).or_else(|| separator_of(&inbox));
+        tracing::debug!(mailbox = %name, root = root.len(), inbox = inbox.len(), "LIST answers");
+        let inbox_no_inferiors = inbox.iter().any(|n| {
+            n.attributes()
+                .iter()
+                .any(|a| matches!(a, async_imap::types::NameAttribute::NoInferiors))
+        });
+        let server = ServerInfo::new(caps, separator, inbox_no_inferiors);
+        let folders = server
+            .folders(
+                mailbox.processed_folder.as_deref(),
+                mailbox.quarantine_folder.as_deref(),
+            )
+            .map_err(|reason| Error::Config {
+                mailbox: name.to_owned(),
+                reason,
+            })?;
+        let caps = Caps {
+            can_move: server.has("MOVE"),
+            uidplus: server.has("UIDPLUS"),
+        };
+        let can_idle = server.has("IDLE");
+        tracing::info!(
+            mailbox = %name,
+            capabilities = %server.capabilities(),
+            separator = %server.separator_label(),
+            processed = %folders.processed,
+            quarantine = %folders.quarantine,
+            acknowledge = caps.path(),
+            wait = %wait_path(can_idle, mailbox.poll_interval),
+            "connected"
+        );
         Ok(MailboxSession {
             mailbox: mailbox.clone(),
-            caps: Caps {
-                can_move: caps.has_str("MOVE"),
-                uidplus: caps.has_str("UIDPLUS"),
-            },
-            can_idle: caps.has_str("IDLE"),
+            caps,
+            can_idle,
             session,
+            folders,
             folders_ready: false,
+            tolerant: false,
             mover_refused: false,
         })
+    }
+
+    /// From now on a folder that cannot be created blocks the acknowledgement (logged, retried, an alarm after a
+    /// few passes) instead of stopping the mailbox: for sessions of a mailbox that has started.
+    pub fn tolerate_missing_folders(&mut self) {
+        self.tolerant = true;
+    }
+
+    /// The processed and quarantine folders, in the server's spelling.
+    pub fn folders(&self) -> &Folders {
+        &self.folders
     }
 
     /// Whether the server offers IDLE (RFC 2177).
@@ -191,29 +337,47 @@ impl MailboxSession {
 
     /// One pass: commit what is new batch by batch, moving each batch after its commit.
     pub async fn poll(&mut self, ctx: &PollContext<'_>) -> Result<PollOutcome, Error> {
+        let mut outcome = PollOutcome::default();
+        self.poll_into(ctx, &mut outcome).await?;
+        Ok(outcome)
+    }
+
+    /// [`MailboxSession::poll`] recording into `outcome` as it goes, so that what was committed before a failure is
+    /// still reported.
+    pub async fn poll_into(
+        &mut self,
+        ctx: &PollContext<'_>,
+        outcome: &mut PollOutcome,
+    ) -> Result<(), Error> {
+        // Before anything is fetched: a folder the server will not create stops the mailbox here, at its start.
+        let folders_ok = self.prepare_folders().await?;
         let plan = self.plan(ctx).await?;
-        let mut outcome = PollOutcome {
-            uidvalidity: plan.uidvalidity,
-            uidvalidity_changed: plan.uidvalidity_changed,
-            ..PollOutcome::default()
-        };
-        if !plan.leftovers.is_empty() {
+        outcome.uidvalidity = plan.uidvalidity;
+        outcome.uidvalidity_changed = plan.uidvalidity_changed;
+        let mut ack_blocked = false;
+        if let Err(reason) = &folders_ok {
+            ack_blocked = true;
+            self.ack_failed(outcome, reason.clone());
+        }
+        if !plan.leftovers.is_empty() && !ack_blocked {
             tracing::info!(
                 mailbox = %self.name(),
                 count = plan.leftovers.len(),
                 "moving mail committed by an earlier pass"
             );
-            let (copied, to_move) = self.split_copied(&plan.leftovers, plan.uidvalidity).await?;
-            if !copied.is_empty() {
-                tracing::info!(
-                    mailbox = %self.name(),
-                    count = copied.len(),
-                    "an interrupted MOVE had copied mail already: expunged from the folder, not copied again"
-                );
-                expunge(&mut self.session, &self.mailbox.name, self.caps, &copied).await?;
+            match self.move_leftovers(&plan.leftovers, plan.uidvalidity).await {
+                Ok(moved) => {
+                    outcome.moved_from_before = moved;
+                    outcome.moved += moved;
+                }
+                Err(Error::Server { reason, .. }) => {
+                    ack_blocked = true;
+                    self.ack_failed(outcome, reason);
+                    // A refused EXAMINE of a destination leaves no folder selected: back to the watched one.
+                    self.reselect(plan.uidvalidity).await?;
+                }
+                Err(e) => return Err(e),
             }
-            outcome.moved_from_before = copied.len() + self.move_all(&to_move).await?;
-            outcome.moved += outcome.moved_from_before;
         }
         // Pipelined over the four resources a batch needs. While batch k commits (the database), batch k+1 is
         // evaluated (parse, extract, rules: the CPU, on the blocking pool) and the session moves batch k-1
@@ -223,12 +387,11 @@ impl MailboxSession {
         let chunks: Vec<&[u32]> = plan.new.chunks(ctx.batch_size.max(1)).collect();
         let name = self.mailbox.name.clone();
         let mailbox = self.mailbox.clone();
+        let folders = self.folders.clone();
         let caps = self.caps;
         let mut last_uid = plan.last_uid;
-        if !chunks.is_empty() {
-            self.ensure_folders().await?;
-        }
-        let mut mover = if chunks.len() >= MOVER_MIN_BATCHES && !self.mover_refused {
+        let mut mover = if chunks.len() >= MOVER_MIN_BATCHES && !self.mover_refused && !ack_blocked
+        {
             let mover = open_mover(&mailbox, plan.uidvalidity).await;
             // Refused once (a connection limit, most likely), not asked again while this session lasts.
             self.mover_refused = mover.is_none();
@@ -262,10 +425,12 @@ impl MailboxSession {
                 .get(index)
                 .copied()
                 .filter(|_| next.is_some() && !ctx.stopping());
-            // With a mover, batch k-1 is moved there; without, by the session before its FETCH.
+            // With a mover, batch k-1 is moved there; without, by the session before its FETCH. Once the
+            // acknowledgement failed in this pass, nothing more is moved: the next pass tries again.
+            let pending = to_move.take().filter(|_| !ack_blocked);
             let (aside, inline) = match mover {
-                Some(_) => (to_move.take(), None),
-                None => (None, to_move.take()),
+                Some(_) => (pending, None),
+                None => (None, pending),
             };
             let fetched_next = next.take();
             let session = &mut self.session;
@@ -279,28 +444,38 @@ impl MailboxSession {
                 },
                 async {
                     match (&aside, mover.as_mut()) {
-                        (Some(c), Some(m)) => move_moves(m, &mailbox, caps, &c.moves).await,
+                        (Some(c), Some(m)) => move_moves(m, &name, &folders, caps, &c.moves).await,
                         _ => Ok(0),
                     }
                 },
                 async {
                     let moved = match &inline {
-                        Some(c) => move_moves(session, &mailbox, caps, &c.moves).await?,
-                        None => 0,
+                        Some(c) => move_moves(session, &name, &folders, caps, &c.moves).await,
+                        None => Ok(0),
                     };
-                    let fetched = match prefetch {
-                        Some(uids) => Some(fetch_batch(session, &name, uids).await),
-                        None => None,
+                    // A refused move leaves the folder selected: the FETCH goes on. A lost connection does not.
+                    let fetched = match (&moved, prefetch) {
+                        (Err(Error::Network { .. }), _) | (_, None) => None,
+                        (_, Some(uids)) => Some(fetch_batch(session, &name, uids).await),
                     };
-                    Ok::<_, Error>((moved, fetched))
+                    (moved, fetched)
                 }
             );
             let (committed, batch_last) = committed?;
             last_uid = batch_last;
-            let (moved, fetched) = session_work?;
-            outcome.moved += moved + moved_aside?;
             let Committed { moves, reports } = committed;
             outcome.reports.extend(reports);
+            let (moved_inline, fetched) = session_work;
+            for moved in [moved_inline, moved_aside] {
+                match moved {
+                    Ok(n) => outcome.moved += n,
+                    Err(Error::Server { reason, .. }) => {
+                        ack_blocked = true;
+                        self.ack_failed(outcome, reason);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             to_move = Some(Committed {
                 moves,
                 reports: Vec::new(),
@@ -314,11 +489,57 @@ impl MailboxSession {
         if let Some(mut m) = mover {
             let _ = tokio::time::timeout(NETWORK_TIMEOUT, m.logout()).await;
         }
-        if let Some(committed) = to_move {
-            outcome.moved += self.acknowledge(&committed).await?;
+        if let Some(committed) = to_move.filter(|_| !ack_blocked) {
+            match self.acknowledge(&committed).await {
+                Ok(n) => outcome.moved += n,
+                Err(Error::Server { reason, .. }) => self.ack_failed(outcome, reason),
+                Err(e) => return Err(e),
+            }
         }
         self.drain_unsolicited();
-        Ok(outcome)
+        Ok(())
+    }
+
+    /// Records a failed acknowledgement: the pass goes on, the mail stays in the folder for a later pass.
+    fn ack_failed(&self, outcome: &mut PollOutcome, reason: String) {
+        tracing::warn!(
+            mailbox = %self.name(),
+            "acknowledgement failed, committed mail stays in the folder and is moved by a later pass; new mail is \
+             still read: {reason}"
+        );
+        outcome.ack_error.get_or_insert(reason);
+    }
+
+    /// SELECTs the watched folder again after a command that may have left another one selected.
+    async fn reselect(&mut self, uidvalidity: u32) -> Result<(), Error> {
+        let name = self.mailbox.name.clone();
+        let folder = self.mailbox.folder.clone();
+        let selected = timed(&name, "SELECT", self.session.select(&folder)).await?;
+        if selected.uid_validity != Some(uidvalidity) {
+            return Err(Error::Server {
+                mailbox: name,
+                reason: format!("UIDVALIDITY of {folder:?} changed during the pass"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Left-over mail: what an interrupted move already copied is only expunged, the rest moved.
+    async fn move_leftovers(
+        &mut self,
+        leftovers: &[Leftover],
+        uidvalidity: u32,
+    ) -> Result<usize, Error> {
+        let (copied, to_move) = self.split_copied(leftovers, uidvalidity).await?;
+        if !copied.is_empty() {
+            tracing::info!(
+                mailbox = %self.name(),
+                count = copied.len(),
+                "an interrupted move had copied mail already: expunged from the folder, not copied again"
+            );
+            expunge(&mut self.session, &self.mailbox.name, self.caps, &copied).await?;
+        }
+        Ok(copied.len() + self.move_all(&to_move).await?)
     }
 
     /// Commits everything new without moving anything: the first half of [`MailboxSession::poll`]. A pass that
@@ -453,26 +674,36 @@ impl MailboxSession {
         if moves.is_empty() {
             return Ok(0);
         }
-        self.ensure_folders().await?;
-        move_moves(&mut self.session, &self.mailbox, self.caps, moves).await
+        if let Err(reason) = self.prepare_folders().await? {
+            return Err(Error::Server {
+                mailbox: self.mailbox.name.clone(),
+                reason,
+            });
+        }
+        move_moves(
+            &mut self.session,
+            &self.mailbox.name,
+            &self.folders,
+            self.caps,
+            moves,
+        )
+        .await
     }
 
-    /// Splits the left-over mail into the UIDs a MOVE cut off earlier already copied into their destination (found
-    /// there by Message-ID with the same SHA-256) and the mail still to move. Only with UIDPLUS, where expunging
-    /// touches just these UIDs; without it (or without a Message-ID to look for) everything is moved.
+    /// Splits the left-over mail into the UIDs an interrupted move already copied into their destination (found
+    /// there by Message-ID with the same SHA-256) and the mail still to move, with or without UIDPLUS (expunging
+    /// without it is guarded in [`expunge`]); mail without a Message-ID to look for is moved.
     async fn split_copied(
         &mut self,
         leftovers: &[Leftover],
         uidvalidity: u32,
     ) -> Result<(Vec<u32>, Vec<Move>), Error> {
-        if !self.caps.uidplus
-            || leftovers
-                .iter()
-                .all(|l| search_string(l.message_id.as_deref()).is_none())
+        if leftovers
+            .iter()
+            .all(|l| search_string(l.message_id.as_deref()).is_none())
         {
             return Ok((Vec::new(), leftovers.iter().map(|l| l.target).collect()));
         }
-        self.ensure_folders().await?;
         let name = self.mailbox.name.clone();
         let mut copied = Vec::new();
         let mut to_move = Vec::new();
@@ -485,9 +716,9 @@ impl MailboxSession {
                 continue;
             }
             let folder = if quarantine {
-                self.mailbox.quarantine_folder.clone()
+                self.folders.quarantine.clone()
             } else {
-                self.mailbox.processed_folder.clone()
+                self.folders.processed.clone()
             };
             timed(&name, "EXAMINE", self.session.examine(&folder)).await?;
             let ids: Vec<String> = group
@@ -503,14 +734,7 @@ impl MailboxSession {
                 }
             }
         }
-        let folder = self.mailbox.folder.clone();
-        let selected = timed(&name, "SELECT", self.session.select(&folder)).await?;
-        if selected.uid_validity != Some(uidvalidity) {
-            return Err(Error::Server {
-                mailbox: name,
-                reason: format!("UIDVALIDITY of {folder:?} changed during the pass"),
-            });
-        }
+        self.reselect(uidvalidity).await?;
         copied.sort_unstable();
         Ok((copied, to_move))
     }
@@ -544,40 +768,49 @@ impl MailboxSession {
         Ok(hashes)
     }
 
-    /// Whether `LIST "" <folder>` names the folder.
+    /// Whether `LIST "" "<folder>"` names the folder.
     async fn folder_listed(&mut self, folder: &str) -> Result<bool, Error> {
-        let session = &mut self.session;
-        let names = timed(&self.mailbox.name, "LIST", async {
-            session
-                .list(Some(""), Some(folder))
-                .await?
-                .try_collect::<Vec<_>>()
-                .await
-        })
-        .await?;
+        let names = list_names(&mut self.session, &self.mailbox.name, folder).await?;
         Ok(names.iter().any(|n| n.name() == folder))
     }
 
-    /// Creates the processed and quarantine folders once per session; "already exists" is success.
-    async fn ensure_folders(&mut self) -> Result<(), Error> {
+    /// Creates the processed and quarantine folders once per session. A NO is checked with LIST: an existing
+    /// folder is fine; a missing one is [`Error::FolderUnavailable`] (the mailbox stops) or, on a session of a
+    /// started mailbox, `Ok(Err(reason))` (the acknowledgement is blocked, new mail still read).
+    async fn prepare_folders(&mut self) -> Result<Result<(), String>, Error> {
         if self.folders_ready {
-            return Ok(());
+            return Ok(Ok(()));
         }
         let name = self.mailbox.name.clone();
         for folder in [
-            self.mailbox.processed_folder.clone(),
-            self.mailbox.quarantine_folder.clone(),
+            self.folders.processed.clone(),
+            self.folders.quarantine.clone(),
         ] {
             match tokio::time::timeout(NETWORK_TIMEOUT, self.session.create(&folder)).await {
                 Ok(Ok(())) => tracing::info!(mailbox = %name, folder = %folder, "folder created"),
-                // NO is what servers answer for an existing folder; a real problem shows at the MOVE.
-                Ok(Err(async_imap::error::Error::No(_))) => {}
+                // NO is what servers answer for an existing folder, and for one they will not make: LIST tells.
+                Ok(Err(async_imap::error::Error::No(reason))) => {
+                    if self.folder_listed(&folder).await? {
+                        continue;
+                    }
+                    let reason = server_text(&reason);
+                    if self.tolerant {
+                        return Ok(Err(format!(
+                            "folder {folder:?} does not exist and the server refused to create it: {reason}"
+                        )));
+                    }
+                    return Err(Error::FolderUnavailable {
+                        mailbox: name,
+                        folder,
+                        reason,
+                    });
+                }
                 Ok(Err(e)) => return Err(Error::from_imap(&name, "CREATE", e)),
                 Err(_) => return Err(Error::timeout(&name, "CREATE")),
             }
         }
         self.folders_ready = true;
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Forgets the server's unsolicited responses (EXISTS, EXPUNGE…): a pass always re-reads the folder.
@@ -649,24 +882,22 @@ async fn open_mover(mailbox: &MailboxSettings, uidvalidity: u32) -> Option<Sessi
 /// Moves committed mail to the processed or quarantine folder on `session` (the folders exist); returns how many.
 async fn move_moves(
     session: &mut Session,
-    mailbox: &MailboxSettings,
+    name: &str,
+    folders: &Folders,
     caps: Caps,
     moves: &[Move],
 ) -> Result<usize, Error> {
     if moves.is_empty() {
         return Ok(0);
     }
-    for (quarantine, folder) in [
-        (false, &mailbox.processed_folder),
-        (true, &mailbox.quarantine_folder),
-    ] {
+    for (quarantine, folder) in [(false, &folders.processed), (true, &folders.quarantine)] {
         let mut uids: Vec<u32> = moves
             .iter()
             .filter(|m| m.quarantine == quarantine)
             .map(|m| m.uid)
             .collect();
         uids.sort_unstable();
-        move_to(session, &mailbox.name, caps, &uids, folder).await?;
+        move_to(session, name, caps, &uids, folder).await?;
     }
     // The EXPUNGE responses: a pass always re-reads the folder.
     while session.unsolicited_responses.try_recv().is_ok() {}
@@ -700,7 +931,8 @@ async fn move_to(
     expunge(session, name, caps, uids).await
 }
 
-/// Flags `uids` \Deleted and expunges just them (UIDPLUS) or, on an old server, the folder's deleted mail.
+/// Flags `uids` \Deleted and expunges just them: UID EXPUNGE with UIDPLUS; without it plain EXPUNGE, sent only
+/// when no other mail of the folder is flagged \Deleted (else a server error: the mail stays, flagged).
 async fn expunge(session: &mut Session, name: &str, caps: Caps, uids: &[u32]) -> Result<(), Error> {
     let set = uid_set(uids);
     timed(name, "UID STORE", async {
@@ -721,6 +953,22 @@ async fn expunge(session: &mut Session, name: &str, caps: Caps, uids: &[u32]) ->
         })
         .await?;
     } else {
+        let deleted = timed(name, "UID SEARCH", session.uid_search("DELETED")).await?;
+        let others = deleted
+            .iter()
+            .filter(|uid| uids.binary_search(uid).is_err())
+            .count();
+        if others > 0 {
+            return Err(Error::Server {
+                mailbox: name.to_owned(),
+                reason: format!(
+                    "no UIDPLUS, and {others} other mail(s) of the folder are flagged \\Deleted by someone else: \
+                     plain EXPUNGE would remove them too, so {} mail(s) already in their destination stay in the \
+                     folder, flagged \\Deleted, until that is cleared",
+                    uids.len()
+                ),
+            });
+        }
         timed(name, "EXPUNGE", async {
             session.expunge().await?.try_collect::<Vec<_>>().await
         })
@@ -931,6 +1179,26 @@ async fn fetch(
     Ok(mails.into_iter().collect())
 }
 
+/// The server's own words in a refusal as the IMAP library renders it (`code: Some(…), info: Some("…")`): the
+/// text, with the response code in front when there is one; any other rendering unchanged.
+fn server_text(rendered: &str) -> String {
+    let rendered = rendered.trim();
+    let Some((code, info)) = rendered.split_once(", info: ") else {
+        return rendered.to_owned();
+    };
+    let info = info
+        .strip_prefix("Some(\"")
+        .and_then(|i| i.strip_suffix("\")"))
+        .unwrap_or(info);
+    match code
+        .strip_prefix("code: Some(")
+        .and_then(|c| c.strip_suffix(')'))
+    {
+        Some(code) => format!("[{code}] {info}"),
+        None => info.to_owned(),
+    }
+}
+
 /// `id` as an IMAP quoted string for SEARCH, when it is printable ASCII (a Message-ID always is); `None` otherwise.
 fn search_string(id: Option<&str>) -> Option<String> {
     let id = id?;
@@ -970,6 +1238,22 @@ fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_is_reported_in_the_servers_own_words() {
+        assert_eq!(
+            server_text("code: None, info: Some(\"Permission denied\")"),
+            "Permission denied"
+        );
+        assert_eq!(
+            server_text("code: Some(TryCreate), info: Some(\"Mailbox does not exist\")"),
+            "[TryCreate] Mailbox does not exist"
+        );
+        assert_eq!(
+            server_text(" Invalid mailbox name "),
+            "Invalid mailbox name"
+        );
+    }
 
     #[test]
     fn uid_sets_collapse_runs_into_ranges() {

@@ -1,6 +1,15 @@
 //! The long-running task of one mailbox in `taxinbox run`: a pass, then IDLE (or a pause where the server has
 //! no IDLE), again and again; on a retryable error, reconnect after an exponential back-off with jitter; on a
-//! permanent one (refused login, missing folder, bad TLS set-up) stop this mailbox only, with the error.
+//! permanent one (refused login, missing folder, bad TLS set-up, an acknowledgement folder the server will not
+//! create at start) stop this mailbox only, with the error.
+//!
+//! New mail waits at most the mailbox's `poll_interval_secs` (default 60 s): IDLE is left and the folder read
+//! again that often whatever the server pushes (Cyrus and Courier in their packaged set-up push nothing during
+//! IDLE). The lease is renewed beside the wait, on its own timer, and does not decide when mail is read.
+//!
+//! A mailbox never stops silently: [`ALARM_AFTER_PASSES`] passes in a row that could not acknowledge, or as many
+//! failed attempts to work the mailbox at all, raise its alarm — `/healthz` degraded, the
+//! `taxinbox_mailbox_alarm` metric at 1, an admin notice queued by the daemon — until a pass succeeds in full.
 //!
 //! Shutdown is a `watch` flag: a pass in progress finishes its batch (committed and moved), IDLE is left with
 //! DONE, the mailbox's lease is released, and the task returns [`MailboxEnd::Shutdown`].
@@ -15,14 +24,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// IDLE is re-issued after this long: RFC 2177 lets servers drop an IDLE after 30 minutes of silence.
+/// IDLE is re-issued after this long at most: RFC 2177 lets servers drop an IDLE after 30 minutes of silence (the
+/// mailbox's poll interval, an hour at most, is usually shorter).
 pub const IDLE_REFRESH: Duration = Duration::from_secs(25 * 60);
-/// Between passes on a server without IDLE: new mail waits at most this long, a tax demand's deadline is days.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(60);
 /// First wait after a failure.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest wait between attempts: an outage of hours is retried every few minutes, never hammered.
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// Passes in a row that could not acknowledge (or attempts that could not work the mailbox) before the alarm: one
+/// refusal may be a moment's lock; three are a problem a person must see.
+pub const ALARM_AFTER_PASSES: u32 = 3;
 
 /// How a mailbox task ended.
 #[derive(Debug)]
@@ -77,6 +88,20 @@ async fn take_lease(store: &Store, lease: &Lease, mailbox: &str) -> anyhow::Resu
     lease.take(&mut conn, mailbox, chrono::Utc::now()).await
 }
 
+/// Renews `lease` every [`Lease::renew_every`] while the mailbox waits; returns when the lease is lost to another
+/// instance (a store that cannot be reached is logged and tried again at the next turn).
+async fn keep_lease(store: &Store, lease: &Lease, mailbox: &str) {
+    // Bounded by the caller: it runs beside a wait that ends.
+    loop {
+        tokio::time::sleep(lease.renew_every()).await;
+        match take_lease(store, lease, mailbox).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::warn!(mailbox = %mailbox, "lease renewal failed: {e:#}"),
+        }
+    }
+}
+
 /// Works `mailbox` under `lease` until `stop` turns `true` or a permanent error, recording into `metrics`.
 ///
 /// Each turn first takes (or renews) the lease: without it the task stands by, logged out, and asks again every
@@ -95,6 +120,8 @@ pub async fn run_mailbox(
     let mut failures: u32 = 0;
     let mut session: Option<MailboxSession> = None;
     let mut opened_before = false;
+    let mut started = false;
+    let mut ack_failed_passes: u32 = 0;
     let mut holding = false;
     metrics.set_state(name, MailboxState::Working);
     // Bounded by the stop flag: each turn either waits (IDLE, pause, stand-by, back-off: all capped and
@@ -145,8 +172,11 @@ pub async fn run_mailbox(
                     if opened_before {
                         metrics.reconnected(name);
                     }
-                    let s = MailboxSession::open(&mailbox).await?;
+                    let mut s = MailboxSession::open(&mailbox).await?;
                     opened_before = true;
+                    if started {
+                        s.tolerate_missing_folders();
+                    }
                     s
                 }
             };
@@ -169,26 +199,51 @@ pub async fn run_mailbox(
                     "pass done"
                 );
             }
-            Ok::<MailboxSession, Error>(s)
+            Ok::<_, Error>((s, outcome.ack_error))
         };
         match step.await {
-            Ok(s) => {
+            Ok((s, ack_error)) => {
                 failures = 0;
+                started = true;
                 metrics.polled(name, clock());
+                metrics.acknowledged(name, ack_error.as_deref());
+                match ack_error {
+                    Some(reason) => {
+                        ack_failed_passes = ack_failed_passes.saturating_add(1);
+                        if ack_failed_passes >= ALARM_AFTER_PASSES {
+                            raise_alarm(&metrics, name, &format!(
+                                "cannot acknowledge committed mail for {ack_failed_passes} passes in a row (new mail is still read): {reason}"
+                            ));
+                        }
+                    }
+                    None => {
+                        ack_failed_passes = 0;
+                        metrics.set_alarm(name, None);
+                    }
+                }
                 metrics.set_state(name, MailboxState::Idle);
-                let wait = lease.renew_every();
                 let mut stop_idle = stop.clone();
+                // New mail waits at most the poll interval, whatever the server pushes; the lease is renewed beside.
+                let wait = mailbox.poll_interval;
                 if s.can_idle() {
-                    match s.idle(IDLE_REFRESH.min(wait), &mut stop_idle).await {
-                        Ok((s, _woken)) => session = Some(s),
-                        Err(e) => {
-                            metrics.failed(name, &e.to_string());
-                            tracing::warn!(mailbox = %name, "IDLE failed, reconnecting: {e}");
+                    tokio::select! {
+                        idled = s.idle(IDLE_REFRESH.min(wait), &mut stop_idle) => match idled {
+                            Ok((s, _woken)) => session = Some(s),
+                            Err(e) => {
+                                metrics.failed(name, &e.to_string());
+                                tracing::warn!(mailbox = %name, "IDLE failed, reconnecting: {e}");
+                            }
+                        },
+                        () = keep_lease(&store, &lease, name) => {
+                            tracing::warn!(mailbox = %name, "mailbox lease lost to another instance during IDLE");
                         }
                     }
                 } else {
                     session = Some(s);
-                    pause(POLL_INTERVAL.min(wait), &stop).await;
+                    tokio::select! {
+                        () = pause(wait, &stop) => {}
+                        () = keep_lease(&store, &lease, name) => {}
+                    }
                 }
             }
             Err(e @ Error::LeaseLost { .. }) => {
@@ -202,6 +257,15 @@ pub async fn run_mailbox(
                 let delay = backoff_delay(if is_sqlite_busy(&e) { 1 } else { failures });
                 metrics.failed(name, &e.to_string());
                 metrics.set_state(name, MailboxState::Retrying);
+                if failures >= ALARM_AFTER_PASSES && !is_sqlite_busy(&e) {
+                    raise_alarm(
+                        &metrics,
+                        name,
+                        &format!(
+                            "cannot work the mailbox, {failures} attempts in a row failed: {e}"
+                        ),
+                    );
+                }
                 tracing::warn!(
                     mailbox = %name,
                     attempt = failures,
@@ -220,6 +284,13 @@ pub async fn run_mailbox(
                 return MailboxEnd::Stopped(e);
             }
         }
+    }
+}
+
+/// Raises `mailbox`'s alarm (logged at error the first time it is raised with this text).
+fn raise_alarm(metrics: &Metrics, mailbox: &str, text: &str) {
+    if metrics.set_alarm(mailbox, Some(text)) {
+        tracing::error!(mailbox = %mailbox, "mailbox alarm: {text}");
     }
 }
 

@@ -426,6 +426,43 @@ pub async fn admin_notices_due(
     Ok(queued)
 }
 
+/// Tells every admin about each mailbox whose alarm is raised (`alarms`: mailbox, problem), once per mailbox and
+/// day: a mailbox that keeps failing is never silent, and never floods the admins either.
+pub async fn mailbox_alarm_notices(
+    conn: &mut sqlx::AnyConnection,
+    templates: &Templates,
+    admins: &[String],
+    alarms: &[(String, String)],
+    today: NaiveDate,
+    now_s: &str,
+) -> anyhow::Result<usize> {
+    let mut queued = 0;
+    for (mailbox, problem) in alarms {
+        let values = BTreeMap::from([("mailbox", mailbox.clone()), ("problem", problem.clone())]);
+        let text = templates.render(Kind::AdminMailbox, &values);
+        for admin in admins {
+            let n = NewNotification {
+                kind: Kind::AdminMailbox.as_str().to_owned(),
+                task: None,
+                message: None,
+                recipient: admin.clone(),
+                subject: text.subject.clone(),
+                body: text.body.clone(),
+                not_before: now_s.to_owned(),
+                created_at: now_s.to_owned(),
+            };
+            let key = format!("mailbox-alarm:{mailbox}:{today}:{admin}");
+            if store::insert_notification_once(conn, &n, &key)
+                .await?
+                .is_some()
+            {
+                queued += 1;
+            }
+        }
+    }
+    Ok(queued)
+}
+
 /// Tells whoever now works an absent person's open task about it, once per task and absence, on any day of the
 /// absence (so a daemon stopped on its first day catches up). The one told is the absence's substitute, else the
 /// task's substitute as escalations find it (the client's backup accountant, …); nobody when none is found.

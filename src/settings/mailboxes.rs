@@ -13,10 +13,11 @@ use super::SettingsError;
 
 /// The folder IMAP servers call the inbox.
 const DEFAULT_IMAP_FOLDER: &str = "INBOX";
-/// Where a processed mail is moved, under the inbox so every client shows it.
-const DEFAULT_PROCESSED_FOLDER: &str = "INBOX/Processed";
-/// Where a mail that could not be processed is moved for a person to look at.
-const DEFAULT_QUARANTINE_FOLDER: &str = "INBOX/Quarantine";
+/// How often a mailbox is read even when its server pushes nothing during IDLE: the bound on how long new mail
+/// waits (a tax demand's deadline is days; a minute costs the server one SELECT).
+const DEFAULT_POLL_INTERVAL_SECS: i64 = 60;
+/// The widest `poll_interval_secs` accepted: a mailbox read less than hourly is one nobody watches.
+const MAX_POLL_INTERVAL_SECS: i64 = 3600;
 
 /// Transport security of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -114,10 +115,14 @@ pub struct MailboxSettings {
     pub password: PasswordSource,
     /// Folder to read new mail from.
     pub folder: String,
-    /// Folder a processed mail is moved to.
-    pub processed_folder: String,
-    /// Folder a mail that failed processing is moved to.
-    pub quarantine_folder: String,
+    /// Folder a processed mail is moved to, as written (`/` between levels is translated to the server's
+    /// separator at connect). `None`: `Processed` below INBOX, named with the separator the server reports.
+    pub processed_folder: Option<String>,
+    /// Folder a mail that failed processing is moved to; `None`: `Quarantine` below INBOX, as above.
+    pub quarantine_folder: Option<String>,
+    /// New mail waits at most this long: IDLE is left and the folder read again this often, whatever the server
+    /// pushes (default 60 s).
+    pub poll_interval: std::time::Duration,
     /// A PEM file of the certificate authority (or authorities) to trust instead of the public roots, for a
     /// server with a private CA (resolved path). `None`: the public web roots.
     pub tls_ca_file: Option<PathBuf>,
@@ -147,6 +152,7 @@ pub(super) struct RawMailbox {
     processed_folder: Option<String>,
     quarantine_folder: Option<String>,
     tls_ca_file: Option<PathBuf>,
+    poll_interval_secs: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,18 +235,26 @@ fn validate_mailbox(
         value
     };
     let folder_name = folder(raw.folder, DEFAULT_IMAP_FOLDER, "folder", problems);
-    let processed_folder = folder(
-        raw.processed_folder,
-        DEFAULT_PROCESSED_FOLDER,
-        "processed_folder",
-        problems,
-    );
-    let quarantine_folder = folder(
-        raw.quarantine_folder,
-        DEFAULT_QUARANTINE_FOLDER,
-        "quarantine_folder",
-        problems,
-    );
+    let mut written = |value: Option<String>, key: &str| {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            problems.push(format!("{at}.{key}: empty"));
+        }
+        value
+    };
+    let processed_folder = written(raw.processed_folder, "processed_folder");
+    let quarantine_folder = written(raw.quarantine_folder, "quarantine_folder");
+    let poll_interval = match raw.poll_interval_secs {
+        None => std::time::Duration::from_secs(DEFAULT_POLL_INTERVAL_SECS.unsigned_abs()),
+        Some(secs) if (1..=MAX_POLL_INTERVAL_SECS).contains(&secs) => {
+            std::time::Duration::from_secs(secs.unsigned_abs())
+        }
+        Some(secs) => {
+            problems.push(format!(
+                "{at}.poll_interval_secs: {secs} is not between 1 and {MAX_POLL_INTERVAL_SECS} seconds"
+            ));
+            std::time::Duration::from_secs(DEFAULT_POLL_INTERVAL_SECS.unsigned_abs())
+        }
+    };
     Some(MailboxSettings {
         name: name?,
         host: host?,
@@ -251,6 +265,7 @@ fn validate_mailbox(
         folder: folder_name,
         processed_folder,
         quarantine_folder,
+        poll_interval,
         tls_ca_file: raw.tls_ca_file.map(|file| normalize(&base.join(file))),
     })
 }
@@ -321,13 +336,29 @@ mod tests {
             mailbox.password,
             PasswordSource::Env("IMAP_PASSWORD".to_owned())
         );
+        // The folder names are asked of the server at connect (its separator): none is assumed here.
         assert_eq!(
             (
                 mailbox.folder.as_str(),
-                mailbox.processed_folder.as_str(),
-                mailbox.quarantine_folder.as_str()
+                mailbox.processed_folder.as_deref(),
+                mailbox.quarantine_folder.as_deref()
             ),
-            ("INBOX", "INBOX/Processed", "INBOX/Quarantine")
+            ("INBOX", None, None)
+        );
+        assert_eq!(mailbox.poll_interval, std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_poll_interval_outside_a_second_to_an_hour_is_refused_by_name() {
+        let message = error_text(&format!("{MAILBOX}poll_interval_secs = 0\n"), &[]);
+        assert_eq!(
+            message,
+            "mailboxes[0].poll_interval_secs: 0 is not between 1 and 3600 seconds"
+        );
+        let (_dir, settings) = load(&format!("{MAILBOX}poll_interval_secs = 5\n"), &[]);
+        assert_eq!(
+            settings.expect("valid").mailboxes[0].poll_interval,
+            std::time::Duration::from_secs(5)
         );
     }
 

@@ -61,8 +61,8 @@ async fn assert_exactly_once(app: &TestApp, mailbox: &MailboxSettings, n: usize)
         "no task twice"
     );
     assert_eq!(folder_count(mailbox, "INBOX").await, 0);
-    let moved = folder_count(mailbox, &mailbox.processed_folder).await
-        + folder_count(mailbox, &mailbox.quarantine_folder).await;
+    let moved = folder_count(mailbox, &crate::dovecot::processed(mailbox)).await
+        + folder_count(mailbox, &crate::dovecot::quarantine(mailbox)).await;
     assert_eq!(i64::from(moved), n, "every mail moved once");
 }
 
@@ -225,7 +225,7 @@ async fn a_thousand_mails_go_through_one_run_once_step_each_logged_once() {
 }
 
 /// One HTTP/1.1 GET on 127.0.0.1: the status code and the body.
-fn http_get(port: u16, path: &str) -> (u16, String) {
+pub(crate) fn http_get(port: u16, path: &str) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to HTTP");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -508,3 +508,20 @@ pub async fn folder_count(mailbox: &taxinbox::settings::MailboxSettings, folder:
     let _ = session.logout().await;
     n
 }
+
+/// The processed folder `mailbox` acknowledges into on Dovecot (`/` separator): the configured one, else the
+/// default the server's separator gives.
+pub fn processed(mailbox: &taxinbox::settings::MailboxSettings) -> String {
+    mailbox
+        .processed_folder
+        .clone()
+        .unwrap_or_else(|| "INBOX/Processed".to_owned())
+}
+
+/// The quarantine folder, as [`processed`].
+pub fn quarantine(mailbox: &taxinbox::settings::MailboxSettings) -> String {
+    mailbox
+        .quarantine_folder
+        .clone()
+        .unwrap_or_else(|| "INBOX/Quarantine".to_owned())
+}

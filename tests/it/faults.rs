@@ -35,7 +35,7 @@ async fn world(engine: Engine, mails: usize, batch: usize) -> (TestApp, Dovecot)
 
 /// What a clean, uninterrupted run makes of load mails `1..=mails`: (tasks, notifications queued for mail).
 /// Computed, not written down: a fresh SQLite store ingests the same mail in the same order through the library.
-async fn clean_run_counts(mails: usize) -> (i64, i64) {
+pub(crate) async fn clean_run_counts(mails: usize) -> (i64, i64) {
     let reference = TestApp::new(Engine::Sqlite).await;
     reference.import_corpus_register().await;
     let dir = reference.path("mail");
@@ -76,7 +76,12 @@ async fn count(store: &taxinbox::store::Store, sql: &str) -> i64 {
 
 /// The store holds `n` mails, each once, each logged once, no task twice, no notification queued twice, and
 /// `tasks` tasks with `notes` notifications for mail in all (what a clean run makes).
-async fn assert_stored_once(store: &taxinbox::store::Store, n: usize, tasks: i64, notes: i64) {
+pub(crate) async fn assert_stored_once(
+    store: &taxinbox::store::Store,
+    n: usize,
+    tasks: i64,
+    notes: i64,
+) {
     let n = n as i64;
     assert_eq!(count(store, "SELECT COUNT(*) FROM messages").await, n);
     assert_eq!(
@@ -159,7 +164,7 @@ async fn assert_notifications_sent_once(store: &taxinbox::store::Store, outbox: 
 }
 
 /// `taxinbox <args>` of the real binary on `config`.
-fn taxinbox(config: &Path, args: &[&str]) -> Output {
+pub(crate) fn taxinbox(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_taxinbox"))
         .arg("--config")
         .arg(config)
@@ -170,7 +175,7 @@ fn taxinbox(config: &Path, args: &[&str]) -> Output {
         .expect("run taxinbox")
 }
 
-fn assert_audit_verifies(config: &Path) {
+pub(crate) fn assert_audit_verifies(config: &Path) {
     let out = taxinbox(config, &["audit", "verify"]);
     assert!(
         out.status.success(),
@@ -190,7 +195,7 @@ fn log_tail(app: &TestApp, round: usize) -> String {
 }
 
 /// Waits until at least `n` mails are committed while the daemon of `round` runs (two minutes at most).
-async fn wait_for_commits(app: &TestApp, daemon: &mut Child, round: usize, n: i64) {
+pub(crate) async fn wait_for_commits(app: &TestApp, daemon: &mut Child, round: usize, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while app.count("SELECT COUNT(*) FROM messages").await < n {
         if let Ok(Some(status)) = daemon.try_wait() {
@@ -213,7 +218,7 @@ async fn wait_for_commits(app: &TestApp, daemon: &mut Child, round: usize, n: i6
 
 /// The next value of a fixed linear congruential sequence: the same "random" moments on every run, so that a
 /// failure can be replayed.
-fn next(seed: &mut u64) -> u64 {
+pub(crate) fn next(seed: &mut u64) -> u64 {
     *seed = seed
         .wrapping_mul(6_364_136_223_846_793_005)
         .wrapping_add(1_442_695_040_888_963_407);
@@ -266,8 +271,8 @@ on_both_engines!(
             String::from_utf8_lossy(&once.stderr)
         );
         assert_stored_once(&app.app.store, MAILS, expected_tasks, expected_notes).await;
-        let moved = folder_count(&mailbox, &mailbox.processed_folder).await
-            + folder_count(&mailbox, &mailbox.quarantine_folder).await;
+        let moved = folder_count(&mailbox, &crate::dovecot::processed(&mailbox)).await
+            + folder_count(&mailbox, &crate::dovecot::quarantine(&mailbox)).await;
         assert_eq!(moved as usize, MAILS, "every mail moved out of INBOX once");
         assert_notifications_sent_once(&app.app.store, &app.path("outbox")).await;
         assert_audit_verifies(&app.config);
@@ -333,8 +338,8 @@ on_both_engines!(
             dovecot.log()
         );
         assert_stored_once(&app.app.store, MAILS, expected_tasks, expected_notes).await;
-        let moved = folder_count(&mailbox, &mailbox.processed_folder).await
-            + folder_count(&mailbox, &mailbox.quarantine_folder).await;
+        let moved = folder_count(&mailbox, &crate::dovecot::processed(&mailbox)).await
+            + folder_count(&mailbox, &crate::dovecot::quarantine(&mailbox)).await;
         assert_eq!(moved as usize, MAILS, "every mail moved out of INBOX once");
         assert_audit_verifies(&app.config);
         app.cleanup().await;
@@ -568,8 +573,8 @@ async fn a_postgres_restart_mid_run_is_survived_with_every_mail_and_notification
         String::from_utf8_lossy(&once.stderr)
     );
     assert_stored_once(&app.store, MAILS, expected_tasks, expected_notes).await;
-    let moved = folder_count(&mailbox, &mailbox.processed_folder).await
-        + folder_count(&mailbox, &mailbox.quarantine_folder).await;
+    let moved = folder_count(&mailbox, &crate::dovecot::processed(&mailbox)).await
+        + folder_count(&mailbox, &crate::dovecot::quarantine(&mailbox)).await;
     assert_eq!(moved as usize, MAILS, "every mail moved out of INBOX once");
     assert_notifications_sent_once(&app.store, &dir.path().join("outbox")).await;
     assert_audit_verifies(&config);

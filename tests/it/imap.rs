@@ -228,13 +228,15 @@ on_both_engines!(
         assert!(bound_for_processed > uids.len(), "{sources:?}");
         let mut raw = imap::connect(&mailbox).await.unwrap();
         raw.select("INBOX").await.unwrap();
-        raw.create(&mailbox.processed_folder).await.unwrap();
-        raw.uid_copy(uids.join(","), &mailbox.processed_folder)
+        raw.create(&crate::dovecot::processed(&mailbox))
+            .await
+            .unwrap();
+        raw.uid_copy(uids.join(","), &crate::dovecot::processed(&mailbox))
             .await
             .unwrap();
         let _ = raw.logout().await;
         assert_eq!(
-            folder_count(&mailbox, &mailbox.processed_folder).await as usize,
+            folder_count(&mailbox, &crate::dovecot::processed(&mailbox)).await as usize,
             uids.len()
         );
 
@@ -243,12 +245,12 @@ on_both_engines!(
         assert_eq!(restart.moved_from_before, MAILS);
         assert_eq!(folder_count(&mailbox, "INBOX").await, 0);
         assert_eq!(
-            folder_count(&mailbox, &mailbox.processed_folder).await as usize,
+            folder_count(&mailbox, &crate::dovecot::processed(&mailbox)).await as usize,
             bound_for_processed,
             "the copies the cut-off MOVE made are not made twice"
         );
         assert_eq!(
-            folder_count(&mailbox, &mailbox.quarantine_folder).await as usize,
+            folder_count(&mailbox, &crate::dovecot::quarantine(&mailbox)).await as usize,
             MAILS - bound_for_processed
         );
         app.cleanup().await;
