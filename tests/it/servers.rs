@@ -263,7 +263,7 @@ async fn without_uidplus_a_crash_between_copy_and_expunge_leaves_no_mail_twice_i
         .await
         .unwrap()
         .expect("committed");
-        let folder = if stored.status == "quarantined" {
+        let folder = if stored.status == taxinbox::store::MessageStatus::Quarantined {
             "INBOX.Quarantine"
         } else {
             "INBOX.Processed"
