@@ -62,6 +62,12 @@ const KINDS: &[(Kind, &str, &[&str], &str)] = &[
         include_str!("../rules/templates/admin_unassigned.txt"),
     ),
     (
+        Kind::AdminCalendar,
+        "admin_calendar",
+        &["year", "region", "missing", "clients"],
+        include_str!("../rules/templates/admin_calendar.txt"),
+    ),
+    (
         Kind::AbsenceHandover,
         "absence_handover",
         &["task", "client", "due", "absent", "from", "to"],
@@ -77,6 +83,9 @@ pub enum Kind {
     Escalation,
     AdminQuarantined,
     AdminUnassigned,
+    /// A region's production calendar for the coming year is missing days (`pending`, no section): told to the
+    /// admins once, before the year starts.
+    AdminCalendar,
     /// An absence started: whoever now works the absent person's open task is told.
     AbsenceHandover,
 }
