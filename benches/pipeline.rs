@@ -109,6 +109,7 @@ fn ingest_into(c: &mut Criterion, name: &str, url: impl Fn() -> String) {
             },
             |(store, p)| {
                 let options = taxinbox::ingest::IngestOptions {
+                    archive: taxinbox::pipeline::batch::Archive::No,
                     dry_run: false,
                     batch_size: 64,
                 };

@@ -5,7 +5,7 @@
 //! a mail is acknowledged at its source only when the transaction holding it has committed, and a failed commit
 //! leaves the whole batch unacknowledged, to be delivered again.
 
-use crate::pipeline::batch::{self, Incoming, Shadow, Summary};
+use crate::pipeline::batch::{self, Archive, Incoming, Shadow, Summary};
 use crate::pipeline::{Pipeline, Report};
 use crate::source::Input;
 use crate::store::Store;
@@ -18,6 +18,8 @@ pub struct IngestOptions {
     pub dry_run: bool,
     /// Mails per transaction.
     pub batch_size: usize,
+    /// Which mail is history (`ingest --archive`, a Maildir's `archive_before`): no notification, no task event.
+    pub archive: Archive,
 }
 
 /// Runs `inputs` through the pipeline; `on_report` sees each mail's report once its batch has committed.
@@ -46,6 +48,7 @@ pub async fn ingest(
                         raw,
                         source: input.reference(),
                         mailbox: input_kind(input).to_owned(),
+                        archive: options.archive,
                     });
                     read.push(input);
                 }

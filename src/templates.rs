@@ -63,6 +63,12 @@ const KINDS: &[(Kind, &str, &[&str], &str)] = &[
         include_str!("../rules/templates/admin_unassigned.txt"),
     ),
     (
+        Kind::AdminCalendar,
+        "admin_calendar",
+        &["year", "region", "missing", "clients"],
+        include_str!("../rules/templates/admin_calendar.txt"),
+    ),
+    (
         Kind::AbsenceHandover,
         "absence_handover",
         &["task", "client", "due", "absent", "from", "to"],
@@ -84,6 +90,9 @@ pub enum Kind {
     Escalation,
     AdminQuarantined,
     AdminUnassigned,
+    /// A region's production calendar for the coming year is missing days (`pending`, no section): told to the
+    /// admins once, before the year starts.
+    AdminCalendar,
     /// An absence started: whoever now works the absent person's open task is told.
     AbsenceHandover,
     /// An IMAP mailbox's alarm is raised: it cannot acknowledge, or cannot be worked, for several passes.

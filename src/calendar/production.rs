@@ -7,6 +7,7 @@
 //! calendar. Nothing is ever extrapolated: a year without a file is [`CalendarError::OutOfRange`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::Path;
 
 use chrono::{Datelike, NaiveDate, Weekday};
@@ -49,6 +50,11 @@ struct RawRegion {
     days_off: Vec<NaiveDate>,
     #[serde(default)]
     working_weekends: Vec<NaiveDate>,
+    /// Days off the region's law names whose date for this year is not fixed yet (`["Ураза-байрам"]`): known
+    /// missing, so `rules check` warns and the admins are told before the year starts. Never an estimate in
+    /// `days_off`.
+    #[serde(default)]
+    pending: Vec<String>,
 }
 
 /// The exceptions to "Monday–Friday are worked" for one year, federally or for one region.
@@ -72,6 +78,40 @@ struct Year {
     short_days: BTreeSet<NaiveDate>,
     /// By region code as written (`"16"`, `"02"`).
     regions: BTreeMap<String, Exceptions>,
+    /// A region's days off whose date is not fixed yet (its `pending`), by region code; only non-empty lists.
+    pending: BTreeMap<String, Vec<String>>,
+}
+
+/// A region's year that is not complete: the region has a section in other years but none in this one (or there is
+/// no file for the year at all), or its section lists days off still `pending`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionGap {
+    pub year: i32,
+    pub region: String,
+    /// The year's file; `None` when the year has none.
+    pub file: Option<String>,
+    /// The pending days off; empty when the section (or the file) is missing.
+    pub pending: Vec<String>,
+}
+
+impl fmt::Display for RegionGap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.pending.is_empty()) {
+            (None, _) => write!(f, "no production calendar for {}", self.year),
+            (Some(_), true) => write!(
+                f,
+                "no [regions.{}] section for {}, though other years have one: its regional days off are not known",
+                self.region, self.year
+            ),
+            (Some(_), false) => write!(
+                f,
+                "[regions.{}] of {}: the dates of {} are not fixed yet (pending)",
+                self.region,
+                self.year,
+                self.pending.join(", ")
+            ),
+        }
+    }
 }
 
 /// Working days by year and region. Built from the files under `rules/calendar/production/`.
@@ -120,6 +160,48 @@ impl ProductionCalendar {
     /// The years that have a file, ascending.
     pub fn years(&self) -> Vec<i32> {
         self.years.keys().copied().collect()
+    }
+
+    /// The regions with a section in at least one year: the regions that have days of their own.
+    pub fn regions(&self) -> BTreeSet<String> {
+        self.years
+            .values()
+            .flat_map(|y| y.regions.keys().cloned())
+            .collect()
+    }
+
+    /// What is missing of `region`'s `year`, if anything; `None` for a complete year and for a region that never
+    /// had a section (it follows the federal calendar).
+    pub fn region_gap(&self, year: i32, region: &str) -> Option<RegionGap> {
+        let region = region.trim();
+        if !self.regions().contains(region) {
+            return None;
+        }
+        let gap = |file: Option<&str>, pending: Vec<String>| RegionGap {
+            year,
+            region: region.to_owned(),
+            file: file.map(str::to_owned),
+            pending,
+        };
+        let Some(loaded) = self.years.get(&year) else {
+            return Some(gap(None, Vec::new()));
+        };
+        if !loaded.regions.contains_key(region) {
+            return Some(gap(Some(&loaded.file), Vec::new()));
+        }
+        loaded
+            .pending
+            .get(region)
+            .map(|pending| gap(Some(&loaded.file), pending.clone()))
+    }
+
+    /// Every gap of every loaded year, by year and region.
+    pub fn region_gaps(&self) -> Vec<RegionGap> {
+        let regions = self.regions();
+        self.years
+            .keys()
+            .flat_map(|&year| regions.iter().filter_map(move |r| self.region_gap(year, r)))
+            .collect()
     }
 
     /// Whether `day` is worked in `region` (`None`, empty or a region without its own section = federal).
@@ -246,6 +328,7 @@ impl Year {
             exceptions(number, "", &raw.days_off, &raw.working_weekends, None).map_err(invalid)?;
         let short_days = in_year(number, "short_days", &raw.short_days).map_err(invalid)?;
         let mut regions = BTreeMap::new();
+        let mut pending = BTreeMap::new();
         for (code, region) in raw.regions {
             if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(invalid(format!(
@@ -261,6 +344,15 @@ impl Year {
                 Some(&federal),
             )
             .map_err(invalid)?;
+            let days: Vec<String> = region
+                .pending
+                .iter()
+                .map(|d| d.trim().to_owned())
+                .filter(|d| !d.is_empty())
+                .collect();
+            if !days.is_empty() {
+                pending.insert(code.clone(), days);
+            }
             regions.insert(code, lists);
         }
         Ok(Year {
@@ -269,6 +361,7 @@ impl Year {
             federal,
             short_days,
             regions,
+            pending,
         })
     }
 }
@@ -331,6 +424,56 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         s.parse().expect("test date")
+    }
+
+    const GAP_2025: &str = "year = 2025\n[regions.16]\ndays_off = [\"2025-06-06\"]\n[regions.02]\n";
+    const GAP_2026: &str =
+        "year = 2026\n[regions.16]\npending = [\"Ураза-байрам\", \"Курбан-байрам\"]\n";
+
+    #[test]
+    fn a_region_section_missing_in_one_year_and_pending_days_are_gaps_a_federal_region_is_none() {
+        let cal =
+            ProductionCalendar::from_toml_strs(&[("2025.toml", GAP_2025), ("2026.toml", GAP_2026)])
+                .expect("loads");
+        let gaps = cal.region_gaps();
+        assert_eq!(
+            gaps,
+            vec![
+                RegionGap {
+                    year: 2026,
+                    region: "02".into(),
+                    file: Some("2026.toml".into()),
+                    pending: vec![],
+                },
+                RegionGap {
+                    year: 2026,
+                    region: "16".into(),
+                    file: Some("2026.toml".into()),
+                    pending: vec!["Ураза-байрам".into(), "Курбан-байрам".into()],
+                },
+            ]
+        );
+        assert!(gaps[1].to_string().contains("Ураза-байрам, Курбан-байрам"));
+        // Moscow never had a section: the federal calendar is all it needs.
+        assert_eq!(cal.region_gap(2026, "77"), None);
+        assert_eq!(cal.region_gap(2025, "16"), None);
+        // A year without a file is a gap for every region with days of its own.
+        assert_eq!(cal.region_gap(2027, "16").map(|g| g.file), Some(None));
+        // The pending days are no days off: 2026 in region 16 is federal until they are fixed.
+        assert_eq!(
+            working_days_in(&cal, 2026, Some("16")),
+            working_days_in(&cal, 2026, None)
+        );
+    }
+
+    #[test]
+    fn the_shipped_2027_calendar_names_the_unfixed_lunar_holidays_of_16_and_02_as_pending() {
+        let cal = shipped();
+        for region in ["16", "02"] {
+            let gap = cal.region_gap(2027, region).expect("pending in 2027");
+            assert_eq!(gap.pending, ["Ураза-байрам", "Курбан-байрам"], "{region}");
+        }
+        assert_eq!(cal.region_gap(2026, "16"), None);
     }
 
     fn working_days_in(cal: &ProductionCalendar, year: i32, region: Option<&str>) -> usize {

@@ -4,7 +4,7 @@
 use super::Format;
 use crate::app::Instance;
 use crate::ingest::IngestOptions;
-use crate::pipeline::batch::Summary;
+use crate::pipeline::batch::{Archive, Summary};
 use crate::pipeline::{Pipeline, Report};
 use crate::store;
 use anyhow::Context as _;
@@ -12,17 +12,18 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// `taxinbox ingest PATH…`: exits non-zero when an input could not be read (it is left in place).
+/// `taxinbox ingest [--archive] PATH…`: exits non-zero when an input could not be read (it is left in place).
 pub async fn ingest(
     config: Option<&Path>,
     paths: &[String],
     dry_run: bool,
+    archive: Archive,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
     let app = Instance::open(config).await?;
     let pipeline = app.pipeline().await?;
     let inputs = crate::source::collect(paths)?;
-    let summary = run_ingest(&app, &pipeline, &inputs, dry_run, format).await?;
+    let summary = run_ingest(&app, &pipeline, &inputs, dry_run, archive, format).await?;
     if format == Format::Text {
         print!("{}", summary.render(dry_run));
     }
@@ -66,6 +67,7 @@ pub async fn run_ingest(
     pipeline: &Pipeline,
     inputs: &[crate::source::Input],
     dry_run: bool,
+    archive: Archive,
     format: Format,
 ) -> anyhow::Result<Summary> {
     let bar = if std::io::stderr().is_terminal() && inputs.len() > 50 {
@@ -83,6 +85,7 @@ pub async fn run_ingest(
     let options = IngestOptions {
         dry_run,
         batch_size: app.settings.ingest.batch_size,
+        archive,
     };
     let mut failed = None;
     let summary = crate::ingest::ingest(

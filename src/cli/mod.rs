@@ -46,6 +46,10 @@ pub enum Command {
         /// Evaluate as if committed, then roll everything back: nothing stored, nothing acknowledged.
         #[arg(long)]
         dry_run: bool,
+        /// Import history: parsed, classified, logged and joined to cases as usual, but nobody is notified and
+        /// nothing is pushed to the task sinks; its tasks are stored already done, marked archived.
+        #[arg(long)]
+        archive: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
         #[arg(required = true, value_name = "PATH")]
@@ -151,9 +155,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ingest {
             dry_run,
+            archive,
             format,
             paths,
-        } => ingest::ingest(config, &paths, dry_run, format).await,
+        } => {
+            let archive = if archive {
+                crate::pipeline::batch::Archive::All
+            } else {
+                crate::pipeline::batch::Archive::No
+            };
+            ingest::ingest(config, &paths, dry_run, archive, format).await
+        }
         Command::Run { once } => crate::daemon::run(config, once).await,
         Command::Directory {
             command:

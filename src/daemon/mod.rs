@@ -8,7 +8,7 @@ mod watch;
 use crate::app::Instance;
 use crate::ingest::{ingest, IngestOptions};
 use crate::notify;
-use crate::pipeline::batch::Summary;
+use crate::pipeline::batch::{Archive, Summary};
 use crate::pipeline::Pipeline;
 use crate::store;
 use std::path::Path;
@@ -53,6 +53,7 @@ pub async fn run_pass(
         let options = IngestOptions {
             dry_run: false,
             batch_size: app.settings.ingest.batch_size,
+            archive: maildir.archive_before.map_or(Archive::No, Archive::Before),
         };
         let summary = ingest(&app.store, pipeline, &inputs, &options, &chrono::Utc::now, |r| {
             tracing::info!(mailbox = %maildir.name, message_id = r.message_id.as_deref().unwrap_or(""),
@@ -115,6 +116,8 @@ fn merge(total: &mut Summary, s: Summary) {
     for (k, v) in s.tasks_by_assignee {
         *total.tasks_by_assignee.entry(k).or_default() += v;
     }
+    total.archived_mails += s.archived_mails;
+    total.archived_tasks += s.archived_tasks;
     total.quarantined.extend(s.quarantined);
     total.unreadable.extend(s.unreadable);
 }

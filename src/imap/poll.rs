@@ -34,7 +34,7 @@
 
 use super::server::{Folders, ServerInfo};
 use super::{timed, Error, Session, NETWORK_TIMEOUT};
-use crate::pipeline::batch::{self, Incoming, Shadow};
+use crate::pipeline::batch::{self, Archive, Incoming, Shadow};
 use crate::pipeline::{reload, Pipeline, Report, Status};
 use crate::settings::MailboxSettings;
 use crate::store::{self, ImapCheckpoint, Store};
@@ -386,6 +386,7 @@ impl MailboxSession {
         // next pass, and fetched or evaluated mail uncommitted, fetched again.
         let chunks: Vec<&[u32]> = plan.new.chunks(ctx.batch_size.max(1)).collect();
         let name = self.mailbox.name.clone();
+        let archive = archive_of(&self.mailbox);
         let mailbox = self.mailbox.clone();
         let folders = self.folders.clone();
         let caps = self.caps;
@@ -407,13 +408,15 @@ impl MailboxSession {
         if let Some(first) = next.take() {
             let prefetch = chunks.get(1).copied().filter(|_| !ctx.stopping());
             let session = &mut self.session;
-            let (evaluated, fetched) =
-                tokio::join!(evaluate_batch(ctx, &name, plan.uidvalidity, first), async {
+            let (evaluated, fetched) = tokio::join!(
+                evaluate_batch(ctx, &name, plan.uidvalidity, archive, first),
+                async {
                     match prefetch {
                         Some(uids) => Some(fetch_batch(session, &name, uids).await),
                         None => None,
                     }
-                });
+                }
+            );
             ready = Some(evaluated?);
             next = fetched.transpose()?;
         }
@@ -438,7 +441,9 @@ impl MailboxSession {
                 commit_evaluated(ctx, &name, plan.uidvalidity, last_uid, batch),
                 async {
                     match fetched_next {
-                        Some(raw) => Some(evaluate_batch(ctx, &name, plan.uidvalidity, raw).await),
+                        Some(raw) => {
+                            Some(evaluate_batch(ctx, &name, plan.uidvalidity, archive, raw).await)
+                        }
                         None => None,
                     }
                 },
@@ -549,9 +554,10 @@ impl MailboxSession {
         let mut all = Committed::default();
         let mut last_uid = plan.last_uid;
         let name = self.mailbox.name.clone();
+        let archive = archive_of(&self.mailbox);
         for uids in plan.new.chunks(ctx.batch_size.max(1)) {
             let raw = fetch_batch(&mut self.session, &name, uids).await?;
-            let batch = evaluate_batch(ctx, &name, plan.uidvalidity, raw).await?;
+            let batch = evaluate_batch(ctx, &name, plan.uidvalidity, archive, raw).await?;
             let (committed, batch_last) =
                 commit_evaluated(ctx, &name, plan.uidvalidity, last_uid, batch).await?;
             last_uid = batch_last;
@@ -1016,6 +1022,7 @@ async fn evaluate_batch(
     ctx: &PollContext<'_>,
     name: &str,
     uidvalidity: u32,
+    archive: Archive,
     raw: Raw,
 ) -> Result<Evaluated, Error> {
     let Raw {
@@ -1037,6 +1044,7 @@ async fn evaluate_batch(
             raw,
             source: source_ref(name, uidvalidity, uid),
             mailbox: name.to_owned(),
+            archive,
         })
         .collect();
     let batch = tokio::task::spawn_blocking(move || {
@@ -1146,6 +1154,11 @@ async fn commit_evaluated(
         );
     }
     Ok((Committed { moves, reports }, batch_last))
+}
+
+/// Which of a mailbox's mail is history: what its received date (`Date:`) says against `archive_before`.
+fn archive_of(mailbox: &MailboxSettings) -> Archive {
+    mailbox.archive_before.map_or(Archive::No, Archive::Before)
 }
 
 /// `UID FETCH <uids> (UID BODY.PEEK[])`: PEEK, so reading never sets \\Seen for the people sharing the box.

@@ -13,7 +13,7 @@ use crate::directory::{Directory, Role};
 use crate::settings::{EscalationSettings, EscalationTarget};
 use crate::store::{self, NewNotification, TaskView};
 use crate::templates::{Kind, Templates};
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{Datelike as _, NaiveDate, NaiveDateTime, NaiveTime};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Everything scheduling needs besides the database and the date.
@@ -43,6 +43,8 @@ pub struct ScheduleOutcome {
     pub admin_notices: usize,
     /// Notices to substitutes about the open tasks of someone whose absence started.
     pub handovers: usize,
+    /// Notices to admins about a coming year whose regional days off are not all known.
+    pub calendar_notices: usize,
 }
 
 /// "In the next working days" of the digest: far enough to plan the week's start, near enough to stay short.
@@ -50,6 +52,10 @@ const DIGEST_UPCOMING_WORKING_DAYS: u32 = 3;
 
 /// Admin notices queued per pass and kind: a bound; a backlog goes out over the following passes.
 const ADMIN_NOTICES_PER_PASS: i64 = 100;
+
+/// How many days before a year starts the admins hear that a client's region lacks days of it: time for the
+/// region's act to be looked for and entered before the first deadline of the year is counted.
+pub const CALENDAR_NOTICE_DAYS: i64 = 60;
 
 /// A due date further ahead than this is not counted in working days (no ladder reaches that far).
 const MAX_LOOKAHEAD_DAYS: i64 = 400;
@@ -90,6 +96,7 @@ pub async fn run_at(
         escalations: escalations_due(conn, ctx, today, now_s).await?,
         admin_notices: admin_notices_due(conn, ctx, now_s).await?,
         handovers: absence_handovers_due(conn, ctx, today, now_s).await?,
+        calendar_notices: calendar_notices_due(conn, ctx, today, now_s).await?,
     })
 }
 
@@ -463,6 +470,82 @@ pub async fn mailbox_alarm_notices(
     Ok(queued)
 }
 
+/// Tells every admin, once per year and region, that a region used by a client of the register lacks days of a
+/// year starting within [`CALENDAR_NOTICE_DAYS`] (or already running): its section is missing though other years
+/// have one, or it lists days still `pending`. Keyed `calendar:<year>:<region>:<admin>`.
+pub async fn calendar_notices_due(
+    conn: &mut sqlx::AnyConnection,
+    ctx: &ScheduleContext,
+    today: NaiveDate,
+    now_s: &str,
+) -> anyhow::Result<usize> {
+    if ctx.admins.is_empty() {
+        return Ok(0);
+    }
+    let mut clients: BTreeMap<String, usize> = BTreeMap::new();
+    for client in ctx.directory.clients() {
+        if let Some(region) = client
+            .region
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            *clients.entry(region.to_owned()).or_default() += 1;
+        }
+    }
+    let next = today.year() + 1;
+    let next_starts = NaiveDate::from_ymd_opt(next, 1, 1).unwrap_or(today);
+    let years: Vec<i32> = if (next_starts - today).num_days() <= CALENDAR_NOTICE_DAYS {
+        vec![today.year(), next]
+    } else {
+        vec![today.year()]
+    };
+    let mut queued = 0;
+    for year in years {
+        for (region, count) in &clients {
+            let Some(gap) = ctx.calendar.region_gap(year, region) else {
+                continue;
+            };
+            let missing = match (&gap.file, gap.pending.is_empty()) {
+                (None, _) => format!("нет файла rules/calendar/production/{year}.toml"),
+                (Some(_), true) => format!(
+                    "в файле {year} года нет раздела [regions.{region}], хотя в других годах он есть"
+                ),
+                (Some(_), false) => {
+                    format!("даты не установлены (pending): {}", gap.pending.join(", "))
+                }
+            };
+            let values = BTreeMap::from([
+                ("year", year.to_string()),
+                ("region", region.clone()),
+                ("missing", missing),
+                ("clients", count.to_string()),
+            ]);
+            let text = ctx.templates.render(Kind::AdminCalendar, &values);
+            for admin in &ctx.admins {
+                let n = NewNotification {
+                    kind: Kind::AdminCalendar.as_str().to_owned(),
+                    task: None,
+                    message: None,
+                    recipient: admin.clone(),
+                    subject: text.subject.clone(),
+                    body: text.body.clone(),
+                    not_before: now_s.to_owned(),
+                    created_at: now_s.to_owned(),
+                };
+                let key = format!("calendar:{year}:{region}:{admin}");
+                if store::insert_notification_once(conn, &n, &key)
+                    .await?
+                    .is_some()
+                {
+                    queued += 1;
+                }
+            }
+        }
+    }
+    Ok(queued)
+}
+
 /// Tells whoever now works an absent person's open task about it, once per task and absence, on any day of the
 /// absence (so a daemon stopped on its first day catches up). The one told is the absence's substitute, else the
 /// task's substitute as escalations find it (the client's backup accountant, …); nobody when none is found.
@@ -570,6 +653,7 @@ pub async fn schedule_today(
             escalations = outcome.escalations,
             admin_notices = outcome.admin_notices,
             handovers = outcome.handovers,
+            calendar_notices = outcome.calendar_notices,
             "notifications scheduled"
         );
     }

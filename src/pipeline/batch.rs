@@ -10,8 +10,35 @@
 use super::shadow::{self, ShadowEval};
 use super::{Evaluation, Pipeline, Report, Status};
 use crate::store::{Store, Tx};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
+
+/// Whether mail is history (archive mode: `ingest --archive`, `archive_before`): parsed, classified, logged and
+/// joined to cases as usual, but it notifies nobody and pushes nothing to the task sinks; its tasks are stored
+/// already done and marked archived, so an import of years of mail leaves no overdue task and no reminder while its
+/// cases exist for later mail to join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Archive {
+    /// Live mail.
+    #[default]
+    No,
+    /// Every mail is history (`ingest --archive`).
+    All,
+    /// Mail received (its `Date:` header, the date its deadlines count from) before this day is history
+    /// (`archive_before`); mail without a date counts as received today, so it stays live.
+    Before(NaiveDate),
+}
+
+impl Archive {
+    /// Whether a mail received on `received` is taken in archive mode.
+    pub fn applies(self, received: NaiveDate) -> bool {
+        match self {
+            Archive::No => false,
+            Archive::All => true,
+            Archive::Before(day) => received < day,
+        }
+    }
+}
 
 /// One raw mail and where it came from.
 #[derive(Debug, Clone)]
@@ -21,6 +48,8 @@ pub struct Incoming {
     pub source: String,
     /// The configured mailbox, or the kind of input (`file`, `maildir`, `stdin`) for what the command line names.
     pub mailbox: String,
+    /// Whether it is history (decided by its received date once evaluated).
+    pub archive: Archive,
 }
 
 /// Whether the shadow set (`rules.shadow_dir`) rides along: on live mail only, never on a dry run.
@@ -117,8 +146,17 @@ pub async fn write(
         .zip(&batch.evaluations)
         .zip(&batch.shadows)
     {
+        let archived = mail.archive.applies(eval.received);
         let report = pipeline
-            .commit(tx, &mail.source, &mail.mailbox, &mail.raw, eval, batch.now)
+            .commit(
+                tx,
+                &mail.source,
+                &mail.mailbox,
+                &mail.raw,
+                eval,
+                archived,
+                batch.now,
+            )
             .await?;
         shadow::record(tx, shadow.as_ref(), eval, &report, batch.now).await?;
         reports.push(report);
@@ -151,8 +189,11 @@ where
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Summary {
     pub by_status: BTreeMap<String, usize>,
-    /// Tasks created per assignee (the unassigned queue under "").
+    /// Tasks created per assignee (the unassigned queue under ""), archived ones not counted.
     pub tasks_by_assignee: BTreeMap<String, usize>,
+    /// Mail taken in archive mode, and the tasks it stored already done.
+    pub archived_mails: usize,
+    pub archived_tasks: usize,
     /// Source and error of every quarantined mail.
     pub quarantined: Vec<(String, String)>,
     /// Inputs that could not be read at all (left in place, not acknowledged).
@@ -166,7 +207,11 @@ impl Summary {
             .by_status
             .entry(r.status.as_str().to_owned())
             .or_default() += 1;
-        for t in &r.tasks {
+        if r.archived {
+            self.archived_mails += 1;
+            self.archived_tasks += r.tasks.len();
+        }
+        for t in r.tasks.iter().filter(|_| !r.archived) {
             *self
                 .tasks_by_assignee
                 .entry(t.assignee.clone().unwrap_or_default())
@@ -214,6 +259,12 @@ impl Summary {
             "unassigned tasks: {}\n",
             self.tasks_by_assignee.get("").copied().unwrap_or(0)
         ));
+        if self.archived_mails > 0 {
+            out.push_str(&format!(
+                "archived (history: nobody notified, nothing pushed): {} mail(s), {} task(s) stored done\n",
+                self.archived_mails, self.archived_tasks
+            ));
+        }
         out.push_str(&format!("quarantined: {}\n", self.quarantined.len()));
         for (source, error) in &self.quarantined {
             out.push_str(&format!("  {source}: {error}\n"));

@@ -32,7 +32,10 @@ fn joins_by_thread_or_quotation(category: &str) -> bool {
 }
 
 impl Pipeline {
-    /// Writes one evaluated mail through the open transaction and returns its report.
+    /// Writes one evaluated mail through the open transaction and returns its report. `archived`: the mail is history
+    /// (archive import): logged and joined as usual, its tasks stored done and marked archived, no notification and
+    /// no task event queued, and it proves no step of a case done (that would push a `done` event).
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         &self,
         conn: &mut AnyConnection,
@@ -40,6 +43,7 @@ impl Pipeline {
         mailbox: &str,
         raw: &[u8],
         eval: &Evaluation,
+        archived: bool,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Report> {
         let now_s = store::timestamp(now);
@@ -55,12 +59,15 @@ impl Pipeline {
             source,
             mailbox,
             log_event: None,
+            archived,
         };
         let report = self.write_outcome(conn, &target, eval, &now_s).await?;
         if let Some(id) = report.id {
             store::add_source_ref(conn, source, id).await?;
-            // Task events for the firm's tracker (webhook, Bitrix24), in this same transaction.
-            store::queue_task_events_of_message(conn, id, &now_s).await?;
+            // Task events for the firm's tracker (webhook, Bitrix24), in this same transaction; history pushes none.
+            if !archived {
+                store::queue_task_events_of_message(conn, id, &now_s).await?;
+            }
         }
         Ok(report)
     }
@@ -88,6 +95,8 @@ impl Pipeline {
             mailbox: "reprocess",
             // A second decision is told from the first in the log (the payload says how it ended).
             log_event: Some("mail_reprocessed"),
+            // Reprocessing is a person's request about this mail now: live.
+            archived: false,
         };
         let eval = self.evaluate(&raw, target.mailbox, now);
         let now_s = store::timestamp(now);
@@ -153,7 +162,13 @@ impl Pipeline {
         // that only answers a case's mail (its thread) belongs to that case but proves nothing.
         let mut proved = None;
         if !resolved.proves.is_empty() {
-            if let Some(case) = self.closed_case(conn, resolved).await? {
+            // History proves nothing: closing a step would push a `done` event (its own case's tasks are done already).
+            let case = if target.archived {
+                None
+            } else {
+                self.closed_case(conn, resolved).await?
+            };
+            if let Some(case) = case {
                 record.case_id = Some(case.id);
                 record.reason = Some(format!(
                     "{}; подтверждает по требованию № {} от {}: {}",
@@ -194,7 +209,7 @@ impl Pipeline {
         let mut tasks = Vec::with_capacity(resolved.tasks.len());
         for t in &resolved.tasks {
             tasks.push(
-                self.create_task(conn, id, case_id, resolved, t, eval, now_s)
+                self.create_task(conn, id, case_id, resolved, t, eval, target.archived, now_s)
                     .await?,
             );
         }
@@ -205,7 +220,8 @@ impl Pipeline {
             .await
     }
 
-    /// One planned task stored, with its new-task notification when it has a person.
+    /// One planned task stored, with its new-task notification when it has a person; an archived one (history) is
+    /// stored done and marked archived, and nobody is notified.
     #[allow(clippy::too_many_arguments)]
     async fn create_task(
         &self,
@@ -215,6 +231,7 @@ impl Pipeline {
         resolved: &Resolved,
         t: &PlannedTask,
         eval: &Evaluation,
+        archived: bool,
         now_s: &str,
     ) -> anyhow::Result<TaskReport> {
         let task_id = store::insert_task(
@@ -231,10 +248,11 @@ impl Pipeline {
                 priority: t.priority.clone(),
                 provenance: t.provenance.to_string(),
                 created_at: now_s.to_owned(),
+                archived,
             },
         )
         .await?;
-        if let Some(person) = &t.assignee {
+        if let Some(person) = t.assignee.as_ref().filter(|_| !archived) {
             let notification = new_task_notification(task_id, message, person, t, eval, now_s);
             store::insert_notification(conn, &notification).await?;
         }
@@ -364,13 +382,16 @@ impl Pipeline {
                 .collect(),
             Err(_) => vec![],
         };
-        let payload = serde_json::json!({
+        let mut payload = serde_json::json!({
             "report": report,
             "reason": reason,
             "received_date": eval.received,
             "deadlines": provenance,
             "trace": trace(eval),
         });
+        if report.archived {
+            payload["archived"] = serde_json::Value::Bool(true);
+        }
         store::append_log(
             conn,
             &store::LogEntry {
@@ -393,6 +414,8 @@ struct Target<'a> {
     mailbox: &'a str,
     /// The log event instead of the outcome's own (`mail_reprocessed`).
     log_event: Option<&'static str>,
+    /// History (archive import): see [`Pipeline::commit`].
+    archived: bool,
 }
 
 /// A message as stored, with what its report adds: the tasks created and the case a closing notice names.
@@ -453,6 +476,7 @@ impl Stored {
             reason: r.reason.clone(),
             closes: self.closes.clone(),
             id: Some(self.id),
+            archived: r.archived,
         }
     }
 }
@@ -471,6 +495,7 @@ fn message_record(eval: &Evaluation, target: &Target<'_>, now_s: &str) -> Messag
         ruleset: Some(eval.ruleset.clone()),
         facts: eval.facts.to_string(),
         processed_at: now_s.to_owned(),
+        archived: target.archived,
         ..MessageRecord::default()
     }
 }

@@ -64,6 +64,10 @@ pub struct Report {
     pub closes: Option<String>,
     /// Row id of the stored message (for `audit show`, `reprocess`).
     pub id: Option<i64>,
+    /// Taken in archive mode (history): its tasks were stored done, nobody was notified, nothing was pushed.
+    /// Written only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 impl Report {
@@ -85,6 +89,7 @@ impl Report {
             reason: None,
             closes: None,
             id: None,
+            archived: false,
         }
     }
 }

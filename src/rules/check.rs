@@ -146,7 +146,19 @@ pub fn check(
         }
     };
     let calendar = match ProductionCalendar::load_dir(&rules_dir.join("calendar/production")) {
-        Ok(c) => Some(c),
+        Ok(c) => {
+            // A region's year not known in full is no error (the federal days still hold), but an admin must see it.
+            for gap in c.region_gaps() {
+                let file = gap.file.as_deref().unwrap_or_default();
+                report.push(
+                    Severity::Warning,
+                    &format!("calendar/production/{file}"),
+                    None,
+                    format!("region {}: {gap}", gap.region),
+                );
+            }
+            Some(c)
+        }
         Err(e) => {
             report.push(Severity::Error, "calendar/production", None, e.to_string());
             None

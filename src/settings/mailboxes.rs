@@ -126,6 +126,9 @@ pub struct MailboxSettings {
     /// A PEM file of the certificate authority (or authorities) to trust instead of the public roots, for a
     /// server with a private CA (resolved path). `None`: the public web roots.
     pub tls_ca_file: Option<PathBuf>,
+    /// Mail received (its `Date:` header) before this day is taken as history (archive mode): logged and joined to
+    /// cases, its tasks stored already done, nobody notified, nothing pushed. `None`: all mail is live.
+    pub archive_before: Option<chrono::NaiveDate>,
 }
 
 /// One local Maildir to process (for a mail server that delivers to disk, and for the sample).
@@ -135,6 +138,8 @@ pub struct MaildirSettings {
     pub name: String,
     /// The Maildir folder (resolved), holding `new/`, `cur/` and `tmp/`.
     pub path: PathBuf,
+    /// As a mailbox's `archive_before`: mail received before this day is history.
+    pub archive_before: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +158,7 @@ pub(super) struct RawMailbox {
     quarantine_folder: Option<String>,
     tls_ca_file: Option<PathBuf>,
     poll_interval_secs: Option<i64>,
+    archive_before: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +166,7 @@ pub(super) struct RawMailbox {
 pub(super) struct RawMaildir {
     name: Option<String>,
     path: Option<PathBuf>,
+    archive_before: Option<String>,
 }
 
 /// Validates `[[mailboxes]]` and `[[maildirs]]`: a name is unique among both, as it names the mail's source.
@@ -188,8 +195,13 @@ pub(super) fn validate(
                 None
             }
         };
-        if let (Some(name), Some(path)) = (name, path) {
-            maildirs.push(MaildirSettings { name, path });
+        let archive_before = archive_before(problems, &at, maildir.archive_before.as_deref());
+        if let (Some(name), Some(path), Some(archive_before)) = (name, path, archive_before) {
+            maildirs.push(MaildirSettings {
+                name,
+                path,
+                archive_before,
+            });
         }
     }
     (mailboxes, maildirs)
@@ -255,6 +267,7 @@ fn validate_mailbox(
             std::time::Duration::from_secs(DEFAULT_POLL_INTERVAL_SECS.unsigned_abs())
         }
     };
+    let archive_before = archive_before(problems, &at, raw.archive_before.as_deref());
     Some(MailboxSettings {
         name: name?,
         host: host?,
@@ -267,7 +280,28 @@ fn validate_mailbox(
         quarantine_folder,
         poll_interval,
         tls_ca_file: raw.tls_ca_file.map(|file| normalize(&base.join(file))),
+        archive_before: archive_before?,
     })
+}
+
+/// `archive_before = "YYYY-MM-DD"`: `Some(None)` when not given, `None` on a problem (recorded).
+fn archive_before(
+    problems: &mut Vec<String>,
+    at: &str,
+    value: Option<&str>,
+) -> Option<Option<chrono::NaiveDate>> {
+    match value.map(str::trim) {
+        None => Some(None),
+        Some(text) => match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            Ok(day) => Some(Some(day)),
+            Err(_) => {
+                problems.push(format!(
+                    "{at}.archive_before: {text:?} is not a date (YYYY-MM-DD)"
+                ));
+                None
+            }
+        },
+    }
 }
 
 /// `password_file` xor `password_env`. Returns `None` on a problem (recorded), `Some(None)` when neither is

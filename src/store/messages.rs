@@ -41,6 +41,8 @@ pub struct MessageRecord {
     pub error: Option<String>,
     pub facts: String,
     pub processed_at: String,
+    /// Taken in archive mode (history): nothing is announced about it.
+    pub archived: bool,
 }
 
 impl MessageRecord {
@@ -73,6 +75,7 @@ impl MessageRecord {
             error: o(&self.error),
             facts: c(&self.facts),
             processed_at: c(&self.processed_at),
+            archived: self.archived,
         }
     }
 }
@@ -100,6 +103,8 @@ pub struct NewTask {
     pub priority: String,
     pub provenance: String,
     pub created_at: String,
+    /// Archive import: the task is stored already done and marked archived (no reminder, never overdue).
+    pub archived: bool,
 }
 
 /// A notification waiting in the outbox.
@@ -298,8 +303,9 @@ pub async fn insert_message(conn: &mut AnyConnection, m: &MessageRecord) -> anyh
     sqlx::query_scalar(
         "INSERT INTO messages (sha256, message_id, source, mailbox, fetched_at, received_date, from_addr, subject, \
          status, category, kind, client_inn, demand_number, demand_date, demand_sent, case_id, joins, rule, ruleset, \
-         reason, error, facts, processed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
+         reason, error, facts, processed_at, archived) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
+         $24) \
          RETURNING id",
     )
     .bind(&m.sha256)
@@ -325,6 +331,7 @@ pub async fn insert_message(conn: &mut AnyConnection, m: &MessageRecord) -> anyh
     .bind(&m.error)
     .bind(&m.facts)
     .bind(&m.processed_at)
+    .bind(i64::from(m.archived))
     .fetch_one(&mut *conn)
     .await
     .context("insert message")
@@ -494,7 +501,7 @@ pub async fn set_message_case(
 pub async fn insert_task(conn: &mut AnyConnection, t: &NewTask) -> anyhow::Result<i64> {
     sqlx::query_scalar(
         "INSERT INTO tasks (message, case_id, client_inn, step, title, role, assignee, due, priority, provenance, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+         created_at, status, archived) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
     )
     .bind(t.message)
     .bind(t.case_id)
@@ -507,6 +514,12 @@ pub async fn insert_task(conn: &mut AnyConnection, t: &NewTask) -> anyhow::Resul
     .bind(&t.priority)
     .bind(&t.provenance)
     .bind(&t.created_at)
+    .bind(if t.archived {
+        super::status::TaskStatus::Done.as_str()
+    } else {
+        super::status::TaskStatus::Open.as_str()
+    })
+    .bind(i64::from(t.archived))
     .fetch_one(&mut *conn)
     .await
     .context("insert task")

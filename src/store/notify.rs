@@ -140,14 +140,15 @@ pub struct QuarantinedMail {
     pub reason: String,
 }
 
-/// Up to `limit` quarantined mails without an `admin_quarantined` notice, oldest first.
+/// Up to `limit` quarantined mails without an `admin_quarantined` notice, oldest first; archived mail (history) is
+/// never announced.
 pub async fn quarantined_without_notice(
     conn: &mut AnyConnection,
     limit: i64,
 ) -> anyhow::Result<Vec<QuarantinedMail>> {
     sqlx::query_as(
         "SELECT m.id, m.subject, m.from_addr, COALESCE(m.error, m.reason, '') AS reason FROM messages m \
-         WHERE m.status = 'quarantined' AND NOT EXISTS (SELECT 1 FROM outbox o \
+         WHERE m.status = 'quarantined' AND m.archived = 0 AND NOT EXISTS (SELECT 1 FROM outbox o \
          WHERE o.kind = 'admin_quarantined' AND o.message = m.id) ORDER BY m.id LIMIT $1",
     )
     .bind(limit)

@@ -291,6 +291,7 @@ on_both_engines!(
             &broken,
             &inputs,
             &taxinbox::ingest::IngestOptions {
+                archive: taxinbox::pipeline::batch::Archive::No,
                 dry_run: false,
                 batch_size: 8,
             },

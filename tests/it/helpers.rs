@@ -132,6 +132,7 @@ impl TestApp {
         let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         let inputs = taxinbox::source::collect(&paths).expect("collect inputs");
         let options = taxinbox::ingest::IngestOptions {
+            archive: taxinbox::pipeline::batch::Archive::No,
             dry_run,
             batch_size: self.app.settings.ingest.batch_size,
         };

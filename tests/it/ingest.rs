@@ -228,6 +228,7 @@ on_both_engines!(
             taxinbox::source::collect(&[corpus().join("mail/0014.eml").display().to_string()])
                 .unwrap();
         let options = taxinbox::ingest::IngestOptions {
+            archive: taxinbox::pipeline::batch::Archive::No,
             dry_run: false,
             batch_size: 8,
         };

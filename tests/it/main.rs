@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is the test failing
 
+mod archive;
 mod audit;
 mod bitrix_portal;
 mod calendar;

@@ -366,6 +366,7 @@ on_both_engines!(
                 &pipeline,
                 &inputs,
                 &taxinbox::ingest::IngestOptions {
+                    archive: taxinbox::pipeline::batch::Archive::No,
                     dry_run,
                     batch_size: 16,
                 },
@@ -437,6 +438,7 @@ on_both_engines!(
                 &pipeline,
                 &inputs,
                 &taxinbox::ingest::IngestOptions {
+                    archive: taxinbox::pipeline::batch::Archive::No,
                     dry_run: false,
                     batch_size: 7,
                 },

@@ -369,3 +369,18 @@ async fn the_log_holds_each_mails_decision_trace_and_audit_show_prints_it() {
     drop(conn);
     app.cleanup().await;
 }
+
+#[test]
+fn check_warns_of_the_pending_2027_regional_days_naming_file_and_region_without_failing() {
+    let report = check::check(&project_root().join("rules"), &Limits::default(), TZ).unwrap();
+    assert_eq!(report.errors(), 0, "{report}");
+    let text = report.to_string();
+    for region in ["16", "02"] {
+        assert!(
+            text.contains(&format!(
+                "calendar/production/2027.toml: warning: region {region}: [regions.{region}] of 2027: the dates of Ураза-байрам, Курбан-байрам are not fixed yet"
+            )),
+            "{text}"
+        );
+    }
+}

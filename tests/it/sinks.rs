@@ -927,6 +927,7 @@ async fn add_tasks_like(app: &TestApp, like: i64, n: usize) {
                 priority: "normal".to_owned(),
                 provenance: "{}".to_owned(),
                 created_at: now.clone(),
+                archived: false,
             },
         )
         .await
@@ -1323,7 +1324,11 @@ on_both_engines!(
                 ]
             );
             assert_eq!(
-                portal.checklist.iter().filter(|(t, _, _)| t != remote).count(),
+                portal
+                    .checklist
+                    .iter()
+                    .filter(|(t, _, _)| t != remote)
+                    .count(),
                 0,
                 "the acknowledgement carries none"
             );

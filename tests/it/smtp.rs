@@ -568,3 +568,51 @@ async fn an_smtp_configuration_builds_an_smtp_notifier_and_plain_text_needs_to_b
         "{error}"
     );
 }
+
+on_both_engines!(
+    admins_hear_once_sixty_days_before_2027_that_the_regional_days_of_16_and_02_are_pending,
+    |engine| async move {
+        let app = TestApp::new(engine).await;
+        app.import_corpus_register().await;
+        let ctx = schedule_context(&app, vec!["admin@debet-service.example".into()]).await;
+        let now = store::timestamp(Utc::now());
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let mut conn = app.app.store.acquire().await.unwrap();
+        // 1 November 2026 is 61 days before the year: too early; from 2 November (60 days) on it is due.
+        let early = schedule::calendar_notices_due(&mut conn, &ctx, day(2026, 11, 1), &now)
+            .await
+            .unwrap();
+        assert_eq!(early, 0);
+        // 6 December 2026: clients in 16 and 02 (the corpus register), both with Ураза/Курбан 2027 pending.
+        let outcome = schedule::run(&mut conn, &ctx, day(2026, 12, 6), &now)
+            .await
+            .unwrap();
+        assert_eq!(outcome.calendar_notices, 2);
+        let again = schedule::run(&mut conn, &ctx, day(2026, 12, 7), &now)
+            .await
+            .unwrap();
+        assert_eq!(again.calendar_notices, 0, "once per year and region");
+        drop(conn);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM outbox WHERE kind = 'admin_calendar' AND recipient = 'admin@debet-service.example'")
+                .await,
+            2
+        );
+        let subjects: Vec<(String, String)> = sqlx::query_as(
+            "SELECT subject, body FROM outbox WHERE kind = 'admin_calendar' ORDER BY subject",
+        )
+        .fetch_all(&mut *app.app.store.acquire().await.unwrap())
+        .await
+        .unwrap();
+        assert!(
+            subjects[0].0.contains("2027") && subjects[0].0.contains("02"),
+            "{subjects:?}"
+        );
+        assert!(subjects[1].0.contains("16"), "{subjects:?}");
+        assert!(
+            subjects[1].1.contains("Ураза-байрам, Курбан-байрам"),
+            "{subjects:?}"
+        );
+        app.cleanup().await;
+    }
+);
