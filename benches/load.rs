@@ -142,7 +142,7 @@ fn main() {
         ),
     )
     .unwrap();
-    // The store is created and the register imported before the daemon starts, so that sampling never races the
+    // The store is created and the directory imported before the daemon starts, so that sampling never races the
     // migrations.
     let store = runtime.block_on(async {
         let store = taxinbox::store::Store::connect(&url).await.unwrap();

@@ -69,7 +69,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// An app on a fresh SQLite store in `dir` with the corpus register, mailbox `demands` on `server`.
+/// An app on a fresh SQLite store in `dir` with the corpus directory, mailbox `demands` on `server`.
 async fn app(dir: &Path, server: &dovecot::Dovecot) -> taxinbox::app::Instance {
     let password = server.password_file("imap-password", dovecot::PASSWORD);
     let config = dir.join("taxinbox.toml");

@@ -2,7 +2,7 @@
 //! server on 127.0.0.1 (the daemon's router with the web view), against the 50 ms the pages must stay under.
 //!
 //! The log is generated quickly — bulk inserts through the store in one transaction, not real ingest: mails
-//! spread over two years, five mailboxes, the corpus register's clients and categories, a task for every other
+//! spread over two years, five mailboxes, the corpus directory's clients and categories, a task for every other
 //! mail (open for the last weeks, done before), some quarantined.
 //!
 //! Run: `cargo bench --bench web` (SQLite; PostgreSQL too when TAXINBOX_TEST_PG or the default

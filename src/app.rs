@@ -22,7 +22,7 @@ impl Instance {
         Ok(Instance { settings, store })
     }
 
-    /// Loads the register, the calendars, the demand catalogue and the rules into a pipeline.
+    /// Loads the directory, the calendars, the demand catalogue and the rules into a pipeline.
     pub async fn pipeline(&self) -> anyhow::Result<Pipeline> {
         let mut conn = self.store.acquire().await?;
         let directory = store::load_directory(&mut conn).await?;
@@ -30,7 +30,7 @@ impl Instance {
     }
 }
 
-/// Builds the pipeline from the rules folder of `settings` and a register snapshot, with the shadow set of
+/// Builds the pipeline from the rules folder of `settings` and a directory snapshot, with the shadow set of
 /// `rules.shadow_dir` riding along (a broken one is logged and stays off).
 pub fn build_pipeline(
     settings: &Settings,

@@ -1,4 +1,4 @@
-//! `taxinbox directory import`: CSV files (clients, accountants, absences, patents) into the register, all or
+//! `taxinbox directory import`: CSV files (clients, accountants, absences, patents) into the directory, all or
 //! nothing.
 
 use crate::directory::{self, Directory};
@@ -38,7 +38,7 @@ fn read(path: &Path) -> anyhow::Result<(String, String)> {
 }
 
 /// Parses every file first (a bad row names file:line and nothing is applied), checks that the result is a
-/// consistent register together with what is stored, then writes it in one transaction with a log entry.
+/// consistent directory together with what is stored, then writes it in one transaction with a log entry.
 pub async fn import_files(
     store: &Store,
     clients: &Path,
@@ -80,7 +80,7 @@ pub async fn import_files(
     );
     if let Err(problems) = merged.validate() {
         anyhow::bail!(
-            "the register would be inconsistent, nothing imported:\n  {}",
+            "the directory would be inconsistent, nothing imported:\n  {}",
             problems.join("\n  ")
         );
     }
@@ -116,7 +116,7 @@ pub async fn import_files(
     Ok(imported)
 }
 
-/// The register as it will be after the import.
+/// The directory as it will be after the import.
 fn merge(
     current: &Directory,
     clients: &[directory::Client],

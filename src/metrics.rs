@@ -27,13 +27,13 @@ struct MailboxLabels {
     mailbox: String,
 }
 
-/// A part of what the rules decide with, as reloads name it: `rules`, `shadow`, `context`, `register`.
+/// A part of what the rules decide with, as reloads name it: `rules`, `shadow`, `context`, `directory`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartLabels {
     part: String,
 }
 
-/// What is in force: the ruleset version, the context files' version and the register generation.
+/// What is in force: the ruleset version, the context files' version and the directory generation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LoadedLabels {
     version: String,
@@ -83,7 +83,7 @@ pub struct RulesHealth {
     pub version: Option<String>,
     /// The version of `demands.toml` and the production calendars in force.
     pub context: Option<String>,
-    /// The register generation in force (`generation N`).
+    /// The directory generation in force (`generation N`).
     pub register: Option<String>,
     /// When something new last went in (RFC 3339).
     pub last_reload: Option<String>,
@@ -380,8 +380,8 @@ impl Metrics {
         });
     }
 
-    /// A new register generation is in force (the rules and context files unchanged).
-    pub fn rules_register(&self, register: &str) {
+    /// A new directory generation is in force (the rules and context files unchanged).
+    pub fn rules_directory(&self, register: &str) {
         let version = self.rules().version.unwrap_or_default();
         self.rules_in_force(&version, None, Some(register));
     }
@@ -496,7 +496,7 @@ mod tests {
             r#"taxinbox_rules_loaded_info{version="sha256:a",context="sha256:c",register="generation 1"} 1"#
         ));
         m.rules_ok("context", false, t);
-        m.rules_register("generation 2");
+        m.rules_directory("generation 2");
         let h = m.rules();
         assert_eq!(
             (h.last_error, h.register.as_deref()),

@@ -62,7 +62,7 @@ pub const CSV_COLUMNS: [&str; 19] = [
     "raw_mail",
 ];
 
-/// Separates the tasks of one mail inside a cell, as the register's CSV separates list items.
+/// Separates the tasks of one mail inside a cell, as the directory's CSV separates list items.
 pub const LIST_SEPARATOR: &str = " | ";
 
 pub async fn export_rows(

@@ -1,10 +1,10 @@
-//! The tax-calendar obligations of every client joined with the register and the store: the lines `taxinbox
+//! The tax-calendar obligations of every client joined with the directory and the store: the lines `taxinbox
 //! calendar` prints (text, the JSONL contract of DESIGN.md, or an ICS feed), and [`generate`], which creates the
 //! tasks whose lead time has begun — once per client + event + period, however often it runs (the daemon calls
 //! [`generate_today`] on every pass).
 //!
 //! The definitions and the dates are computed by [`crate::calendar::tax`]; this module only joins them with the
-//! register (who is assigned) and the store (which tasks exist).
+//! directory (who is assigned) and the store (which tasks exist).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -239,7 +239,7 @@ fn notification(
     }
 }
 
-/// The daemon's daily step: loads the register and the calendars and generates for today in the configured zone.
+/// The daemon's daily step: loads the directory and the calendars and generates for today in the configured zone.
 pub async fn generate_today(
     store: &Store,
     rules_dir: &Path,

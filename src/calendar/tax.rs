@@ -70,7 +70,7 @@ pub struct ClientFacts {
 }
 
 impl ClientFacts {
-    /// The facts of a register client: ИП when the INN has 12 digits, otherwise an organisation.
+    /// The facts of a directory client: ИП when the INN has 12 digits, otherwise an organisation.
     pub fn of(client: &Client) -> ClientFacts {
         let mut flags: BTreeSet<String> = client
             .attributes

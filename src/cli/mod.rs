@@ -55,7 +55,7 @@ pub enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
     },
-    /// The register of clients, accountants and absences.
+    /// The directory of clients, accountants and absences.
     Directory {
         #[command(subcommand)]
         command: DirectoryCommand,

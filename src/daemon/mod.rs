@@ -154,7 +154,7 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
     )
     .await?;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-    // What the rules decide with — the register (its generation), demands.toml, the production calendars — is
+    // What the rules decide with — the directory (its generation), demands.toml, the production calendars — is
     // versioned and recorded now, so that later reloads compare against it (and /healthz shows it).
     let reloader = crate::pipeline::reload::Reloader::new(&pipeline, &app.settings)
         .with_metrics(metrics.clone());
@@ -162,7 +162,7 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
         .reload_and_log(&app.store, chrono::Utc::now())
         .await;
     // Hot reload (not for --once): a change of the rule files, demands.toml or the production calendars, a
-    // `directory import` (the register generation) or SIGHUP swaps the rules and their context for every clone of
+    // `directory import` (the directory generation) or SIGHUP swaps the rules and their context for every clone of
     // the pipeline (each mailbox task's) and wakes the loop, so waiting Maildir mail is taken under what is in force.
     let rules_changed = std::sync::Arc::new(tokio::sync::Notify::new());
     let rules_watch =
@@ -226,8 +226,8 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
                 Err(e) => tracing::error!("purge of expired web sessions failed: {e:#}"),
             }
         }
-        // A `directory import` since the last look: this pass decides with the register now stored.
-        crate::pipeline::reload::check_register(
+        // A `directory import` since the last look: this pass decides with the directory now stored.
+        crate::pipeline::reload::check_directory(
             &pipeline.rules,
             &app.store,
             Some(&metrics),

@@ -1,5 +1,5 @@
 //! The daemon's watch on what the rules decide with: a file watch on the rules folder (a burst of events of one save
-//! is debounced), SIGHUP, and a look at the register generation every [`REGISTER_POLL`], each ending in a
+//! is debounced), SIGHUP, and a look at the directory generation every [`DIRECTORY_POLL`], each ending in a
 //! [`Reloader`] step.
 
 use crate::pipeline::reload::Reloader;
@@ -11,9 +11,9 @@ use std::time::Duration;
 /// file, rename, change attributes) or a `cp -r` of a folder is a burst of events within a few milliseconds.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// How often the watch looks at the register generation between passes: a `directory import` is in force in the
+/// How often the watch looks at the directory generation between passes: a `directory import` is in force in the
 /// daemon within this time even when no mail comes (a pass and each IMAP batch look first anyway).
-pub const REGISTER_POLL: Duration = Duration::from_secs(5);
+pub const DIRECTORY_POLL: Duration = Duration::from_secs(5);
 
 /// The longest a stream of file events postpones a reload: a folder written to without pause (a slow copy, a runaway
 /// tool) is reloaded at least this often, and a set caught half-copied is either refused or replaced moments later.
@@ -59,8 +59,8 @@ impl Watch {
 }
 
 /// Starts watching the rule folders (`mail/`, `demands.toml`, `calendar/production/`, the shadow folder), SIGHUP and
-/// the register generation: each burst of changes (after [`DEBOUNCE`]) and each SIGHUP reloads everything
-/// ([`Reloader::reload`]), a moved register generation (looked at every [`REGISTER_POLL`]) the register; the outcome
+/// the directory generation: each burst of changes (after [`DEBOUNCE`]) and each SIGHUP reloads everything
+/// ([`Reloader::reload`]), a moved directory generation (looked at every [`DIRECTORY_POLL`]) the directory; the outcome
 /// is logged and reported to the metrics and, when it changed or refused something (always on SIGHUP), `wake` is
 /// woken so that waiting mail is taken at once under what is now in force. A folder that cannot be watched is
 /// logged; SIGHUP still works.
@@ -121,13 +121,13 @@ pub fn watch(
             wake.notify_one();
         }
         let mut watching = true;
-        let mut register_poll = tokio::time::interval(REGISTER_POLL);
-        register_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut directory_poll = tokio::time::interval(DIRECTORY_POLL);
+        directory_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let from_signal = tokio::select! {
-                _ = register_poll.tick() => {
-                    // A `directory import` meanwhile: the new register goes in now, and mail waiting is taken under it.
-                    if reloader.refresh_register_and_log(&store, chrono::Utc::now()).await {
+                _ = directory_poll.tick() => {
+                    // A `directory import` meanwhile: the new directory goes in now, and mail waiting is taken under it.
+                    if reloader.refresh_directory_and_log(&store, chrono::Utc::now()).await {
                         wake.notify_one();
                     }
                     continue;

@@ -1,4 +1,4 @@
-//! Parsing and row-level validation of the register's CSV files (`clients.csv`, `accountants.csv`,
+//! Parsing and row-level validation of the directory's CSV files (`clients.csv`, `accountants.csv`,
 //! `absences.csv`; UTF-8, header row, comma-separated, `|` separating list items inside a cell).
 //!
 //! A file is all-or-nothing: every row is parsed first and any bad row makes the whole file an error that names
@@ -27,7 +27,7 @@ pub struct RowProblem {
     pub message: String,
 }
 
-/// Why a register file was not imported. Nothing of a file with an error is applied.
+/// Why a directory file was not imported. Nothing of a file with an error is applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// One bad row (or a bad header, line 1).

@@ -1,10 +1,10 @@
-//! The firm's register: clients (with their tax regime, responsible accountant and contact addresses), the
+//! The firm's directory: clients (with their tax regime, responsible accountant and contact addresses), the
 //! firm's staff and their absences; the lookups the pipeline needs (client by INN or sender address) and the
 //! rule for who works a task on a given day.
 //!
 //! [`Directory`] is an in-memory snapshot loaded once per run: every lookup is pure, so classification never
 //! waits on the database. The CSV import (parsing and row validation) lives in [`import`]; checks that need the
-//! whole register (does a client's accountant exist?) live in [`Directory::validate`], because an import of
+//! whole directory (does a client's accountant exist?) live in [`Directory::validate`], because an import of
 //! clients alone must be checked against the accountants already stored.
 
 pub mod import;
@@ -242,7 +242,7 @@ pub struct Patent {
     pub region: Option<String>,
 }
 
-/// An in-memory snapshot of the register, loaded once per run; every lookup is pure (no I/O).
+/// An in-memory snapshot of the directory, loaded once per run; every lookup is pure (no I/O).
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     /// Clients by INN.
@@ -260,7 +260,7 @@ pub struct Directory {
 }
 
 /// How many hand-overs [`Directory::assignee`] follows before giving up: far more than any real chain of
-/// stand-ins, small enough that a malformed register cannot stall a run. Cycles are cut separately.
+/// stand-ins, small enough that a malformed directory cannot stall a run. Cycles are cut separately.
 const MAX_HANDOVERS: usize = 32;
 
 impl Directory {
@@ -318,7 +318,7 @@ impl Directory {
         directory
     }
 
-    /// Checks what only the whole register can tell: every person a client, an accountant's `manager` or an
+    /// Checks what only the whole directory can tell: every person a client, an accountant's `manager` or an
     /// absence names is on the staff. Returns every problem found, in INN / e-mail order.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
@@ -365,7 +365,7 @@ impl Directory {
         }
     }
 
-    /// The register with `patents` as its patents (replacing any it had).
+    /// The directory with `patents` as its patents (replacing any it had).
     pub fn with_patents(mut self, patents: Vec<Patent>) -> Directory {
         self.patents.clear();
         for p in patents {
@@ -395,7 +395,7 @@ impl Directory {
         self.clients.get(inn.trim())
     }
 
-    /// The client a sender address belongs to: an exact address of the register first, then the address's domain
+    /// The client a sender address belongs to: an exact address of the directory first, then the address's domain
     /// against `@domain` entries. Case-insensitive; a header's `Name <address>` form is accepted.
     ///
     /// An address may belong to several clients (an owner of two companies writes from one mailbox); then this
@@ -453,7 +453,7 @@ impl Directory {
     ///   cycles cut. `None` without a client, or when the chain ends with nobody available — the task then goes
     ///   to the unassigned queue, where a person sees it, rather than to someone who is away.
     /// - Other roles: the first person with that role (e-mail order) who is not away; when all are away, the
-    ///   first available stand-in along their absences' substitutes. `None` when the register has nobody with
+    ///   first available stand-in along their absences' substitutes. `None` when the directory has nobody with
     ///   that role or nobody is available.
     pub fn assignee(&self, client: Option<&Client>, role: Role, on: NaiveDate) -> Option<String> {
         if role == Role::Accountant {
@@ -597,7 +597,7 @@ mod tests {
     }
 
     #[test]
-    fn the_corpus_register_parses_fully_and_validates() {
+    fn the_corpus_directory_parses_fully_and_validates() {
         let directory = corpus();
         assert_eq!(directory.clients().count(), 60);
         assert_eq!(directory.accountants().count(), 12);

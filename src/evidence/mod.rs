@@ -134,7 +134,7 @@ impl Evidence {
 }
 
 /// How much of a mail's new text is searched for the document it carries. A document names itself at its top (an
-/// operator's alert, a form's title, a client's note over a forward); a mail that pastes a whole register below
+/// operator's alert, a form's title, a client's note over a forward); a mail that pastes a whole directory below
 /// would otherwise cost a search of a megabyte for nothing.
 pub const EVIDENCE_TEXT_BYTES: usize = 64 * 1024;
 

@@ -85,7 +85,7 @@ impl TopicScorer {
             if text.trim().is_empty() || factor == 0.0 {
                 continue;
             }
-            // The request is in the first lines; a pasted register below would only cost time.
+            // The request is in the first lines; a pasted directory below would only cost time.
             let text = normalize(super::head(text, super::EVIDENCE_TEXT_BYTES / 4));
             let mut seen = std::collections::BTreeSet::new();
             for m in self.table.find_all(&text) {

@@ -178,6 +178,9 @@ pub struct MailboxSession {
     tolerant: bool,
     /// A second session for moving could not be opened: passes move on this one.
     mover_refused: bool,
+    /// The server said the folder grew (`EXISTS`/`RECENT`) after the pass had searched it: the next wait ends at
+    /// once, so mail that came during a pass is not left for the poll interval.
+    mail_noticed: bool,
 }
 
 /// What a server offers for taking mail out of a folder.
@@ -312,6 +315,7 @@ impl MailboxSession {
             folders_ready: false,
             tolerant: false,
             mover_refused: false,
+            mail_noticed: false,
         })
     }
 
@@ -501,7 +505,7 @@ impl MailboxSession {
                 Err(e) => return Err(e),
             }
         }
-        self.drain_unsolicited();
+        self.note_unsolicited();
         Ok(())
     }
 
@@ -820,8 +824,25 @@ impl MailboxSession {
     }
 
     /// Forgets the server's unsolicited responses (EXISTS, EXPUNGE…): a pass always re-reads the folder.
-    fn drain_unsolicited(&mut self) {
-        while self.session.unsolicited_responses.try_recv().is_ok() {}
+    /// Whether the server said the folder grew since the last pass searched it (and forgets it): the caller then
+    /// makes its next pass at once instead of waiting.
+    pub fn take_mail_noticed(&mut self) -> bool {
+        self.note_unsolicited();
+        std::mem::take(&mut self.mail_noticed)
+    }
+
+    /// Reads what the server said on its own since the last command; a folder that grew is remembered for the
+    /// next wait.
+    fn note_unsolicited(&mut self) {
+        while let Ok(response) = self.session.unsolicited_responses.try_recv() {
+            if matches!(
+                response,
+                async_imap::types::UnsolicitedResponse::Exists(_)
+                    | async_imap::types::UnsolicitedResponse::Recent(_)
+            ) {
+                self.mail_noticed = true;
+            }
+        }
     }
 
     /// Waits in IDLE until the server reports a change, `max` passes, or `stop` turns `true`. Returns the session
@@ -832,7 +853,11 @@ impl MailboxSession {
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<(MailboxSession, bool), Error> {
         let name = self.mailbox.name.clone();
-        self.drain_unsolicited();
+        self.note_unsolicited();
+        if std::mem::take(&mut self.mail_noticed) {
+            // New mail came while the pass ran: it is taken now, not when IDLE next ends.
+            return Ok((self, true));
+        }
         let mut handle = self.session.idle();
         timed(&name, "IDLE", handle.init()).await?;
         let stopped = {
@@ -1032,9 +1057,9 @@ async fn evaluate_batch(
         fetch_time,
     } = raw;
     let evaluating = std::time::Instant::now();
-    // A `directory import` meanwhile: the batch is decided with the register now stored (one cheap read; a store that
-    // cannot be read is logged and the register in force decides).
-    reload::check_register(&ctx.pipeline.rules, ctx.store, ctx.metrics, (ctx.clock)()).await;
+    // A `directory import` meanwhile: the batch is decided with the directory now stored (one cheap read; a store that
+    // cannot be read is logged and the directory in force decides).
+    reload::check_directory(&ctx.pipeline.rules, ctx.store, ctx.metrics, (ctx.clock)()).await;
     let now = (ctx.clock)();
     let pipeline = ctx.pipeline.clone();
     let mail_uids = mails.iter().map(|(uid, _)| *uid).collect();

@@ -239,10 +239,14 @@ pub async fn run_mailbox(
                         }
                     }
                 } else {
+                    let mut s = s;
+                    let noticed = s.take_mail_noticed();
                     session = Some(s);
-                    tokio::select! {
-                        () = pause(wait, &stop) => {}
-                        () = keep_lease(&store, &lease, name) => {}
+                    if !noticed {
+                        tokio::select! {
+                            () = pause(wait, &stop) => {}
+                            () = keep_lease(&store, &lease, name) => {}
+                        }
                     }
                 }
             }

@@ -37,7 +37,7 @@ pub struct DemandRef {
     pub date: chrono::NaiveDate,
 }
 
-/// How many `№ … от …` references one mail yields: a reply thread quotes a handful; a register pasted into a mail
+/// How many `№ … от …` references one mail yields: a reply thread quotes a handful; a directory pasted into a mail
 /// could hold thousands, and none of them beyond the first dozens says what the mail is about.
 pub const MAX_DEMAND_REFS: usize = 32;
 

@@ -13,7 +13,7 @@
 //! (`<taxinbox.notification.ID@domain>`): mail clients and servers that deduplicate by Message-ID drop the second
 //! copy, and a person can recognise it. The file transport overwrites the same file instead.
 //!
-//! **Only the firm's own people.** A recipient must be staff in the register, a configured admin, or listed in
+//! **Only the firm's own people.** A recipient must be staff in the directory, a configured admin, or listed in
 //! `notify.allowed_recipients`; the tax authority and automated addresses (`noreply`, `mailer-daemon`, …) are
 //! refused even when listed. A refused notification stays in the outbox as `refused` and is logged. A recipient
 //! past `notify.daily_cap_per_recipient` in 24 hours gets nothing more: the rest is `held` (a loop guard).
@@ -148,7 +148,7 @@ impl Policy {
             return Ok(None);
         }
         Ok(Some(format!(
-            "{address} is neither staff in the register nor in notify.admins / notify.allowed_recipients"
+            "{address} is neither staff in the directory nor in notify.admins / notify.allowed_recipients"
         )))
     }
 }
@@ -528,7 +528,7 @@ enum Verdict {
 }
 
 /// Delivers every notification that is due with the built-in templates and the default policy (staff in the
-/// register only); the daemon uses [`Notifier::send_pending`] with the configured ones.
+/// directory only); the daemon uses [`Notifier::send_pending`] with the configured ones.
 pub async fn send_pending(
     store: &Store,
     delivery: &Delivery,

@@ -223,7 +223,7 @@ fn working_days_left(
     Ok(left)
 }
 
-/// The people a rung names for `task` on `today`; empty when nobody fits (no manager in the register, …).
+/// The people a rung names for `task` on `today`; empty when nobody fits (no manager in the directory, …).
 fn targets(
     ctx: &ScheduleContext,
     who: EscalationTarget,
@@ -411,23 +411,41 @@ pub async fn admin_notices_due(
     }
     let mut queued = 0;
     for (kind, task, message, text, key) in &notices {
-        for admin in &ctx.admins {
-            let n = NewNotification {
-                kind: kind.as_str().to_owned(),
-                task: *task,
-                message: *message,
-                recipient: admin.clone(),
-                subject: text.subject.clone(),
-                body: text.body.clone(),
-                not_before: now_s.to_owned(),
-                created_at: now_s.to_owned(),
-            };
-            if store::insert_notification_once(conn, &n, &format!("{key}:{admin}"))
-                .await?
-                .is_some()
-            {
-                queued += 1;
-            }
+        let about = (*task, *message);
+        queued += tell_admins(conn, &ctx.admins, *kind, about, text, key, now_s).await?;
+    }
+    Ok(queued)
+}
+
+/// Queues `text` for every admin once per `key` (the admin's address appended): a notice that is due again on the
+/// next pass is not sent twice. `about` is the task and the mail it concerns, when it does. Returns how many
+/// were queued now.
+async fn tell_admins(
+    conn: &mut sqlx::AnyConnection,
+    admins: &[String],
+    kind: Kind,
+    about: (Option<i64>, Option<i64>),
+    text: &crate::templates::Rendered,
+    key: &str,
+    now_s: &str,
+) -> anyhow::Result<usize> {
+    let mut queued = 0;
+    for admin in admins {
+        let n = NewNotification {
+            kind: kind.as_str().to_owned(),
+            task: about.0,
+            message: about.1,
+            recipient: admin.clone(),
+            subject: text.subject.clone(),
+            body: text.body.clone(),
+            not_before: now_s.to_owned(),
+            created_at: now_s.to_owned(),
+        };
+        if store::insert_notification_once(conn, &n, &format!("{key}:{admin}"))
+            .await?
+            .is_some()
+        {
+            queued += 1;
         }
     }
     Ok(queued)
@@ -447,30 +465,22 @@ pub async fn mailbox_alarm_notices(
     for (mailbox, problem) in alarms {
         let values = BTreeMap::from([("mailbox", mailbox.clone()), ("problem", problem.clone())]);
         let text = templates.render(Kind::AdminMailbox, &values);
-        for admin in admins {
-            let n = NewNotification {
-                kind: Kind::AdminMailbox.as_str().to_owned(),
-                task: None,
-                message: None,
-                recipient: admin.clone(),
-                subject: text.subject.clone(),
-                body: text.body.clone(),
-                not_before: now_s.to_owned(),
-                created_at: now_s.to_owned(),
-            };
-            let key = format!("mailbox-alarm:{mailbox}:{today}:{admin}");
-            if store::insert_notification_once(conn, &n, &key)
-                .await?
-                .is_some()
-            {
-                queued += 1;
-            }
-        }
+        let key = format!("mailbox-alarm:{mailbox}:{today}");
+        queued += tell_admins(
+            conn,
+            admins,
+            Kind::AdminMailbox,
+            (None, None),
+            &text,
+            &key,
+            now_s,
+        )
+        .await?;
     }
     Ok(queued)
 }
 
-/// Tells every admin, once per year and region, that a region used by a client of the register lacks days of a
+/// Tells every admin, once per year and region, that a region used by a client of the directory lacks days of a
 /// year starting within [`CALENDAR_NOTICE_DAYS`] (or already running): its section is missing though other years
 /// have one, or it lists days still `pending`. Keyed `calendar:<year>:<region>:<admin>`.
 pub async fn calendar_notices_due(
@@ -522,25 +532,17 @@ pub async fn calendar_notices_due(
                 ("clients", count.to_string()),
             ]);
             let text = ctx.templates.render(Kind::AdminCalendar, &values);
-            for admin in &ctx.admins {
-                let n = NewNotification {
-                    kind: Kind::AdminCalendar.as_str().to_owned(),
-                    task: None,
-                    message: None,
-                    recipient: admin.clone(),
-                    subject: text.subject.clone(),
-                    body: text.body.clone(),
-                    not_before: now_s.to_owned(),
-                    created_at: now_s.to_owned(),
-                };
-                let key = format!("calendar:{year}:{region}:{admin}");
-                if store::insert_notification_once(conn, &n, &key)
-                    .await?
-                    .is_some()
-                {
-                    queued += 1;
-                }
-            }
+            let key = format!("calendar:{year}:{region}");
+            queued += tell_admins(
+                conn,
+                &ctx.admins,
+                Kind::AdminCalendar,
+                (None, None),
+                &text,
+                &key,
+                now_s,
+            )
+            .await?;
         }
     }
     Ok(queued)
@@ -620,7 +622,7 @@ pub async fn absence_handovers_due(
     Ok(queued)
 }
 
-/// The daemon's scheduling step: loads the register and the production calendar, then queues what `now` (in the
+/// The daemon's scheduling step: loads the directory and the production calendar, then queues what `now` (in the
 /// configured time zone) calls for. No enclosing transaction: every insert is idempotent by its key, and on SQLite
 /// a read transaction upgraded to a write fails at once ("database is locked") when ingestion committed meanwhile,
 /// while single statements wait for the lock.

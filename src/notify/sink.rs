@@ -404,7 +404,7 @@ enum Prepare {
 }
 
 /// The webhook's scopes and the accountants' Bitrix24 users: the users found by e-mail (when the webhook may read
-/// users), refreshed when older than a day or when the register names someone not looked up yet, under the static
+/// users), refreshed when older than a day or when the directory names someone not looked up yet, under the static
 /// map.
 async fn prepare(
     conn: &mut sqlx::AnyConnection,
@@ -579,7 +579,7 @@ pub async fn status_lines(store: &Store) -> anyhow::Result<Vec<String>> {
     Ok(lines)
 }
 
-/// `taxinbox sinks check`: for every Bitrix24 sink, the webhook's scopes, and who of the register's accountants
+/// `taxinbox sinks check`: for every Bitrix24 sink, the webhook's scopes, and who of the directory's accountants
 /// maps to which Bitrix24 user (static map or found by e-mail) and who is missing. Reads only: nothing is sent,
 /// stored or cached.
 pub async fn check(
@@ -654,7 +654,7 @@ pub async fn check(
         for (email, id) in &responsible.by_email {
             if !emails.contains(email) {
                 lines.push(format!(
-                    "{name}\tunused\t{email} → {id}: not in the register"
+                    "{name}\tunused\t{email} → {id}: not in the directory"
                 ));
             }
         }

@@ -1,9 +1,9 @@
 //! `taxinbox rules test`: fixtures as data (`rules/tests/<name>.eml` beside `<name>.expected.toml`) run through the
-//! whole pipeline against the fixtures' register, by one runner the command and the integration tests share.
+//! whole pipeline against the fixtures' directory, by one runner the command and the integration tests share.
 //! Writes nothing.
 
 use super::{number_key, Pipeline};
-use crate::rules::check::{fixture_names, load_register};
+use crate::rules::check::{fixture_names, load_directory_csv};
 use crate::rules::Limits;
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -100,14 +100,14 @@ impl fmt::Display for FixtureRun {
 }
 
 /// The one fixture runner (`taxinbox rules test` and the integration test): every `<name>.eml` of `tests_dir`
-/// through the rules of `rules_dir`, against the register of `tests_dir/register`, received on its `Date:` header.
+/// through the rules of `rules_dir`, against the directory of `tests_dir/directory`, received on its `Date:` header.
 pub fn run_fixtures(
     rules_dir: &Path,
     tests_dir: &Path,
     limits: &Limits,
     timezone: chrono_tz::Tz,
 ) -> anyhow::Result<FixtureRun> {
-    let directory = load_register(&tests_dir.join("register"))?;
+    let directory = load_directory_csv(&tests_dir.join("register"))?;
     let pipeline = Pipeline::load(rules_dir, limits, directory, timezone)?;
     let mut run = FixtureRun {
         ruleset: pipeline.rules.version(),

@@ -174,10 +174,10 @@ pub struct Resolved {
     pub checklist: Vec<String>,
 }
 
-/// Everything one run needs: rules, register, calendars, the store.
+/// Everything one run needs: rules, directory, calendars, the store.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
-    /// The live ruleset with the register, calendars and demand catalogue it decides with (`Ruleset::ctx`),
+    /// The live ruleset with the directory, calendars and demand catalogue it decides with (`Ruleset::ctx`),
     /// swappable while the service runs (hot reload); shared by every clone of the pipeline. A mail is decided under
     /// one snapshot of both, so it never mixes versions.
     pub rules: crate::rules::LiveRules,
@@ -203,7 +203,7 @@ pub fn number_key(number: &str) -> String {
 
 impl Pipeline {
     /// Loads the production calendars, the demand catalogue and the rules from a rules folder
-    /// (`calendar/production/*.toml`, `demands.toml`, `mail/*.rhai`) around a register snapshot.
+    /// (`calendar/production/*.toml`, `demands.toml`, `mail/*.rhai`) around a directory snapshot.
     pub fn load(
         rules_dir: &std::path::Path,
         limits: &crate::rules::Limits,
@@ -229,7 +229,7 @@ impl Pipeline {
         })
     }
 
-    /// The register, calendars and demand catalogue in force now (with the live rules).
+    /// The directory, calendars and demand catalogue in force now (with the live rules).
     pub fn ctx(&self) -> RuleContext {
         self.rules.snapshot().ctx().clone()
     }

@@ -1,10 +1,10 @@
 //! Rules that change while the service runs: hot reload of the rules and of what they decide with.
 //!
-//! [`Reloader::reload`] is the step — read the register generation (and the register when it moved), load
+//! [`Reloader::reload`] is the step — read the directory generation (and the directory when it moved), load
 //! `demands.toml`, `notices.toml`, `topics.toml` and `calendar/production/*.toml`, compile `mail/*.rhai`; refuse a
 //! broken part with its errors (file:line[:col]) and keep that part in force, record what is new in the audit log,
-//! then swap the [`LiveRules`] every pipeline clone shares — and [`refresh_register`] the cheap check a pass and
-//! each IMAP batch make first (one read; the register is loaded again only when `directory import` moved the
+//! then swap the [`LiveRules`] every pipeline clone shares — and [`refresh_directory`] the cheap check a pass and
+//! each IMAP batch make first (one read; the directory is loaded again only when `directory import` moved the
 //! generation). The daemon's watch (`daemon::watch`) is the thin loop around them.
 //! Invariant: a reload never leaves the service without rules; a broken part changes nothing but the log, the
 //! metrics and `/healthz`.
@@ -18,30 +18,30 @@ use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The cheap check before a pass and before each IMAP batch: one read of the register generation; when
-/// `directory import` moved it, the register is loaded again and put in force under the rules as they are
-/// (recorded in the audit log). `None` when the register in force is the stored one. A store that cannot be read
-/// keeps the register in force and is reported as [`Reload::Refused`]; the caller logs the outcome
-/// ([`log_register`]).
-pub async fn refresh_register(
+/// The cheap check before a pass and before each IMAP batch: one read of the directory generation; when
+/// `directory import` moved it, the directory is loaded again and put in force under the rules as they are
+/// (recorded in the audit log). `None` when the directory in force is the stored one. A store that cannot be read
+/// keeps the directory in force and is reported as [`Reload::Refused`]; the caller logs the outcome
+/// ([`log_directory`]).
+pub async fn refresh_directory(
     rules: &LiveRules,
     store: &crate::store::Store,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<Reload> {
     let mut loaded = rules.reload_state().await;
     let mut ctx = rules.snapshot().ctx().clone();
-    let reload = match read_register(store, &loaded, &mut ctx).await {
+    let reload = match read_directory(store, &loaded, &mut ctx).await {
         Ok(None) => return None,
         Ok(Some(generation)) => {
             let payload = ctx_payload(&rules.version(), &loaded.context, Some(generation));
             match record_context(store, &payload, now).await {
                 Err(e) => Reload::Refused {
-                    error: format!("cannot record the new register in the audit log, retried on the next check: {e:#}"),
-                    kept: loaded.register.map(generation_name),
+                    error: format!("cannot record the new directory in the audit log, retried on the next check: {e:#}"),
+                    kept: loaded.directory.map(generation_name),
                 },
                 Ok(()) => {
                     rules.swap_context(&ctx);
-                    let old = loaded.register.replace(generation);
+                    let old = loaded.directory.replace(generation);
                     Reload::Reloaded {
                         old: old.map(generation_name),
                         new: generation_name(generation),
@@ -51,7 +51,7 @@ pub async fn refresh_register(
         }
         Err(error) => Reload::Refused {
             error,
-            kept: loaded.register.map(generation_name),
+            kept: loaded.directory.map(generation_name),
         },
     };
     Some(reload)
@@ -61,18 +61,18 @@ fn generation_name(generation: i64) -> String {
     format!("generation {generation}")
 }
 
-/// Reads the register generation and, when it differs from the one `loaded` holds, the register into `ctx`; returns
-/// the new generation. The generation is read before the register: a register written in between is newer than the
+/// Reads the directory generation and, when it differs from the one `loaded` holds, the directory into `ctx`; returns
+/// the new generation. The generation is read before the directory: a directory written in between is newer than the
 /// generation says, and the next check loads it again — a change is never missed.
-async fn read_register(
+async fn read_directory(
     store: &crate::store::Store,
     loaded: &Loaded,
     ctx: &mut RuleContext,
 ) -> Result<Option<i64>, String> {
     let read = async {
         let mut conn = store.acquire().await?;
-        let generation = crate::store::register_generation(&mut conn).await?;
-        if loaded.register == Some(generation) {
+        let generation = crate::store::directory_generation(&mut conn).await?;
+        if loaded.directory == Some(generation) {
             return Ok(None);
         }
         let directory = crate::store::load_directory(&mut conn).await?;
@@ -84,7 +84,7 @@ async fn read_register(
             ctx.directory = Arc::new(directory);
             Ok(Some(generation))
         }
-        Err(e) => Err(format!("cannot read the register from the store: {e:#}")),
+        Err(e) => Err(format!("cannot read the directory from the store: {e:#}")),
     }
 }
 
@@ -92,13 +92,13 @@ async fn read_register(
 fn ctx_payload(
     ruleset: &str,
     context: &Option<String>,
-    register: Option<i64>,
+    directory: Option<i64>,
 ) -> serde_json::Value {
     serde_json::json!({
         "ruleset": ruleset,
         "context": context,
         "files": CONTEXT_FILES,
-        "register_generation": register,
+        "register_generation": directory,
     })
 }
 
@@ -207,7 +207,7 @@ pub fn attach_shadow(pipeline: &crate::pipeline::Pipeline, settings: &crate::set
     }
 }
 
-/// How one reload attempt of one part (live rules, shadow rules, context files, register) ended.
+/// How one reload attempt of one part (live rules, shadow rules, context files, directory) ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reload {
     /// What is on disk (in the store) is what is in force.
@@ -246,8 +246,8 @@ pub struct ReloadReport {
     pub shadow: Option<Reload>,
     /// `demands.toml` and the production calendars.
     pub context: Reload,
-    /// The register (clients, accountants, absences) from the store.
-    pub register: Reload,
+    /// The directory (clients, accountants, absences) from the store.
+    pub directory: Reload,
 }
 
 impl ReloadReport {
@@ -255,7 +255,7 @@ impl ReloadReport {
     pub fn noteworthy(&self) -> bool {
         self.live.changed()
             || self.context.changed()
-            || self.register.changed()
+            || self.directory.changed()
             || self.shadow.as_ref().is_some_and(Reload::changed)
     }
 
@@ -268,7 +268,7 @@ impl ReloadReport {
             &self.context,
             rules_dir,
         );
-        log_register(&self.register);
+        log_directory(&self.directory);
         if let (Some(s), Some(dir)) = (&self.shadow, shadow_dir) {
             log_one("shadow rules", s, dir);
         }
@@ -278,14 +278,14 @@ impl ReloadReport {
     pub fn record(&self, metrics: &Metrics, rules: &LiveRules, now: chrono::DateTime<chrono::Utc>) {
         record_part(metrics, "rules", &self.live, now);
         record_part(metrics, "context", &self.context, now);
-        record_part(metrics, "register", &self.register, now);
+        record_part(metrics, "register", &self.directory, now);
         if let Some(s) = &self.shadow {
             record_part(metrics, "shadow", s, now);
         }
         metrics.rules_in_force(
             &rules.version(),
             in_force(&self.context),
-            in_force(&self.register),
+            in_force(&self.directory),
         );
     }
 }
@@ -313,18 +313,18 @@ pub fn record_part(
     }
 }
 
-/// Logs a register check that did something: a new register with old → new generation, or a store that could not
+/// Logs a directory check that did something: a new directory with old → new generation, or a store that could not
 /// be read.
-pub fn log_register(reload: &Reload) {
+pub fn log_directory(reload: &Reload) {
     match reload {
-        Reload::Unchanged { version } => tracing::debug!("register unchanged ({version})"),
+        Reload::Unchanged { version } => tracing::debug!("directory unchanged ({version})"),
         Reload::Reloaded { old, new } => tracing::info!(
-            "register reloaded: {} → {new}",
+            "directory reloaded: {} → {new}",
             old.as_deref().unwrap_or("none")
         ),
         Reload::Refused { error, kept } => tracing::error!(
-            "register not reloaded, {} stays in force: {error}",
-            kept.as_deref().unwrap_or("the register loaded at start")
+            "directory not reloaded, {} stays in force: {error}",
+            kept.as_deref().unwrap_or("the directory loaded at start")
         ),
     }
 }
@@ -348,7 +348,7 @@ fn log_one(what: &str, reload: &Reload, dir: &Path) {
     }
 }
 
-/// Reloads the rules of a running pipeline from its folders, and the register from the store.
+/// Reloads the rules of a running pipeline from its folders, and the directory from the store.
 #[derive(Debug, Clone)]
 pub struct Reloader {
     rules: LiveRules,
@@ -410,18 +410,18 @@ impl Reloader {
         report
     }
 
-    /// The register check of [`LiveRules::refresh_register`], logged and reported to the metrics ([`check_register`]).
-    pub async fn refresh_register_and_log(
+    /// The directory check of [`LiveRules::refresh_directory`], logged and reported to the metrics ([`check_directory`]).
+    pub async fn refresh_directory_and_log(
         &self,
         store: &crate::store::Store,
         now: chrono::DateTime<chrono::Utc>,
     ) -> bool {
-        check_register(&self.rules, store, self.metrics.as_deref(), now).await
+        check_directory(&self.rules, store, self.metrics.as_deref(), now).await
     }
 
-    /// Reads everything the pipeline decides with — the register (when its generation moved), `demands.toml` and the
+    /// Reads everything the pipeline decides with — the directory (when its generation moved), `demands.toml` and the
     /// production calendars, the live (and shadow) rule files — and puts what is new in force in one swap. A part
-    /// that fails to load is refused and its version in force stays (a new register or new calendars still go in
+    /// that fails to load is refused and its version in force stays (a new directory or new calendars still go in
     /// under the rules in force when the rule files are refused, and the other way round). What is new is recorded
     /// in the audit log (`ruleset_loaded`, `context_loaded`) before it is swapped in, so every decision names a
     /// recorded version. Does not log: the caller logs the report once.
@@ -434,21 +434,21 @@ impl Reloader {
         let current = self.rules.snapshot();
         let mut ctx = current.ctx().clone();
 
-        let mut generation = loaded.register;
-        let mut register = match read_register(store, &loaded, &mut ctx).await {
+        let mut generation = loaded.directory;
+        let mut register = match read_directory(store, &loaded, &mut ctx).await {
             Ok(None) => Reload::Unchanged {
-                version: loaded.register.map(generation_name).unwrap_or_default(),
+                version: loaded.directory.map(generation_name).unwrap_or_default(),
             },
             Ok(Some(g)) => {
                 generation = Some(g);
                 Reload::Reloaded {
-                    old: loaded.register.map(generation_name),
+                    old: loaded.directory.map(generation_name),
                     new: generation_name(g),
                 }
             }
             Err(error) => Reload::Refused {
                 error,
-                kept: loaded.register.map(generation_name),
+                kept: loaded.directory.map(generation_name),
             },
         };
 
@@ -512,7 +512,7 @@ impl Reloader {
             match recorded.await {
                 Ok(()) => {
                     self.rules.swap(next);
-                    loaded.register = generation;
+                    loaded.directory = generation;
                     loaded.context = context_version;
                 }
                 Err(e) => {
@@ -536,7 +536,7 @@ impl Reloader {
             live,
             shadow,
             context,
-            register,
+            directory: register,
         }
     }
 
@@ -587,22 +587,22 @@ impl Reloader {
     }
 }
 
-/// The register check a pass and each IMAP batch make first ([`refresh_register`]): logs what it did and
-/// reports it to `metrics`; whether a new register went in.
-pub async fn check_register(
+/// The directory check a pass and each IMAP batch make first ([`refresh_directory`]): logs what it did and
+/// reports it to `metrics`; whether a new directory went in.
+pub async fn check_directory(
     rules: &LiveRules,
     store: &crate::store::Store,
     metrics: Option<&Metrics>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> bool {
-    let Some(reload) = refresh_register(rules, store, now).await else {
+    let Some(reload) = refresh_directory(rules, store, now).await else {
         return false;
     };
-    log_register(&reload);
+    log_directory(&reload);
     if let Some(m) = metrics {
         record_part(m, "register", &reload, now);
         if let Reload::Reloaded { new, .. } = &reload {
-            m.rules_register(new);
+            m.rules_directory(new);
         }
     }
     reload.is_new()

@@ -203,7 +203,7 @@ pub fn check(
     };
     let tests_dir = rules_dir.join("tests");
     let directory = if tests_dir.join("register").is_dir() {
-        load_register(&tests_dir.join("register"))?
+        load_directory_csv(&tests_dir.join("register"))?
     } else {
         Directory::default()
     };
@@ -437,8 +437,8 @@ pub fn fixture_names(dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
-/// The fixtures' register: `clients.csv`, `accountants.csv` and (optionally) `absences.csv` of `dir`.
-pub fn load_register(dir: &Path) -> anyhow::Result<Directory> {
+/// The fixtures' directory: `clients.csv`, `accountants.csv` and (optionally) `absences.csv` of `dir`.
+pub fn load_directory_csv(dir: &Path) -> anyhow::Result<Directory> {
     let read = |name: &str| -> anyhow::Result<Option<String>> {
         let path = dir.join(name);
         if !path.exists() {

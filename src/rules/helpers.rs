@@ -1,4 +1,4 @@
-//! The functions rules may call, besides Rhai's own: identifiers, dates and working days, the register, regular
+//! The functions rules may call, besides Rhai's own: identifiers, dates and working days, the directory, regular
 //! expressions. Every function is pure or reads an in-memory snapshot; none touches files or the network.
 
 use super::RuleContext;
@@ -320,7 +320,7 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
     engine.register_fn("is_staff", move |address: &str| -> bool {
         dir.accountant(address.trim()).is_some()
     });
-    // The firm's own mail: a person of the register, or any address at a domain the firm's people write from.
+    // The firm's own mail: a person of the directory, or any address at a domain the firm's people write from.
     let firm_domains: Vec<String> = ctx
         .directory
         .accountants()

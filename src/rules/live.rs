@@ -2,7 +2,7 @@
 //!
 //! [`LiveRules`] is the handle every clone of the `Pipeline` shares (each IMAP mailbox task holds one): the ruleset
 //! in force behind an atomic pointer, swapped whole by a reload, and the optional shadow set beside it. A ruleset
-//! carries the context it decides with (`Ruleset::ctx`: the register, the production calendars, the demand
+//! carries the context it decides with (`Ruleset::ctx`: the directory, the production calendars, the demand
 //! catalogue), so one snapshot holds both: a mail is evaluated under one snapshot from start to end and names its
 //! version, whatever is swapped meanwhile. Reading files and the store to reload lives in `pipeline::reload`; this
 //! module only holds and swaps.
@@ -23,8 +23,8 @@ pub struct ShadowRules {
 /// What is in force beside the rule files, as far as the reloads know it.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    /// The register generation the live context holds; `None` until the first reload or register check.
-    pub register: Option<i64>,
+    /// The directory generation the live context holds; `None` until the first reload or directory check.
+    pub directory: Option<i64>,
     /// The version (`sha256:`) of `demands.toml` and the production calendars in force; `None` until the first
     /// reload (the files loaded at start are not hashed).
     pub context: Option<String>,
@@ -110,9 +110,9 @@ impl LiveRules {
         self.loaded.lock().await
     }
 
-    /// The register generation in force (`None` before the first reload or check).
-    pub async fn register_generation(&self) -> Option<i64> {
-        self.loaded.lock().await.register
+    /// The directory generation in force (`None` before the first reload or check).
+    pub async fn directory_generation(&self) -> Option<i64> {
+        self.loaded.lock().await.directory
     }
 }
 

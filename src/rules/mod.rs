@@ -54,7 +54,7 @@ pub fn demand_titles(demands: &DemandCatalog) -> Vec<crate::evidence::DemandTitl
 
 #[cfg(test)]
 impl RuleContext {
-    /// The shipped calendars, demand catalogue and vocabulary of `rules/`, with an empty register (unit tests).
+    /// The shipped calendars, demand catalogue and vocabulary of `rules/`, with an empty directory (unit tests).
     #[allow(clippy::unwrap_used)] // a shipped file that does not load is a failed test
     pub(crate) fn shipped() -> RuleContext {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
@@ -174,7 +174,7 @@ pub struct Ruleset {
     version: String,
     dir: PathBuf,
     time_budget: Duration,
-    /// What the helper functions consult (register, calendars, demand catalogue): compiled in, so a mail decided
+    /// What the helper functions consult (directory, calendars, demand catalogue): compiled in, so a mail decided
     /// under this set sees these snapshots and no others ([`Ruleset::with_context`] makes a copy on new ones).
     ctx: RuleContext,
     limits: Limits,
@@ -287,13 +287,13 @@ impl Ruleset {
         })
     }
 
-    /// The register, calendars and demand catalogue this set decides with.
+    /// The directory, calendars and demand catalogue this set decides with.
     pub fn ctx(&self) -> &RuleContext {
         &self.ctx
     }
 
-    /// The same compiled rules (same version) on other snapshots of the register, calendars and demand catalogue:
-    /// what a reload of the register or of `demands.toml`/calendars puts in force without reading the rule files.
+    /// The same compiled rules (same version) on other snapshots of the directory, calendars and demand catalogue:
+    /// what a reload of the directory or of `demands.toml`/calendars puts in force without reading the rule files.
     pub fn with_context(&self, ctx: RuleContext) -> Ruleset {
         Ruleset {
             engine: build_engine(&self.limits, &ctx),

@@ -1,4 +1,4 @@
-//! `[directory]`: the register's CSV files `taxinbox run` imports at start.
+//! `[directory]`: the directory's CSV files `taxinbox run` imports at start.
 
 use std::path::{Path, PathBuf};
 
@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::check::normalize;
 
-/// Register CSV files kept in sync by the daemon; all optional (the register may be imported by hand instead).
+/// Directory CSV files kept in sync by the daemon; all optional (the directory may be imported by hand instead).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirectorySettings {
     /// clients CSV (resolved); when set, `run` imports it, with the two below, before processing mail.

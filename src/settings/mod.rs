@@ -98,7 +98,7 @@ pub enum SettingsError {
 /// The validated configuration the application uses. No `Serialize`: it is never written out.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Where tasks, cases and the register are stored.
+    /// Where tasks, cases and the directory are stored.
     pub database: DatabaseSettings,
     /// Classification scripts, calendars and the demand catalogue, and the limits of the script sandbox.
     pub rules: RulesSettings,
@@ -116,7 +116,7 @@ pub struct Settings {
     pub general: GeneralSettings,
     /// Folder for files the application writes (next to the SQLite file, else `data` beside the configuration).
     pub data_dir: PathBuf,
-    /// Register files `taxinbox run` imports at start (a firm exporting its register from a CRM as CSV).
+    /// Directory files `taxinbox run` imports at start (a firm exporting its directory from a CRM as CSV).
     pub directory: DirectorySettings,
     /// How long the processed-mail log keeps raw mail.
     pub audit: AuditSettings,

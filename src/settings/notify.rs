@@ -30,8 +30,8 @@ pub struct NotifySettings {
     pub from: String,
     /// Addresses (lower-case) told about quarantined mail and unassigned tasks; always allowed recipients.
     pub admins: Vec<String>,
-    /// Further allowed recipients besides the register's staff and the admins: addresses or `@domain`
-    /// (lower-case). Anyone else is refused, whatever a rule or the register says.
+    /// Further allowed recipients besides the directory's staff and the admins: addresses or `@domain`
+    /// (lower-case). Anyone else is refused, whatever a rule or the directory says.
     pub allowed_recipients: Vec<String>,
     /// Notifications one recipient may get in 24 hours; beyond, they are held (a loop guard).
     pub daily_cap_per_recipient: u32,
@@ -77,7 +77,7 @@ pub enum EscalationTarget {
     Assignee,
     /// Whoever works the client's tasks when the assignee is away (the substitute, else the backup accountant).
     Substitute,
-    /// The assignee's manager in the register.
+    /// The assignee's manager in the directory.
     Manager,
     /// The configured admins.
     Admins,

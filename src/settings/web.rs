@@ -31,7 +31,7 @@ pub(super) struct RawWeb {
     base_url: Option<String>,
 }
 
-/// E-mail addresses as the register keeps them: trimmed, lower-case.
+/// E-mail addresses as the directory keeps them: trimmed, lower-case.
 fn lower_case_addresses(addresses: &[String]) -> Vec<String> {
     addresses.iter().map(|e| e.trim().to_lowercase()).collect()
 }

@@ -1,11 +1,11 @@
-//! The firm's register in the database: clients, their contact addresses, accountants, absences.
+//! The firm's directory in the database: clients, their contact addresses, accountants, absences.
 
 use crate::directory::{Absence, Accountant, Client, Directory};
 use anyhow::Context as _;
 use sqlx::AnyConnection;
 
 /// Creates or updates the given clients and accountants; when `absences` is given it replaces the absences of the
-/// people it names (a file is the whole truth about those people's absences). Bumps the register generation.
+/// people it names (a file is the whole truth about those people's absences). Bumps the directory generation.
 pub async fn save_directory(
     conn: &mut AnyConnection,
     clients: &[Client],
@@ -91,8 +91,8 @@ pub async fn save_directory(
             .with_context(|| format!("save absence of {}", a.email))?;
         }
     }
-    // In the same transaction: a running daemon sees the new generation exactly when it can read the new register.
-    super::generation::bump_register_generation(conn).await?;
+    // In the same transaction: a running daemon sees the new generation exactly when it can read the new directory.
+    super::generation::bump_directory_generation(conn).await?;
     Ok(())
 }
 
@@ -113,9 +113,9 @@ struct ClientRow {
     attributes: String,
 }
 
-/// Reads the whole register into memory; lookups during processing then do no I/O.
+/// Reads the whole directory into memory; lookups during processing then do no I/O.
 pub async fn load_directory(conn: &mut AnyConnection) -> anyhow::Result<Directory> {
-    // The register's rows become its domain types here: parsed (INN, role, dates), so mapped by hand.
+    // The directory's rows become its domain types here: parsed (INN, role, dates), so mapped by hand.
     let accountants = sqlx::query_as::<_, (String, String, String, Option<String>)>(
         "SELECT email, name, role, manager FROM accountants ORDER BY email",
     )

@@ -1,33 +1,33 @@
-//! The register's generation and the audit entries of context reloads.
+//! The directory's generation and the audit entries of context reloads.
 //!
-//! `register_generation` is one row bumped in the transaction of every register write (`save_directory`), so a
-//! running daemon learns with one cheap read whether the register it holds in memory is still the stored one.
+//! `directory_generation` is one row bumped in the transaction of every directory write (`save_directory`), so a
+//! running daemon learns with one cheap read whether the directory it holds in memory is still the stored one.
 
 use super::{append_log, LogEntry};
 use anyhow::Context as _;
 use sqlx::AnyConnection;
 
-/// The audit-log event of a rule context (register, production calendars, demand catalogue) put in force by a
+/// The audit-log event of a rule context (directory, production calendars, demand catalogue) put in force by a
 /// running daemon.
 pub const CONTEXT_LOADED: &str = "context_loaded";
 
-/// The generation of the stored register: it grows with every register write.
-pub async fn register_generation(conn: &mut AnyConnection) -> anyhow::Result<i64> {
-    sqlx::query_scalar("SELECT generation FROM register_generation WHERE id = 1")
+/// The generation of the stored directory: it grows with every directory write.
+pub async fn directory_generation(conn: &mut AnyConnection) -> anyhow::Result<i64> {
+    sqlx::query_scalar("SELECT generation FROM directory_generation WHERE id = 1")
         .fetch_one(&mut *conn)
         .await
-        .context("read the register generation")
+        .context("read the directory generation")
 }
 
-/// Bumps the register generation in the open transaction (which must be the one writing the register) and
+/// Bumps the directory generation in the open transaction (which must be the one writing the directory) and
 /// returns the new one.
-pub async fn bump_register_generation(conn: &mut AnyConnection) -> anyhow::Result<i64> {
+pub async fn bump_directory_generation(conn: &mut AnyConnection) -> anyhow::Result<i64> {
     sqlx::query_scalar(
-        "UPDATE register_generation SET generation = generation + 1 WHERE id = 1 RETURNING generation",
+        "UPDATE directory_generation SET generation = generation + 1 WHERE id = 1 RETURNING generation",
     )
     .fetch_one(&mut *conn)
     .await
-    .context("bump the register generation")
+    .context("bump the directory generation")
 }
 
 /// Appends a [`CONTEXT_LOADED`] entry with `payload`, unless the newest such entry holds the same payload (a

@@ -157,7 +157,7 @@ pub struct TaskView {
     #[sqlx(flatten)]
     #[serde(flatten)]
     pub task: Task,
-    /// `None` when the client is not in the register (or the task has none).
+    /// `None` when the client is not in the directory (or the task has none).
     pub client_name: Option<String>,
     /// The demand kind of the mail the task came from; `None` for tax-calendar and unclassified tasks.
     pub kind: Option<String>,

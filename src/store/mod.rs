@@ -38,7 +38,7 @@ pub use checklist::{
 };
 pub use directory::{load_directory, save_directory};
 pub use generation::{
-    bump_register_generation, record_context_loaded, register_generation, CONTEXT_LOADED,
+    bump_directory_generation, directory_generation, record_context_loaded, CONTEXT_LOADED,
 };
 pub use imap::*;
 pub use lease::*;

@@ -72,7 +72,7 @@ pub async fn set_notification_aside(
     Ok(())
 }
 
-/// Whether `address` (lower-case) is a member of staff in the register.
+/// Whether `address` (lower-case) is a member of staff in the directory.
 pub async fn is_staff(conn: &mut AnyConnection, address: &str) -> anyhow::Result<bool> {
     let n: i64 =
         sqlx::query_scalar("SELECT COUNT(*) AS n FROM accountants WHERE lower(email) = $1")

@@ -1,4 +1,4 @@
-//! Patents of clients on the patent system (ПСН), part of the register.
+//! Patents of clients on the patent system (ПСН), part of the directory.
 
 use crate::directory::Patent;
 use crate::ids::Inn;

@@ -207,7 +207,7 @@ pub async fn put_sink_users(
     Ok(())
 }
 
-/// The e-mails of the register's accountants, sorted.
+/// The e-mails of the directory's accountants, sorted.
 pub async fn accountant_emails(conn: &mut AnyConnection) -> anyhow::Result<Vec<String>> {
     let rows = sqlx::query("SELECT email FROM accountants ORDER BY email")
         .fetch_all(&mut *conn)
@@ -226,7 +226,7 @@ pub struct SinkPeople {
     pub substitute: Option<String>,
 }
 
-/// The manager of `assignee` and the backup accountant of the client `client_inn`, from the register.
+/// The manager of `assignee` and the backup accountant of the client `client_inn`, from the directory.
 pub async fn sink_people(
     conn: &mut AnyConnection,
     assignee: Option<&str>,

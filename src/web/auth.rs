@@ -1,7 +1,7 @@
 //! Sign-in, sessions, roles and CSRF for the web view.
 //!
 //! - Passwords are argon2 hashes set with `taxinbox user set-password EMAIL` ([`set_password`]); only people the
-//!   firm knows may have one: the register's staff and the configured `[web] admins` / `auditors`.
+//!   firm knows may have one: the directory's staff and the configured `[web] admins` / `auditors`.
 //! - A session id is 32 random bytes in an `HttpOnly`, `SameSite=Strict` (and, unless configured off for
 //!   plain-HTTP loopback use, `Secure`) cookie; the store keeps only its SHA-256, with an expiry.
 //! - Every POST form carries the session's CSRF token; the sign-in form a double-submit token of its own.
@@ -140,8 +140,8 @@ pub async fn set_password(
     let directory = store::load_directory(&mut conn).await?;
     if role_of(web, &directory, &email).is_none() {
         anyhow::bail!(
-            "{email} is neither in the register of accountants nor in [web] admins/auditors: \
-             import the register or add the address to the configuration first"
+            "{email} is neither among the accountants of the directory nor in [web] admins/auditors: \
+             import the directory or add the address to the configuration first"
         );
     }
     let password = password.to_owned();
@@ -207,7 +207,7 @@ impl FromRequestParts<Web> for Viewer {
             return Err(WebError::SignIn);
         };
         let directory = store::load_directory(&mut conn).await?;
-        // The role is worked out on every request, so a change of the register or configuration counts at once.
+        // The role is worked out on every request, so a change of the directory or configuration counts at once.
         let Some(role) = role_of(&web.settings().web, &directory, &session.email) else {
             return Err(WebError::SignIn);
         };

@@ -569,7 +569,7 @@ async fn a_bad_patent_row_names_its_line_and_imports_nothing() {
         err.contains("patents.csv:3") && err.contains("calendar year"),
         "{err}"
     );
-    // A patent of an organisation, or of nobody in the register: the register would be inconsistent.
+    // A patent of an organisation, or of nobody in the directory: the directory would be inconsistent.
     std::fs::write(
         &patents,
         format!("inn,number,from,to,region\n{org},1,2026-01-01,2026-03-31,\n"),

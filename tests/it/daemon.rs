@@ -305,7 +305,7 @@ async fn sigkill_at_random_moments_and_restarts_leave_every_mail_processed_exact
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         let mut daemon = spawn_daemon(&app, round);
-        // Start-up (rules, register) takes a moment; kill once work is under way, after a pseudo-random delay.
+        // Start-up (rules, directory) takes a moment; kill once work is under way, after a pseudo-random delay.
         wait_for_commits(&app, &mut daemon, round, committed_before + 1).await;
         let delay = Duration::from_millis(20 + (seed >> 33) % 400);
         tokio::time::sleep(delay).await;

@@ -8,7 +8,7 @@ use crate::helpers::{on_both_engines, rules_folder, Engine, TestApp};
 use std::path::PathBuf;
 use taxinbox::pipeline::{Report, Status};
 
-/// ООО «Волжский Парус» of the corpus register (accountant Иванова, federal calendar), and its mail domain.
+/// ООО «Волжский Парус» of the corpus directory (accountant Иванова, federal calendar), and its mail domain.
 const CLIENT_INN: &str = "7703714749";
 const CLIENT: &str = "galieva@volzhskiy-parus.example";
 const ACCOUNTANT: &str = "ivanova@debet-service.example";

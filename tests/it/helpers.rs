@@ -98,7 +98,7 @@ impl TestApp {
         self.dir.path().join(name)
     }
 
-    /// Imports the corpus register (clients, accountants, absences).
+    /// Imports the corpus directory (clients, accountants, absences).
     pub async fn import_corpus_register(&self) {
         let c = corpus();
         taxinbox::directory_import::import_files(

@@ -2,7 +2,7 @@
 //! 100 MB string or a million-item array, amplifies a string inside a helper, calls a function that does not exist,
 //! returns the wrong type or throws fails for that one mail — quarantined with the reason, within the configured
 //! budget — and the next mail is processed normally. And the sandbox's walls: no `eval`, no `import`, no file,
-//! network, environment or process functions, and register helpers that look one client up, never list them.
+//! network, environment or process functions, and directory helpers that look one client up, never list them.
 
 use crate::helpers::{on_both_engines, project_root, rules_folder, Engine, TestApp};
 use std::path::Path;
@@ -153,7 +153,7 @@ async fn eval_is_refused_when_the_rules_load_naming_file_and_line() {
     t.cleanup().await;
 }
 
-/// Names a rule might try for files, sockets, processes, the environment or the whole register.
+/// Names a rule might try for files, sockets, processes, the environment or the whole directory.
 const FORBIDDEN: &[&str] = &[
     "open",
     "open_file",
@@ -211,7 +211,7 @@ async fn no_function_reaches_files_sockets_processes_or_the_whole_register() {
     }
     assert_eq!(refused_at_load + unknown, FORBIDDEN.len());
     eprintln!("sandbox probes: {unknown} unknown functions, {refused_at_load} reserved words refused at load");
-    // The register helpers answer one lookup: empty, wildcard and pattern-like keys find nobody.
+    // The directory helpers answer one lookup: empty, wildcard and pattern-like keys find nobody.
     let probe = r#"
         let found = [];
         for key in ["", " ", "*", "%", "@", ".*", "0000000000"] {
@@ -238,7 +238,7 @@ async fn no_function_reaches_files_sockets_processes_or_the_whole_register() {
 #[test]
 fn every_helper_a_rule_can_call_is_a_reviewed_pure_function_or_a_single_lookup() {
     // A new helper must be added here by someone who checked that it neither touches the outside world nor
-    // hands a rule more of the register than one lookup.
+    // hands a rule more of the directory than one lookup.
     const REVIEWED: &[&str] = &[
         "is_valid_inn",
         "find_inns",

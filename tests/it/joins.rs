@@ -141,7 +141,7 @@ on_both_engines!(
     |engine| async move {
         let app = TestApp::new(engine).await;
         app.import_corpus_register().await;
-        // 0012: ИП Виноградов forwards a demand whose taxpayer INN is nobody's in the register (FORMAT.md 5:
+        // 0012: ИП Виноградов forwards a demand whose taxpayer INN is nobody's in the directory (FORMAT.md 5:
         // then the sender's client).
         let report = ingest_one(&app, &holdout(12)).await;
         assert_eq!(report.client_inn.as_deref(), Some("774362001180"));

@@ -666,14 +666,14 @@ on_both_engines!(
             ],
         );
         assert!(out.contains("1 client(s)"), "{out}");
-        // No restart, no signal: the daemon sees the register generation move and the next mail is the client's.
+        // No restart, no signal: the daemon sees the directory generation move and the next mail is the client's.
         let (client, tasks) = client_and_tasks(&app, &daemon, "after").await;
         assert_eq!(client.as_deref(), Some("7728997898"), "{}", daemon.log());
         assert_eq!(
             tasks.iter().map(|t| t.1.as_deref()).collect::<Vec<_>>(),
             [Some("ivanova@debet-service.example")]
         );
-        daemon.wait_for_log("register reloaded: generation 0 → generation 1", 1);
+        daemon.wait_for_log("directory reloaded: generation 0 → generation 1", 1);
         let entries = context_entries(&app).await;
         assert_eq!(
             entries

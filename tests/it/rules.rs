@@ -12,7 +12,7 @@ use taxinbox::rules::Limits;
 const TZ: chrono_tz::Tz = chrono_tz::Europe::Moscow;
 
 /// A rules folder of its own: the shipped demand catalogue and calendars, the given rule files, and optionally
-/// fixtures (copied from the shipped ones) with the shipped register.
+/// fixtures (copied from the shipped ones) with the shipped directory.
 fn rules_dir(files: &[(&str, &str)], fixtures: &[&str]) -> tempfile::TempDir {
     let dir = rules_folder(files);
     let shipped = project_root().join("rules");

@@ -239,7 +239,7 @@ impl Drop for PythonSmtp {
     }
 }
 
-/// Imports the corpus register and ingests corpus mail, one by one, until a notification is queued; returns how
+/// Imports the corpus directory and ingests corpus mail, one by one, until a notification is queued; returns how
 /// many are.
 async fn queue_notifications(t: &TestApp) -> i64 {
     t.import_corpus_register().await;

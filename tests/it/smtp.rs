@@ -583,7 +583,7 @@ on_both_engines!(
             .await
             .unwrap();
         assert_eq!(early, 0);
-        // 6 December 2026: clients in 16 and 02 (the corpus register), both with Ураза/Курбан 2027 pending.
+        // 6 December 2026: clients in 16 and 02 (the corpus directory), both with Ураза/Курбан 2027 pending.
         let outcome = schedule::run(&mut conn, &ctx, day(2026, 12, 6), &now)
             .await
             .unwrap();

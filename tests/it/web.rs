@@ -1,5 +1,5 @@
 //! The web view over plain HTTP, on both engines: a real server on 127.0.0.1 (the daemon's router with the web
-//! view mounted) over a store loaded with the corpus register and mail. Roles and 403s, CSRF on every POST,
+//! view mounted) over a store loaded with the corpus directory and mail. Roles and 403s, CSRF on every POST,
 //! the sign-in rate limit, task done/reassign in the hash-chained log, the auditor's filters and export, the ICS
 //! feed, the admin's playground and reprocess.
 
