@@ -25,6 +25,7 @@ const KINDS: &[(Kind, &str, &[&str], &str)] = &[
             "received",
             "excerpt",
             "checklist",
+            "link",
             "attachments",
         ],
         include_str!("../rules/templates/task_assigned.txt"),

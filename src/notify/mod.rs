@@ -160,6 +160,8 @@ pub struct Notifier {
     pub from: String,
     pub templates: Templates,
     pub policy: Policy,
+    /// `[web] base_url`: a task mail links to the task in the web view (`{link}`); `None` leaves the link out.
+    pub web_base: Option<String>,
 }
 
 impl Notifier {
@@ -175,6 +177,7 @@ impl Notifier {
                 allowed_recipients: notify.allowed_recipients.clone(),
                 daily_cap_per_recipient: notify.daily_cap_per_recipient,
             },
+            web_base: settings.web.base_url.clone(),
         })
     }
 }
@@ -254,8 +257,10 @@ pub fn build_message(
             .in_reply_to(original.to_owned())
             .references(original.to_owned());
     }
+    // Complete MIME (MIME-Version, Content-Type text/plain; charset=utf-8): without them a standard reader takes the
+    // Cyrillic body for US-ASCII.
     let mut message = builder
-        .body(body.to_owned())
+        .singlepart(lettre::message::SinglePart::plain(body.to_owned()))
         .context("build notification")?;
     let headers = message.headers_mut();
     for (name, value) in [
@@ -284,6 +289,17 @@ fn write_file(dir: &Path, id: i64, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// The text of a new-task notification from the task and its mail as stored now, so an admin's template applies
 /// to notifications already queued. `None` when the task is gone (the stored text is used then).
+/// "Открыть задачу: <base>/tasks/<id>" when `[web] base_url` is set, else nothing.
+pub fn task_link(web_base: Option<&str>, task: i64) -> String {
+    match web_base {
+        Some(base) => format!(
+            "Открыть задачу: {}/tasks/{task}",
+            base.trim_end_matches('/')
+        ),
+        None => String::new(),
+    }
+}
+
 /// "Что запрошено:" and the demand's numbered list, for the task that answers it; empty otherwise.
 async fn checklist_text(
     conn: &mut sqlx::AnyConnection,
@@ -306,6 +322,7 @@ async fn checklist_text(
 async fn render_task_assigned(
     conn: &mut sqlx::AnyConnection,
     templates: &Templates,
+    web_base: Option<&str>,
     task: i64,
 ) -> anyhow::Result<Option<Rendered>> {
     let Some(facts) = store::task_notice_facts(conn, task).await? else {
@@ -346,6 +363,7 @@ async fn render_task_assigned(
         ("excerpt", excerpt),
         ("attachments", attachments),
         ("checklist", checklist_text(conn, &facts).await?),
+        ("link", task_link(web_base, task)),
     ]);
     Ok(Some(templates.render(Kind::TaskAssigned, &values)))
 }
@@ -432,7 +450,8 @@ impl Notifier {
             } else {
                 let rendered = match (n.kind.as_str(), n.task) {
                     ("task_assigned", Some(task)) => {
-                        render_task_assigned(conn, &self.templates, task).await?
+                        render_task_assigned(conn, &self.templates, self.web_base.as_deref(), task)
+                            .await?
                     }
                     _ => None,
                 };
@@ -540,6 +559,7 @@ pub async fn send_pending(
         from: from.to_owned(),
         templates: Templates::builtin(),
         policy: Policy::default(),
+        web_base: None,
     }
     .send_pending(store, now)
     .await

@@ -36,6 +36,30 @@ fn python_with_aiosmtpd() -> String {
     panic!("aiosmtpd is needed by the SMTP tests: run scripts/test-services (installs python3-aiosmtpd)");
 }
 
+/// How Python's standard `email` module reads a mail: its Content-Type (type and charset) and decoded body.
+fn python_reads(raw: &[u8]) -> (String, String) {
+    let mut child = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys, email, email.policy\n\
+             m = email.message_from_binary_file(sys.stdin.buffer, policy=email.policy.default)\n\
+             part = m.get_body(preferencelist=('plain',))\n\
+             sys.stdout.write(part.get_content_type() + '; charset=' + str(part.get_content_charset()) + '\\n')\n\
+             sys.stdout.write(part.get_content())\n",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run /usr/bin/python3");
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(raw).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python could not read the mail");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (first, rest) = text.split_once('\n').unwrap();
+    (first.to_owned(), rest.to_owned())
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -109,6 +133,7 @@ fn smtp_notifier(port: u16, policy: Policy) -> Notifier {
         from: "taxinbox@debet-service.example".to_owned(),
         templates: Templates::load(&project_root().join("rules").join("templates")).unwrap(),
         policy,
+        web_base: Some("https://taxinbox.firm.example/".to_owned()),
     }
 }
 
@@ -227,6 +252,21 @@ on_both_engines!(
                     r.headers
                 );
             }
+        }
+        // Complete MIME: Python's standard `email` parser reads a text/plain UTF-8 body, the same text ours decodes.
+        for raw in sink.received() {
+            let (content_type, text) = python_reads(&raw);
+            assert_eq!(content_type, "text/plain; charset=utf-8", "{text}");
+            assert!(text.contains("Вам назначена задача."), "{text}");
+            assert!(
+                text.contains("Открыть задачу: https://taxinbox.firm.example/tasks/"),
+                "every task mail links to its task: {text}"
+            );
+            let ours = taxinbox::mail::parse(&raw).unwrap().text;
+            assert_eq!(
+                text.trim().replace("\r\n", "\n"),
+                ours.trim().replace("\r\n", "\n")
+            );
         }
         // The row is marked only after the server accepted the mail, and logged.
         assert_eq!(
