@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = taxinbox::cli::Cli::parse_args();
+    let cli = match taxinbox::cli::Cli::try_parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     taxinbox::telemetry::init(cli.verbosity());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -17,9 +20,13 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(taxinbox::cli::run(cli)) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("taxinbox: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match taxinbox::cli::exit::of(&e) {
+            // A closed standard output (`taxinbox calendar | head`): the reader has what it wanted.
+            None => ExitCode::SUCCESS,
+            Some(code) => {
+                eprintln!("taxinbox: {e:#}");
+                ExitCode::from(code)
+            }
+        },
     }
 }

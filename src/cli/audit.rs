@@ -90,7 +90,7 @@ pub async fn run(config: Option<&Path>, command: AuditCommand) -> anyhow::Result
         let app = Instance::open(config).await?;
         let purged =
             audit::purge_expired(&app.store, &app.settings.audit, Utc::now(), dry_run).await?;
-        println!("{purged}");
+        writeln!(std::io::stdout(), "{purged}")?;
         return Ok(ExitCode::SUCCESS);
     }
     let (settings, store) = open_read_only(config).await?;
@@ -133,7 +133,7 @@ pub async fn run(config: Option<&Path>, command: AuditCommand) -> anyhow::Result
             let verification = audit::verify(&mut conn).await?;
             out.write_all(verification.to_string().as_bytes())?;
             if !verification.is_intact() {
-                return Ok(ExitCode::from(2));
+                return Ok(ExitCode::from(super::exit::AUDIT_NOT_INTACT));
             }
         }
         AuditCommand::Purge { .. } => anyhow::bail!("audit purge writes: it is not run read-only"),

@@ -54,10 +54,12 @@ pub async fn run(config: Option<&Path>, args: CalendarArgs) -> anyhow::Result<Ex
             app.settings.general.timezone,
         )
         .await?;
-        println!(
+        writeln!(
+            std::io::stdout(),
             "calendar generate: {} task(s) created, {} already existed",
-            outcome.created, outcome.existing
-        );
+            outcome.created,
+            outcome.existing
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let directory = {

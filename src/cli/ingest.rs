@@ -25,12 +25,12 @@ pub async fn ingest(
     let inputs = crate::source::collect(paths)?;
     let summary = run_ingest(&app, &pipeline, &inputs, dry_run, archive, format).await?;
     if format == Format::Text {
-        print!("{}", summary.render(dry_run));
+        write!(std::io::stdout(), "{}", summary.render(dry_run))?;
     }
     Ok(if summary.unreadable.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        ExitCode::from(super::exit::DATA)
     })
 }
 

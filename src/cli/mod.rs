@@ -10,7 +10,45 @@ mod tasks;
 mod user;
 
 use crate::app::Instance;
+
+/// The exit codes of `taxinbox` (README "Exit codes"), after BSD's sysexits where one fits: a service manager can
+/// tell a configuration error (do not restart) from a failure (restart).
+pub mod exit {
+    /// Something failed at run time (a server, the database): trying again may help.
+    pub const FAILURE: u8 = 1;
+    /// `audit verify`: the log's chain (or a raw mail, or a decision) does not verify.
+    pub const AUDIT_NOT_INTACT: u8 = 3;
+    /// The command line is wrong (EX_USAGE).
+    pub const USAGE: u8 = 64;
+    /// An input file is wrong: a CSV row, a mail that cannot be read (EX_DATAERR).
+    pub const DATA: u8 = 65;
+    /// The configuration (settings, rules, calendars, templates) is wrong (EX_CONFIG): restarting cannot help.
+    pub const CONFIG: u8 = 78;
+
+    /// The exit code for an error: by the first typed cause in its chain; a closed standard output is no error.
+    pub fn of(error: &anyhow::Error) -> Option<u8> {
+        for cause in error.chain() {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return None;
+                }
+            }
+            if cause.is::<crate::settings::SettingsError>()
+                || cause.is::<crate::rules::LoadError>()
+                || cause.is::<crate::calendar::CalendarError>()
+                || cause.is::<crate::evidence::VocabularyError>()
+            {
+                return Some(CONFIG);
+            }
+            if cause.is::<crate::directory::ImportError>() {
+                return Some(DATA);
+            }
+        }
+        Some(FAILURE)
+    }
+}
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -141,6 +179,19 @@ impl Cli {
         Cli::parse()
     }
 
+    /// The command line, or how to end: `--help`/`--version` print and end with 0, a usage error with
+    /// [`exit::USAGE`].
+    pub fn try_parse_args() -> Result<Cli, ExitCode> {
+        Cli::try_parse().map_err(|e| {
+            let _ = e.print();
+            if e.use_stderr() {
+                ExitCode::from(exit::USAGE)
+            } else {
+                ExitCode::SUCCESS
+            }
+        })
+    }
+
     pub fn verbosity(&self) -> &'static str {
         match self.verbose {
             0 => "warn",
@@ -185,7 +236,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 patents.as_deref(),
             )
             .await?;
-            println!("{imported}");
+            writeln!(std::io::stdout(), "{imported}")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Tasks {

@@ -6,6 +6,7 @@ use crate::rules::check;
 use crate::settings::Settings;
 use chrono::NaiveDate;
 use clap::Subcommand;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -49,13 +50,13 @@ pub async fn run(config: Option<&Path>, command: RulesCommand) -> anyhow::Result
     match command {
         RulesCommand::Check => {
             let report = check::check(&root, &limits, settings.general.timezone)?;
-            print!("{report}");
+            write!(std::io::stdout(), "{report}")?;
             Ok(exit(report.errors() == 0))
         }
         RulesCommand::Test { dir } => {
             let dir = dir.unwrap_or_else(|| root.join("tests"));
             let run = fixtures::run_fixtures(&root, &dir, &limits, settings.general.timezone)?;
-            print!("{run}");
+            write!(std::io::stdout(), "{run}")?;
             Ok(exit(run.failed() == 0))
         }
         RulesCommand::Replay { since, rules } => {
@@ -73,7 +74,7 @@ pub async fn run(config: Option<&Path>, command: RulesCommand) -> anyhow::Result
             )?;
             let outcome = replay::replay(&store, &pipeline, since).await?;
             store.close().await;
-            print!("{outcome}");
+            write!(std::io::stdout(), "{outcome}")?;
             Ok(ExitCode::SUCCESS)
         }
         RulesCommand::Shadow { since, format } => {
@@ -82,10 +83,10 @@ pub async fn run(config: Option<&Path>, command: RulesCommand) -> anyhow::Result
             store.close().await;
             let outcome = outcome?;
             match format {
-                Format::Text => print!("{outcome}"),
+                Format::Text => write!(std::io::stdout(), "{outcome}")?,
                 Format::Jsonl => {
                     for d in &outcome.decisions {
-                        println!("{}", serde_json::to_string(d)?);
+                        writeln!(std::io::stdout(), "{}", serde_json::to_string(d)?)?;
                     }
                 }
             }

@@ -4,6 +4,7 @@ use crate::app::Instance;
 use crate::notify::sink::{check, status_lines};
 use crate::store;
 use chrono::Utc;
+use std::io::Write as _;
 use std::path::Path;
 
 /// `taxinbox sinks …`.
@@ -32,19 +33,19 @@ pub async fn run_command(
         SinksCommand::Status => {
             let lines = status_lines(&app.store).await?;
             if lines.is_empty() {
-                println!("no task events queued for any sink");
+                writeln!(std::io::stdout(), "no task events queued for any sink")?;
             }
             for line in lines {
-                println!("{line}");
+                writeln!(std::io::stdout(), "{line}")?;
             }
         }
         SinksCommand::Check => {
             let lines = check(&app.store, &app.settings).await?;
             if lines.is_empty() {
-                println!("no Bitrix24 sink configured");
+                writeln!(std::io::stdout(), "no Bitrix24 sink configured")?;
             }
             for line in lines {
-                println!("{line}");
+                writeln!(std::io::stdout(), "{line}")?;
             }
         }
         SinksCommand::Retry { sink } => {
@@ -55,7 +56,7 @@ pub async fn run_command(
                 &store::timestamp(Utc::now()),
             )
             .await?;
-            println!("{n} failed task event(s) queued again");
+            writeln!(std::io::stdout(), "{n} failed task event(s) queued again")?;
         }
     }
     Ok(std::process::ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 use crate::app::Instance;
 use anyhow::Context as _;
 use std::io::IsTerminal as _;
+use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -11,7 +12,11 @@ pub async fn set_password(config: Option<&Path>, email: &str) -> anyhow::Result<
     let app = Instance::open(config).await?;
     let password = read_password(email)?;
     crate::web::set_password(&app.store, &app.settings.web, email, &password).await?;
-    println!("password set for {}", email.trim().to_lowercase());
+    writeln!(
+        std::io::stdout(),
+        "password set for {}",
+        email.trim().to_lowercase()
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -125,3 +125,69 @@ fn a_bad_setting_is_named_and_exits_non_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The exit codes the README documents: 64 usage, 65 bad input data, 78 configuration, 3 a log that does not
+/// verify, and 0 when a reader closes the pipe early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_tell_usage_data_configuration_and_a_closed_pipe_apart() {
+    let bin = env!("CARGO_BIN_EXE_taxinbox");
+    let usage = Command::new(bin)
+        .args(["ingest", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(64));
+    let help = Command::new(bin).arg("--help").output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("taxinbox.toml");
+    std::fs::write(&config, "[bogus]\nkey = 1\n").unwrap();
+    let bad_config = Command::new(bin)
+        .arg("--config")
+        .arg(&config)
+        .args(["tasks"])
+        .output()
+        .unwrap();
+    assert_eq!(bad_config.status.code(), Some(78));
+
+    let app = TestApp::new(Engine::Sqlite).await;
+    let csv = app.path("clients.csv");
+    std::fs::write(&csv, "name,inn\nООО «Опечатка»,7707083894\n").unwrap();
+    let bad_data = taxinbox(&app)
+        .args(["directory", "import"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad_data.status.code(),
+        Some(65),
+        "{}",
+        String::from_utf8_lossy(&bad_data.stderr)
+    );
+
+    // `calendar | head -1`: the reader goes away after one line; taxinbox ends quietly with 0.
+    app.import_corpus_register().await;
+    let mut child = taxinbox(&app)
+        .args(["calendar", "--format", "jsonl"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.cleanup().await;
+}
