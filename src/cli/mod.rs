@@ -2,6 +2,7 @@
 //! and prints. Nothing below `cli` prints for a command or knows its clap types.
 
 mod audit;
+mod backup;
 mod calendar;
 mod ingest;
 mod rules;
@@ -139,6 +140,12 @@ pub enum Command {
         #[command(subcommand)]
         command: sinks::SinksCommand,
     },
+    /// A consistent copy of the SQLite store while the daemon runs (`VACUUM INTO`); for PostgreSQL use `pg_dump`.
+    Backup {
+        /// Where the copy goes; must not exist yet.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// People who sign in to the web view.
     User {
         #[command(subcommand)]
@@ -257,5 +264,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: UserCommand::SetPassword { email },
         } => user::set_password(config, &email).await,
         Command::Sinks { command } => sinks::run_command(config, command).await,
+        Command::Backup { file } => backup::backup(config, &file).await,
     }
 }

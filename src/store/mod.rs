@@ -394,6 +394,30 @@ pub fn redact_url(url: &str) -> String {
     url.to_owned()
 }
 
+/// Writes a consistent copy of a SQLite store to `file` (`VACUUM INTO`: one read snapshot, so a daemon committing
+/// meanwhile is neither blocked for long nor half-copied). `file` must not exist.
+pub async fn backup_sqlite(store: &Store, file: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        store.engine() == Engine::Sqlite,
+        "VACUUM INTO copies SQLite stores only"
+    );
+    anyhow::ensure!(
+        !file.exists(),
+        "{} exists already: a backup never overwrites a file",
+        file.display()
+    );
+    let path = file.to_str().ok_or_else(|| {
+        anyhow::anyhow!("{}: the backup path must be valid UTF-8", file.display())
+    })?;
+    let mut conn = store.acquire().await?;
+    sqlx::query("VACUUM INTO $1")
+        .bind(path)
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("back up the store into {}", file.display()))?;
+    Ok(())
+}
+
 /// The content address of raw mail (and of anything else stored by its hash): lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;

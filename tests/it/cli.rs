@@ -191,3 +191,68 @@ async fn exit_codes_tell_usage_data_configuration_and_a_closed_pipe_apart() {
     );
     app.cleanup().await;
 }
+
+/// `taxinbox backup` while another process ingests the corpus gives a file `audit verify` accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_mail_is_processed_verifies() {
+    let app = TestApp::new(Engine::Sqlite).await;
+    app.import_corpus_register().await;
+    let mut ingesting = taxinbox(&app)
+        .args(["ingest", "--format", "jsonl"])
+        .arg(corpus().join("mail"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the ingest has committed something, so the copy is taken mid-run.
+    for _ in 0..200 {
+        if app.count("SELECT COUNT(*) FROM messages").await > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let copy = app.path("backup.db");
+    let out = taxinbox(&app).arg("backup").arg(&copy).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ingesting.wait().unwrap().success());
+    // A second backup to the same file is refused rather than overwriting it.
+    let again = taxinbox(&app).arg("backup").arg(&copy).output().unwrap();
+    assert!(!again.status.success());
+
+    let config = app.path("backup.toml");
+    let original = std::fs::read_to_string(&app.config).unwrap();
+    let pointed: Vec<String> = original
+        .lines()
+        .map(|l| {
+            if l.starts_with("url = \"sqlite") {
+                format!("url = \"sqlite://{}\"", copy.display())
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    assert_ne!(
+        pointed.join("\n"),
+        original.trim_end(),
+        "the copy's configuration points at the copy"
+    );
+    std::fs::write(&config, pointed.join("\n")).unwrap();
+    let verify = Command::new(env!("CARGO_BIN_EXE_taxinbox"))
+        .arg("--config")
+        .arg(&config)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(text.contains("intact"), "{text}");
+    app.cleanup().await;
+}
