@@ -500,12 +500,19 @@ impl Directory {
         let mut visited = BTreeSet::new();
         let mut person = normalise_address(first);
         for _ in 0..MAX_HANDOVERS {
-            let Some(absence) = self.absence_on(&person, on) else {
-                return Some(person);
-            };
+            // Someone no longer on the staff (deactivated, `user disable`) is away for good, with no substitute.
+            let substitute =
+                if self.accountants.is_empty() || self.accountants.contains_key(&person) {
+                    let Some(absence) = self.absence_on(&person, on) else {
+                        return Some(person);
+                    };
+                    absence.substitute.clone()
+                } else {
+                    None
+                };
             visited.insert(person);
-            let next = match (&absence.substitute, backup) {
-                (Some(substitute), _) => substitute.clone(),
+            let next = match (substitute, backup) {
+                (Some(substitute), _) => substitute,
                 (None, Some(backup)) => normalise_address(backup),
                 (None, None) => return None,
             };
