@@ -204,32 +204,6 @@ pub async fn purge_web_sessions(
     })
 }
 
-/// Failed sign-ins since `since`: (for this account, from this address).
-pub async fn login_failures_since(
-    conn: &mut AnyConnection,
-    account: &str,
-    ip: &str,
-    since: &str,
-) -> anyhow::Result<(i64, i64)> {
-    let by_account: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) AS n FROM web_login_failures WHERE account = $1 AND at >= $2",
-    )
-    .bind(account)
-    .bind(since)
-    .fetch_one(&mut *conn)
-    .await
-    .context("count failed sign-ins of an account")?;
-    let by_ip: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) AS n FROM web_login_failures WHERE ip = $1 AND at >= $2",
-    )
-    .bind(ip)
-    .bind(since)
-    .fetch_one(&mut *conn)
-    .await
-    .context("count failed sign-ins from an address")?;
-    Ok((by_account, by_ip))
-}
-
 /// When `email`'s feed token was created, if they have one (the token itself is not stored).
 pub async fn feed_token_created(
     conn: &mut AnyConnection,
