@@ -161,13 +161,29 @@ pub enum UserCommand {
         #[arg(value_name = "EMAIL")]
         email: String,
     },
+    /// Deactivate a member of staff at once: sessions end, the calendar feed goes, open tasks go to each client's
+    /// backup accountant or the unassigned queue (each move logged). Their history stays.
+    Disable {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+    /// Make a deactivated member of staff active again (they set a new password and feed link).
+    Enable {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DirectoryCommand {
-    /// Create or update clients (and accountants, absences) from CSV files; a bad row applies nothing of its file.
+    /// Import the register from CSV files; a bad row applies nothing of its file. The files are the whole register:
+    /// clients missing from CLIENTS.csv, and (with --accountants) people missing from it, are deactivated — their
+    /// sessions and feed end, their open tasks are handed over — unless --merge is given.
     Import {
         clients: PathBuf,
+        /// Only create and update (for partial files); deactivate nobody.
+        #[arg(long)]
+        merge: bool,
         #[arg(long, value_name = "ACCOUNTANTS.csv")]
         accountants: Option<PathBuf>,
         #[arg(long, value_name = "ABSENCES.csv")]
@@ -229,13 +245,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command:
                 DirectoryCommand::Import {
                     clients,
+                    merge,
                     accountants,
                     absences,
                     patents,
                 },
         } => {
             let app = Instance::open(config).await?;
-            let imported = crate::directory_import::import_files(
+            let mode = if merge {
+                crate::directory_import::Mode::Merge
+            } else {
+                crate::directory_import::Mode::Register
+            };
+            let imported = crate::directory_import::import_files_as(
+                mode,
                 &app.store,
                 &clients,
                 accountants.as_deref(),
@@ -260,9 +283,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => ingest::reprocess(config, ids, quarantined, format).await,
         Command::Audit { command } => audit::run(config, command).await,
         Command::Calendar(args) => calendar::run(config, args).await,
-        Command::User {
-            command: UserCommand::SetPassword { email },
-        } => user::set_password(config, &email).await,
+        Command::User { command } => match command {
+            UserCommand::SetPassword { email } => user::set_password(config, &email).await,
+            UserCommand::Disable { email } => user::disable(config, &email).await,
+            UserCommand::Enable { email } => user::enable(config, &email).await,
+        },
         Command::Sinks { command } => sinks::run_command(config, command).await,
         Command::Backup { file } => backup::backup(config, &file).await,
     }

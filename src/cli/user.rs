@@ -1,5 +1,6 @@
 //! `taxinbox user set-password EMAIL`: the password is read from a prompt without echo, or from standard input when it
-//! is not a terminal — never from the command line.
+//! is not a terminal — never from the command line; it ends the person's sessions.
+//! `taxinbox user disable|enable EMAIL`: a member of staff leaves (or comes back).
 
 use crate::app::Instance;
 use anyhow::Context as _;
@@ -17,6 +18,27 @@ pub async fn set_password(config: Option<&Path>, email: &str) -> anyhow::Result<
         "password set for {}",
         email.trim().to_lowercase()
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn disable(config: Option<&Path>, email: &str) -> anyhow::Result<ExitCode> {
+    let app = Instance::open(config).await?;
+    let done =
+        crate::directory_import::disable_person(&app.store, &app.settings.web, email).await?;
+    println!(
+        "disabled {}: {} session(s) ended, calendar feed {}, {} open task(s) handed over",
+        email.trim().to_lowercase(),
+        done.sessions_ended,
+        if done.feed_revoked { "revoked" } else { "none" },
+        done.tasks_moved
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn enable(config: Option<&Path>, email: &str) -> anyhow::Result<ExitCode> {
+    let app = Instance::open(config).await?;
+    crate::directory_import::enable_person(&app.store, email).await?;
+    println!("enabled {}", email.trim().to_lowercase());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -182,10 +182,12 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
             metrics.clone(),
         );
         Some(
-            crate::http::Server::start_with_web(
+            crate::http::Server::start_with(
                 app.settings.http.listen,
+                app.settings.http.status_listen,
                 metrics.clone(),
                 Some(web),
+                crate::http::ConnectionLimits::from(&app.settings.http),
             )
             .await?,
         )

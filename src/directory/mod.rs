@@ -450,8 +450,9 @@ impl Directory {
     ///
     /// - `Role::Accountant`: the client's accountant; when away that day, the absence's substitute, or (no
     ///   substitute given) the client's backup accountant; stand-ins who are away are followed the same way, with
-    ///   cycles cut. `None` without a client, or when the chain ends with nobody available — the task then goes
-    ///   to the unassigned queue, where a person sees it, rather than to someone who is away.
+    ///   cycles cut. Someone no longer on the staff (deactivated) counts as away for good, without substitute.
+    ///   `None` without a client, or when the chain ends with nobody available — the task then goes to the
+    ///   unassigned queue, where a person sees it, rather than to someone who is away.
     /// - Other roles: the first person with that role (e-mail order) who is not away; when all are away, the
     ///   first available stand-in along their absences' substitutes. `None` when the directory has nobody with
     ///   that role or nobody is available.
@@ -500,12 +501,19 @@ impl Directory {
         let mut visited = BTreeSet::new();
         let mut person = normalise_address(first);
         for _ in 0..MAX_HANDOVERS {
-            let Some(absence) = self.absence_on(&person, on) else {
-                return Some(person);
-            };
+            // Someone no longer on the staff (deactivated, `user disable`) is away for good, with no substitute.
+            let substitute =
+                if self.accountants.is_empty() || self.accountants.contains_key(&person) {
+                    let Some(absence) = self.absence_on(&person, on) else {
+                        return Some(person);
+                    };
+                    absence.substitute.clone()
+                } else {
+                    None
+                };
             visited.insert(person);
-            let next = match (&absence.substitute, backup) {
-                (Some(substitute), _) => substitute.clone(),
+            let next = match (substitute, backup) {
+                (Some(substitute), _) => substitute,
                 (None, Some(backup)) => normalise_address(backup),
                 (None, None) => return None,
             };
@@ -744,6 +752,38 @@ mod tests {
                 .as_deref(),
             Some("novikova@debet-service.example")
         );
+    }
+
+    #[test]
+    fn an_accountant_no_longer_on_the_staff_hands_the_client_to_its_backup_or_nobody() {
+        let staff = parse_accountants_csv("accountants.csv", ACCOUNTANTS)
+            .expect("corpus accountants parse")
+            .into_iter()
+            .filter(|a| a.email != "morozova@debet-service.example")
+            .collect();
+        let directory = Directory::new(
+            vec![
+                client(
+                    "770334700943",
+                    "morozova@debet-service.example",
+                    Some("novikova@debet-service.example"),
+                    &[],
+                ),
+                client("7728997898", "morozova@debet-service.example", None, &[]),
+            ],
+            staff,
+            Vec::new(),
+        );
+        let on = d("2026-03-02");
+        let with_backup = directory.client("770334700943");
+        assert_eq!(
+            directory
+                .assignee(with_backup, Role::Accountant, on)
+                .as_deref(),
+            Some("novikova@debet-service.example")
+        );
+        let without = directory.client("7728997898");
+        assert_eq!(directory.assignee(without, Role::Accountant, on), None);
     }
 
     #[test]

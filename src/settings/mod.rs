@@ -34,7 +34,7 @@ use self::check::normalize;
 pub use self::database::DatabaseSettings;
 pub use self::directory::DirectorySettings;
 pub use self::general::GeneralSettings;
-pub use self::http::HttpSettings;
+pub use self::http::{HttpSettings, DEFAULT_HEADER_READ_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS};
 pub use self::ingest::IngestSettings;
 pub use self::mailboxes::{MailboxSettings, MaildirSettings, PasswordSource, Tls};
 pub use self::notify::{
@@ -44,7 +44,7 @@ pub use self::rules::{RulesSettings, SandboxLimits};
 pub use self::sinks::{
     check_bitrix_url, OnLostTask, PortalSettings, Responsible, SinkKind, SinkSettings, UrlSource,
 };
-pub use self::web::WebSettings;
+pub use self::web::{IpNet, WebSettings};
 
 /// The file read when `--config` is not given, in the working directory; it is optional.
 pub const DEFAULT_FILE: &str = "taxinbox.toml";

@@ -19,6 +19,66 @@ pub struct WebSettings {
     /// Where people reach the web view (`https://taxinbox.firm.example`), for links to a task from elsewhere (a
     /// Bitrix24 task); `None`: no links.
     pub base_url: Option<String>,
+    /// The reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` is believed: the sign-in limits
+    /// then count the address the proxy saw, not the proxy's. Empty: the connection's address counts.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An address network: `10.0.0.0/8`, `::1/128`, or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    address: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` lies in the network (an IPv4-mapped IPv6 address counts as its IPv4 one).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.address, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<IpNet, String> {
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text.trim(), None),
+        };
+        let address: std::net::IpAddr = address
+            .parse()
+            .map_err(|_| format!("{text:?} is not an address or network such as 10.0.0.0/8"))?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
+            None => max,
+        };
+        Ok(IpNet { address, prefix })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -29,6 +89,7 @@ pub(super) struct RawWeb {
     secure_cookies: Option<bool>,
     session_hours: Option<u32>,
     base_url: Option<String>,
+    trusted_proxies: Vec<String>,
 }
 
 /// E-mail addresses as the directory keeps them: trimmed, lower-case.
@@ -48,6 +109,17 @@ pub(super) fn validate(problems: &mut Vec<String>, raw: RawWeb) -> WebSettings {
             .as_deref()
             .map(|u| u.trim().trim_end_matches('/').to_owned())
             .filter(|u| !u.is_empty()),
+        trusted_proxies: raw
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| match p.parse() {
+                Ok(net) => Some(net),
+                Err(e) => {
+                    problems.push(format!("web.trusted_proxies: {e}"));
+                    None
+                }
+            })
+            .collect(),
     };
     if let Some(base) = &web.base_url {
         match reqwest::Url::parse(base) {
@@ -97,5 +169,23 @@ mod tests {
             Some("https://taxinbox.firm.example")
         );
         assert!(error_text("[web]\nbase_url = \"taxinbox\"\n", &[]).contains("web.base_url"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let (_dir, settings) = load(
+            "[web]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"fd00::/8\"]\n",
+            &[],
+        );
+        let nets = settings.expect("valid").web.trusted_proxies;
+        let has = |ip: &str| nets.iter().any(|n| n.contains(ip.parse().expect("ip")));
+        assert!(has("127.0.0.1") && has("10.1.2.3") && has("fd12::1") && has("::ffff:10.0.0.1"));
+        assert!(!has("127.0.0.2") && !has("11.0.0.1") && !has("fe80::1"));
+        assert!(error_text("[web]\ntrusted_proxies = [\"proxy\"]\n", &[])
+            .contains("web.trusted_proxies"));
+        assert!(
+            error_text("[web]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", &[])
+                .contains("web.trusted_proxies")
+        );
     }
 }

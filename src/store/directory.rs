@@ -1,4 +1,7 @@
 //! The firm's directory in the database: clients, their contact addresses, accountants, absences.
+//!
+//! Nobody is deleted: a person or client who leaves is deactivated (`active = 0`), their history stays readable,
+//! and [`load_directory`] reads only the active directory.
 
 use crate::directory::{Absence, Accountant, Client, Directory};
 use anyhow::Context as _;
@@ -16,7 +19,8 @@ pub async fn save_directory(
     for a in accountants {
         sqlx::query(
             "INSERT INTO accountants (email, name, role, manager) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (email) DO UPDATE SET name = excluded.name, role = excluded.role, manager = excluded.manager",
+             ON CONFLICT (email) DO UPDATE SET name = excluded.name, role = excluded.role, manager = excluded.manager, \
+             active = 1, deactivated_at = NULL",
         )
         .bind(&a.email)
         .bind(&a.name)
@@ -33,7 +37,8 @@ pub async fn save_directory(
              ON CONFLICT (inn) DO UPDATE SET name = excluded.name, kpp = excluded.kpp, regime = excluded.regime, \
              has_employees = excluded.has_employees, vat_payer = excluded.vat_payer, \
              accountant = excluded.accountant, backup_accountant = excluded.backup_accountant, \
-             region = excluded.region, attributes = excluded.attributes, updated_at = excluded.updated_at",
+             region = excluded.region, attributes = excluded.attributes, updated_at = excluded.updated_at, \
+             active = 1, deactivated_at = NULL",
         )
         .bind(c.inn.as_str())
         .bind(&c.name)
@@ -117,7 +122,7 @@ struct ClientRow {
 pub async fn load_directory(conn: &mut AnyConnection) -> anyhow::Result<Directory> {
     // The directory's rows become its domain types here: parsed (INN, role, dates), so mapped by hand.
     let accountants = sqlx::query_as::<_, (String, String, String, Option<String>)>(
-        "SELECT email, name, role, manager FROM accountants ORDER BY email",
+        "SELECT email, name, role, manager FROM accountants WHERE active = 1 ORDER BY email",
     )
     .fetch_all(&mut *conn)
     .await
@@ -146,7 +151,7 @@ pub async fn load_directory(conn: &mut AnyConnection) -> anyhow::Result<Director
     }
     let clients = sqlx::query_as::<_, ClientRow>(
         "SELECT inn, name, kpp, regime, has_employees, vat_payer, accountant, backup_accountant, region, attributes \
-         FROM clients ORDER BY inn",
+         FROM clients WHERE active = 1 ORDER BY inn",
     )
     .fetch_all(&mut *conn)
     .await
@@ -185,6 +190,132 @@ pub async fn load_directory(conn: &mut AnyConnection) -> anyhow::Result<Director
         })
     })
     .collect::<anyhow::Result<Vec<_>>>()?;
-    let patents = super::patents::load_patents(conn).await?;
+    // Deactivated people's absences and deactivated clients' patents stay stored but are no part of the register.
+    let absences = absences
+        .into_iter()
+        .filter(|a| accountants.iter().any(|p| p.email == a.email))
+        .collect();
+    let patents = super::patents::load_patents(conn)
+        .await?
+        .into_iter()
+        .filter(|p| clients.iter().any(|c| c.inn.as_str() == p.inn.as_str()))
+        .collect();
     Ok(Directory::new(clients, accountants, absences).with_patents(patents))
+}
+
+/// Deactivates the active clients whose INN is not in `keep`; returns their INNs.
+pub async fn deactivate_clients_except(
+    conn: &mut AnyConnection,
+    keep: &std::collections::BTreeSet<String>,
+    now: &str,
+) -> anyhow::Result<Vec<String>> {
+    let active: Vec<String> =
+        sqlx::query_scalar("SELECT inn FROM clients WHERE active = 1 ORDER BY inn")
+            .fetch_all(&mut *conn)
+            .await
+            .context("read active clients")?;
+    let mut gone = Vec::new();
+    for inn in active.into_iter().filter(|inn| !keep.contains(inn)) {
+        sqlx::query("UPDATE clients SET active = 0, deactivated_at = $1 WHERE inn = $2")
+            .bind(now)
+            .bind(&inn)
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("deactivate client {inn}"))?;
+        gone.push(inn);
+    }
+    Ok(gone)
+}
+
+/// Deactivates the active members of staff whose e-mail is not in `keep`; returns their e-mails.
+pub async fn deactivate_accountants_except(
+    conn: &mut AnyConnection,
+    keep: &std::collections::BTreeSet<String>,
+    now: &str,
+) -> anyhow::Result<Vec<String>> {
+    let active: Vec<String> =
+        sqlx::query_scalar("SELECT email FROM accountants WHERE active = 1 ORDER BY email")
+            .fetch_all(&mut *conn)
+            .await
+            .context("read active staff")?;
+    let mut gone = Vec::new();
+    for email in active.into_iter().filter(|e| !keep.contains(e)) {
+        set_accountant_active(conn, &email, false, now).await?;
+        gone.push(email);
+    }
+    Ok(gone)
+}
+
+/// Deactivates or reactivates a member of staff (`taxinbox user disable|enable`); `false` when the register has
+/// nobody of that address in the other state. Bumps the register generation when something changed.
+pub async fn set_accountant_active(
+    conn: &mut AnyConnection,
+    email: &str,
+    active: bool,
+    now: &str,
+) -> anyhow::Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE accountants SET active = $1, deactivated_at = CASE WHEN $1 = 1 THEN NULL ELSE $2 END \
+         WHERE email = $3 AND active <> $1",
+    )
+    .bind(i64::from(active))
+    .bind(now)
+    .bind(email)
+    .execute(&mut *conn)
+    .await
+    .with_context(|| format!("change whether {email} is active"))?
+    .rows_affected();
+    if changed > 0 {
+        super::generation::bump_directory_generation(conn).await?;
+    }
+    Ok(changed > 0)
+}
+
+/// Whether `email` is a member of staff the register once had and has deactivated.
+pub async fn is_deactivated(conn: &mut AnyConnection, email: &str) -> anyhow::Result<bool> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) AS n FROM accountants WHERE email = $1 AND active = 0")
+            .bind(email)
+            .fetch_one(&mut *conn)
+            .await
+            .context("read whether a person is deactivated")?;
+    Ok(n > 0)
+}
+
+/// An open task to hand over when its assignee leaves.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OpenTaskOf {
+    pub id: i64,
+    pub message: Option<i64>,
+    pub client_inn: Option<String>,
+    pub step: String,
+}
+
+/// The open tasks assigned to `email`, by id.
+pub async fn open_tasks_assigned_to(
+    conn: &mut AnyConnection,
+    email: &str,
+) -> anyhow::Result<Vec<OpenTaskOf>> {
+    sqlx::query_as(
+        "SELECT id, message, client_inn, step FROM tasks WHERE assignee = $1 AND status = 'open' ORDER BY id",
+    )
+    .bind(email)
+    .fetch_all(&mut *conn)
+    .await
+    .context("read a person's open tasks")
+}
+
+/// Gives open task `id` to `to` (`None`: the unassigned queue); `false` when it was not open.
+pub async fn hand_over_task(
+    conn: &mut AnyConnection,
+    id: i64,
+    to: Option<&str>,
+) -> anyhow::Result<bool> {
+    let moved = sqlx::query("UPDATE tasks SET assignee = $1 WHERE id = $2 AND status = 'open'")
+        .bind(to)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .context("hand over a task")?;
+    Ok(moved.rows_affected() == 1)
 }

@@ -36,7 +36,10 @@ pub use calendar::*;
 pub use checklist::{
     case_checklist, checklist_of_task, set_case_checklist, tick_checklist_item, ChecklistItem,
 };
-pub use directory::{load_directory, save_directory};
+pub use directory::{
+    deactivate_accountants_except, deactivate_clients_except, hand_over_task, is_deactivated,
+    load_directory, open_tasks_assigned_to, save_directory, set_accountant_active, OpenTaskOf,
+};
 pub use generation::{
     bump_directory_generation, directory_generation, record_context_loaded, CONTEXT_LOADED,
 };
@@ -300,6 +303,23 @@ impl Store {
             .begin()
             .await
             .context("begin a database transaction")?;
+        Ok(Tx { tx, _turn: turn })
+    }
+
+    /// Like [`Store::begin`], but on SQLite the transaction takes the database's write lock at once (`BEGIN
+    /// IMMEDIATE`), waiting in the busy handler for another process's writer. For a transaction that reads before
+    /// it writes while another process (the daemon) may write: a deferred one would read a snapshot, and its first
+    /// write would then fail with `SQLITE_BUSY_SNAPSHOT` (517, "database is locked") once the other process
+    /// committed in between.
+    pub async fn begin_immediate(&self) -> anyhow::Result<Tx> {
+        let (turn, tx) = match self.engine {
+            Engine::Sqlite => (
+                Some(self.gate.clone().lock_owned().await),
+                self.pool.begin_with("BEGIN IMMEDIATE").await,
+            ),
+            Engine::Postgres => (None, self.pool.begin().await),
+        };
+        let tx = tx.context("begin a database transaction")?;
         Ok(Tx { tx, _turn: turn })
     }
 

@@ -2,7 +2,7 @@
 //! and reassign writes) and the auditor's paged mail log.
 //!
 //! Secrets are stored only as hashes where the server never needs them back: a session is found by the SHA-256
-//! of its id, a password by its argon2 PHC string. The ICS token is kept as is: it is shown to its owner again.
+//! of its id, a password by its argon2 PHC string, a calendar-feed token by its SHA-256 (shown once, at creation).
 
 use super::messages::{TaskView, TASK_VIEW_COLUMNS, TASK_VIEW_FROM};
 use super::status::MessageStatus;
@@ -61,7 +61,19 @@ pub async fn set_password(
         .execute(&mut *conn)
         .await
         .context("store a password")?;
+    // A new password ends every session of the person: whoever knew the old one is signed out.
+    end_sessions_of(conn, email).await?;
     Ok(())
+}
+
+/// Ends every session of `email`; returns how many there were.
+pub async fn end_sessions_of(conn: &mut AnyConnection, email: &str) -> anyhow::Result<u64> {
+    Ok(sqlx::query("DELETE FROM web_sessions WHERE email = $1")
+        .bind(email)
+        .execute(&mut *conn)
+        .await
+        .context("end a person's sessions")?
+        .rows_affected())
 }
 
 pub async fn password_hash(
@@ -178,61 +190,43 @@ pub async fn purge_web_sessions(
         .await
         .context("purge old failed sign-ins")?
         .rows_affected();
+    let before_ms = chrono::DateTime::parse_from_rfc3339(failures_before)
+        .map(|t| t.timestamp_millis())
+        .unwrap_or(0);
+    sqlx::query("DELETE FROM web_sign_in_throttle WHERE last_at_ms < $1 AND not_before_ms < $1")
+        .bind(before_ms)
+        .execute(&mut *conn)
+        .await
+        .context("purge old sign-in delays")?;
     Ok(WebPurged {
         sessions,
         login_failures,
     })
 }
 
-/// Failed sign-ins since `since`: (for this account, from this address).
-pub async fn login_failures_since(
+/// When `email`'s feed token was created, if they have one (the token itself is not stored).
+pub async fn feed_token_created(
     conn: &mut AnyConnection,
-    account: &str,
-    ip: &str,
-    since: &str,
-) -> anyhow::Result<(i64, i64)> {
-    let by_account: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) AS n FROM web_login_failures WHERE account = $1 AND at >= $2",
-    )
-    .bind(account)
-    .bind(since)
-    .fetch_one(&mut *conn)
-    .await
-    .context("count failed sign-ins of an account")?;
-    let by_ip: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) AS n FROM web_login_failures WHERE ip = $1 AND at >= $2",
-    )
-    .bind(ip)
-    .bind(since)
-    .fetch_one(&mut *conn)
-    .await
-    .context("count failed sign-ins from an address")?;
-    Ok((by_account, by_ip))
-}
-
-pub async fn ics_token(conn: &mut AnyConnection, email: &str) -> anyhow::Result<Option<String>> {
-    sqlx::query_scalar("SELECT token FROM web_ics_tokens WHERE email = $1")
+    email: &str,
+) -> anyhow::Result<Option<String>> {
+    sqlx::query_scalar("SELECT created_at FROM web_feed_tokens WHERE email = $1")
         .bind(email)
         .fetch_optional(&mut *conn)
         .await
         .context("read a calendar-feed token")
 }
 
-/// Gives `email` a new feed token; the old one stops working.
-pub async fn set_ics_token(
+/// Gives `email` a new feed token, stored by its SHA-256 `token_hash`; the old one stops working.
+pub async fn set_feed_token(
     conn: &mut AnyConnection,
     email: &str,
-    token: &str,
+    token_hash: &str,
     now: &str,
 ) -> anyhow::Result<()> {
-    sqlx::query("DELETE FROM web_ics_tokens WHERE email = $1")
+    revoke_feed_token(conn, email).await?;
+    sqlx::query("INSERT INTO web_feed_tokens (email, token_hash, created_at) VALUES ($1, $2, $3)")
         .bind(email)
-        .execute(&mut *conn)
-        .await
-        .context("drop a calendar-feed token")?;
-    sqlx::query("INSERT INTO web_ics_tokens (email, token, created_at) VALUES ($1, $2, $3)")
-        .bind(email)
-        .bind(token)
+        .bind(token_hash)
         .bind(now)
         .execute(&mut *conn)
         .await
@@ -240,15 +234,99 @@ pub async fn set_ics_token(
     Ok(())
 }
 
-pub async fn email_of_ics_token(
+/// Revokes `email`'s feed token; `false` when there was none.
+pub async fn revoke_feed_token(conn: &mut AnyConnection, email: &str) -> anyhow::Result<bool> {
+    Ok(sqlx::query("DELETE FROM web_feed_tokens WHERE email = $1")
+        .bind(email)
+        .execute(&mut *conn)
+        .await
+        .context("revoke a calendar-feed token")?
+        .rows_affected()
+        > 0)
+}
+
+/// The owner of the feed token whose SHA-256 is `token_hash`.
+pub async fn email_of_feed_token(
     conn: &mut AnyConnection,
-    token: &str,
+    token_hash: &str,
 ) -> anyhow::Result<Option<String>> {
-    sqlx::query_scalar("SELECT email FROM web_ics_tokens WHERE token = $1")
-        .bind(token)
+    sqlx::query_scalar("SELECT email FROM web_feed_tokens WHERE token_hash = $1")
+        .bind(token_hash)
         .fetch_optional(&mut *conn)
         .await
         .context("find a calendar-feed token")
+}
+
+/// Claims one sign-in attempt under `key` at `now_ms`, atomically: the row's failure count goes up by one and
+/// its next permitted attempt moves to `now_ms + delay(count)`, but only when `not_before_ms` has passed; a count
+/// whose last attempt is older than `window_ms` starts again at one. Returns the new count, or
+/// `Err(not_before_ms)` when the key must still wait until then. One statement (an upsert with a condition), so concurrent claims cannot both pass.
+pub async fn claim_sign_in_attempt(
+    conn: &mut AnyConnection,
+    key: &str,
+    now_ms: i64,
+    window_ms: i64,
+    delay_ms: impl Fn(i64) -> i64,
+) -> anyhow::Result<Result<i64, i64>> {
+    // The delay depends on the count the statement itself produces, so the row is claimed first (with the
+    // earliest next attempt `now_ms`) and the delay written in the same transaction right after.
+    let claimed: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO web_sign_in_throttle (key, failures, not_before_ms, last_at_ms) VALUES ($1, 1, $2, $2) \
+         ON CONFLICT (key) DO UPDATE SET \
+           failures = CASE WHEN web_sign_in_throttle.last_at_ms < $2 - $3 THEN 1 \
+                      ELSE web_sign_in_throttle.failures + 1 END, \
+           not_before_ms = $2, last_at_ms = $2 \
+         WHERE web_sign_in_throttle.not_before_ms <= $2 \
+         RETURNING failures",
+    )
+    .bind(key)
+    .bind(now_ms)
+    .bind(window_ms)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("claim a sign-in attempt")?;
+    let Some(count) = claimed else {
+        let not_before: i64 =
+            sqlx::query_scalar("SELECT not_before_ms FROM web_sign_in_throttle WHERE key = $1")
+                .bind(key)
+                .fetch_one(&mut *conn)
+                .await
+                .context("read a sign-in delay")?;
+        return Ok(Err(not_before));
+    };
+    let delay = delay_ms(count);
+    if delay > 0 {
+        sqlx::query("UPDATE web_sign_in_throttle SET not_before_ms = $1 WHERE key = $2")
+            .bind(now_ms + delay)
+            .bind(key)
+            .execute(&mut *conn)
+            .await
+            .context("set a sign-in delay")?;
+    }
+    Ok(Ok(count))
+}
+
+/// Forgets the attempts under `key` (a successful sign-in of that account).
+pub async fn clear_sign_in_attempts(conn: &mut AnyConnection, key: &str) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM web_sign_in_throttle WHERE key = $1")
+        .bind(key)
+        .execute(&mut *conn)
+        .await
+        .context("clear sign-in attempts")?;
+    Ok(())
+}
+
+/// Takes back one claimed attempt under `key` (a correct password from that address is no failure); its delay
+/// is left as it is.
+pub async fn release_sign_in_attempt(conn: &mut AnyConnection, key: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE web_sign_in_throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0",
+    )
+    .bind(key)
+    .execute(&mut *conn)
+    .await
+    .context("release a sign-in attempt")?;
+    Ok(())
 }
 
 pub async fn web_task_by_id(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<TaskView>> {

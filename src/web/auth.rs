@@ -5,8 +5,15 @@
 //! - A session id is 32 random bytes in an `HttpOnly`, `SameSite=Strict` (and, unless configured off for
 //!   plain-HTTP loopback use, `Secure`) cookie; the store keeps only its SHA-256, with an expiry.
 //! - Every POST form carries the session's CSRF token; the sign-in form a double-submit token of its own.
-//! - Failed sign-ins are stored, so the limit per account and per address holds across instances; each is
-//!   logged (tracing) and written to the hash-chained log.
+//! - Every sign-in attempt is claimed in the store before its password is checked, per account and per address,
+//!   in one transaction with a conditional upsert ([`store::claim_sign_in_attempt`]): concurrent attempts cannot
+//!   all pass, and the limit holds across instances. Past the limit each further attempt waits longer (an
+//!   increasing delay, never a lockout): a correct password is delayed by others' failures, not refused for the
+//!   window. A success clears its account's count.
+//! - The address is the connection's, or, from a `[web] trusted_proxies` peer, the nearest untrusted one in
+//!   `X-Forwarded-For`.
+//! - Failed sign-ins are logged (tracing) and written to the hash-chained log: the account when the firm knows
+//!   it, otherwise only the SHA-256 of what was typed (a mistyped password in the e-mail field must not be kept).
 
 use super::{Web, WebError};
 use crate::directory::Directory;
@@ -28,13 +35,30 @@ use std::net::SocketAddr;
 pub const SESSION_COOKIE: &str = "taxinbox_session";
 /// The sign-in form's double-submit token (the form has no session yet).
 const LOGIN_COOKIE: &str = "taxinbox_login";
-/// Failed sign-ins are counted over this window.
+/// Failed sign-ins are counted over this window: an account or address quiet this long starts again from zero.
 const FAILURE_WINDOW_MINUTES: i64 = 15;
-/// Failures per account in the window before it is locked for the rest of the window: enough for typos,
-/// far too few for guessing.
+/// Attempts per account in the window that are checked without delay: enough for typos, far too few for
+/// guessing. The attempt that reaches it starts the first delay.
 pub const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
-/// Failures per client address in the window: an office behind one NAT mistypes more than one person.
+/// Attempts per client address in the window without delay: an office behind one NAT mistypes more than one
+/// person.
 pub const MAX_FAILURES_PER_IP: i64 = 20;
+/// The first delay once a limit is reached; it doubles with each further attempt. Long enough that guessing at
+/// the limit's pace is hopeless, short enough that the owner of the account barely notices.
+pub const FIRST_DELAY_SECS: i64 = 5;
+/// The longest delay: guessing stays slow, and the owner waits minutes at worst, never the whole window.
+pub const MAX_DELAY_SECS: i64 = 300;
+
+/// How long the key must wait after its `attempts`-th attempt in the window, given its `limit`.
+pub fn sign_in_delay_ms(attempts: i64, limit: i64) -> i64 {
+    if attempts < limit {
+        return 0;
+    }
+    let doublings = u32::try_from((attempts - limit).min(16)).unwrap_or(16);
+    (FIRST_DELAY_SECS * 1000)
+        .saturating_mul(1_i64 << doublings)
+        .min(MAX_DELAY_SECS * 1000)
+}
 
 /// What a signed-in person may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -174,20 +198,62 @@ fn set_cookie(web: &Web, name: &str, value: &str, max_age_secs: i64) -> HeaderVa
     HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The client's address as the listener saw it ("unknown" when the router runs without connection info).
+/// The client's address: the connection's, or — when the connection comes from a `[web] trusted_proxies` peer —
+/// the rightmost address of `X-Forwarded-For` that is not itself a trusted proxy (the left part of the header is
+/// whatever the client wrote). "unknown" when the router runs without connection info.
 #[derive(Debug, Clone)]
 pub struct ClientIp(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+/// The address [`ClientIp`] takes for a connection from `peer` carrying these `X-Forwarded-For` values.
+pub fn client_address(
+    peer: std::net::IpAddr,
+    forwarded_for: &[&str],
+    trusted: &[crate::settings::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded_for
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut address = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                address = ip;
+                if !is_trusted(ip) {
+                    break;
+                }
+            }
+            // A hop that is no address cannot be believed, nor anything left of it.
+            Err(_) => break,
+        }
+    }
+    address
+}
+
+impl FromRequestParts<Web> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Self::Rejection> {
+        let Some(peer) = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+        else {
+            return Ok(ClientIp("unknown".to_owned()));
+        };
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
         Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-                .unwrap_or_else(|| "unknown".to_owned()),
+            client_address(peer, &forwarded, &web.settings().web.trusted_proxies).to_string(),
         ))
     }
 }
@@ -375,13 +441,10 @@ pub async fn login(
     let email = form.email.trim().to_lowercase();
     let now = Utc::now();
     let now_s = store::timestamp(now);
-    let since = store::timestamp(now - chrono::Duration::minutes(FAILURE_WINDOW_MINUTES));
+    let account_key = format!("account:{}", store::sha256_hex(email.as_bytes()));
+    let ip_key = format!("ip:{ip}");
+    claim_attempt(&web, &account_key, &ip_key, now.timestamp_millis()).await?;
     let mut conn = web.store().acquire().await?;
-    let (by_account, by_ip) = store::login_failures_since(&mut conn, &email, &ip, &since).await?;
-    if by_account >= MAX_FAILURES_PER_ACCOUNT || by_ip >= MAX_FAILURES_PER_IP {
-        tracing::warn!(account = %email, ip = %ip, "sign-in refused: too many failed attempts");
-        return Err(WebError::TooManyAttempts);
-    }
     let directory = store::load_directory(&mut conn).await?;
     let known = role_of(&web.settings().web, &directory, &email).is_some();
     let hash = if known {
@@ -390,7 +453,14 @@ pub async fn login(
         None
     };
     drop(conn);
+    // Who the log may name: the account when the firm knows it, else only a hash of what was typed.
+    let account = if known {
+        email.clone()
+    } else {
+        format!("sha256:{}", store::sha256_hex(email.as_bytes()))
+    };
     let password = form.password;
+    web.count_password_check();
     let matches = tokio::task::spawn_blocking(move || match hash {
         Some(h) => password_matches(&h, &password),
         None => {
@@ -401,11 +471,12 @@ pub async fn login(
     })
     .await
     .context("check a password")?;
+    let since = store::timestamp(now - chrono::Duration::minutes(FAILURE_WINDOW_MINUTES));
     let mut tx = web.store().begin().await?;
     if !matches {
         store::forget_login_failures(&mut tx, &since).await?;
-        store::record_login_failure(&mut tx, &email, &ip, &now_s).await?;
-        let payload = serde_json::json!({ "account": email, "ip": ip });
+        store::record_login_failure(&mut tx, &account, &ip, &now_s).await?;
+        let payload = serde_json::json!({ "account": account, "ip": ip });
         store::append_log(
             &mut tx,
             &store::LogEntry {
@@ -418,9 +489,12 @@ pub async fn login(
         )
         .await?;
         tx.commit().await.context("record a failed sign-in")?;
-        tracing::warn!(account = %email, ip = %ip, "failed sign-in");
+        tracing::warn!(account = %account, ip = %ip, "failed sign-in");
         return login_page(&web, Some("Неверный адрес или пароль."), &email);
     }
+    // A correct password: its account starts again from zero, and its attempt does not count against the address.
+    store::clear_sign_in_attempts(&mut tx, &account_key).await?;
+    store::release_sign_in_attempt(&mut tx, &ip_key).await?;
     let id = hex_token();
     let expires = now + chrono::Duration::hours(i64::from(web.settings().web.session_hours));
     store::create_session(
@@ -443,6 +517,40 @@ pub async fn login(
     );
     h.append(header::SET_COOKIE, set_cookie(&web, LOGIN_COOKIE, "", 0));
     Ok(response)
+}
+
+/// Claims one attempt for the account and one for the address, both or neither, before any password is checked;
+/// a key still in its delay refuses the attempt (429 with the seconds to wait) without counting it.
+async fn claim_attempt(
+    web: &Web,
+    account_key: &str,
+    ip_key: &str,
+    now_ms: i64,
+) -> Result<(), WebError> {
+    let window_ms = FAILURE_WINDOW_MINUTES * 60 * 1000;
+    let mut tx = web.store().begin_immediate().await?;
+    let by_account = store::claim_sign_in_attempt(&mut tx, account_key, now_ms, window_ms, |n| {
+        sign_in_delay_ms(n, MAX_FAILURES_PER_ACCOUNT)
+    })
+    .await?;
+    let not_before_ms = match by_account {
+        Err(not_before_ms) => Some(not_before_ms),
+        Ok(_) => store::claim_sign_in_attempt(&mut tx, ip_key, now_ms, window_ms, |n| {
+            sign_in_delay_ms(n, MAX_FAILURES_PER_IP)
+        })
+        .await?
+        .err(),
+    };
+    if let Some(not_before_ms) = not_before_ms {
+        tx.rollback().await.context("refuse a sign-in attempt")?;
+        // Counted from now, not from when this request began: it may have waited for a concurrent claim.
+        let wait_ms = (not_before_ms - Utc::now().timestamp_millis()).max(1);
+        tracing::warn!(ip = %ip_key, wait_ms, "sign-in attempt refused: in the delay after failed attempts");
+        let retry_after_secs = u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1);
+        return Err(WebError::TooManyAttempts { retry_after_secs });
+    }
+    tx.commit().await.context("claim a sign-in attempt")?;
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -578,6 +686,50 @@ mod tests {
         assert!(!sees(&m, after, "c@f.example", "1650991230"));
         // Nobody but auditors and admins sees the unassigned queue.
         assert!(!visibility(&b, &r, during).sees(&b, &r, None, None));
+    }
+
+    #[test]
+    fn delays_start_at_the_limit_double_and_stop_growing() {
+        assert_eq!(sign_in_delay_ms(1, 5), 0);
+        assert_eq!(sign_in_delay_ms(4, 5), 0);
+        assert_eq!(sign_in_delay_ms(5, 5), FIRST_DELAY_SECS * 1000);
+        assert_eq!(sign_in_delay_ms(6, 5), FIRST_DELAY_SECS * 2000);
+        assert_eq!(sign_in_delay_ms(1_000_000, 5), MAX_DELAY_SECS * 1000);
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted: Vec<crate::settings::IpNet> = vec![
+            "127.0.0.1".parse().expect("net"),
+            "10.0.0.0/8".parse().expect("net"),
+        ];
+        let ip = |s: &str| -> std::net::IpAddr { s.parse().expect("ip") };
+        // Not from a proxy: the header is the client's own words.
+        assert_eq!(
+            client_address(ip("192.0.2.7"), &["198.51.100.1"], &trusted),
+            ip("192.0.2.7")
+        );
+        // From the proxy: the rightmost untrusted hop, whatever the client prepended.
+        assert_eq!(
+            client_address(
+                ip("127.0.0.1"),
+                &["1.1.1.1, 203.0.113.9, 10.0.0.5"],
+                &trusted
+            ),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &["junk, 203.0.113.9"], &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &[], &trusted),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &["203.0.113.9"], &[]),
+            ip("127.0.0.1")
+        );
     }
 
     #[test]

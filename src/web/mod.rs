@@ -40,6 +40,8 @@ struct Inner {
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
     templates: minijinja::Environment<'static>,
+    /// Passwords checked against their argon2 hash (decoys included) since start: what the sign-in limits bound.
+    password_checks: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Web {
@@ -53,6 +55,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("tasks.html", include_str!("templates/tasks.html")),
+    ("feed.html", include_str!("templates/feed.html")),
     ("task.html", include_str!("templates/task.html")),
     ("log.html", include_str!("templates/log.html")),
     ("mail.html", include_str!("templates/mail.html")),
@@ -86,8 +89,22 @@ impl Web {
                 pipeline,
                 metrics,
                 templates,
+                password_checks: std::sync::atomic::AtomicU64::new(0),
             }),
         }
+    }
+
+    /// How many passwords this web view checked against argon2 (each sign-in that got past the limits).
+    pub fn password_checks(&self) -> u64 {
+        self.inner
+            .password_checks
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_password_check(&self) {
+        self.inner
+            .password_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn store(&self) -> &Store {
@@ -148,6 +165,7 @@ pub fn router(web: Web) -> Router {
         .route("/mail/{id}/attachments/{n}", get(tasks::attachment))
         .route("/ics/{file}", get(tasks::ics_feed))
         .route("/me/ics", post(tasks::new_ics_token))
+        .route("/me/ics/revoke", post(tasks::revoke_ics_token))
         .route("/log", get(auditor::log))
         .route("/log/export", get(auditor::export))
         .route("/mail/{id}", get(auditor::mail))
@@ -211,8 +229,10 @@ pub enum WebError {
     BadRequest(String),
     /// The CSRF token of a form did not match the session's.
     Csrf,
-    /// Too many failed sign-ins.
-    TooManyAttempts,
+    /// Too many failed sign-ins: the next attempt is possible after this many seconds.
+    TooManyAttempts {
+        retry_after_secs: u64,
+    },
     Internal(anyhow::Error),
 }
 
@@ -238,10 +258,23 @@ impl IntoResponse for WebError {
                 StatusCode::FORBIDDEN,
                 "Форма устарела: обновите страницу и отправьте её ещё раз.".to_owned(),
             ),
-            WebError::TooManyAttempts => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "Слишком много неудачных попыток входа. Попробуйте через 15 минут.".to_owned(),
-            ),
+            WebError::TooManyAttempts { retry_after_secs } => {
+                let text = format!(
+                    "Слишком много неудачных попыток входа. Попробуйте ещё раз через {retry_after_secs} с."
+                );
+                let body = format!(
+                    "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\"><title>429</title>\
+                     <link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main><h1>429</h1>\
+                     <p class=\"error\">{}</p><p><a href=\"/login\">Ко входу</a></p></main></body></html>",
+                    html_escape(&text)
+                );
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, retry_after_secs.to_string())],
+                    Html(body),
+                )
+                    .into_response();
+            }
             WebError::Internal(e) => {
                 tracing::error!("web request failed: {e:#}");
                 (

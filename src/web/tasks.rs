@@ -121,18 +121,19 @@ pub async fn list(
         .map(|(inn, (name, n))| minijinja::context! { inn => inn, name => name, count => n })
         .collect();
     let mut conn = web.store().acquire().await?;
-    let token = store::ics_token(&mut conn, &viewer.email).await?;
+    let ics_created = store::feed_token_created(&mut conn, &viewer.email).await?;
     web.render(
         "tasks.html",
         Some(&viewer),
         minijinja::context! {
             sections => sections, clients => clients, total => total, client => client,
-            today => today.to_string(), ics_token => token,
+            today => today.to_string(), ics_created => ics_created,
         },
     )
 }
 
-/// A task the viewer may see, or 403 (404 when there is none).
+/// A task the viewer may see, or 404: the same answer whether there is no such task or it is not theirs, so ids
+/// tell nothing about what exists.
 async fn visible_task(
     web: &Web,
     viewer: &Viewer,
@@ -151,7 +152,7 @@ async fn visible_task(
         task.client_inn.as_deref(),
     ) {
         tracing::warn!(account = %viewer.email, task_id = id, "task refused to a viewer who may not see it");
-        return Err(WebError::Forbidden);
+        return Err(WebError::NotFound);
     }
     Ok((task, directory))
 }
@@ -499,7 +500,8 @@ pub async fn attachment(
                 t.client_inn.as_deref(),
             )
         }) {
-            return Err(WebError::Forbidden);
+            // As for a mail that does not exist: the answer tells nothing about other people's mail.
+            return Err(WebError::NotFound);
         }
     }
     let m = store::mail(&mut conn, id)
@@ -524,16 +526,22 @@ pub async fn attachment(
         .into_response())
 }
 
-/// `/ics/<token>.ics`: the open tasks of the token's owner, as the `calendar --format ics` writer writes them.
+/// `/ics/<token>.ics`: the open tasks of the token's owner, as the `calendar --format ics` writer writes them. The
+/// token is found by its SHA-256, and only while its owner is someone the firm knows (a deactivated person's
+/// feed answers 404 like a token that never was).
 pub async fn ics_feed(
     State(web): State<Web>,
     Path(file): Path<String>,
 ) -> Result<Response, WebError> {
     let token = file.strip_suffix(".ics").ok_or(WebError::NotFound)?;
     let mut conn = web.store().acquire().await?;
-    let person = store::email_of_ics_token(&mut conn, token)
+    let person = store::email_of_feed_token(&mut conn, &store::sha256_hex(token.as_bytes()))
         .await?
         .ok_or(WebError::NotFound)?;
+    let directory = store::load_directory(&mut conn).await?;
+    if super::auth::role_of(&web.settings().web, &directory, &person).is_none() {
+        return Err(WebError::NotFound);
+    }
     let feed = open_tasks(&mut conn, &person).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
@@ -542,21 +550,40 @@ pub async fn ics_feed(
         .into_response())
 }
 
-/// Gives the viewer a new feed token (the old link stops working).
+/// Gives the viewer a new feed token (the old link stops working) and shows it, this once.
 pub async fn new_ics_token(
     State(web): State<Web>,
     viewer: Viewer,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     viewer.check_csrf(&form.csrf)?;
+    let token = super::auth::new_feed_token();
     let mut conn = web.store().acquire().await?;
-    store::set_ics_token(
+    store::set_feed_token(
         &mut conn,
         &viewer.email,
-        &super::auth::new_feed_token(),
+        &store::sha256_hex(token.as_bytes()),
         &store::timestamp(Utc::now()),
     )
     .await?;
+    drop(conn);
+    let page = web.render(
+        "feed.html",
+        Some(&viewer),
+        minijinja::context! { token => token },
+    )?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], page).into_response())
+}
+
+/// Revokes the viewer's feed token.
+pub async fn revoke_ics_token(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(&form.csrf)?;
+    let mut conn = web.store().acquire().await?;
+    store::revoke_feed_token(&mut conn, &viewer.email).await?;
     Ok(Redirect::to("/tasks").into_response())
 }
 

@@ -17,6 +17,8 @@ pub const PASSWORD: &str = "пароль-для-тестов-42";
 /// A test's web server over its own store with the corpus in it.
 pub struct WebWorld {
     pub app: TestApp,
+    /// The web view the server runs (its counters: passwords checked).
+    pub web: taxinbox::web::Web,
     pub server: taxinbox::http::Server,
     pub base: String,
 }
@@ -60,12 +62,17 @@ impl WebWorld {
         let server = taxinbox::http::Server::start_with_web(
             "127.0.0.1:0".parse().unwrap(),
             metrics,
-            Some(web),
+            Some(web.clone()),
         )
         .await
         .unwrap();
         let base = format!("http://{}", server.address);
-        WebWorld { app, server, base }
+        WebWorld {
+            app,
+            web,
+            server,
+            base,
+        }
     }
 
     pub async fn finish(self) {
@@ -320,19 +327,23 @@ on_both_engines!(
 
         let theirs = a_task_of(&world, OTHER_ACCOUNTANT).await;
         assert!(!expected.contains(&theirs.id));
-        assert_eq!(c.get(&format!("/tasks/{}", theirs.id)).await.0, 403);
+        // Someone else's task answers as a task that does not exist: ids tell nothing about what exists.
+        let missing = world.app.count("SELECT MAX(id) + 1000 FROM tasks").await;
+        let (status, page) = c.get(&format!("/tasks/{}", theirs.id)).await;
+        assert_eq!(status, 404);
+        assert_eq!((status, page), c.get(&format!("/tasks/{missing}")).await);
         assert_eq!(
             c.get(&format!("/mail/{}/attachments/0", theirs.message.unwrap()))
                 .await
                 .0,
-            403
+            404
         );
         let csrf = c.csrf.clone();
         assert_eq!(
             c.post(&format!("/tasks/{}/done", theirs.id), &[("csrf", &csrf)])
                 .await
                 .0,
-            403
+            404
         );
         // Not an auditor's or admin's page either.
         assert_eq!(c.get("/log").await.0, 403);
@@ -418,8 +429,8 @@ on_both_engines!(
                 .await,
             1
         );
-        // The task is no longer the accountant's to see.
-        assert_eq!(c.get(&format!("/tasks/{}", other.id)).await.0, 403);
+        // The task is no longer the accountant's to see (the same answer as for no such task).
+        assert_eq!(c.get(&format!("/tasks/{}", other.id)).await.0, 404);
         let mut conn = world.app.app.store.acquire().await.unwrap();
         let v = taxinbox::audit::verify(&mut conn).await.unwrap();
         assert!(v.is_intact(), "{v}");
@@ -440,7 +451,8 @@ on_both_engines!(
         for _ in 0..taxinbox::web::auth::MAX_FAILURES_PER_ACCOUNT {
             assert_eq!(c.sign_in(ACCOUNTANT, "wrong password").await, 200);
         }
-        // Even the right password is refused now, for the rest of the window.
+        // Even the right password waits now: the limit's last attempt started a delay (not a lockout for the
+        // window; `a_correct_password_signs_in_after_the_delay_of_fifty_concurrent_wrong_ones` shows the end).
         assert_eq!(c.sign_in(ACCOUNTANT, PASSWORD).await, 429);
         // Another account from the same address still signs in (the address limit is higher).
         assert_eq!(c.sign_in(OTHER_ACCOUNTANT, PASSWORD).await, 303);
@@ -589,10 +601,13 @@ on_both_engines!(
         let mut c = Client::new(&world.base);
         assert_eq!(c.sign_in(ACCOUNTANT, PASSWORD).await, 303);
         let csrf = c.csrf.clone();
-        assert_eq!(c.post("/me/ics", &[("csrf", &csrf)]).await.0, 303);
-        let (_, page) = c.get("/tasks").await;
+        // The link is shown once, on creation; the task page only says that there is one.
+        let (status, page) = c.post("/me/ics", &[("csrf", &csrf)]).await;
+        assert_eq!(status, 200);
         let marker = "<code id=\"ics-url\">";
         let start = page.find(marker).expect("the page shows the feed link") + marker.len();
+        let (_, tasks_page) = c.get("/tasks").await;
+        assert!(!tasks_page.contains(marker) && tasks_page.contains("id=\"ics-created\""));
         let url = page[start..].split('<').next().unwrap().to_owned();
         let feed = Client::new(&world.base).get_response(&url).await;
         assert_eq!(feed.status().as_u16(), 200);
@@ -609,7 +624,14 @@ on_both_engines!(
             .await;
         assert_eq!(text.matches("BEGIN:VEVENT").count() as i64, open);
         // A new token retires the old link.
-        assert_eq!(c.post("/me/ics", &[("csrf", &csrf)]).await.0, 303);
+        let (status, page) = c.post("/me/ics", &[("csrf", &csrf)]).await;
+        assert_eq!(status, 200);
+        assert_eq!(Client::new(&world.base).get(&url).await.0, 404);
+        // And the new one can be revoked.
+        let start = page.find(marker).expect("the new link") + marker.len();
+        let url = page[start..].split('<').next().unwrap().to_owned();
+        assert_eq!(Client::new(&world.base).get(&url).await.0, 200);
+        assert_eq!(c.post("/me/ics/revoke", &[("csrf", &csrf)]).await.0, 303);
         assert_eq!(Client::new(&world.base).get(&url).await.0, 404);
         world.finish().await;
     }
