@@ -19,6 +19,9 @@ pub struct WebSettings {
     /// Where people reach the web view (`https://taxinbox.firm.example`), for links to a task from elsewhere (a
     /// Bitrix24 task); `None`: no links.
     pub base_url: Option<String>,
+    /// The folder under which the admin playground may load candidate rule folders (relative paths in the form are
+    /// taken under it); `None`: the playground tries mail against the rules in force only.
+    pub playground_root: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -29,6 +32,7 @@ pub(super) struct RawWeb {
     secure_cookies: Option<bool>,
     session_hours: Option<u32>,
     base_url: Option<String>,
+    playground_root: Option<std::path::PathBuf>,
 }
 
 /// E-mail addresses as the register keeps them: trimmed, lower-case.
@@ -37,7 +41,11 @@ fn lower_case_addresses(addresses: &[String]) -> Vec<String> {
 }
 
 /// Validates `[web]`.
-pub(super) fn validate(problems: &mut Vec<String>, raw: RawWeb) -> WebSettings {
+pub(super) fn validate(
+    problems: &mut Vec<String>,
+    raw: RawWeb,
+    base: &std::path::Path,
+) -> WebSettings {
     let web = WebSettings {
         admins: lower_case_addresses(&raw.admins),
         auditors: lower_case_addresses(&raw.auditors),
@@ -48,6 +56,10 @@ pub(super) fn validate(problems: &mut Vec<String>, raw: RawWeb) -> WebSettings {
             .as_deref()
             .map(|u| u.trim().trim_end_matches('/').to_owned())
             .filter(|u| !u.is_empty()),
+        playground_root: raw
+            .playground_root
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| base.join(p)),
     };
     if let Some(base) = &web.base_url {
         match reqwest::Url::parse(base) {
@@ -97,5 +109,10 @@ mod tests {
             Some("https://taxinbox.firm.example")
         );
         assert!(error_text("[web]\nbase_url = \"taxinbox\"\n", &[]).contains("web.base_url"));
+        let (dir, settings) = load("[web]\nplayground_root = \"candidates\"\n", &[]);
+        assert_eq!(
+            settings.expect("valid").web.playground_root,
+            Some(dir.path().join("candidates"))
+        );
     }
 }
