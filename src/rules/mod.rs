@@ -207,15 +207,22 @@ thread_local! {
 /// that keys a map by megabyte strings (Rhai counts a map's values, not its keys) meets it within a few megabytes.
 const MEMORY_CEILING_VALUES: usize = 16;
 
-/// Variable reads between two measurements of the script's variables; the walk itself stops at the ceiling, and
-/// the next one waits longer when the variables hold many items, so measuring costs a few item visits per read.
+/// Variable reads between two measurements of the script's own variables; the walk itself stops at the ceiling,
+/// and the next one waits longer when the variables hold many items, so measuring costs a few item visits per read.
 const MEMORY_CHECK_EVERY: usize = 64;
+
+/// Variable reads between two measurements of the shared values in scope — the mail, and variables a closure
+/// captured — at least, and at most (a big mail is walked in proportion to its size, not at every measurement).
+const SHARED_CHECK_EVERY: (usize, usize) = (1024, 4096);
 
 /// The memory ceiling of the classification running on this thread, and the reads left before the next measurement.
 #[derive(Debug, Clone, Copy)]
 struct Ceiling {
     max: helpers::DataSize,
     reads_left: usize,
+    /// Reads left before the shared values are measured again, and what they held when last measured.
+    shared_reads_left: usize,
+    shared: helpers::DataSize,
 }
 
 thread_local! {
@@ -244,6 +251,8 @@ fn enter_budget(limits: &Limits, budget: Duration, mail: &Dynamic) -> BudgetGuar
         c.set(Some(Ceiling {
             max,
             reads_left: MEMORY_CHECK_EVERY,
+            shared_reads_left: 0,
+            shared: of_mail,
         }))
     });
     BudgetGuard
@@ -259,8 +268,9 @@ impl Drop for BudgetGuard {
     }
 }
 
-/// Called on every variable read: counts down, then measures everything the script's scope holds (the mail
-/// included, which the ceiling allows for) and stops the script when it is over the ceiling.
+/// Called on every variable read: counts down, then measures what the script's scope holds (its own variables
+/// every few reads, shared values — the mail, which the ceiling allows for — less often) and stops the script when
+/// it is over the ceiling.
 fn check_memory(scope: &rhai::Scope) -> Result<(), Box<rhai::EvalAltResult>> {
     let Some(mut ceiling) = CEILING.with(Cell::get) else {
         return Ok(());
@@ -270,11 +280,32 @@ fn check_memory(scope: &rhai::Scope) -> Result<(), Box<rhai::EvalAltResult>> {
         CEILING.with(|c| c.set(Some(ceiling)));
         return Ok(());
     }
-    let mut used = helpers::DataSize::default();
-    let within = scope
-        .iter_raw()
-        .all(|(_, _, value)| helpers::measure(value, &mut used, ceiling.max, 0));
-    if !within {
+    let walk_shared = ceiling.shared_reads_left == 0;
+    let mut own = helpers::DataSize::default();
+    let mut shared = helpers::DataSize::default();
+    let mut within = true;
+    for (_, _, value) in scope.iter_raw() {
+        let held = if value.is_shared() {
+            if !walk_shared {
+                continue;
+            }
+            helpers::measure(value, &mut shared, ceiling.max, 0)
+        } else {
+            helpers::measure(value, &mut own, ceiling.max, 0)
+        };
+        if !held {
+            within = false;
+            break;
+        }
+    }
+    if walk_shared {
+        ceiling.shared = shared;
+    }
+    let used = helpers::DataSize {
+        items: own.items.saturating_add(ceiling.shared.items),
+        bytes: own.bytes.saturating_add(ceiling.shared.bytes),
+    };
+    if !within || used.items > ceiling.max.items || used.bytes > ceiling.max.bytes {
         return Err(format!(
             "stopped: memory ceiling exceeded (the rule's variables hold more than {} bytes or {} items: \
              {MEMORY_CEILING_VALUES} × rules.max_string_size and rules.max_array_size beyond the mail)",
@@ -282,7 +313,17 @@ fn check_memory(scope: &rhai::Scope) -> Result<(), Box<rhai::EvalAltResult>> {
         )
         .into());
     }
-    ceiling.reads_left = MEMORY_CHECK_EVERY.max(used.items / 8);
+    ceiling.reads_left = MEMORY_CHECK_EVERY.max(own.items / 8);
+    ceiling.shared_reads_left = if walk_shared {
+        ceiling
+            .shared
+            .items
+            .clamp(SHARED_CHECK_EVERY.0, SHARED_CHECK_EVERY.1)
+    } else {
+        ceiling
+            .shared_reads_left
+            .saturating_sub(ceiling.reads_left + 1)
+    };
     CEILING.with(|c| c.set(Some(ceiling)));
     Ok(())
 }
