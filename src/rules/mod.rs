@@ -213,7 +213,7 @@ const MEMORY_CHECK_EVERY: usize = 64;
 
 /// Variable reads between two measurements of the shared values in scope — the mail, and variables a closure
 /// captured — at least, and at most (a big mail is walked in proportion to its size, not at every measurement).
-const SHARED_CHECK_EVERY: (usize, usize) = (1024, 4096);
+const SHARED_CHECK_EVERY: (usize, usize) = (1024, 32_768);
 
 /// The memory ceiling of the classification running on this thread, and the reads left before the next measurement.
 #[derive(Debug, Clone, Copy)]
@@ -313,7 +313,7 @@ fn check_memory(scope: &rhai::Scope) -> Result<(), Box<rhai::EvalAltResult>> {
         )
         .into());
     }
-    ceiling.reads_left = MEMORY_CHECK_EVERY.max(own.items / 8);
+    ceiling.reads_left = MEMORY_CHECK_EVERY.max(own.items / 4);
     ceiling.shared_reads_left = if walk_shared {
         ceiling
             .shared
