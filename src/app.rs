@@ -17,6 +17,7 @@ impl Instance {
     pub async fn open(config: Option<&std::path::Path>) -> anyhow::Result<Instance> {
         let settings = Settings::load(config)?;
         let store = Store::connect(&settings.database.url).await?;
+        use_log_key(&settings, &store).await?;
         // Events queued from now on (by this command too) reach exactly the configured task sinks.
         crate::notify::sink::register(&store, &settings.sinks, chrono::Utc::now()).await?;
         Ok(Instance { settings, store })
@@ -28,6 +29,18 @@ impl Instance {
         let directory = store::load_directory(&mut conn).await?;
         build_pipeline(&self.settings, directory)
     }
+}
+
+/// Reads (or, at the first start, makes) the log's key of `[audit] key_file` and puts it in force: every entry this
+/// process appends from now on carries its MAC. A new key names the log's current last entry as the last unkeyed one.
+pub async fn use_log_key(settings: &Settings, store: &Store) -> anyhow::Result<()> {
+    let last_entry = {
+        let mut conn = store.acquire().await?;
+        store::log_head(&mut conn).await?.0
+    };
+    let key = crate::audit::key::load_or_create(&settings.audit.key_file, last_entry)?;
+    store::use_log_key(Some(key));
+    Ok(())
 }
 
 /// Builds the pipeline from the rules folder of `settings` and a directory snapshot, with the shadow set of

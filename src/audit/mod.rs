@@ -6,10 +6,15 @@
 //! chain, every stored raw mail against its SHA-256 (a purged one must be named by a purge entry), and every
 //! mail's stored decision against the newest log entry about it.
 //!
+//! Keyed and anchored: `verify` with the key (`[audit] key_file`, see `key`) checks every entry's HMAC besides the
+//! plain chain, and with `[audit] anchor_file` (see `anchor`) compares the heads anchored outside the database.
+//!
 //! Retention: after `[audit] retention_days` the raw bytes of a mail may be purged (`audit purge`, which the
 //! daemon also runs once a day); the hash and size stay, the purge is an entry itself, so the log stays provable.
 
+pub mod anchor;
 mod export;
+pub mod key;
 mod log;
 mod purge;
 mod story;

@@ -26,6 +26,19 @@ pub struct Verification {
     pub mails_checked: u64,
     /// Everything wrong, the first bad entry first.
     pub findings: Vec<Finding>,
+    /// Whether the chain was checked with the key (HMAC) or, without it, as the plain SHA-256 chain only.
+    pub keyed: bool,
+    /// Anchored heads compared with the log (`[audit] anchor_file`); `None`: no anchor file configured.
+    pub anchors_checked: Option<usize>,
+}
+
+/// What `verify_with` checks the log against, besides its own content.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// The log key: every entry after its `keyed_after` must carry its MAC.
+    pub key: Option<store::LogKey>,
+    /// Heads anchored outside the database.
+    pub anchors: Option<Vec<super::anchor::Anchor>>,
 }
 
 impl Verification {
@@ -53,6 +66,22 @@ impl std::fmt::Display for Verification {
         }
         if let Some((seq, hash)) = &self.head {
             writeln!(f, "  head: entry {seq}, hash {hash}")?;
+        }
+        if self.keyed {
+            writeln!(
+                f,
+                "  chain: checked with the key (HMAC-SHA-256 of every entry since the key)"
+            )?;
+        } else {
+            writeln!(
+                f,
+                "  chain: checked WITHOUT the key — the plain SHA-256 chain only, which anyone able to write the \
+                 database could recompute"
+            )?;
+        }
+        match self.anchors_checked {
+            Some(n) => writeln!(f, "  anchors: {n} anchored head(s) compared")?,
+            None => writeln!(f, "  anchors: no anchor file configured")?,
         }
         writeln!(
             f,
@@ -93,7 +122,17 @@ const RAW_PAGE: i64 = 100;
 /// Checks the chain, every stored raw mail against its hash, and every mail's stored decision against the newest
 /// entry about it. Reads only.
 pub async fn verify(conn: &mut sqlx::AnyConnection) -> anyhow::Result<Verification> {
+    verify_with(conn, &Trust::default()).await
+}
+
+/// [`verify`] with the key and the anchors: the keyed chain, then every anchored head against the log.
+pub async fn verify_with(
+    conn: &mut sqlx::AnyConnection,
+    trust: &Trust,
+) -> anyhow::Result<Verification> {
     let mut v = Verification {
+        keyed: trust.key.is_some(),
+        anchors_checked: trust.anchors.as_ref().map(Vec::len),
         entries: 0,
         head: None,
         raw_checked: 0,
@@ -101,7 +140,7 @@ pub async fn verify(conn: &mut sqlx::AnyConnection) -> anyhow::Result<Verificati
         mails_checked: 0,
         findings: vec![],
     };
-    match store::verify_log(conn).await? {
+    match store::verify_log_keyed(conn, trust.key.as_ref()).await? {
         store::VerifyOutcome::Intact { entries } => {
             v.entries = entries;
             v.head = Some(store::log_head(conn).await?);
@@ -111,6 +150,14 @@ pub async fn verify(conn: &mut sqlx::AnyConnection) -> anyhow::Result<Verificati
             v.findings.push(Finding {
                 seq: Some(seq),
                 problem: reason,
+            });
+        }
+    }
+    if let Some(anchors) = &trust.anchors {
+        for (seq, problem) in super::anchor::check_anchors(conn, anchors).await? {
+            v.findings.push(Finding {
+                seq: Some(seq),
+                problem,
             });
         }
     }

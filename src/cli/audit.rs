@@ -130,7 +130,15 @@ pub async fn run(config: Option<&Path>, command: AuditCommand) -> anyhow::Result
             }
         }
         AuditCommand::Verify => {
-            let verification = audit::verify(&mut conn).await?;
+            // Read, never made: an auditor's copy of the key file (or none, and the plain chain is checked).
+            let trust = audit::Trust {
+                key: audit::key::load(&settings.audit.key_file)?,
+                anchors: match &settings.audit.anchor_file {
+                    Some(path) => Some(audit::anchor::read_anchors(path)?),
+                    None => None,
+                },
+            };
+            let verification = audit::verify_with(&mut conn, &trust).await?;
             out.write_all(verification.to_string().as_bytes())?;
             if !verification.is_intact() {
                 return Ok(ExitCode::from(super::exit::AUDIT_NOT_INTACT));

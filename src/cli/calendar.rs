@@ -73,7 +73,7 @@ pub async fn run(config: Option<&Path>, args: CalendarArgs) -> anyhow::Result<Ex
         .unwrap_or_else(|| now.with_timezone(&app.settings.general.timezone).year());
     if let Some(inn) = &args.client {
         if directory.client(inn).is_none() {
-            anyhow::bail!("--client {inn}: no such client in the register");
+            anyhow::bail!("--client {inn}: no such client in the directory");
         }
     }
     let assignee = args.assignee.as_deref().map(str::to_lowercase);

@@ -83,6 +83,14 @@ pub async fn run_pass(
         .await?;
     // Task events to the firm's tracker (webhook, Bitrix24), after the e-mail.
     notify::sink::deliver_pass(&app.store, &app.settings, chrono::Utc::now()).await?;
+    // The log's head, once a day, outside the database.
+    if let Some(path) = &app.settings.audit.anchor_file {
+        let today = chrono::Utc::now()
+            .with_timezone(&app.settings.general.timezone)
+            .date_naive();
+        let mut conn = app.store.acquire().await?;
+        crate::audit::anchor::anchor_if_due(&mut conn, path, today).await?;
+    }
     Ok((total, sent))
 }
 

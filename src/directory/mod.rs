@@ -351,7 +351,7 @@ impl Directory {
         for patent in self.patents() {
             let who = format!("patent {} of {}", patent.number, patent.inn);
             match self.clients.get(patent.inn.as_str()) {
-                None => problems.push(format!("{who}: no such client in the register")),
+                None => problems.push(format!("{who}: no such client in the directory")),
                 Some(c) if !c.is_individual() => problems.push(format!(
                     "{who}: only an individual entrepreneur (12-digit INN) holds patents"
                 )),

@@ -8,7 +8,7 @@
 use crate::ids::{Inn, Kpp};
 use chrono::NaiveDate;
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::Reader;
+use quick_xml::{Reader, XmlVersion};
 
 /// The facts of one demand as stated in its FNS envelope.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -63,10 +63,11 @@ fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
     e.attributes()
         .with_checks(false)
         .flatten()
-        .find(|a| a.key.as_ref() == name.as_bytes())
-        .map(|a| match a.unescape_value() {
+        .find(|a| a.key.into_inner() == name)
+        // An implicit XML 1.0 document: FNS envelopes declare 1.0, and the rules for attribute values are the same.
+        .map(|a| match a.normalized_value(XmlVersion::Implicit1_0) {
             Ok(v) => v.into_owned(),
-            Err(_) => String::from_utf8_lossy(&a.value).into_owned(),
+            Err(_) => a.value.clone().into_owned(),
         })
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
@@ -97,7 +98,7 @@ pub fn parse_envelope(xml: &str) -> Option<XmlDemand> {
     config.allow_unmatched_ends = true;
 
     let mut out = XmlDemand::default();
-    let mut stack: Vec<Vec<u8>> = Vec::new();
+    let mut stack: Vec<String> = Vec::new();
     let mut saw_root = false;
     let mut saw_document = false;
     let mut saw_payload = false;
@@ -120,7 +121,7 @@ pub fn parse_envelope(xml: &str) -> Option<XmlDemand> {
             Event::Empty(e) => (Some(e), true),
             Event::End(_) => {
                 if let Some(name) = stack.pop() {
-                    if name == "НПФЛ".as_bytes() {
+                    if name == "НПФЛ" {
                         in_individual = false;
                     }
                 }
@@ -129,47 +130,43 @@ pub fn parse_envelope(xml: &str) -> Option<XmlDemand> {
             _ => continue,
         };
         let Some(e) = start else { continue };
-        let name = e.local_name();
-        let name = name.as_ref();
+        let name = e.local_name().into_inner();
         if stack.is_empty() && !saw_root {
-            if name != "Файл".as_bytes() {
+            if name != "Файл" {
                 return None;
             }
             saw_root = true;
         }
-        let parent = stack.last().map(Vec::as_slice);
+        let parent = stack.last().map(String::as_str);
         match name {
-            n if n == "Документ".as_bytes() => {
+            "Документ" => {
                 saw_document = true;
                 out.sent = date_attr(e, "ДатаДок");
             }
-            n if n == "ОтпрНО".as_bytes() => {
+            "ОтпрНО" => {
                 out.office_code = attr(e, "КодНО");
                 out.office_name = attr(e, "НаимНО");
             }
-            n if (n == "НПЮЛ".as_bytes() || n == "НПФЛ".as_bytes())
-                && parent == Some("СвНП".as_bytes()) =>
-            {
+            n if (n == "НПЮЛ" || n == "НПФЛ") && parent == Some("СвНП") => {
                 taxpayer = Some(read_party(e));
-                if n == "НПФЛ".as_bytes() && !is_empty {
+                if n == "НПФЛ" && !is_empty {
                     in_individual = true;
                 }
             }
             // The recipient element is `ОтпрЮЛ` in current formats; older ones used `НПЮЛ`/`НПФЛ`.
-            n if parent == Some("СвПолДок".as_bytes())
-                && (n.starts_with("Отпр".as_bytes()) || n.starts_with("НП".as_bytes())) =>
+            n if parent == Some("СвПолДок") && (n.starts_with("Отпр") || n.starts_with("НП")) =>
             {
                 recipient = Some(read_party(e));
             }
-            n if n == "ФИО".as_bytes() && in_individual => {
+            n if n == "ФИО" && in_individual => {
                 fio = Fio {
                     surname: attr(e, "Фамилия").unwrap_or_default(),
                     name: attr(e, "Имя").unwrap_or_default(),
                     patronymic: attr(e, "Отчество").unwrap_or_default(),
                 };
             }
-            n if n == "ДокНапрИзНО".as_bytes() => saw_payload = true,
-            n if n == "ИнфСообДок".as_bytes() => {
+            "ДокНапрИзНО" => saw_payload = true,
+            "ИнфСообДок" => {
                 saw_payload = true;
                 // Only the first enclosed document describes the demand; later ones are annexes.
                 if out.number.is_none() {
@@ -182,7 +179,7 @@ pub fn parse_envelope(xml: &str) -> Option<XmlDemand> {
             _ => {}
         }
         if !is_empty {
-            stack.push(name.to_vec());
+            stack.push(name.to_owned());
         }
     }
 

@@ -16,16 +16,26 @@ fn fail<T>(message: impl Into<String>) -> RhaiResult<T> {
 }
 
 /// Compiled patterns by source text. Rules use a handful of literal patterns over and over, so the cache stays
-/// small; it is capped all the same, so a rule building patterns from mail text cannot grow it without bound.
+/// small; it is capped all the same — by count and by total compiled size — so a rule building patterns from mail
+/// text cannot grow it without bound.
 #[derive(Default)]
 struct RegexCache {
     // Looked up for every call a rule makes, with patterns of a few hundred bytes: a fast hasher matters here.
     map: RwLock<HashMap<String, Arc<Regex>, ahash::RandomState>>,
+    /// What the cached patterns may take once compiled, summed over [`COMPILED_SIZE_STEPS`] (an upper bound).
+    bytes: std::sync::atomic::AtomicUsize,
 }
 
 /// Largest compiled pattern accepted; the `regex` crate matches in linear time, this bounds compile time and memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 const REGEX_CACHE_ENTRIES: usize = 512;
+/// Total compiled size the regex cache (and each phrase cache) may hold: the shipped rules' few dozen patterns take
+/// well under a MiB; a rule compiling mail text as patterns stops being cached here, not at 512 × 1 MiB.
+const CACHE_BYTES: usize = 16 << 20;
+/// Compiled-size bounds a pattern is tried against, smallest first: the `regex` crate does not report the size of
+/// what it compiled, but refuses to compile past its `size_limit`, so the first bound that compiles is an upper
+/// bound of the pattern's size. Literal patterns fit the first and compile once.
+const COMPILED_SIZE_STEPS: [usize; 3] = [16 << 10, 256 << 10, REGEX_SIZE_LIMIT];
 
 impl RegexCache {
     fn get(&self, pattern: &str) -> RhaiResult<Arc<Regex>> {
@@ -34,20 +44,141 @@ impl RegexCache {
                 return Ok(re.clone());
             }
         }
-        let re = RegexBuilder::new(pattern)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
-            .map_err(|e| {
-                Box::<EvalAltResult>::from(format!("bad regular expression {pattern:?}: {e}"))
-            })?;
+        let mut compiled = None;
+        for limit in COMPILED_SIZE_STEPS {
+            match RegexBuilder::new(pattern).size_limit(limit).build() {
+                Ok(re) => {
+                    compiled = Some((re, limit));
+                    break;
+                }
+                Err(regex::Error::CompiledTooBig(_)) if limit < REGEX_SIZE_LIMIT => continue,
+                Err(e) => return fail(format!("bad regular expression {pattern:?}: {e}")),
+            }
+        }
+        let Some((re, size)) = compiled else {
+            return fail(format!("bad regular expression {pattern:?}: too big"));
+        };
         let re = Arc::new(re);
+        let size = size + pattern.len();
         if let Ok(mut map) = self.map.write() {
-            if map.len() < REGEX_CACHE_ENTRIES {
+            let used = self.bytes.load(std::sync::atomic::Ordering::Relaxed);
+            if map.len() < REGEX_CACHE_ENTRIES && used + size <= CACHE_BYTES {
                 map.insert(pattern.to_owned(), re.clone());
+                self.bytes
+                    .store(used + size, std::sync::atomic::Ordering::Relaxed);
             }
         }
         Ok(re)
     }
+}
+
+/// What a script value holds, counted as the sandbox's limits count: items (array elements, map entries) against
+/// `rules.max_array_size`, bytes (strings, map keys, blobs, a function pointer's curried arguments) against
+/// `rules.max_string_size`. Rhai checks the strings inside a value it builds, but not a map's keys: a map of 1,000
+/// keys of a megabyte each is a gigabyte that passes its checks, so the helpers and the memory ceiling measure here.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DataSize {
+    pub items: usize,
+    pub bytes: usize,
+}
+
+impl DataSize {
+    fn over(&self, max: DataSize) -> bool {
+        self.items > max.items || self.bytes > max.bytes
+    }
+}
+
+/// How deep values nest before the walk stops counting and calls them too big (Rhai builds no deeper data from a
+/// script within its expression depth; a value this deep is hostile).
+const MAX_NESTING: usize = 128;
+
+/// Adds what `value` holds to `acc`; `false` as soon as `acc` passes `max` (the walk stops there, so measuring a
+/// huge value costs no more than measuring `max`). A shared value locked by the script right now is skipped.
+pub(crate) fn measure(value: &Dynamic, acc: &mut DataSize, max: DataSize, depth: usize) -> bool {
+    if depth > MAX_NESTING {
+        return false;
+    }
+    if value.is_shared() {
+        if value.is_locked() {
+            return true;
+        }
+        return match value.read_lock::<Dynamic>() {
+            Some(inner) => measure(&inner, acc, max, depth + 1),
+            None => true,
+        };
+    }
+    if let Some(s) = value.read_lock::<ImmutableString>() {
+        acc.bytes += s.len();
+    } else if let Some(a) = value.read_lock::<Array>() {
+        return measure_array(&a, acc, max, depth);
+    } else if let Some(m) = value.read_lock::<Map>() {
+        return measure_map(&m, acc, max, depth);
+    } else if let Some(b) = value.read_lock::<rhai::Blob>() {
+        acc.bytes += b.len();
+    } else if let Some(f) = value.read_lock::<rhai::FnPtr>() {
+        acc.bytes += f.fn_name().len();
+        for v in f.iter_curry() {
+            if !measure(v, acc, max, depth + 1) {
+                return false;
+            }
+        }
+    }
+    !acc.over(max)
+}
+
+fn measure_array(a: &Array, acc: &mut DataSize, max: DataSize, depth: usize) -> bool {
+    acc.items += a.len();
+    if acc.over(max) {
+        return false;
+    }
+    a.iter().all(|v| measure(v, acc, max, depth + 1))
+}
+
+fn measure_map(m: &Map, acc: &mut DataSize, max: DataSize, depth: usize) -> bool {
+    acc.items += m.len();
+    if acc.over(max) {
+        return false;
+    }
+    m.iter().all(|(k, v)| {
+        acc.bytes += k.len();
+        !acc.over(max) && measure(v, acc, max, depth + 1)
+    })
+}
+
+/// The engine's limits as one value's bound: `rules.max_array_size` items, `rules.max_string_size` bytes.
+fn value_limit(ctx: &NativeCallContext) -> DataSize {
+    let or_max = |n: usize| if n == 0 { usize::MAX } else { n };
+    DataSize {
+        items: or_max(ctx.engine().max_array_size()),
+        bytes: or_max(ctx.engine().max_string_size()),
+    }
+}
+
+/// Refuses an array or map argument that holds more than the engine's limits allow one value, before the helper
+/// copies or lower-cases any of it.
+fn check_arg(
+    ctx: &NativeCallContext,
+    helper: &str,
+    what: &str,
+    measured: impl FnOnce(&mut DataSize, DataSize) -> bool,
+) -> RhaiResult<()> {
+    let max = value_limit(ctx);
+    let mut acc = DataSize::default();
+    if measured(&mut acc, max) {
+        return Ok(());
+    }
+    fail(format!(
+        "{helper}: {what} holds more than {} items or {} bytes (rules.max_array_size, rules.max_string_size)",
+        max.items, max.bytes
+    ))
+}
+
+fn check_map(ctx: &NativeCallContext, helper: &str, what: &str, m: &Map) -> RhaiResult<()> {
+    check_arg(ctx, helper, what, |acc, max| measure_map(m, acc, max, 0))
+}
+
+fn check_array(ctx: &NativeCallContext, helper: &str, what: &str, a: &Array) -> RhaiResult<()> {
+    check_arg(ctx, helper, what, |acc, max| measure_array(a, acc, max, 0))
 }
 
 /// Every demand kind's phrases in one automaton.
@@ -91,6 +222,7 @@ struct PhraseSet {
 #[derive(Default)]
 struct PhraseCache {
     map: RwLock<HashMap<String, Arc<PhraseSet>, ahash::RandomState>>,
+    bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl PhraseCache {
@@ -134,7 +266,8 @@ impl PhraseCache {
             owner,
         });
         if let Ok(mut map) = self.map.write() {
-            if map.len() < REGEX_CACHE_ENTRIES {
+            let size = cache_key.len() + set.automaton.memory_usage();
+            if admit(&self.bytes, map.len(), size) {
                 map.insert(cache_key, set.clone());
             }
         }
@@ -142,10 +275,21 @@ impl PhraseCache {
     }
 }
 
+/// Whether a cache of `entries` entries (holding `used` bytes) takes one more of `size` bytes; counts it if so.
+fn admit(used: &std::sync::atomic::AtomicUsize, entries: usize, size: usize) -> bool {
+    let now = used.load(std::sync::atomic::Ordering::Relaxed);
+    if entries >= REGEX_CACHE_ENTRIES || now + size > CACHE_BYTES {
+        return false;
+    }
+    used.store(now + size, std::sync::atomic::Ordering::Relaxed);
+    true
+}
+
 /// Phrase lists as rules pass them to `count_phrases`, compiled once each.
 #[derive(Default)]
 struct PhraseTableCache {
     map: RwLock<HashMap<String, Arc<crate::evidence::phrases::PhraseTable>, ahash::RandomState>>,
+    bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl PhraseTableCache {
@@ -170,7 +314,9 @@ impl PhraseTableCache {
                 format!("phrase {:?}: {e}", list.get(i).map_or("", String::as_str))
             })?;
         if let Ok(mut map) = self.map.write() {
-            if map.len() < REGEX_CACHE_ENTRIES {
+            // The table holds the phrases again, normalised, with an automaton over them: a few times the key.
+            let size = 4 * key.len();
+            if admit(&self.bytes, map.len(), size) {
                 map.insert(key, table.clone());
             }
         }
@@ -375,7 +521,8 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
     let phrase_sets = Arc::new(PhraseCache::default());
     engine.register_fn(
         "earliest_phrase",
-        move |text: &str, phrases: Map| -> RhaiResult<Dynamic> {
+        move |ctx: NativeCallContext, text: &str, phrases: Map| -> RhaiResult<Dynamic> {
+            check_map(&ctx, "earliest_phrase", "the phrase map", &phrases)?;
             let set = phrase_sets.get(&phrases)?;
             let hay = text.to_lowercase();
             Ok(set
@@ -390,7 +537,8 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
     let phrase_tables = Arc::new(PhraseTableCache::default());
     engine.register_fn(
         "count_phrases",
-        move |text: &str, phrases: Array| -> RhaiResult<i64> {
+        move |ctx: NativeCallContext, text: &str, phrases: Array| -> RhaiResult<i64> {
+            check_array(&ctx, "count_phrases", "the phrase list", &phrases)?;
             let table = phrase_tables.get(&phrases)?;
             let found = table.find_all(&crate::evidence::phrases::normalize(text));
             let distinct: std::collections::BTreeSet<usize> =
@@ -398,13 +546,17 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
             Ok(i64::try_from(distinct.len()).unwrap_or(i64::MAX))
         },
     );
-    engine.register_fn("contains_any", |text: &str, needles: Array| -> bool {
-        let hay = text.to_lowercase();
-        needles.iter().any(|n| {
-            n.read_lock::<ImmutableString>()
-                .is_some_and(|n| !n.is_empty() && hay.contains(&n.to_lowercase()))
-        })
-    });
+    engine.register_fn(
+        "contains_any",
+        |ctx: NativeCallContext, text: &str, needles: Array| -> RhaiResult<bool> {
+            check_array(&ctx, "contains_any", "the list of needles", &needles)?;
+            let hay = text.to_lowercase();
+            Ok(needles.iter().any(|n| {
+                n.read_lock::<ImmutableString>()
+                    .is_some_and(|n| !n.is_empty() && hay.contains(&n.to_lowercase()))
+            }))
+        },
+    );
 
     let re = regexes.clone();
     engine.register_fn(
@@ -534,33 +686,39 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
     // Client-request topics by weighted phrases (`topics.toml`): subject, own words, what a forward passes on; never
     // a reply's quoted history.
     let vocabulary = ctx.vocabulary.clone();
-    engine.register_fn("request_topic", move |mail: Map| -> String {
-        let (subject, own, forwarded, is_reply) = topic_texts(&mail);
-        vocabulary.topics.best(&subject, &own, &forwarded, is_reply)
-    });
+    engine.register_fn(
+        "request_topic",
+        move |ctx: NativeCallContext, mail: Map| -> RhaiResult<String> {
+            let (subject, own, forwarded, is_reply) = topic_texts(&ctx, "request_topic", &mail)?;
+            Ok(vocabulary.topics.best(&subject, &own, &forwarded, is_reply))
+        },
+    );
     let vocabulary = ctx.vocabulary.clone();
-    engine.register_fn("topic_scores", move |mail: Map| -> Array {
-        let (subject, own, forwarded, is_reply) = topic_texts(&mail);
-        vocabulary
-            .topics
-            .scores(&subject, &own, &forwarded, is_reply)
-            .into_iter()
-            .map(|s| {
-                let mut m = Map::new();
-                m.insert("topic".into(), s.topic.into());
-                m.insert("score".into(), Dynamic::from_float(s.score));
-                m.insert(
-                    "phrases".into(),
-                    s.phrases
-                        .into_iter()
-                        .map(Dynamic::from)
-                        .collect::<Array>()
-                        .into(),
-                );
-                Dynamic::from(m)
-            })
-            .collect()
-    });
+    engine.register_fn(
+        "topic_scores",
+        move |ctx: NativeCallContext, mail: Map| -> RhaiResult<Array> {
+            let (subject, own, forwarded, is_reply) = topic_texts(&ctx, "topic_scores", &mail)?;
+            Ok(vocabulary
+                .topics
+                .scores(&subject, &own, &forwarded, is_reply)
+                .into_iter()
+                .map(|s| {
+                    let mut m = Map::new();
+                    m.insert("topic".into(), s.topic.into());
+                    m.insert("score".into(), Dynamic::from_float(s.score));
+                    m.insert(
+                        "phrases".into(),
+                        s.phrases
+                            .into_iter()
+                            .map(Dynamic::from)
+                            .collect::<Array>()
+                            .into(),
+                    );
+                    Dynamic::from(m)
+                })
+                .collect())
+        },
+    );
     let vocabulary = ctx.vocabulary.clone();
     engine.register_fn("topic_role", move |topic: &str| -> Dynamic {
         vocabulary
@@ -582,15 +740,43 @@ fn field(mail: &Map, key: &str) -> String {
 }
 
 /// What a request's topic is read from: the subject without `Re:`/`Fwd:`, the own words, what a forward passes on.
-fn topic_texts(mail: &Map) -> (String, String, String, bool) {
-    (
+/// The map is the `mail` object, bigger than one value's limit with its attachments, so its entry count, its keys
+/// and the fields read are checked against the engine's limits, before any is copied.
+fn topic_texts(
+    ctx: &NativeCallContext,
+    helper: &str,
+    mail: &Map,
+) -> RhaiResult<(String, String, String, bool)> {
+    let max = value_limit(ctx);
+    let mut acc = DataSize {
+        items: mail.len(),
+        bytes: 0,
+    };
+    if !acc.over(max) {
+        acc.bytes = mail.keys().map(|k| k.len()).sum();
+    }
+    for key in ["subject", "own_text", "forwarded_text"] {
+        if let Some(v) = mail.get(key) {
+            if !measure(v, &mut acc, max, 0) {
+                break;
+            }
+        }
+    }
+    if acc.over(max) {
+        return fail(format!(
+            "{helper}: the mail map holds more than {} entries, or its subject and texts more than {} bytes \
+             (rules.max_array_size, rules.max_string_size)",
+            max.items, max.bytes
+        ));
+    }
+    Ok((
         crate::evidence::document::strip_prefixes(&field(mail, "subject")),
         field(mail, "own_text"),
         field(mail, "forwarded_text"),
         mail.get("is_reply")
             .and_then(|v| v.as_bool().ok())
             .unwrap_or(false),
-    )
+    ))
 }
 
 fn add_working_days(
@@ -701,4 +887,29 @@ fn inn_roles(text: &str) -> Array {
         out.push(Dynamic::from(item));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn the_regex_cache_stops_caching_at_its_total_compiled_size() {
+        let cache = RegexCache::default();
+        // Alternations of a thousand words: each past the smallest size step, so counted at 256 KiB or more.
+        let words: String = (0..1000).map(|w| format!("|w{w}x")).collect();
+        for i in 0..200 {
+            let re = cache.get(&format!("(v{i}{words})")).unwrap();
+            assert!(re.is_match(&format!("v{i}")));
+        }
+        let cached = cache.map.read().unwrap().len();
+        let bytes = cache.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(bytes <= CACHE_BYTES, "{bytes}");
+        assert!((1..200).contains(&cached), "{cached} patterns cached");
+        // A literal pattern still compiles once and is cached while there is room.
+        let small = RegexCache::default();
+        small.get("ИНН").unwrap();
+        assert_eq!(small.map.read().unwrap().len(), 1);
+    }
 }

@@ -201,6 +201,133 @@ thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
+/// What the script's variables may hold during one mail, beyond the mail itself, in multiples of the engine's
+/// limits for one value: `MEMORY_CEILING_VALUES × rules.max_string_size` bytes (16 MiB by default) and as many times
+/// `rules.max_array_size` items. A rule that lower-cases a few texts and keeps some lists is far below it; a rule
+/// that keys a map by megabyte strings (Rhai counts a map's values, not its keys) meets it within a few megabytes.
+const MEMORY_CEILING_VALUES: usize = 16;
+
+/// Variable reads between two measurements of the script's own variables; the walk itself stops at the ceiling,
+/// and the next one waits longer when the variables hold many items, so measuring costs a few item visits per read.
+const MEMORY_CHECK_EVERY: usize = 64;
+
+/// Variable reads between two measurements of the shared values in scope — the mail, and variables a closure
+/// captured — at least, and at most (a big mail is walked in proportion to its size, not at every measurement).
+const SHARED_CHECK_EVERY: (usize, usize) = (1024, 32_768);
+
+/// The memory ceiling of the classification running on this thread, and the reads left before the next measurement.
+#[derive(Debug, Clone, Copy)]
+struct Ceiling {
+    max: helpers::DataSize,
+    reads_left: usize,
+    /// Reads left before the shared values are measured again, and what they held when last measured.
+    shared_reads_left: usize,
+    shared: helpers::DataSize,
+}
+
+thread_local! {
+    static CEILING: Cell<Option<Ceiling>> = const { Cell::new(None) };
+}
+
+/// Sets the deadline and the memory ceiling for one classification of `mail` on this thread; the guard clears them.
+fn enter_budget(limits: &Limits, budget: Duration, mail: &Dynamic) -> BudgetGuard {
+    DEADLINE.with(|d| d.set(Some(Instant::now() + budget)));
+    let or_max = |n: usize| if n == 0 { usize::MAX } else { n };
+    let unbounded = helpers::DataSize {
+        items: usize::MAX,
+        bytes: usize::MAX,
+    };
+    let mut of_mail = helpers::DataSize::default();
+    helpers::measure(mail, &mut of_mail, unbounded, 0);
+    let max = helpers::DataSize {
+        items: of_mail
+            .items
+            .saturating_add(or_max(limits.max_array_size).saturating_mul(MEMORY_CEILING_VALUES)),
+        bytes: of_mail
+            .bytes
+            .saturating_add(or_max(limits.max_string_size).saturating_mul(MEMORY_CEILING_VALUES)),
+    };
+    CEILING.with(|c| {
+        c.set(Some(Ceiling {
+            max,
+            reads_left: MEMORY_CHECK_EVERY,
+            shared_reads_left: 0,
+            shared: of_mail,
+        }))
+    });
+    BudgetGuard
+}
+
+/// Clears the thread's deadline and memory ceiling when a classification ends, however it ends.
+struct BudgetGuard;
+
+impl Drop for BudgetGuard {
+    fn drop(&mut self) {
+        DEADLINE.with(|d| d.set(None));
+        CEILING.with(|c| c.set(None));
+    }
+}
+
+/// Called on every variable read: counts down, then measures what the script's scope holds (its own variables
+/// every few reads, shared values — the mail, which the ceiling allows for — less often) and stops the script when
+/// it is over the ceiling.
+fn check_memory(scope: &rhai::Scope) -> Result<(), Box<rhai::EvalAltResult>> {
+    let Some(mut ceiling) = CEILING.with(Cell::get) else {
+        return Ok(());
+    };
+    if ceiling.reads_left > 0 {
+        ceiling.reads_left -= 1;
+        CEILING.with(|c| c.set(Some(ceiling)));
+        return Ok(());
+    }
+    let walk_shared = ceiling.shared_reads_left == 0;
+    let mut own = helpers::DataSize::default();
+    let mut shared = helpers::DataSize::default();
+    let mut within = true;
+    for (_, _, value) in scope.iter_raw() {
+        let held = if value.is_shared() {
+            if !walk_shared {
+                continue;
+            }
+            helpers::measure(value, &mut shared, ceiling.max, 0)
+        } else {
+            helpers::measure(value, &mut own, ceiling.max, 0)
+        };
+        if !held {
+            within = false;
+            break;
+        }
+    }
+    if walk_shared {
+        ceiling.shared = shared;
+    }
+    let used = helpers::DataSize {
+        items: own.items.saturating_add(ceiling.shared.items),
+        bytes: own.bytes.saturating_add(ceiling.shared.bytes),
+    };
+    if !within || used.items > ceiling.max.items || used.bytes > ceiling.max.bytes {
+        return Err(format!(
+            "stopped: memory ceiling exceeded (the rule's variables hold more than {} bytes or {} items: \
+             {MEMORY_CEILING_VALUES} × rules.max_string_size and rules.max_array_size beyond the mail)",
+            ceiling.max.bytes, ceiling.max.items
+        )
+        .into());
+    }
+    ceiling.reads_left = MEMORY_CHECK_EVERY.max(own.items / 4);
+    ceiling.shared_reads_left = if walk_shared {
+        ceiling
+            .shared
+            .items
+            .clamp(SHARED_CHECK_EVERY.0, SHARED_CHECK_EVERY.1)
+    } else {
+        ceiling
+            .shared_reads_left
+            .saturating_sub(ceiling.reads_left + 1)
+    };
+    CEILING.with(|c| c.set(Some(ceiling)));
+    Ok(())
+}
+
 /// How often (in Rhai operations) the wall clock is read: often enough to stop a runaway rule within a few
 /// milliseconds of its budget, rarely enough that reading the clock costs nothing measurable.
 const CLOCK_CHECK_EVERY: u64 = 4096;
@@ -231,6 +358,10 @@ fn build_engine(limits: &Limits, ctx: &RuleContext) -> Engine {
         }
         None
     });
+    // The variable resolver is Rhai's one hook with the scope in hand; it resolves nothing (`None`: read the
+    // variable as usual) and only measures. Marked volatile by Rhai, hence the allow.
+    #[allow(deprecated)]
+    engine.on_var(|_, _, ctx| check_memory(ctx.scope()).map(|()| None));
     helpers::register(&mut engine, ctx);
     engine
 }
@@ -328,11 +459,8 @@ impl Ruleset {
 
     /// Runs the rules in order on one mail; the first decision wins.
     pub fn classify(&self, mail: &Dynamic) -> Result<Classification, RuleFailure> {
-        let deadline = Instant::now() + self.time_budget;
-        DEADLINE.with(|d| d.set(Some(deadline)));
-        let result = self.run(mail);
-        DEADLINE.with(|d| d.set(None));
-        result
+        let _budget = enter_budget(&self.limits, self.time_budget, mail);
+        self.run(mail)
     }
 
     /// Calls one file's `classify` with the (shared) mail; a failure names the file and, where known, the line.
@@ -390,9 +518,8 @@ impl Ruleset {
         self.files
             .iter()
             .map(|file| {
-                DEADLINE.with(|d| d.set(Some(Instant::now() + self.time_budget)));
+                let _budget = enter_budget(&self.limits, self.time_budget, &mail);
                 let value = self.call_classify(file, &mail);
-                DEADLINE.with(|d| d.set(None));
                 (file.name.clone(), value)
             })
             .collect()
@@ -430,6 +557,65 @@ mod tests {
         m.insert("subject".into(), "Требование № 1 от 02.03.2026".into());
         m.insert("text".into(), "ИНН 7728997898".into());
         Dynamic::from(m)
+    }
+
+    /// A rule that keys `n` entries by variants of the same 1 MiB string (Rhai counts a map's values, not its
+    /// keys) — as a map, or as an array of one-entry maps — and hands them to `call`.
+    fn key_bomb(n: usize, array: bool, call: &str) -> String {
+        let put = if array {
+            "let e = #{}; e[k] = \"x\"; bomb.push(e);"
+        } else {
+            "bomb[k] = [\"x\"];"
+        };
+        let init = if array { "[]" } else { "#{}" };
+        format!(
+            "fn classify(mail) {{ let s = \"x\"; while s.len() < 1000000 {{ s += s; }} let bomb = {init}; \
+             for i in 0..{n} {{ let k = s; k[i] = 'y'; {put} }} {call}; #{{category: \"notice\"}} }}"
+        )
+    }
+
+    fn failure(rule: &str) -> String {
+        let rs = ruleset(&[("10-bomb.rhai", rule)], &Limits::default()).unwrap();
+        rs.classify(&mail()).unwrap_err().message
+    }
+
+    #[test]
+    fn a_helper_refuses_a_map_or_array_over_one_values_limits_before_copying_it() {
+        // Eight megabytes of keys: under the memory ceiling, over what one value may hold.
+        for (helper, array, call) in [
+            ("earliest_phrase", false, "earliest_phrase(mail.text, bomb)"),
+            ("count_phrases", true, "count_phrases(mail.text, bomb)"),
+            ("contains_any", true, "contains_any(mail.text, bomb)"),
+            ("request_topic", false, "request_topic(bomb)"),
+            ("topic_scores", false, "topic_scores(bomb)"),
+        ] {
+            let message = failure(&key_bomb(8, array, call));
+            assert!(
+                message.contains(&format!("{helper}: "))
+                    && message.contains("rules.max_string_size"),
+                "{helper}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rule_whose_variables_pass_the_memory_ceiling_is_stopped_before_the_clock() {
+        let message = failure(&key_bomb(1000, false, "earliest_phrase(mail.text, bomb)"));
+        assert!(message.contains("memory ceiling exceeded"), "{message}");
+    }
+
+    #[test]
+    fn a_rule_within_the_limits_still_passes_maps_and_arrays_to_helpers() {
+        let rule = r#"fn classify(mail) {
+            let k = earliest_phrase(mail.text, #{inn: ["инн"], other: ["нет"]});
+            let n = count_phrases(mail.text, ["инн"]);
+            if k == "inn" && n == 1 && contains_any(mail.text, ["ИНН"]) { #{category: "notice"} } else { () }
+        }"#;
+        let rs = ruleset(&[("10-ok.rhai", rule)], &Limits::default()).unwrap();
+        assert_eq!(
+            rs.classify(&mail()).unwrap().rule.as_deref(),
+            Some("10-ok.rhai")
+        );
     }
 
     #[test]

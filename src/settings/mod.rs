@@ -229,8 +229,8 @@ fn validate(raw: RawSettings, base: &Path) -> Result<Settings, SettingsError> {
     let http = http::validate(&mut problems, raw.http);
     let ingest = ingest::validate(&mut problems, raw.ingest);
     let general = general::validate(&mut problems, raw.general);
-    let audit = audit::validate(&mut problems, raw.audit);
-    let web = web::validate(&mut problems, raw.web);
+    let audit = audit::validate(&mut problems, raw.audit, base);
+    let web = web::validate(&mut problems, raw.web, base);
     let sinks = sinks::validate(&mut problems, raw.sinks, base);
 
     match (notify, http, general) {

@@ -22,6 +22,9 @@ pub struct WebSettings {
     /// The reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` is believed: the sign-in limits
     /// then count the address the proxy saw, not the proxy's. Empty: the connection's address counts.
     pub trusted_proxies: Vec<IpNet>,
+    /// The folder under which the admin playground may load candidate rule folders (relative paths in the form are
+    /// taken under it); `None`: the playground tries mail against the rules in force only.
+    pub playground_root: Option<std::path::PathBuf>,
 }
 
 /// An address network: `10.0.0.0/8`, `::1/128`, or one address.
@@ -90,6 +93,7 @@ pub(super) struct RawWeb {
     session_hours: Option<u32>,
     base_url: Option<String>,
     trusted_proxies: Vec<String>,
+    playground_root: Option<std::path::PathBuf>,
 }
 
 /// E-mail addresses as the directory keeps them: trimmed, lower-case.
@@ -98,7 +102,11 @@ fn lower_case_addresses(addresses: &[String]) -> Vec<String> {
 }
 
 /// Validates `[web]`.
-pub(super) fn validate(problems: &mut Vec<String>, raw: RawWeb) -> WebSettings {
+pub(super) fn validate(
+    problems: &mut Vec<String>,
+    raw: RawWeb,
+    base: &std::path::Path,
+) -> WebSettings {
     let web = WebSettings {
         admins: lower_case_addresses(&raw.admins),
         auditors: lower_case_addresses(&raw.auditors),
@@ -120,6 +128,10 @@ pub(super) fn validate(problems: &mut Vec<String>, raw: RawWeb) -> WebSettings {
                 }
             })
             .collect(),
+        playground_root: raw
+            .playground_root
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| base.join(p)),
     };
     if let Some(base) = &web.base_url {
         match reqwest::Url::parse(base) {
@@ -169,6 +181,11 @@ mod tests {
             Some("https://taxinbox.firm.example")
         );
         assert!(error_text("[web]\nbase_url = \"taxinbox\"\n", &[]).contains("web.base_url"));
+        let (dir, settings) = load("[web]\nplayground_root = \"candidates\"\n", &[]);
+        assert_eq!(
+            settings.expect("valid").web.playground_root,
+            Some(dir.path().join("candidates"))
+        );
     }
 
     #[test]

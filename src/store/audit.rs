@@ -5,14 +5,86 @@
 //! with an `UPDATE … RETURNING` of that row, which takes the write lock on SQLite and a row lock on PostgreSQL, so
 //! concurrent writers append one after another.
 //!
+//! Keyed: with a [`LogKey`] in force (`[audit] key_file`, read by `app` and handed in once per process), each entry
+//! also stores `mac`, HMAC-SHA-256 of its hash under the key. The hash covers every entry before it, so someone who
+//! can write the database but does not hold the key can delete or edit entries and recompute every plain hash, but
+//! cannot make the MACs agree. Entries from before the key (its file names the last of them) have no MAC and
+//! verify with the plain chain, which is also all a check without the key can do.
+//!
 //! Also here: the writes that exist for the log's sake — notification entries, the ruleset record, the purge of
 //! raw mail after its retention period (the content goes, its hash and size stay, and the purge is itself an
 //! entry naming every hash it emptied, so `audit verify` tells purged mail from removed mail).
 
 use super::status::NotificationStatus;
 use anyhow::Context as _;
+use hmac::{Hmac, Mac as _};
 use sha2::{Digest as _, Sha256};
 use sqlx::AnyConnection;
+use std::sync::{Arc, RwLock};
+
+/// The secret that keys the log: 32 random bytes, kept in a file outside the database. Never printed: its `Debug`
+/// shows only where the keyed entries start.
+#[derive(Clone)]
+pub struct LogKey {
+    secret: [u8; 32],
+    /// The last entry written before the key existed: every entry after it must carry a MAC.
+    pub keyed_after: i64,
+}
+
+impl std::fmt::Debug for LogKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogKey")
+            .field("secret", &"[redacted]")
+            .field("keyed_after", &self.keyed_after)
+            .finish()
+    }
+}
+
+impl LogKey {
+    pub fn new(secret: [u8; 32], keyed_after: i64) -> LogKey {
+        LogKey {
+            secret,
+            keyed_after,
+        }
+    }
+
+    /// HMAC-SHA-256 of an entry's hash (hex), hex-encoded.
+    fn mac(&self, hash: &str) -> String {
+        // A key of any length is accepted by HMAC; 32 bytes cannot fail.
+        let mut m = <Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.secret)
+            .expect("HMAC takes a key of any length");
+        m.update(b"taxinbox audit v1\0");
+        m.update(hash.as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    }
+
+    /// Whether `mac` is this key's MAC of `hash` (compared in constant time).
+    fn verifies(&self, hash: &str, mac: &str) -> bool {
+        let Ok(given) = hex::decode(mac) else {
+            return false;
+        };
+        let mut m = <Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.secret)
+            .expect("HMAC takes a key of any length");
+        m.update(b"taxinbox audit v1\0");
+        m.update(hash.as_bytes());
+        m.verify_slice(&given).is_ok()
+    }
+}
+
+/// The key this process appends with. One instance runs per process, so it is set once, where the instance is
+/// opened (`app::Instance::open`); unset (tests that build their store directly, or no key file) appends unkeyed.
+static APPEND_KEY: RwLock<Option<Arc<LogKey>>> = RwLock::new(None);
+
+/// Puts `key` in force for every entry this process appends from now on.
+pub fn use_log_key(key: Option<LogKey>) {
+    if let Ok(mut k) = APPEND_KEY.write() {
+        *k = key.map(Arc::new);
+    }
+}
+
+fn append_key() -> Option<Arc<LogKey>> {
+    APPEND_KEY.read().ok().and_then(|k| k.clone())
+}
 
 /// One entry to append.
 #[derive(Debug, Clone)]
@@ -27,7 +99,8 @@ pub struct LogEntry<'a> {
 /// Result of checking the whole chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerifyOutcome {
-    /// Every entry links to the one before and hashes to what is stored.
+    /// Every entry links to the one before and hashes to what is stored (and, checked with the key, every entry
+    /// after `keyed_after` carries its MAC).
     Intact { entries: i64 },
     /// The first entry that does not; `reason` says what is wrong.
     Broken { seq: i64, reason: String },
@@ -77,9 +150,10 @@ pub async fn append_log(conn: &mut AnyConnection, entry: &LogEntry<'_>) -> anyho
         entry.sha256,
         &payload,
     );
+    let mac = append_key().map(|k| k.mac(&hash));
     sqlx::query(
-        "INSERT INTO audit_log (seq, at, event, message, sha256, payload, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit_log (seq, at, event, message, sha256, payload, prev_hash, hash, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(seq)
     .bind(entry.at)
@@ -89,6 +163,7 @@ pub async fn append_log(conn: &mut AnyConnection, entry: &LogEntry<'_>) -> anyho
     .bind(&payload)
     .bind(&prev_hash)
     .bind(&hash)
+    .bind(mac)
     .execute(&mut *conn)
     .await
     .context("append to the processed-mail log")?;
@@ -101,10 +176,20 @@ pub async fn append_log(conn: &mut AnyConnection, entry: &LogEntry<'_>) -> anyho
     Ok(seq)
 }
 
-/// Walks the chain from the first entry and names the first one that does not hold.
+/// Walks the plain chain from the first entry and names the first one that does not hold (no key: what anyone
+/// with read access can check).
 pub async fn verify_log(conn: &mut AnyConnection) -> anyhow::Result<VerifyOutcome> {
+    verify_log_keyed(conn, None).await
+}
+
+/// Walks the chain from the first entry and names the first one that does not hold. With `key`, every entry after
+/// the key's `keyed_after` must also carry the key's MAC of its hash; without it only the plain chain is checked.
+pub async fn verify_log_keyed(
+    conn: &mut AnyConnection,
+    key: Option<&LogKey>,
+) -> anyhow::Result<VerifyOutcome> {
     let rows: Vec<LogLink> = sqlx::query_as(
-        "SELECT seq, at, event, message, sha256, payload, prev_hash, hash FROM audit_log ORDER BY seq",
+        "SELECT seq, at, event, message, sha256, payload, prev_hash, hash, mac FROM audit_log ORDER BY seq",
     )
     .fetch_all(&mut *conn)
     .await
@@ -123,6 +208,7 @@ pub async fn verify_log(conn: &mut AnyConnection) -> anyhow::Result<VerifyOutcom
                 hash: stored_hash,
             },
         prev_hash: stored_prev,
+        mac,
     } in rows
     {
         if seq != expected_seq {
@@ -156,10 +242,36 @@ pub async fn verify_log(conn: &mut AnyConnection) -> anyhow::Result<VerifyOutcom
                 reason: "its content does not match its hash".into(),
             });
         }
+        if let Some(key) = key.filter(|k| seq > k.keyed_after) {
+            let keyed = mac
+                .as_deref()
+                .is_some_and(|m| key.verifies(&stored_hash, m));
+            if !keyed {
+                return Ok(VerifyOutcome::Broken {
+                    seq,
+                    reason: match mac {
+                        None => "it carries no MAC, but the key was in force when it was written (the chain was \
+                                 rewritten without the key)"
+                            .into(),
+                        Some(_) => "its MAC does not match the key (the chain was rewritten without the key)".into(),
+                    },
+                });
+            }
+        }
         prev_hash = stored_hash;
         expected_seq += 1;
     }
     let (head_seq, head_hash) = super::log_head(conn).await?;
+    if let Some(key) = key.filter(|k| k.keyed_after > expected_seq - 1) {
+        return Ok(VerifyOutcome::Broken {
+            seq: expected_seq,
+            reason: format!(
+                "the log ends at entry {} but the key file says entry {} was written before the key",
+                expected_seq - 1,
+                key.keyed_after
+            ),
+        });
+    }
     if head_seq != expected_seq - 1 || head_hash != prev_hash {
         return Ok(VerifyOutcome::Broken {
             seq: expected_seq,
@@ -180,6 +292,7 @@ struct LogLink {
     #[sqlx(flatten)]
     entry: super::StoredEntry,
     prev_hash: String,
+    mac: Option<String>,
 }
 
 /// The event of a purge entry; its payload lists the hashes whose content was emptied.

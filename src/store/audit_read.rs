@@ -167,6 +167,18 @@ pub async fn log_head(conn: &mut AnyConnection) -> anyhow::Result<(i64, String)>
         .context("read the head of the processed-mail log")
 }
 
+/// The stored hash and MAC of entry `seq`, when there is one (what an anchor line is compared with).
+pub async fn entry_link(
+    conn: &mut AnyConnection,
+    seq: i64,
+) -> anyhow::Result<Option<(String, Option<String>)>> {
+    sqlx::query_as("SELECT hash, mac FROM audit_log WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(&mut *conn)
+        .await
+        .with_context(|| format!("read entry {seq} of the processed-mail log"))
+}
+
 /// Every entry about one mail (its processing, reprocessing, notifications), oldest first.
 pub async fn entries_of_message(
     conn: &mut AnyConnection,

@@ -28,8 +28,8 @@ mod status;
 mod web;
 
 pub use audit::{
-    append_log, log_notification, purge_raw_mail, record_ruleset, verify_log, LogEntry,
-    PurgeOutcome, VerifyOutcome, RAW_MAIL_PURGED,
+    append_log, log_notification, purge_raw_mail, record_ruleset, use_log_key, verify_log,
+    verify_log_keyed, LogEntry, LogKey, PurgeOutcome, VerifyOutcome, RAW_MAIL_PURGED,
 };
 pub use audit_read::*;
 pub use calendar::*;

@@ -79,7 +79,7 @@ pub async fn is_staff(conn: &mut AnyConnection, address: &str) -> anyhow::Result
             .bind(address)
             .fetch_one(&mut *conn)
             .await
-            .context("look up a recipient in the register")?;
+            .context("look up a recipient in the directory")?;
     Ok(n > 0)
 }
 

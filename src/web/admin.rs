@@ -145,6 +145,31 @@ pub fn try_mail(pipeline: &Pipeline, raw: &[u8]) -> PlaygroundResult {
     result
 }
 
+/// The candidate rule folder an admin named, if it lies under `[web] playground_root` once every `..` and link is
+/// resolved; any other server path is refused (the playground must not read folders it was not given).
+fn candidate_folder(
+    root: Option<&std::path::Path>,
+    candidate: &str,
+) -> Result<std::path::PathBuf, WebError> {
+    let Some(root) = root else {
+        return Err(WebError::BadRequest(
+            "Папки с правилами-кандидатами не настроены ([web] playground_root).".into(),
+        ));
+    };
+    let refused = || {
+        WebError::BadRequest(format!(
+            "Папка {candidate} не найдена внутри папки кандидатов ([web] playground_root)."
+        ))
+    };
+    let root = root.canonicalize().map_err(|_| refused())?;
+    let path = root.join(candidate).canonicalize().map_err(|_| refused())?;
+    if path.starts_with(&root) && path != root {
+        Ok(path)
+    } else {
+        Err(refused())
+    }
+}
+
 pub async fn playground(
     State(web): State<Web>,
     viewer: Viewer,
@@ -197,7 +222,7 @@ pub async fn playground(
         web.pipeline()
     } else {
         let mut settings = web.settings().clone();
-        settings.rules.dir = std::path::PathBuf::from(&candidate);
+        settings.rules.dir = candidate_folder(settings.web.playground_root.as_deref(), &candidate)?;
         let mut conn = web.store().acquire().await?;
         let directory = store::load_directory(&mut conn).await?;
         candidate_pipeline = crate::app::build_pipeline(&settings, directory).map_err(|e| {
@@ -246,4 +271,30 @@ pub async fn mailboxes(State(web): State<Web>, viewer: Viewer) -> Result<Html<St
         Some(&viewer),
         minijinja::context! { rows => rows },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::candidate_folder;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn the_playground_loads_candidate_folders_only_under_its_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("candidates");
+        std::fs::create_dir_all(root.join("next")).unwrap();
+        std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
+        assert!(candidate_folder(Some(&root), "next").is_ok());
+        assert!(candidate_folder(Some(&root), &root.join("next").display().to_string()).is_ok());
+        for outside in [
+            "../elsewhere",
+            "/etc",
+            "",
+            "next/../../elsewhere",
+            "missing",
+        ] {
+            assert!(candidate_folder(Some(&root), outside).is_err(), "{outside}");
+        }
+        assert!(candidate_folder(None, "next").is_err());
+    }
 }

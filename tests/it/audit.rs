@@ -207,7 +207,7 @@ on_both_engines!(
             false,
         )
         .await;
-        let settings = app.app.settings.audit;
+        let settings = app.app.settings.audit.clone();
         assert_eq!(settings.retention_days, Some(30));
         // Within the retention period nothing goes.
         let now = audit::purge_expired(&app.app.store, &settings, chrono::Utc::now(), false)
@@ -468,4 +468,366 @@ async fn an_auditor_role_that_may_only_select_runs_every_audit_command_on_postgr
         .execute(&mut admin)
         .await
         .unwrap();
+}
+
+/// An entry's plain link hash as the unkeyed chain defines it (`store::audit`): what a script with write access to
+/// the database recomputes after rewriting the log.
+fn plain_link_hash(
+    prev: &str,
+    seq: i64,
+    at: &str,
+    event: &str,
+    message: Option<i64>,
+    sha: Option<&str>,
+    payload: &str,
+) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for part in [
+        prev,
+        &seq.to_string(),
+        at,
+        event,
+        &message.map(|m| m.to_string()).unwrap_or_default(),
+        sha.unwrap_or(""),
+        payload,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// What someone holding the key file computes for an entry: its MAC.
+fn keyed_mac(key_file: &std::path::Path, hash: &str) -> String {
+    use hmac::Mac as _;
+    let text = std::fs::read_to_string(key_file).unwrap();
+    let secret = hex::decode(text.lines().find_map(|l| l.strip_prefix("key = ")).unwrap()).unwrap();
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret).unwrap();
+    m.update(b"taxinbox audit v1\0");
+    m.update(hash.as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
+type Row = (i64, String, String, Option<i64>, Option<String>, String);
+
+/// Rewrites the log as a script with write access would: `keep` decides which entries stay (renumbered from 1),
+/// `edit` may change a kept entry's payload; every hash is recomputed with the plain SHA-256 chain (and, with
+/// `key_file`, every MAC with the key), and the head is updated to match.
+async fn rewrite_log(
+    app: &TestApp,
+    keep: impl Fn(i64) -> bool,
+    edit: impl Fn(i64, String) -> String,
+    key_file: Option<&std::path::Path>,
+) {
+    let mut conn = app.app.store.acquire().await.unwrap();
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT seq, at, event, message, sha256, payload FROM audit_log ORDER BY seq",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM audit_log")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let mut prev = "genesis".to_owned();
+    let mut seq = 0;
+    for (old_seq, at, event, message, sha, payload) in rows {
+        if !keep(old_seq) {
+            continue;
+        }
+        seq += 1;
+        let payload = edit(old_seq, payload);
+        let hash = plain_link_hash(&prev, seq, &at, &event, message, sha.as_deref(), &payload);
+        let mac = key_file.map(|k| keyed_mac(k, &hash));
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, event, message, sha256, payload, prev_hash, hash, mac) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(seq)
+        .bind(&at)
+        .bind(&event)
+        .bind(message)
+        .bind(sha.as_deref())
+        .bind(&payload)
+        .bind(&prev)
+        .bind(&hash)
+        .bind(mac)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        prev = hash;
+    }
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(&prev)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
+/// `audit verify` of the binary: exit code and what it printed.
+fn cli_verify(config: &std::path::Path) -> (Option<i32>, String) {
+    let out = taxinbox(config).args(["audit", "verify"]).output().unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_rewritten_with_the_plain_chain_fails_the_keyed_verify_and_anchored_heads_catch_the_key_holder(
+) {
+    let app = TestApp::with_extra_config(
+        Engine::Sqlite,
+        "[audit]\nanchor_file = \"anchors/heads.txt\"\n",
+    )
+    .await;
+    app.import_corpus_register().await;
+    let mails: Vec<std::path::PathBuf> = ["0007", "0014", "0015", "0001", "0002"]
+        .iter()
+        .map(|m| corpus().join(format!("mail/{m}.eml")))
+        .collect();
+    app.ingest(
+        &mails.iter().map(|p| p.as_path()).collect::<Vec<_>>(),
+        false,
+    )
+    .await;
+    let key_file = app.path("data/audit.key");
+    assert!(key_file.exists(), "the key file is made at the first start");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let entries = app.count("SELECT COUNT(*) FROM audit_log").await;
+    assert!(entries >= 6, "{entries} entries");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_log WHERE mac IS NULL")
+            .await,
+        0
+    );
+    let (code, out) = cli_verify(&app.config);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("checked with the key"), "{out}");
+
+    // Today's head, anchored outside the database; a second anchor the same day adds nothing.
+    let anchors = app.path("anchors/heads.txt");
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    let mut conn = app.app.store.acquire().await.unwrap();
+    assert_eq!(
+        audit::anchor::anchor_if_due(&mut conn, &anchors, day)
+            .await
+            .unwrap(),
+        Some(entries)
+    );
+    assert_eq!(
+        audit::anchor::anchor_if_due(&mut conn, &anchors, day)
+            .await
+            .unwrap(),
+        None
+    );
+    drop(conn);
+    assert_eq!(
+        std::fs::read_to_string(&anchors).unwrap().lines().count(),
+        1
+    );
+    let (code, out) = cli_verify(&app.config);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("anchors: 1 anchored head(s) compared"),
+        "{out}"
+    );
+
+    // A script without the key deletes the entries no mail points to (a register import, say) and recomputes
+    // every plain hash and the head, as in issue 18.
+    let dropped: Vec<i64> = {
+        let mut conn = app.app.store.acquire().await.unwrap();
+        sqlx::query_scalar("SELECT seq FROM audit_log WHERE message IS NULL ORDER BY seq")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap()
+    };
+    assert!(!dropped.is_empty());
+    rewrite_log(&app, |seq| !dropped.contains(&seq), |_, p| p, None).await;
+    let left = entries - i64::try_from(dropped.len()).unwrap();
+    // The plain chain now holds: a check without the key (and without the anchors) says intact, and says it is
+    // only the plain chain.
+    let plain = app.path("plain.toml");
+    std::fs::write(
+        &plain,
+        format!(
+            "[database]\nurl = \"{}\"\n[rules]\ndir = \"{}\"\n[audit]\nkey_file = \"no-such.key\"\n",
+            app.app.settings.database.url,
+            project_root().join("rules").display()
+        ),
+    )
+    .unwrap();
+    let (code, out) = cli_verify(&plain);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("WITHOUT the key") && out.contains(&format!("intact: {left} entries")),
+        "{out}"
+    );
+    // With the key the rewrite is found at the first rewritten entry.
+    let (code, out) = cli_verify(&app.config);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("BROKEN at entry 1") && out.contains("MAC"),
+        "{out}"
+    );
+    assert!(out.contains("anchored days were"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_the_anchored_head_with_the_key_in_hand_is_caught_by_the_anchor() {
+    let app =
+        TestApp::with_extra_config(Engine::Sqlite, "[audit]\nanchor_file = \"heads.txt\"\n").await;
+    app.import_corpus_register().await;
+    app.ingest(
+        &[
+            &corpus().join("mail/0007.eml"),
+            &corpus().join("mail/0014.eml"),
+        ],
+        false,
+    )
+    .await;
+    let anchors = app.path("heads.txt");
+    let mut conn = app.app.store.acquire().await.unwrap();
+    let head = audit::anchor::anchor_if_due(
+        &mut conn,
+        &anchors,
+        chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    drop(conn);
+    // Someone with the database and the key edits the anchored entry (who closed it, say) and recomputes its hash,
+    // its MAC and the head: the keyed chain holds again.
+    let key_file = app.path("data/audit.key");
+    rewrite_log(
+        &app,
+        |_| true,
+        |seq, payload| {
+            if seq == head {
+                payload.replacen('{', "{\"edited\":true,", 1)
+            } else {
+                payload
+            }
+        },
+        Some(&key_file),
+    )
+    .await;
+    let mut conn = app.app.store.acquire().await.unwrap();
+    let key = audit::key::load(&key_file).unwrap();
+    let keyed = audit::verify_with(
+        &mut conn,
+        &audit::Trust {
+            key: key.clone(),
+            anchors: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        keyed.is_intact(),
+        "the key holder's rewrite passes the keyed chain: {keyed}"
+    );
+    drop(conn);
+    let (code, out) = cli_verify(&app.config);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(&format!("BROKEN at entry {head}"))
+            && out.contains("anchored days were rewritten"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_role_of_deploy_may_append_to_the_log_but_not_update_or_delete_it_on_postgres()
+{
+    use sqlx::Connection as _;
+    let app = TestApp::new(Engine::Postgres).await;
+    let url = app.app.settings.database.url.clone();
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let role = format!("{database}_app");
+    // The shipped grants, with this test's names; the test server's superuser owns the schema here.
+    let grants = std::fs::read_to_string(project_root().join("deploy/postgres-app.sql"))
+        .unwrap()
+        .replace("taxinbox_app", &role)
+        .replace("DATABASE taxinbox ", &format!("DATABASE {database} "))
+        .replace("FOR ROLE taxinbox ", "FOR ROLE postgres ");
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(&grants).execute(&mut admin).await.unwrap();
+    admin.close().await.unwrap();
+
+    let server = postgres_server();
+    let app_url = server.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(app_url, server, "the test server URL names its user");
+    let config = app.path("service.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"{app_url}/{database}\"\n[rules]\ndir = \"{}\"\n[notify]\ntransport = \"file\"\ndir = \"{}\"\nfrom = \"taxinbox@debet-service.example\"\n",
+            project_root().join("rules").display(),
+            app.path("outbox").display()
+        ),
+    )
+    .unwrap();
+    // The service works as that role: it starts, takes mail and appends to the log.
+    let ingest = taxinbox(&config)
+        .arg("ingest")
+        .arg(corpus().join("mail/0007.eml"))
+        .output()
+        .unwrap();
+    assert!(
+        ingest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ingest.stderr)
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, 1);
+    // But the log's entries are beyond it.
+    let mut service = sqlx::PgConnection::connect(&format!("{app_url}/{database}"))
+        .await
+        .unwrap();
+    for sql in [
+        "UPDATE audit_log SET payload = '{}' WHERE seq = 1",
+        "DELETE FROM audit_log WHERE seq = 1",
+        "TRUNCATE audit_log",
+    ] {
+        let refused = sqlx::query(sql).execute(&mut service).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("permission denied"),
+            "{sql}: {refused}"
+        );
+    }
+    service.close().await.unwrap();
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, 1);
+
+    app.cleanup().await;
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/test"))
+        .await
+        .unwrap();
+    for sql in [
+        format!("DROP OWNED BY {role}"),
+        format!("DROP ROLE IF EXISTS {role}"),
+    ] {
+        // DROP OWNED runs in the test database, which cleanup dropped: only the role is left to drop here.
+        let _ = sqlx::query(&sql).execute(&mut admin).await;
+    }
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_roles WHERE rolname = $1")
+        .bind(&role)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the test's role is left behind");
 }

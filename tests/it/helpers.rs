@@ -86,6 +86,11 @@ impl TestApp {
         let store = Store::connect(&settings.database.url)
             .await
             .expect("connect store");
+        // As `Instance::open` does: the log keyed with this configuration's key file, so entries written here and
+        // by the binary on the same configuration verify alike.
+        taxinbox::app::use_log_key(&settings, &store)
+            .await
+            .expect("the log key");
         TestApp {
             app: Instance { settings, store },
             dir,
