@@ -679,7 +679,7 @@ async fn a_log_rewritten_with_the_plain_chain_fails_the_keyed_verify_and_anchore
     );
     // With the key the rewrite is found at the first rewritten entry.
     let (code, out) = cli_verify(&app.config);
-    assert_eq!(code, Some(2), "{out}");
+    assert_eq!(code, Some(3), "{out}");
     assert!(
         out.contains("BROKEN at entry 1") && out.contains("MAC"),
         "{out}"
@@ -744,7 +744,7 @@ async fn editing_the_anchored_head_with_the_key_in_hand_is_caught_by_the_anchor(
     );
     drop(conn);
     let (code, out) = cli_verify(&app.config);
-    assert_eq!(code, Some(2), "{out}");
+    assert_eq!(code, Some(3), "{out}");
     assert!(
         out.contains(&format!("BROKEN at entry {head}"))
             && out.contains("anchored days were rewritten"),
