@@ -2,7 +2,7 @@
 //! IMAP reconnects, processing latency, rule reloads) and the state of each mailbox and of the rules for `/healthz`.
 //!
 //! One [`Metrics`] is shared by the mailbox tasks (which record) and the HTTP endpoint (which reads); recording
-//! never fails and never blocks on I/O. Deliberately not here: serving HTTP (that is [`crate::http`]).
+//! never fails and never blocks on I/O. Deliberately not here: serving HTTP (the `http` module, above this one, reads from here).
 
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;

@@ -42,12 +42,18 @@ fn top_level_modules_form_no_cycle() {
 fn the_reader_sees_grouped_and_nested_paths_but_not_comments() {
     let text = "use crate::{mail::{self, Facts}, store};\n\
                 // crate::web in a comment\n\
+                /// links to [`crate::http`]\n\
                 /* crate::cli\n in a block */\n\
                 fn f() { crate::ids::Inn::parse(\"x\"); let u = \"https://x\"; }\n";
     let targets = crate_paths(text);
     assert_eq!(
         targets,
-        BTreeSet::from(["ids".to_owned(), "mail".to_owned(), "store".to_owned()])
+        BTreeSet::from([
+            "http".to_owned(),
+            "ids".to_owned(),
+            "mail".to_owned(),
+            "store".to_owned()
+        ])
     );
 }
 
@@ -98,9 +104,16 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The top-level modules a file names after `crate::`, grouped imports (`crate::{a, b::c}`) included.
+/// The top-level modules a file names after `crate::`, grouped imports (`crate::{a, b::c}`) and doc links included.
 fn crate_paths(text: &str) -> BTreeSet<String> {
-    let code = without_comments(text);
+    // Doc comments count: an intra-doc link ([`crate::http`]) is a reference rustdoc resolves. Plain comments don't.
+    let docs: String = text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("///") || l.starts_with("//!"))
+        .map(|l| format!("{}\n", &l[3..]))
+        .collect();
+    let code = without_comments(text) + &docs;
     let mut found = BTreeSet::new();
     let mut rest = code.as_str();
     while let Some(at) = rest.find("crate::") {
