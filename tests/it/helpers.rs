@@ -105,7 +105,17 @@ impl TestApp {
 
     /// Imports the corpus directory (clients, accountants, absences).
     pub async fn import_corpus_register(&self) {
-        let c = corpus();
+        self.import_register_of(&corpus()).await;
+    }
+
+    /// Imports the register a labelled set carries (`clients.csv`, `accountants.csv`, `absences.csv`), or the
+    /// corpus's when the set has none of its own.
+    pub async fn import_register_of(&self, set: &Path) {
+        let c = if set.join("clients.csv").is_file() {
+            set.to_path_buf()
+        } else {
+            corpus()
+        };
         taxinbox::directory_import::import_files(
             &self.app.store,
             &c.join("clients.csv"),
