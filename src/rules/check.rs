@@ -149,7 +149,15 @@ pub fn check(
         Ok(c) => {
             // A region's year not known in full is no error (the federal days still hold), but an admin must see it.
             for gap in c.region_gaps() {
-                let file = gap.file.as_deref().unwrap_or_default();
+                // The calendar names the file as it read it (under the rules folder given); the report names files
+                // relative to the rules folder.
+                let file = gap
+                    .file
+                    .as_deref()
+                    .map(std::path::Path::new)
+                    .and_then(std::path::Path::file_name)
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 report.push(
                     Severity::Warning,
                     &format!("calendar/production/{file}"),
