@@ -17,6 +17,7 @@ impl Instance {
     pub async fn open(config: Option<&std::path::Path>) -> anyhow::Result<Instance> {
         let settings = Settings::load(config)?;
         let store = Store::connect(&settings.database.url).await?;
+        opened(&store);
         use_log_key(&settings, &store).await?;
         // Events queued from now on (by this command too) reach exactly the configured task sinks.
         crate::notify::sink::register(&store, &settings.sinks, chrono::Utc::now()).await?;
@@ -28,6 +29,42 @@ impl Instance {
         let mut conn = self.store.acquire().await?;
         let directory = store::load_directory(&mut conn).await?;
         build_pipeline(&self.settings, directory)
+    }
+}
+
+/// The stores opened through [`Instance::open`] inside [`closing_stores`] (clones share their pool).
+static OPENED: std::sync::Mutex<Vec<Store>> = std::sync::Mutex::new(Vec::new());
+/// Whether [`Instance::open`] keeps its store for [`closing_stores`]: only a command does; a library user (a test
+/// opening many instances) keeps no pool alive beyond its own handles.
+static TRACKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn opened(store: &Store) {
+    if TRACKING.load(std::sync::atomic::Ordering::SeqCst) {
+        OPENED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(store.clone());
+    }
+}
+
+/// Runs a command's `work`, then closes every store it opened through [`Instance::open`], whatever its outcome:
+/// the connections end cleanly, so SQLite checkpoints its write-ahead log into the database file and removes the
+/// `-wal` file (the last connection of a database does), and the `.db` file alone is the whole store.
+pub async fn closing_stores<T>(work: impl std::future::Future<Output = T>) -> T {
+    TRACKING.store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = work.await;
+    close_stores().await;
+    out
+}
+
+async fn close_stores() {
+    let stores = std::mem::take(
+        &mut *OPENED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    );
+    for store in stores {
+        store.close().await;
     }
 }
 

@@ -1,5 +1,6 @@
 //! `taxinbox directory import`: CSV files (clients, accountants, absences, patents) into the directory, all or
-//! nothing; and people leaving (`taxinbox user disable|enable`).
+//! nothing; and people leaving (`taxinbox user disable|enable`). A file may be UTF-8 or windows-1251, with `,` or
+//! `;` between cells, as a spreadsheet or 1C saved it ([`directory::text`]).
 //!
 //! By default the files are the whole directory ([`Mode::Register`]): clients missing from the clients file, and
 //! (when an accountants file is given) people missing from it, are deactivated — never deleted, so their history
@@ -10,7 +11,7 @@
 //! The import reads the directory before it writes, beside a daemon that may write at any moment: on SQLite its
 //! transaction therefore takes the write lock first ([`Store::begin_immediate`]).
 
-use crate::directory::{self, Directory};
+use crate::directory::{self, CsvFormat, Directory};
 use crate::store::{self, Store};
 use anyhow::Context as _;
 use std::path::Path;
@@ -74,9 +75,12 @@ impl std::fmt::Display for Imported {
     }
 }
 
-fn read(path: &Path) -> anyhow::Result<(String, String)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    Ok((path.display().to_string(), text))
+/// The file's name (for messages) and its text, decoded as `format` says or as detected ([`directory::text`]).
+fn read(path: &Path, format: CsvFormat) -> anyhow::Result<(String, String)> {
+    let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let name = path.display().to_string();
+    let text = directory::text::decode(&name, &bytes, format.encoding)?;
+    Ok((name, text))
 }
 
 /// [`import_files_as`] with the files as the whole register.
@@ -98,8 +102,7 @@ pub async fn import_files(
     .await
 }
 
-/// Parses every file first (a bad row names file:line and nothing is applied), checks that the result is a
-/// consistent directory together with what is stored, then writes it in one transaction with a log entry.
+/// [`import_files_with`] with each file's encoding and separator detected.
 pub async fn import_files_as(
     mode: Mode,
     store: &Store,
@@ -108,27 +111,62 @@ pub async fn import_files_as(
     absences: Option<&Path>,
     patents: Option<&Path>,
 ) -> anyhow::Result<Imported> {
-    let (name, text) = read(clients)?;
-    let clients = directory::parse_clients_csv(&name, &text)?;
-    let whole_staff = accountants.is_some() && mode == Mode::Register;
-    let accountants = match accountants {
+    let files = RegisterFiles {
+        clients,
+        accountants,
+        absences,
+        patents,
+    };
+    import_files_with(mode, CsvFormat::default(), store, files).await
+}
+
+/// The files of one import: the clients file, and the others when given.
+#[derive(Debug, Clone, Copy)]
+pub struct RegisterFiles<'a> {
+    pub clients: &'a Path,
+    pub accountants: Option<&'a Path>,
+    pub absences: Option<&'a Path>,
+    pub patents: Option<&'a Path>,
+}
+
+/// Parses every file first (a bad row names file:line and nothing is applied), checks that the result is a
+/// consistent directory together with what is stored, then writes it in one transaction with a log entry. Each
+/// file is read as `format` forces, the rest detected per file (UTF-8 or windows-1251, `,` or `;`).
+pub async fn import_files_with(
+    mode: Mode,
+    format: CsvFormat,
+    store: &Store,
+    files: RegisterFiles<'_>,
+) -> anyhow::Result<Imported> {
+    let (name, text) = read(files.clients, format)?;
+    let clients = directory::parse_clients_csv_with(&name, &text, format.delimiter)?;
+    let whole_staff = files.accountants.is_some() && mode == Mode::Register;
+    let accountants = match files.accountants {
         Some(p) => {
-            let (name, text) = read(p)?;
-            directory::parse_accountants_csv(&name, &text)?
+            let (name, text) = read(p, format)?;
+            directory::parse_accountants_csv_with(&name, &text, format.delimiter)?
         }
         None => vec![],
     };
-    let absences = match absences {
+    let absences = match files.absences {
         Some(p) => {
-            let (name, text) = read(p)?;
-            Some(directory::parse_absences_csv(&name, &text)?)
+            let (name, text) = read(p, format)?;
+            Some(directory::parse_absences_csv_with(
+                &name,
+                &text,
+                format.delimiter,
+            )?)
         }
         None => None,
     };
-    let patents = match patents {
+    let patents = match files.patents {
         Some(p) => {
-            let (name, text) = read(p)?;
-            Some(directory::parse_patents_csv(&name, &text)?)
+            let (name, text) = read(p, format)?;
+            Some(directory::parse_patents_csv_with(
+                &name,
+                &text,
+                format.delimiter,
+            )?)
         }
         None => None,
     };

@@ -1,5 +1,6 @@
-//! The daemon's HTTP endpoint on `[http] listen`: `/healthz` (each mailbox's state, last poll and last error as
-//! JSON) and `/metrics` (Prometheus text format). Started by `taxinbox run`, stopped with it.
+//! The daemon's HTTP endpoint on `[http] listen`: `/healthz` (each source's state, last poll and last error, the
+//! database, the rules, as JSON; `503 Service Unavailable` whenever anything is degraded, so a prober needs no JSON
+//! parsing) and `/metrics` (Prometheus text format). Started by `taxinbox run`, stopped with it.
 //!
 //! The status endpoints are read-only: nothing there changes the store or the mailboxes. The web view (`web`)
 //! joins this router when the daemon gives it one ([`Server::start_with_web`]).
@@ -10,7 +11,7 @@
 //! forwarding headers), everyone else the bare answer. Every connection has a header-read and an idle timeout
 //! ([`ConnectionLimits`]): a client that trickles its headers or sits idle is cut off (slowloris).
 
-use crate::metrics::{MailboxHealth, MailboxState, Metrics};
+use crate::metrics::{DatabaseHealth, MailboxHealth, MailboxState, Metrics};
 use anyhow::Context as _;
 use axum::extract::State;
 use axum::http::header;
@@ -26,9 +27,13 @@ use tokio::sync::watch;
 /// The `/healthz` answer.
 #[derive(Debug, Serialize)]
 struct Health {
-    /// `ok`, or `degraded` when a mailbox stopped on an error that needs a person or its alarm is raised (it could
-    /// not acknowledge, or not be worked, for several passes in a row).
+    /// `ok`, or `degraded` (answered with 503) when the database does not answer, or a source stopped on an error
+    /// that needs a person or its alarm is raised (it could not acknowledge, or not be worked, for several passes
+    /// in a row).
     status: &'static str,
+    /// The database's answer to `SELECT 1`.
+    database: DatabaseHealth,
+    /// Every source by its configured name: IMAP mailboxes, Maildirs, stdin.
     mailboxes: BTreeMap<String, MailboxHealth>,
     /// The rules in force and a refused reload (`last_error`), if any.
     rules: crate::metrics::RulesHealth,
@@ -101,19 +106,31 @@ fn shared_status_router(metrics: Arc<Metrics>) -> Router {
         .with_state(metrics)
 }
 
-async fn healthz(State(metrics): State<Arc<Metrics>>) -> Json<Health> {
+async fn healthz(State(metrics): State<Arc<Metrics>>) -> (axum::http::StatusCode, Json<Health>) {
+    let database = metrics.check_database().await;
+    metrics.refresh_gauges(chrono::Utc::now()).await;
     let mailboxes = metrics.mailboxes();
     let stopped = mailboxes
         .values()
         .any(|h| (h.state == MailboxState::Stopped && h.last_error.is_some()) || h.alarm.is_some());
-    Json(Health {
-        status: if stopped { "degraded" } else { "ok" },
+    let degraded = stopped || database.status == "down";
+    let code = if degraded {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        axum::http::StatusCode::OK
+    };
+    let health = Health {
+        status: if degraded { "degraded" } else { "ok" },
+        database,
         mailboxes,
         rules: metrics.rules(),
-    })
+    };
+    (code, Json(health))
 }
 
 async fn prometheus(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    metrics.check_database().await;
+    metrics.refresh_gauges(chrono::Utc::now()).await;
     (
         [(
             header::CONTENT_TYPE,

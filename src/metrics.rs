@@ -1,8 +1,13 @@
-//! What the daemon tells operators about itself: Prometheus metrics (mail per mailbox and status, tasks created,
-//! IMAP reconnects, processing latency, rule reloads) and the state of each mailbox and of the rules for `/healthz`.
+//! What the daemon tells operators about itself: Prometheus metrics (mail per source and status, tasks created,
+//! IMAP reconnects, processing latency, rule reloads, the last successful poll per source, the backlog gauges,
+//! the build) and the state of each source (IMAP mailbox, Maildir, stdin), of the database and of the rules for
+//! `/healthz`.
 //!
-//! One [`Metrics`] is shared by the mailbox tasks (which record) and the HTTP endpoint (which reads); recording
-//! never fails and never blocks on I/O. Deliberately not here: serving HTTP (the `http` module, above this one, reads from here).
+//! One [`Metrics`] is shared by the sources (which record) and the HTTP endpoint (which reads); recording never
+//! fails and never blocks on I/O. The backlog gauges (outbox, sink queue, quarantine, overdue tasks) are counted in
+//! the store when scraped, at most once per [`GAUGES_MAX_AGE`], and the database check is one `SELECT 1` bounded by
+//! [`DATABASE_CHECK_TIMEOUT`]. Deliberately not here: serving HTTP (the `http` module, above this one, reads from
+//! here).
 
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -25,6 +30,39 @@ struct MailLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MailboxLabels {
     mailbox: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// How long counted backlog gauges are served before the store is counted again: a scrape every 15 s (Prometheus'
+/// usual interval) counts at most once, and several scrapers or a dashboard's refreshes do not multiply the work.
+pub const GAUGES_MAX_AGE: Duration = Duration::from_secs(15);
+
+/// How long `/healthz` waits for the database's `SELECT 1`: a healthy database answers in milliseconds, and a
+/// health check must answer well within its prober's own timeout (often 5 s) even when the database hangs.
+pub const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What kind of source a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Imap,
+    Maildir,
+    /// Mail piped in by an MTA (`taxinbox ingest -`), in processes of its own.
+    Stdin,
+}
+
+/// The database as `/healthz` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DatabaseHealth {
+    /// `ok`, `down`, or `unchecked` (no store attached: an endpoint without a database of its own).
+    pub status: &'static str,
+    /// Why it is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A part of what the rules decide with, as reloads name it: `rules`, `shadow`, `context`, `directory`.
@@ -60,11 +98,16 @@ pub enum MailboxState {
     Retrying,
     /// Stopped by a failure that needs a person (refused login, missing folder), or by shutdown.
     Stopped,
+    /// Not polled: mail is handed in (stdin, by an MTA running `taxinbox ingest -`); `last_poll` is when its last
+    /// mail was stored.
+    Passive,
 }
 
 /// One mailbox's health.
 #[derive(Debug, Clone, Serialize)]
 pub struct MailboxHealth {
+    /// IMAP mailbox, Maildir or stdin.
+    pub kind: SourceKind,
     pub state: MailboxState,
     /// When the last pass over the mailbox finished (RFC 3339), `None` before the first.
     pub last_poll: Option<String>,
@@ -120,6 +163,19 @@ pub struct Metrics {
     loaded: Family<LoadedLabels, Gauge>,
     last_reload: Gauge,
     rules: Mutex<RulesState>,
+    archived: Family<MailboxLabels, Counter>,
+    last_poll: Family<MailboxLabels, Gauge>,
+    database_up: Gauge,
+    outbox_pending: Gauge,
+    sink_pending: Gauge,
+    quarantined: Gauge,
+    overdue_tasks: Gauge,
+    /// The store the gauges and the database check read, with the firm's time zone (what "overdue" means).
+    store: std::sync::OnceLock<(crate::store::Store, chrono_tz::Tz)>,
+    /// When the gauges were last counted; held while counting, so concurrent scrapes count once.
+    counted_at: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Set by [`Metrics::backlog_changed`]: the next scrape counts again, however recent the last count.
+    stale: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -199,7 +255,70 @@ impl Metrics {
             "When something new last went in (Unix time)",
             last_reload.clone(),
         );
+        let archived = Family::<MailboxLabels, Counter>::default();
+        let last_poll = Family::<MailboxLabels, Gauge>::default();
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        let database_up = Gauge::default();
+        let outbox_pending = Gauge::default();
+        let sink_pending = Gauge::default();
+        let quarantined = Gauge::default();
+        let overdue_tasks = Gauge::default();
+        registry.register(
+            "mails_archived",
+            "Of the mails committed, those taken as history (archive mode: no notification, tasks stored done), per source",
+            archived.clone(),
+        );
+        registry.register(
+            "source_last_poll_timestamp_seconds",
+            "When a pass over the source last succeeded (Unix time); for stdin, when its last mail was stored",
+            last_poll.clone(),
+        );
+        registry.register(
+            "build_info",
+            "The running taxinbox (always 1)",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        registry.register(
+            "database_up",
+            "1 when the database answered the last check (a scrape or /healthz), 0 when it did not",
+            database_up.clone(),
+        );
+        registry.register(
+            "outbox_pending",
+            "Notifications waiting to be sent",
+            outbox_pending.clone(),
+        );
+        registry.register(
+            "sink_queue_pending",
+            "Task events waiting for the firm's trackers ([[sinks]])",
+            sink_pending.clone(),
+        );
+        registry.register(
+            "quarantined_mails",
+            "Mail in quarantine, waiting for a person",
+            quarantined.clone(),
+        );
+        registry.register(
+            "overdue_tasks",
+            "Open tasks past their due date",
+            overdue_tasks.clone(),
+        );
         Metrics {
+            archived,
+            last_poll,
+            database_up,
+            outbox_pending,
+            sink_pending,
+            quarantined,
+            overdue_tasks,
+            store: std::sync::OnceLock::new(),
+            counted_at: tokio::sync::Mutex::new(None),
+            stale: std::sync::atomic::AtomicBool::new(false),
             registry,
             mails,
             tasks,
@@ -237,6 +356,144 @@ impl Metrics {
             .observe(latency.as_secs_f64());
     }
 
+    /// One committed mail of a local source (Maildir, stdin, file): as [`Metrics::mail_committed`], and counted as
+    /// history too when it was taken in archive mode.
+    pub fn local_mail_committed(
+        &self,
+        source: &str,
+        status: &str,
+        tasks: usize,
+        archived: bool,
+        latency: Duration,
+    ) {
+        self.mail_committed(source, status, tasks, latency);
+        if archived {
+            self.archived
+                .get_or_create(&MailboxLabels {
+                    mailbox: source.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    /// Names a source before it records anything, so `/healthz` lists it from the start.
+    pub fn register_source(&self, name: &str, kind: SourceKind) {
+        let state = match kind {
+            SourceKind::Stdin => MailboxState::Passive,
+            SourceKind::Imap | SourceKind::Maildir => MailboxState::Working,
+        };
+        self.with_health(name, |h| {
+            h.kind = kind;
+            h.state = state;
+        });
+    }
+
+    /// Puts the store behind the gauges and the database check; `timezone` is the firm's (whose day decides what
+    /// is overdue). The first store stays.
+    pub fn attach_store(&self, store: crate::store::Store, timezone: chrono_tz::Tz) {
+        let _ = self.store.set((store, timezone));
+    }
+
+    /// Whether the database answers `SELECT 1` within [`DATABASE_CHECK_TIMEOUT`]; `unchecked` without a store.
+    pub async fn check_database(&self) -> DatabaseHealth {
+        let Some((store, _)) = self.store.get() else {
+            return DatabaseHealth {
+                status: "unchecked",
+                error: None,
+            };
+        };
+        let answer = tokio::time::timeout(DATABASE_CHECK_TIMEOUT, async {
+            let mut conn = store.acquire().await?;
+            crate::store::ping(&mut conn).await
+        })
+        .await;
+        let error = match answer {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(_) => Some(format!(
+                "no answer to SELECT 1 within {} s",
+                DATABASE_CHECK_TIMEOUT.as_secs()
+            )),
+        };
+        self.database_up.set(i64::from(error.is_none()));
+        DatabaseHealth {
+            status: if error.is_some() { "down" } else { "ok" },
+            error,
+        }
+    }
+
+    /// Counts the backlog gauges (and stdin's last mail) in the store when the last count is older than
+    /// [`GAUGES_MAX_AGE`]; a failure keeps the previous values and shows as `database_up 0`.
+    pub async fn refresh_gauges(&self, now: DateTime<Utc>) {
+        let Some((store, timezone)) = self.store.get() else {
+            return;
+        };
+        let mut counted_at = self.counted_at.lock().await;
+        let stale = self.stale.swap(false, std::sync::atomic::Ordering::SeqCst);
+        if !stale && counted_at.is_some_and(|at| at.elapsed() < GAUGES_MAX_AGE) {
+            return;
+        }
+        let today = now.with_timezone(timezone).date_naive().to_string();
+        let stdin: Vec<String> = self
+            .mailboxes()
+            .into_iter()
+            .filter(|(_, h)| h.kind == SourceKind::Stdin)
+            .map(|(name, _)| name)
+            .collect();
+        let counted = tokio::time::timeout(DATABASE_CHECK_TIMEOUT, async {
+            let mut conn = store.acquire().await?;
+            let backlog = crate::store::backlog(&mut conn, &today).await?;
+            let mut last = Vec::new();
+            for name in stdin {
+                let at = crate::store::last_mail_of(&mut conn, &name).await?;
+                last.push((name, at));
+            }
+            anyhow::Ok((backlog, last))
+        })
+        .await;
+        match counted {
+            Ok(Ok((backlog, last))) => {
+                self.outbox_pending.set(backlog.outbox_pending);
+                self.sink_pending.set(backlog.sink_pending);
+                self.quarantined.set(backlog.quarantined);
+                self.overdue_tasks.set(backlog.overdue_tasks);
+                for (name, at) in last {
+                    if let Some(at) = at {
+                        if let Ok(t) = DateTime::parse_from_rfc3339(&at) {
+                            self.set_last_poll(&name, t.with_timezone(&Utc));
+                        }
+                    }
+                }
+                *counted_at = Some(std::time::Instant::now());
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("counting the backlog gauges failed: {e:#}");
+                self.database_up.set(0);
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "counting the backlog gauges took over {} s",
+                    DATABASE_CHECK_TIMEOUT.as_secs()
+                );
+                self.database_up.set(0);
+            }
+        }
+    }
+
+    /// A pass changed what waits (mail stored, notifications sent): the next scrape counts the gauges again.
+    pub fn backlog_changed(&self) {
+        self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn set_last_poll(&self, source: &str, at: DateTime<Utc>) {
+        self.last_poll
+            .get_or_create(&MailboxLabels {
+                mailbox: source.to_owned(),
+            })
+            .set(at.timestamp());
+        self.with_health(source, |h| h.last_poll = Some(crate::store::timestamp(at)));
+    }
+
     /// A session was opened again (after a failure, a lost connection or a lease regained).
     pub fn reconnected(&self, mailbox: &str) {
         self.reconnects
@@ -255,6 +512,8 @@ impl Metrics {
         let health = map
             .entry(mailbox.to_owned())
             .or_insert_with(|| MailboxHealth {
+                // IMAP mailbox tasks record without registering first; every other source registers.
+                kind: SourceKind::Imap,
                 state: MailboxState::Working,
                 last_poll: None,
                 last_error: None,
@@ -270,6 +529,11 @@ impl Metrics {
 
     /// A pass over the mailbox finished at `at`; earlier errors are over.
     pub fn polled(&self, mailbox: &str, at: DateTime<Utc>) {
+        self.last_poll
+            .get_or_create(&MailboxLabels {
+                mailbox: mailbox.to_owned(),
+            })
+            .set(at.timestamp());
         self.with_health(mailbox, |h| {
             h.last_poll = Some(crate::store::timestamp(at));
             h.last_error = None;

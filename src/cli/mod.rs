@@ -192,10 +192,25 @@ pub enum DirectoryCommand {
         /// patents of every holder it names.
         #[arg(long, value_name = "PATENTS.csv")]
         patents: Option<PathBuf>,
+        /// The files' text encoding; detected when left out (valid UTF-8 is UTF-8, anything else windows-1251).
+        #[arg(long, value_enum, value_name = "ENCODING")]
+        encoding: Option<CsvEncoding>,
+        /// The separator between cells, `,` or `;`; detected from each file's header line when left out.
+        #[arg(long, value_parser = [",", ";"], value_name = "SEP")]
+        delimiter: Option<String>,
     },
 }
 
 pub use rules::RulesCommand;
+
+/// `directory import --encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CsvEncoding {
+    #[value(name = "utf-8", alias = "utf8")]
+    Utf8,
+    #[value(name = "windows-1251", alias = "cp1251")]
+    Windows1251,
+}
 
 impl Cli {
     pub fn parse_args() -> Cli {
@@ -215,16 +230,26 @@ impl Cli {
         })
     }
 
+    /// The default log filter (`RUST_LOG` overrides it): the daemon tells what it does (one line per mail and per
+    /// pass: taxinbox at info, its libraries at warn); other commands print their result and log only warnings.
+    /// `-v` and `-vv` raise everything to info and debug.
     pub fn verbosity(&self) -> &'static str {
-        match self.verbose {
-            0 => "warn",
-            1 => "info",
+        match (self.verbose, &self.command) {
+            (0, Command::Run { .. }) => "warn,taxinbox=info",
+            (0, _) => "warn",
+            (1, _) => "info",
             _ => "debug",
         }
     }
 }
 
+/// Runs the command, then closes every store it opened, whatever the outcome: the SQLite write-ahead log is folded
+/// into the database file and removed, so the `.db` file alone is the whole store.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    crate::app::closing_stores(run_command(cli)).await
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.config.as_deref();
     match cli.command {
         Command::Ingest {
@@ -249,23 +274,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     accountants,
                     absences,
                     patents,
+                    encoding,
+                    delimiter,
                 },
         } => {
+            use crate::directory::{CsvFormat, TextEncoding};
+            let format = CsvFormat {
+                encoding: encoding.map(|e| match e {
+                    CsvEncoding::Utf8 => TextEncoding::Utf8,
+                    CsvEncoding::Windows1251 => TextEncoding::Windows1251,
+                }),
+                delimiter: delimiter
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|e: String| anyhow::anyhow!(e))?,
+            };
             let app = Instance::open(config).await?;
             let mode = if merge {
                 crate::directory_import::Mode::Merge
             } else {
                 crate::directory_import::Mode::Register
             };
-            let imported = crate::directory_import::import_files_as(
-                mode,
-                &app.store,
-                &clients,
-                accountants.as_deref(),
-                absences.as_deref(),
-                patents.as_deref(),
-            )
-            .await?;
+            let files = crate::directory_import::RegisterFiles {
+                clients: &clients,
+                accountants: accountants.as_deref(),
+                absences: absences.as_deref(),
+                patents: patents.as_deref(),
+            };
+            let imported =
+                crate::directory_import::import_files_with(mode, format, &app.store, files).await?;
             writeln!(std::io::stdout(), "{imported}")?;
             Ok(ExitCode::SUCCESS)
         }

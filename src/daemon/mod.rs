@@ -44,24 +44,75 @@ pub async fn run_pass(
     app: &Instance,
     pipeline: &Pipeline,
 ) -> anyhow::Result<(Summary, notify::SendOutcome)> {
+    run_pass_recording(app, pipeline, None).await
+}
+
+/// The log line of one committed mail, whatever its source: the fields an admin follows a mail by.
+pub fn log_mail(source: &str, r: &crate::pipeline::Report) {
+    tracing::info!(
+        mailbox = %source,
+        message_id = r.message_id.as_deref().unwrap_or(""),
+        status = r.status.as_str(),
+        category = r.category.as_deref().unwrap_or(""),
+        client_inn = r.client_inn.as_deref().unwrap_or(""),
+        rule = r.rule.as_deref().unwrap_or(""),
+        tasks = r.tasks.len(),
+        archived = r.archived,
+        "mail processed"
+    );
+}
+
+/// [`run_pass`], recording each Maildir's mail (per source and status) and its successful passes into `metrics`.
+pub async fn run_pass_recording(
+    app: &Instance,
+    pipeline: &Pipeline,
+    metrics: Option<&crate::metrics::Metrics>,
+) -> anyhow::Result<(Summary, notify::SendOutcome)> {
     let mut total = Summary::default();
     for maildir in &app.settings.maildirs {
-        let inputs = crate::source::maildir_new(&maildir.path)?;
-        if inputs.is_empty() {
-            continue;
-        }
-        let options = IngestOptions {
-            dry_run: false,
-            batch_size: app.settings.ingest.batch_size,
-            archive: maildir.archive_before.map_or(Archive::No, Archive::Before),
+        let started = std::time::Instant::now();
+        let inputs = match crate::source::maildir_new(&maildir.path) {
+            Ok(inputs) => inputs,
+            Err(e) => {
+                if let Some(metrics) = metrics {
+                    metrics.failed(&maildir.name, &format!("{e:#}"));
+                }
+                return Err(e);
+            }
         };
-        let summary = ingest(&app.store, pipeline, &inputs, &options, &chrono::Utc::now, |r| {
-            tracing::info!(mailbox = %maildir.name, message_id = r.message_id.as_deref().unwrap_or(""),
-                status = r.status.as_str(), rule = r.rule.as_deref().unwrap_or(""), client_inn = r.client_inn.as_deref().unwrap_or(""),
-                tasks = r.tasks.len(), "mail processed");
-        })
-        .await?;
-        merge(&mut total, summary);
+        if !inputs.is_empty() {
+            let options = IngestOptions {
+                dry_run: false,
+                batch_size: app.settings.ingest.batch_size,
+                archive: maildir.archive_before.map_or(Archive::No, Archive::Before),
+            };
+            let summary = ingest(
+                &app.store,
+                pipeline,
+                &inputs,
+                &options,
+                &chrono::Utc::now,
+                |r| {
+                    log_mail(&maildir.name, r);
+                    if let Some(metrics) = metrics {
+                        // Per mail: the batch's time from the first read to this mail's commit.
+                        metrics.local_mail_committed(
+                            &maildir.name,
+                            r.status.as_str(),
+                            r.tasks.len(),
+                            r.archived,
+                            started.elapsed(),
+                        );
+                    }
+                },
+            )
+            .await?;
+            merge(&mut total, summary);
+        }
+        if let Some(metrics) = metrics {
+            metrics.polled(&maildir.name, chrono::Utc::now());
+            metrics.set_state(&maildir.name, crate::metrics::MailboxState::Idle);
+        }
     }
     crate::calendar::obligations::generate_today(
         &app.store,
@@ -83,6 +134,9 @@ pub async fn run_pass(
         .await?;
     // Task events to the firm's tracker (webhook, Bitrix24), after the e-mail.
     notify::sink::deliver_pass(&app.store, &app.settings, chrono::Utc::now()).await?;
+    if let Some(metrics) = metrics {
+        metrics.backlog_changed();
+    }
     // The log's head, once a day, outside the database.
     if let Some(path) = &app.settings.audit.anchor_file {
         let today = chrono::Utc::now()
@@ -162,6 +216,8 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
     )
     .await?;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    metrics.attach_store(app.store.clone(), app.settings.general.timezone);
+    register_sources(&metrics, &app.settings);
     // What the rules decide with — the directory (its generation), demands.toml, the production calendars — is
     // versioned and recorded now, so that later reloads compare against it (and /healthz shows it).
     let reloader = crate::pipeline::reload::Reloader::new(&pipeline, &app.settings)
@@ -248,7 +304,11 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
         if let Err(e) = queue_mailbox_alarms(&app, &metrics.alarms()).await {
             tracing::error!("queueing the mailbox alarm notices failed: {e:#}");
         }
-        let pass = run_pass(&app, &pipeline).await;
+        let pass_started = std::time::Instant::now();
+        let pass = run_pass_recording(&app, &pipeline, Some(&metrics)).await;
+        if let Ok((summary, sent)) = &pass {
+            log_pass(summary, sent, pass_started.elapsed());
+        }
         if once {
             let (mut summary, sent) = pass?;
             merge(&mut summary, std::mem::take(&mut imap_once.summary));
@@ -297,6 +357,39 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
             }
         }
     }
+}
+
+/// Names every configured source in `metrics` (so `/healthz` lists each from the start): the IMAP mailboxes, the
+/// Maildirs, and stdin (mail an MTA hands to `taxinbox ingest -`, stored under the source name `stdin`).
+pub fn register_sources(metrics: &crate::metrics::Metrics, settings: &crate::settings::Settings) {
+    use crate::metrics::SourceKind;
+    for mailbox in &settings.mailboxes {
+        metrics.register_source(&mailbox.name, SourceKind::Imap);
+    }
+    for maildir in &settings.maildirs {
+        metrics.register_source(&maildir.name, SourceKind::Maildir);
+    }
+    metrics.register_source("stdin", SourceKind::Stdin);
+}
+
+/// The one line of a pass over the local sources and the outbox (IMAP mailboxes log their own passes).
+fn log_pass(summary: &Summary, sent: &notify::SendOutcome, took: Duration) {
+    let count = |status: &str| summary.by_status.get(status).copied().unwrap_or(0);
+    tracing::info!(
+        mails = summary.total(),
+        processed = count("processed"),
+        linked = count("linked"),
+        duplicate = count("duplicate"),
+        quarantined = count("quarantined"),
+        archived = summary.archived_mails,
+        tasks = summary.tasks_by_assignee.values().sum::<usize>(),
+        unreadable = summary.unreadable.len(),
+        notifications_sent = sent.sent,
+        notifications_failed = sent.failed,
+        notifications_retrying = sent.retrying,
+        took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        "pass done"
+    );
 }
 
 /// Registers the SIGTERM handler now (a signal delivered before the future is polled is not lost) and resolves on

@@ -1,5 +1,6 @@
 //! Parsing and row-level validation of the directory's CSV files (`clients.csv`, `accountants.csv`,
-//! `absences.csv`; UTF-8, header row, comma-separated, `|` separating list items inside a cell).
+//! `absences.csv`, `patents.csv`; text already decoded by [`super::text`], header row, `,` or `;` between cells
+//! (detected from the header line, or given), `|` separating list items inside a cell).
 //!
 //! A file is all-or-nothing: every row is parsed first and any bad row makes the whole file an error that names
 //! the file, the line (1-based, the header is line 1) and what is wrong — every bad row, so an administrator fixes
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 
 use chrono::{Datelike as _, NaiveDate};
 
+use super::text::Delimiter;
 use super::{Absence, Accountant, Client, Patent, Regime, Role};
 use crate::ids::{Inn, Kpp};
 
@@ -90,6 +92,15 @@ fn list(file: &str, problems: &[RowProblem]) -> String {
 /// Parses `clients.csv`: `name,inn,kpp,regime,has_employees,vat_payer,accountant,backup_accountant,emails,region`
 /// and optionally `attributes`. `name` is the file's name for messages.
 pub fn parse_clients_csv(name: &str, data: &str) -> Result<Vec<Client>, ImportError> {
+    parse_clients_csv_with(name, data, None)
+}
+
+/// [`parse_clients_csv`] with the separator given (`None`: detected from the header line).
+pub fn parse_clients_csv_with(
+    name: &str,
+    data: &str,
+    delimiter: Option<Delimiter>,
+) -> Result<Vec<Client>, ImportError> {
     const REQUIRED: &[&str] = &[
         "name",
         "inn",
@@ -103,7 +114,7 @@ pub fn parse_clients_csv(name: &str, data: &str) -> Result<Vec<Client>, ImportEr
         "region",
     ];
     let mut first_line_of_inn: BTreeMap<String, usize> = BTreeMap::new();
-    parse_file(name, data, REQUIRED, &["attributes"], |row| {
+    parse_file(name, data, delimiter, REQUIRED, &["attributes"], |row| {
         let mut errors = Errors::default();
         let client_name = errors.take(non_empty(row.get("name"), "name"));
         let inn = errors.take(Inn::parse(row.get("inn")).map_err(|e| format!("inn: {e}")));
@@ -185,10 +196,20 @@ pub fn parse_clients_csv(name: &str, data: &str) -> Result<Vec<Client>, ImportEr
 
 /// Parses `accountants.csv`: `email,name,role,manager`.
 pub fn parse_accountants_csv(name: &str, data: &str) -> Result<Vec<Accountant>, ImportError> {
+    parse_accountants_csv_with(name, data, None)
+}
+
+/// [`parse_accountants_csv`] with the separator given (`None`: detected from the header line).
+pub fn parse_accountants_csv_with(
+    name: &str,
+    data: &str,
+    delimiter: Option<Delimiter>,
+) -> Result<Vec<Accountant>, ImportError> {
     let mut first_line_of: BTreeMap<String, usize> = BTreeMap::new();
     parse_file(
         name,
         data,
+        delimiter,
         &["email", "name", "role", "manager"],
         &[],
         |row| {
@@ -234,10 +255,20 @@ pub fn parse_accountants_csv(name: &str, data: &str) -> Result<Vec<Accountant>, 
 /// client's backup accountant). Two absences of one person that overlap are an error: which substitute applies
 /// on the shared days would be a guess.
 pub fn parse_absences_csv(name: &str, data: &str) -> Result<Vec<Absence>, ImportError> {
+    parse_absences_csv_with(name, data, None)
+}
+
+/// [`parse_absences_csv`] with the separator given (`None`: detected from the header line).
+pub fn parse_absences_csv_with(
+    name: &str,
+    data: &str,
+    delimiter: Option<Delimiter>,
+) -> Result<Vec<Absence>, ImportError> {
     let mut seen: Vec<(usize, Absence)> = Vec::new();
     parse_file(
         name,
         data,
+        delimiter,
         &["email", "from", "to", "substitute"],
         &[],
         |row| {
@@ -286,10 +317,20 @@ pub fn parse_absences_csv(name: &str, data: &str) -> Result<Vec<Absence>, Import
 /// Parses `patents.csv`: `inn,number,from,to,region`. A patent's term lies within one calendar year (п. 5
 /// ст. 346.45 НК РФ); the same number twice for one holder is refused.
 pub fn parse_patents_csv(name: &str, data: &str) -> Result<Vec<Patent>, ImportError> {
+    parse_patents_csv_with(name, data, None)
+}
+
+/// [`parse_patents_csv`] with the separator given (`None`: detected from the header line).
+pub fn parse_patents_csv_with(
+    name: &str,
+    data: &str,
+    delimiter: Option<Delimiter>,
+) -> Result<Vec<Patent>, ImportError> {
     let mut seen: Vec<(usize, String, String)> = Vec::new();
     parse_file(
         name,
         data,
+        delimiter,
         &["inn", "number", "from", "to"],
         &["region"],
         |row| {
@@ -357,13 +398,16 @@ impl Row<'_> {
 fn parse_file<T>(
     file: &str,
     data: &str,
+    delimiter: Option<Delimiter>,
     required: &[&str],
     optional: &[&str],
     mut parse_row: impl FnMut(&Row<'_>) -> Result<T, String>,
 ) -> Result<Vec<T>, ImportError> {
     // Spreadsheet programs write a byte-order mark that would otherwise stick to the first column's name.
     let data = data.strip_prefix('\u{feff}').unwrap_or(data);
+    let delimiter = delimiter.unwrap_or_else(|| super::text::detect_delimiter(data));
     let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter.byte())
         .has_headers(false)
         .flexible(true)
         .from_reader(data.as_bytes());
@@ -436,7 +480,7 @@ fn parse_file<T>(
             problems.push(RowProblem {
                 line,
                 message: format!(
-                    "expected {} columns like the header, found {} (a comma inside a value needs \"quotes\")",
+                    "expected {} columns like the header, found {} (a separator inside a value needs \"quotes\")",
                     header.len(),
                     record.len()
                 ),

@@ -8,6 +8,7 @@
 //! clients alone must be checked against the accountants already stored.
 
 pub mod import;
+pub mod text;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -19,9 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{Inn, Kpp};
 
 pub use import::{
-    parse_absences_csv, parse_accountants_csv, parse_clients_csv, parse_patents_csv, ImportError,
-    RowProblem,
+    parse_absences_csv, parse_absences_csv_with, parse_accountants_csv, parse_accountants_csv_with,
+    parse_clients_csv, parse_clients_csv_with, parse_patents_csv, parse_patents_csv_with,
+    ImportError, RowProblem,
 };
+pub use text::{CsvFormat, Delimiter, TextEncoding};
 
 /// A value that is not one of an enumeration's names (`regime`, `role`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Loopback only: the status page is not meant to face the network without a proxy in front.
-const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9187";
+/// Loopback only: the status page is not meant to face the network without a proxy in front. The port is outside
+/// Prometheus' exporter range 9100–9999, every port of which is allocated to some exporter on the project's "Default
+/// port allocations" list (9187 is postgres_exporter's, which often runs on the same host as our database), and
+/// outside 10000+ where new exporters now get theirs; it is none of the usual web alternatives (8000, 8008, 8080,
+/// 8081, 8088, 8443, 8888) either, since the web view listens here too.
+const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8437";
 /// A browser sends its headers in one packet; ten seconds is generous even over a poor link, and short enough
 /// that trickled headers (slowloris) do not hold connections for long.
 pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
@@ -42,7 +46,7 @@ fn address(problems: &mut Vec<String>, key: &str, text: &str) -> Option<SocketAd
         Ok(a) => Some(a),
         Err(_) => {
             problems.push(format!(
-                "http.{key}: {text:?} is not an address:port such as 127.0.0.1:9187"
+                "http.{key}: {text:?} is not an address:port such as 127.0.0.1:8437"
             ));
             None
         }

@@ -308,7 +308,7 @@ mod tests {
         );
         assert_eq!(
             settings.http.listen,
-            "127.0.0.1:9187".parse().expect("address")
+            "127.0.0.1:8437".parse().expect("address")
         );
         assert_eq!(settings.ingest.batch_size, 64);
         assert_eq!(settings.general.timezone, chrono_tz::Europe::Moscow);

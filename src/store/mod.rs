@@ -14,6 +14,7 @@ mod audit_read;
 mod calendar;
 mod checklist;
 mod directory;
+mod gauges;
 mod generation;
 mod imap;
 mod lease;
@@ -40,6 +41,7 @@ pub use directory::{
     deactivate_accountants_except, deactivate_clients_except, hand_over_task, is_deactivated,
     load_directory, open_tasks_assigned_to, save_directory, set_accountant_active, OpenTaskOf,
 };
+pub use gauges::{backlog, last_mail_of, ping, Backlog};
 pub use generation::{
     bump_directory_generation, directory_generation, record_context_loaded, CONTEXT_LOADED,
 };
