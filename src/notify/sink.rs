@@ -433,8 +433,10 @@ impl SinkWorker {
                 )
                 .await
             }
-            // Handled above.
-            SinkKind::Telegram { .. } => Ok(bitrix::Delivered::default()),
+            // Delivered by `telegram_attempt`, which returned above.
+            SinkKind::Telegram { .. } => Err(SinkError::Permanent(
+                "a Telegram event reached the tracker path".to_owned(),
+            )),
         })
     }
 }
@@ -717,8 +719,8 @@ pub async fn status_lines(store: &Store) -> anyhow::Result<Vec<String>> {
 }
 
 /// `taxinbox sinks check`: for every Bitrix24 sink, the webhook's scopes, and who of the directory's accountants
-/// maps to which Bitrix24 user (static map or found by e-mail) and who is missing. Reads only: nothing is sent,
-/// stored or cached.
+/// maps to which Bitrix24 user (static map or found by e-mail) and who is missing; for every Telegram sink, the bot
+/// (`getMe`) and who has a chat. Reads only: nothing is sent, stored or cached.
 pub async fn check(
     store: &Store,
     settings: &crate::settings::Settings,

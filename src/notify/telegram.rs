@@ -264,10 +264,21 @@ pub fn telegram_len(text: &str) -> usize {
     text.encode_utf16().count()
 }
 
-/// `text` trimmed and, when longer than [`MAX_TEXT`], cut after its last whole line that fits, with [`CUT_NOTE`]
-/// (a single line too long is cut inside).
+/// `text` trimmed, blank lines run together, and, when longer than [`MAX_TEXT`], cut after its last whole line that
+/// fits, with [`CUT_NOTE`] (a single line too long is cut inside).
 pub fn fit(text: &str) -> String {
-    let text = text.trim();
+    // A template's empty placeholders leave runs of blank lines: one is enough in a chat.
+    let mut tidy = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.trim().lines() {
+        let line = line.trim_end();
+        blank = if line.is_empty() { blank + 1 } else { 0 };
+        if blank <= 1 {
+            tidy.push_str(line);
+            tidy.push('\n');
+        }
+    }
+    let text = tidy.trim_end();
     if telegram_len(text) <= MAX_TEXT {
         return text.to_owned();
     }
@@ -308,6 +319,10 @@ mod tests {
         let body = cut.trim_end_matches(CUT_NOTE).trim_end();
         assert!(body.ends_with("😀"), "whole lines only");
         assert_eq!(fit("коротко\n"), "коротко");
+        assert_eq!(
+            fit("Задача: А\n\n\n\nСрок: 19.01  \n"),
+            "Задача: А\n\nСрок: 19.01"
+        );
         let one = "я".repeat(5000);
         assert!(telegram_len(&fit(&one)) <= MAX_TEXT);
     }

@@ -151,7 +151,7 @@ pub fn check_telegram_url(url: &str) -> Result<(), String> {
             "the Bot API takes https:// (plain http:// only to a loopback address)".to_owned(),
         );
     }
-    if parsed.path().trim_matches('/') != "" || parsed.query().is_some() {
+    if !parsed.path().trim_matches('/').is_empty() || parsed.query().is_some() {
         return Err(
             "give the Bot API's address without a path, e.g. https://api.telegram.org".to_owned(),
         );

@@ -415,6 +415,8 @@ on_both_engines!(
             .await
             .unwrap();
             assert_eq!(outcome.digests, 2, "{outcome:?}");
+            // 0001's tasks are due 19.01, three working days ahead: the assignee's rung.
+            assert!(outcome.escalations >= 1, "{outcome:?}");
         }
         // The mail digest links every task.
         let mut conn = app.app.store.acquire().await.unwrap();
@@ -471,6 +473,27 @@ on_both_engines!(
                 got[0]
             );
         }
+        // The escalation's message reaches the assignee too, with the task's link, after the task's own message.
+        let to_kuznetsova: Vec<&str> = sent
+            .iter()
+            .filter(|m| m.chat_id == KUZNETSOVA_CHAT)
+            .map(|m| m.text.as_str())
+            .collect();
+        let escalation = to_kuznetsova
+            .iter()
+            .position(|t| t.starts_with("Срок 19.01.2026"))
+            .unwrap_or_else(|| panic!("no escalation in {to_kuznetsova:?}"));
+        let task_link = to_kuznetsova[escalation]
+            .lines()
+            .find(|l| l.starts_with(&format!("Открыть задачу: {BASE}/tasks/")))
+            .expect("the escalation links its task")
+            .trim_start_matches("Открыть задачу: ")
+            .to_owned();
+        let created = to_kuznetsova
+            .iter()
+            .position(|t| t.starts_with("Новая задача") && t.contains(&task_link))
+            .expect("the task's own message");
+        assert!(created < escalation, "in order per task");
         // A second scheduling pass the same day queues nothing more for anyone.
         {
             let mut conn = app.app.store.acquire().await.unwrap();
