@@ -13,8 +13,8 @@ pub enum SinksCommand {
     /// Events per sink and state (pending, delivered, failed), with the newest error of each, and the tracker
     /// tasks that were lost (deleted on the portal, or invisible to the webhook's owner).
     Status,
-    /// Bitrix24: the webhook's scopes, which accountant maps to which user and who is missing. Sends and changes
-    /// nothing.
+    /// Bitrix24: the webhook's scopes, which accountant maps to which user and who is missing. Telegram: the bot
+    /// (`getMe`), which accountant has a chat and who has none. Sends and changes nothing.
     Check,
     /// Queue the events that failed for good again (after fixing the sink or the tracker).
     Retry {
@@ -42,7 +42,7 @@ pub async fn run_command(
         SinksCommand::Check => {
             let lines = check(&app.store, &app.settings).await?;
             if lines.is_empty() {
-                writeln!(std::io::stdout(), "no Bitrix24 sink configured")?;
+                writeln!(std::io::stdout(), "no Bitrix24 or Telegram sink configured")?;
             }
             for line in lines {
                 writeln!(std::io::stdout(), "{line}")?;

@@ -22,6 +22,7 @@ pub mod bitrix;
 pub mod schedule;
 pub mod sink;
 pub mod smtp;
+pub mod telegram;
 pub mod webhook;
 
 pub use crate::templates::{client_label, russian_date, Kind, Rendered, Templates};
@@ -319,7 +320,7 @@ async fn checklist_text(
     Ok(text)
 }
 
-async fn render_task_assigned(
+pub(crate) async fn render_task_assigned(
     conn: &mut sqlx::AnyConnection,
     templates: &Templates,
     web_base: Option<&str>,

@@ -6,6 +6,10 @@
 //! run twice, or by two instances, queues nothing twice. The date is a parameter (the firm's today), never read
 //! from the clock here, so any day can be tested. When an absence starts, the absent person's open tasks are
 //! announced to whoever now works them (`absence:<task>:<who>:<from>`, once per task and absence).
+//!
+//! Each digest and escalation message is also queued, with the same key and text, for every Telegram sink
+//! (`store::queue_person_notice`, in the same statement order as the mail), so Telegram tells the same people the
+//! same things. With `[web] base_url` ([`DigestOptions::web_base`]) every task of a digest carries its link.
 
 use super::{client_label, russian_date};
 use crate::calendar::ProductionCalendar;
@@ -33,6 +37,8 @@ pub struct DigestOptions {
     pub not_before: Option<NaiveTime>,
     /// Staff (lower-case addresses) who get no digest.
     pub opt_out: Vec<String>,
+    /// `[web] base_url`: each task line of the digest is followed by its link; `None` leaves links out.
+    pub web_base: Option<String>,
 }
 
 /// What one scheduling pass queued.
@@ -100,22 +106,31 @@ pub async fn run_at(
     })
 }
 
-fn task_line(t: &TaskView) -> String {
-    format!(
+/// One task of the digest: "— due · title · client", and its link on the next line when `web_base` is set.
+fn task_line(t: &TaskView, web_base: Option<&str>) -> String {
+    let line = format!(
         "— {} · {} · {}",
         russian_date(&t.due),
         t.title,
         client_label(t.client_name.as_deref(), t.client_inn.as_deref())
-    )
+    );
+    match web_base {
+        Some(base) => format!(
+            "{line}\n  {}/tasks/{}",
+            base.trim_end_matches('/'),
+            t.task.id
+        ),
+        None => line,
+    }
 }
 
-fn lines(tasks: &[&TaskView]) -> String {
+fn lines(tasks: &[&TaskView], web_base: Option<&str>) -> String {
     if tasks.is_empty() {
         "— нет".to_owned()
     } else {
         tasks
             .iter()
-            .map(|t| task_line(t))
+            .map(|t| task_line(t, web_base))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -174,14 +189,25 @@ pub async fn digest_due_with(
         let values = BTreeMap::from([
             ("name", name),
             ("date", today.format("%d.%m.%Y").to_string()),
-            ("overdue", lines(&overdue)),
-            ("due_today", lines(&due_today)),
-            ("upcoming", lines(&upcoming)),
+            ("overdue", lines(&overdue, options.web_base.as_deref())),
+            ("due_today", lines(&due_today, options.web_base.as_deref())),
+            ("upcoming", lines(&upcoming, options.web_base.as_deref())),
             ("overdue_count", overdue.len().to_string()),
             ("today_count", due_today.len().to_string()),
             ("upcoming_count", upcoming.len().to_string()),
         ]);
         let text = ctx.templates.render(Kind::Digest, &values);
+        let key = format!("digest:{who}:{today}");
+        store::queue_person_notice(
+            conn,
+            None,
+            store::EVENT_DIGEST,
+            &key,
+            who,
+            &format!("{}\n\n{}", text.subject, text.body),
+            now_s,
+        )
+        .await?;
         let n = NewNotification {
             kind: Kind::Digest.as_str().to_owned(),
             task: None,
@@ -192,7 +218,7 @@ pub async fn digest_due_with(
             not_before: now_s.to_owned(),
             created_at: now_s.to_owned(),
         };
-        if store::insert_notification_once(conn, &n, &format!("digest:{who}:{today}"))
+        if store::insert_notification_once(conn, &n, &key)
             .await?
             .is_some()
         {
@@ -341,6 +367,17 @@ pub async fn escalations_due(
                     ),
                 ]);
                 let text = ctx.templates.render(Kind::Escalation, &values);
+                let key = format!("escalation:{}:{index}:{person}", task.id);
+                store::queue_person_notice(
+                    conn,
+                    Some(task.id),
+                    store::EVENT_ESCALATION_NOTICE,
+                    &key,
+                    &person,
+                    &format!("{}\n\n{}", text.subject, text.body),
+                    now_s,
+                )
+                .await?;
                 let n = NewNotification {
                     kind: Kind::Escalation.as_str().to_owned(),
                     task: Some(task.id),
@@ -351,7 +388,6 @@ pub async fn escalations_due(
                     not_before: now_s.to_owned(),
                     created_at: now_s.to_owned(),
                 };
-                let key = format!("escalation:{}:{index}:{person}", task.id);
                 if store::insert_notification_once(conn, &n, &key)
                     .await?
                     .is_some()
@@ -647,6 +683,7 @@ pub async fn schedule_today(
     let digest = DigestOptions {
         not_before: Some(settings.notify.digest_time),
         opt_out: settings.notify.digest_opt_out.clone(),
+        web_base: settings.web.base_url.clone(),
     };
     let outcome = run_at(&mut conn, &ctx, &digest, local, &store::timestamp(now)).await?;
     if outcome != ScheduleOutcome::default() {

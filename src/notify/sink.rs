@@ -1,10 +1,12 @@
 //! Task sinks: the firm's task tracker hears of every task event — `created`, `linked` (a mail joined the task's
 //! case), `escalated`, `done` and `reassigned` (a person in the web view) — through a signed webhook
-//! ([`super::webhook`]) or Bitrix24 ([`super::bitrix`]).
+//! ([`super::webhook`]) or Bitrix24 ([`super::bitrix`]); and people hear of new tasks, escalations and their
+//! digest in Telegram ([`super::telegram`]).
 //!
 //! Events are queued in `sink_outbox`, one row per configured sink, in the transaction that creates the task, the
 //! link, the escalation or the person's change (`store::queue_task_event`, `store::queue_task_change`), so none is
-//! lost. This worker delivers them: per sink, the
+//! lost; a Telegram sink also gets notices to one person (the digest, an escalation's message:
+//! `store::queue_person_notice`), queued with the mail that says the same. This worker delivers them: per sink, the
 //! oldest due event whose task has no earlier undelivered event (strictly in order per task), retried with the
 //! e-mail outbox's back-off ([`super::retry_delay`]) after a network error, a timeout, 408, 429 or 5xx; failed for
 //! good after any other 4xx or `max_attempts` attempts — a failed event holds back the later events of its task
@@ -19,7 +21,7 @@
 //! records a task lost on the portal (`sink_lost_tasks`: re-created or dropped by `on_lost_task`). [`check`] is
 //! `taxinbox sinks check`: who maps to whom, who is missing, and the scopes, changing nothing.
 
-use super::bitrix;
+use super::{bitrix, telegram};
 use crate::settings::{SinkKind, SinkSettings};
 use crate::store::{self, PendingSinkEvent, Store};
 use anyhow::Context as _;
@@ -108,9 +110,24 @@ pub fn check_urls(sinks: &[SinkSettings]) -> anyhow::Result<()> {
             SinkKind::Bitrix24 { url, .. } => url
                 .resolve_bitrix(&format!("{at}.{}", url.setting()))
                 .map(drop)?,
+            SinkKind::Telegram { token, .. } => telegram_token(&at, token).map(drop)?,
         }
     }
     Ok(())
+}
+
+/// The bot's token now, checked to have @BotFather's shape (never echoed).
+fn telegram_token(
+    at: &str,
+    source: &crate::settings::PasswordSource,
+) -> anyhow::Result<SecretString> {
+    use secrecy::ExposeSecret as _;
+    let token = source
+        .resolve()
+        .with_context(|| format!("{at}: read the bot token"))?;
+    let token = SecretString::from(token.expose_secret().trim().to_owned());
+    telegram::check_token(token.expose_secret()).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+    Ok(token)
 }
 
 /// What a delivery pass did.
@@ -162,6 +179,8 @@ pub struct SinkWorker {
     zone: chrono_tz::Tz,
     /// The web view's base URL, for links back from a tracker's task.
     web_base: Option<String>,
+    /// The notification texts (Telegram says what the mail says).
+    templates: crate::templates::Templates,
 }
 
 impl SinkWorker {
@@ -189,6 +208,7 @@ impl SinkWorker {
             sinks,
             zone,
             web_base: None,
+            templates: crate::templates::Templates::builtin(),
         })
     }
 
@@ -196,6 +216,14 @@ impl SinkWorker {
     pub fn from_settings(settings: &crate::settings::Settings) -> anyhow::Result<SinkWorker> {
         let mut worker = SinkWorker::new(&settings.sinks, settings.general.timezone)?;
         worker.web_base = settings.web.base_url.clone();
+        if worker
+            .sinks
+            .iter()
+            .any(|s| matches!(s.settings.kind, SinkKind::Telegram { .. }))
+        {
+            worker.templates =
+                crate::templates::Templates::load(&settings.rules.dir.join("templates"))?;
+        }
         Ok(worker)
     }
 
@@ -253,6 +281,7 @@ impl SinkWorker {
                 url.resolve_bitrix(&format!("{at}.{}", url.setting()))?,
                 None,
             )),
+            SinkKind::Telegram { token, .. } => Ok((telegram_token(&at, token)?, None)),
         }
     }
 
@@ -308,6 +337,17 @@ impl SinkWorker {
         secrets: &(SecretString, Option<SecretString>),
         event: &PendingSinkEvent,
     ) -> anyhow::Result<Result<bitrix::Delivered, SinkError>> {
+        if let SinkKind::Telegram { api_url, chats, .. } = &sink.settings.kind {
+            let bot = telegram::Bot {
+                client: &sink.client,
+                api_url,
+                token: &secrets.0,
+            };
+            return self
+                .telegram_attempt(conn, &sink.settings.name, bot, chats, event)
+                .await
+                .map(|r| r.map(|()| bitrix::Delivered::default()));
+        }
         let Some(task) = store::sink_task(conn, event.task).await? else {
             return Ok(Err(SinkError::Permanent(format!(
                 "task {} does not exist",
@@ -393,7 +433,106 @@ impl SinkWorker {
                 )
                 .await
             }
+            // Delivered by `telegram_attempt`, which returned above.
+            SinkKind::Telegram { .. } => Err(SinkError::Permanent(
+                "a Telegram event reached the tracker path".to_owned(),
+            )),
         })
+    }
+}
+
+impl SinkWorker {
+    /// One Telegram delivery: who the event is for, the text, `sendMessage` to their chat (see
+    /// [`super::telegram`]). Nothing is sent for an event that is no message for a person, or to someone without a
+    /// chat; both count as delivered.
+    async fn telegram_attempt(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        name: &str,
+        bot: telegram::Bot<'_>,
+        chats: &BTreeMap<String, String>,
+        event: &PendingSinkEvent,
+    ) -> anyhow::Result<Result<(), SinkError>> {
+        let task = (event.task > 0).then_some(event.task);
+        let (recipient, text) = match (event.recipient.as_deref(), event.body.as_deref()) {
+            // A notice queued with its text (the digest, an escalation's message).
+            (Some(recipient), Some(body)) => {
+                let link = task.map(|t| super::task_link(self.web_base.as_deref(), t));
+                let text = match link.filter(|l| !l.is_empty() && !body.contains(l.as_str())) {
+                    Some(link) => format!(
+                        "{}
+
+{link}",
+                        body.trim_end()
+                    ),
+                    None => body.to_owned(),
+                };
+                (recipient.to_owned(), text)
+            }
+            _ if event.event == store::EVENT_CREATED || event.event == store::EVENT_REASSIGNED => {
+                let Some(task) = task else {
+                    return Ok(Err(SinkError::Permanent(format!(
+                        "{}: the event names no task",
+                        event.event_key
+                    ))));
+                };
+                let change = store::sink_task_change(conn, event).await?;
+                let Some(facts) = store::sink_task(conn, task).await? else {
+                    return Ok(Err(SinkError::Permanent(format!(
+                        "task {task} does not exist"
+                    ))));
+                };
+                let assignee = match &change {
+                    Some(c) => c.assignee.clone(),
+                    None => facts.assignee.clone(),
+                };
+                let Some(assignee) = assignee else {
+                    tracing::info!(sink = %name, task_id = task, event = %event.event_key,
+                        "not sent to Telegram: the task has no assignee");
+                    return Ok(Ok(()));
+                };
+                let Some(rendered) = super::render_task_assigned(
+                    conn,
+                    &self.templates,
+                    self.web_base.as_deref(),
+                    task,
+                )
+                .await?
+                else {
+                    return Ok(Err(SinkError::Permanent(format!(
+                        "task {task} does not exist"
+                    ))));
+                };
+                let link = super::task_link(self.web_base.as_deref(), task);
+                let mut text = format!(
+                    "{}
+
+{}",
+                    rendered.subject,
+                    rendered.body.trim()
+                );
+                if !link.is_empty() && !text.contains(&link) {
+                    text = format!(
+                        "{text}
+
+{link}"
+                    );
+                }
+                (assignee, text)
+            }
+            _ => {
+                tracing::debug!(sink = %name, event = %event.event_key,
+                    "not a message for a person: nothing sent to Telegram");
+                return Ok(Ok(()));
+            }
+        };
+        let recipient = recipient.trim().to_lowercase();
+        let Some(chat) = chats.get(&recipient) else {
+            tracing::info!(sink = %name, event = %event.event_key, recipient = %recipient,
+                "not sent to Telegram: no chat for this person in chats/chats_file");
+            return Ok(Ok(()));
+        };
+        Ok(telegram::send_message(bot, chat, &text).await)
     }
 }
 
@@ -580,8 +719,8 @@ pub async fn status_lines(store: &Store) -> anyhow::Result<Vec<String>> {
 }
 
 /// `taxinbox sinks check`: for every Bitrix24 sink, the webhook's scopes, and who of the directory's accountants
-/// maps to which Bitrix24 user (static map or found by e-mail) and who is missing. Reads only: nothing is sent,
-/// stored or cached.
+/// maps to which Bitrix24 user (static map or found by e-mail) and who is missing; for every Telegram sink, the bot
+/// (`getMe`) and who has a chat. Reads only: nothing is sent, stored or cached.
 pub async fn check(
     store: &Store,
     settings: &crate::settings::Settings,
@@ -593,6 +732,10 @@ pub async fn check(
     };
     let mut lines = Vec::new();
     for sink in &worker.sinks {
+        if let SinkKind::Telegram { api_url, chats, .. } = &sink.settings.kind {
+            lines.extend(check_telegram(&worker, sink, api_url, chats, &emails).await?);
+            continue;
+        }
         let SinkKind::Bitrix24 {
             responsible,
             portal: portal_settings,
@@ -664,6 +807,53 @@ pub async fn check(
             emails.len() - missing
         ));
     }
+    Ok(lines)
+}
+
+/// `sinks check` of a Telegram sink: the bot (`getMe`, which sends nothing), who of the directory's accountants
+/// has a chat and who has none, and chats of people the directory does not know.
+async fn check_telegram(
+    worker: &SinkWorker,
+    sink: &Sink,
+    api_url: &str,
+    chats: &BTreeMap<String, String>,
+    emails: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let name = &sink.settings.name;
+    let (token, _) = worker.secrets(sink)?;
+    let bot = telegram::Bot {
+        client: &sink.client,
+        api_url,
+        token: &token,
+    };
+    let me = telegram::get_me(bot)
+        .await
+        .with_context(|| format!("sinks[{name}]: ask the Bot API who the bot is (getMe)"))?;
+    let mut lines = vec![format!("{name}\tbot\t{me}")];
+    let mut missing = 0usize;
+    for email in emails {
+        match chats.get(email) {
+            Some(chat) => lines.push(format!("{name}\tmapped\t{email} → chat {chat}")),
+            None => {
+                missing += 1;
+                lines.push(format!(
+                    "{name}\tmissing\t{email}: no chat; nothing is sent to Telegram for them"
+                ));
+            }
+        }
+    }
+    for (email, chat) in chats {
+        if !emails.contains(email) {
+            lines.push(format!(
+                "{name}\tunused\t{email} → chat {chat}: not in the directory"
+            ));
+        }
+    }
+    lines.push(format!(
+        "{name}\tsummary\t{} accountant(s), {} with a chat, {missing} without",
+        emails.len(),
+        emails.len() - missing
+    ));
     Ok(lines)
 }
 

@@ -1,10 +1,14 @@
-//! `[[sinks]]`: the firm's task trackers told of task events — a signed webhook or a Bitrix24 portal — with where
+//! `[[sinks]]`: the firm's task trackers told of task events — a signed webhook, a Bitrix24 portal, or people's
+//! Telegram chats through a bot — with where
 //! their URLs and secrets are kept, their timeouts and attempts, and Bitrix24's map of accountants to its users,
 //! its pace (the portal's documented request limit: 2 requests/s with a burst of 50, 5/250 on Enterprise), what is
 //! done with a task deleted on the portal, and the portal folder for attachments. A Bitrix24 URL must be
 //! `https://<portal>/rest/<user id>/<code>/` (the portal refuses plain HTTP); only a loopback host, never a portal,
-//! may be reached over `http://` (a local stand-in or a TLS-terminating proxy on the same machine). The delivery
-//! itself is `notify::sink`'s.
+//! may be reached over `http://` (a local stand-in or a TLS-terminating proxy on the same machine). A Telegram sink
+//! names its bot's token (`token_file` / `token_env`, never written in the configuration), the Bot API's address
+//! (`api_url`, `https://api.telegram.org` unless a stand-in or a proxy; `http://` only on loopback) and each
+//! person's chat: `chats_file`, a CSV `email,chat_id` with a header row, and `[sinks.chats]`, which overrides it.
+//! The delivery itself is `notify::sink`'s.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -27,6 +31,9 @@ const DEFAULT_MAX_ATTEMPTS: i64 = 24;
 /// Bitrix24's documented request rate for every plan but Enterprise: the portal's counter drains by 2 a second
 /// (REST API limits, `limits.md` of the official documentation). Enterprise: 5.
 const DEFAULT_REQUESTS_PER_SECOND: u32 = 2;
+
+/// The Bot API's address unless `api_url` says otherwise.
+pub const TELEGRAM_API_URL: &str = "https://api.telegram.org";
 
 /// Bitrix24's documented burst for every plan but Enterprise: above 50 the portal answers 503
 /// `QUERY_LIMIT_EXCEEDED`. Enterprise: 250.
@@ -134,6 +141,41 @@ pub fn check_bitrix_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The Bot API's address: an http(s) origin without a path (`https://api.telegram.org`), `https://` unless the host
+/// is loopback (the token travels in the request's path).
+pub fn check_telegram_url(url: &str) -> Result<(), String> {
+    check_url(url)?;
+    let parsed = reqwest::Url::parse(url).map_err(|_| "not a URL".to_owned())?;
+    if parsed.scheme() == "http" && !is_loopback(&parsed) {
+        return Err(
+            "the Bot API takes https:// (plain http:// only to a loopback address)".to_owned(),
+        );
+    }
+    if !parsed.path().trim_matches('/').is_empty() || parsed.query().is_some() {
+        return Err(
+            "give the Bot API's address without a path, e.g. https://api.telegram.org".to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// A Telegram chat id: a number (a person's private chat; negative for a group) or `@channelusername`.
+pub fn check_chat_id(chat: &str) -> Result<(), String> {
+    let number = chat.strip_prefix('-').unwrap_or(chat);
+    let is_number =
+        !number.is_empty() && number.len() <= 20 && number.bytes().all(|b| b.is_ascii_digit());
+    let is_username = chat.strip_prefix('@').is_some_and(|u| {
+        (5..=32).contains(&u.len()) && u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    });
+    if is_number || is_username {
+        Ok(())
+    } else {
+        Err(format!(
+            "{chat:?} is not a Telegram chat id (a number, or @channelusername)"
+        ))
+    }
+}
+
 fn check_url(url: &str) -> Result<(), String> {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
@@ -157,6 +199,15 @@ pub enum SinkKind {
         responsible: Responsible,
         portal: PortalSettings,
     },
+    /// A Telegram bot writing to each person's chat (Bot API `sendMessage`).
+    Telegram {
+        /// The bot's token (from @BotFather), read at each pass; it goes in the request path and is never logged.
+        token: PasswordSource,
+        /// The Bot API's address, without a path (`https://api.telegram.org`).
+        api_url: String,
+        /// Person (lower-case directory e-mail) → chat id (a number, or `@channelusername`).
+        chats: BTreeMap<String, String>,
+    },
 }
 
 impl SinkKind {
@@ -164,6 +215,7 @@ impl SinkKind {
         match self {
             SinkKind::Webhook { .. } => "webhook",
             SinkKind::Bitrix24 { .. } => "bitrix24",
+            SinkKind::Telegram { .. } => "telegram",
         }
     }
 }
@@ -238,6 +290,24 @@ pub(super) struct RawSink {
     on_lost_task: Option<String>,
     /// Bitrix24: the Drive folder id for the original mail and its XML.
     attachments_folder: Option<i64>,
+    /// Telegram: the file holding the bot's token.
+    token_file: Option<PathBuf>,
+    /// Telegram: the environment variable holding the bot's token.
+    token_env: Option<String>,
+    /// Telegram: the Bot API's address (`https://api.telegram.org`).
+    api_url: Option<String>,
+    /// Telegram: person (e-mail) → chat id.
+    chats: BTreeMap<String, ChatRef>,
+    /// Telegram: a CSV file `email,chat_id` (header row), under `chats`.
+    chats_file: Option<PathBuf>,
+}
+
+/// A chat id as written in `[sinks.chats]`: a number or a string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum ChatRef {
+    Id(i64),
+    Name(String),
 }
 
 /// Validates `[[sinks]]`, recording every problem by name (`sinks[0].url: …`).
@@ -261,6 +331,29 @@ pub(super) fn validate(
             problems.push(format!("{at}.name: missing"));
         } else if !names.insert(name.clone()) {
             problems.push(format!("{at}.name: {name:?} is used by another sink"));
+        }
+        let telegram_keys = sink.token_file.is_some()
+            || sink.token_env.is_some()
+            || sink.api_url.is_some()
+            || !sink.chats.is_empty()
+            || sink.chats_file.is_some();
+        if sink.kind.as_deref().map(str::trim) == Some("telegram") {
+            if let Some(kind) = telegram(problems, &at, sink, base) {
+                if problems.len() == before {
+                    valid.push(SinkSettings {
+                        name,
+                        kind: kind.0,
+                        timeout: kind.1,
+                        max_attempts: kind.2,
+                    });
+                }
+            }
+            continue;
+        }
+        if telegram_keys {
+            problems.push(format!(
+                "{at}: token_file, token_env, api_url, chats and chats_file are only used with kind = \"telegram\""
+            ));
         }
         let url = match (sink.url, sink.url_env, sink.url_file) {
             (Some(url), None, None) => {
@@ -295,24 +388,8 @@ pub(super) fn validate(
                 None
             }
         };
-        let timeout = match sink.timeout_secs {
-            None => Duration::from_secs(DEFAULT_TIMEOUT_SECS.unsigned_abs()),
-            Some(s) if (1..=300).contains(&s) => Duration::from_secs(s.unsigned_abs()),
-            Some(s) => {
-                problems.push(format!(
-                    "{at}.timeout_secs: {s} is not between 1 and 300 seconds"
-                ));
-                Duration::from_secs(DEFAULT_TIMEOUT_SECS.unsigned_abs())
-            }
-        };
-        let max_attempts = match sink.max_attempts {
-            None => DEFAULT_MAX_ATTEMPTS,
-            Some(n) if (1..=1000).contains(&n) => n,
-            Some(n) => {
-                problems.push(format!("{at}.max_attempts: {n} is not between 1 and 1000"));
-                DEFAULT_MAX_ATTEMPTS
-            }
-        };
+        let (timeout, max_attempts) =
+            timeout_and_attempts(problems, &at, sink.timeout_secs, sink.max_attempts);
         let bitrix_keys = !sink.responsible.is_empty()
             || sink.responsible_file.is_some()
             || sink.default_responsible.is_some();
@@ -419,12 +496,14 @@ pub(super) fn validate(
             }
             Some(other) => {
                 problems.push(format!(
-                    "{at}.kind: {other:?} is not one of webhook, bitrix24"
+                    "{at}.kind: {other:?} is not one of webhook, bitrix24, telegram"
                 ));
                 None
             }
             None => {
-                problems.push(format!("{at}.kind: missing (webhook or bitrix24)"));
+                problems.push(format!(
+                    "{at}.kind: missing (webhook, bitrix24 or telegram)"
+                ));
                 None
             }
         };
@@ -440,6 +519,163 @@ pub(super) fn validate(
         }
     }
     valid
+}
+
+/// `timeout_secs` and `max_attempts`, checked.
+fn timeout_and_attempts(
+    problems: &mut Vec<String>,
+    at: &str,
+    timeout_secs: Option<i64>,
+    max_attempts: Option<i64>,
+) -> (Duration, i64) {
+    let timeout = match timeout_secs {
+        None => Duration::from_secs(DEFAULT_TIMEOUT_SECS.unsigned_abs()),
+        Some(s) if (1..=300).contains(&s) => Duration::from_secs(s.unsigned_abs()),
+        Some(s) => {
+            problems.push(format!(
+                "{at}.timeout_secs: {s} is not between 1 and 300 seconds"
+            ));
+            Duration::from_secs(DEFAULT_TIMEOUT_SECS.unsigned_abs())
+        }
+    };
+    let max_attempts = match max_attempts {
+        None => DEFAULT_MAX_ATTEMPTS,
+        Some(n) if (1..=1000).contains(&n) => n,
+        Some(n) => {
+            problems.push(format!("{at}.max_attempts: {n} is not between 1 and 1000"));
+            DEFAULT_MAX_ATTEMPTS
+        }
+    };
+    (timeout, max_attempts)
+}
+
+/// A `kind = "telegram"` sink: its token source, the Bot API's address and the chats; with its timeout and
+/// attempts. `None` when something is wrong (recorded in `problems`).
+fn telegram(
+    problems: &mut Vec<String>,
+    at: &str,
+    sink: RawSink,
+    base: &Path,
+) -> Option<(SinkKind, Duration, i64)> {
+    let before = problems.len();
+    let (timeout, max_attempts) =
+        timeout_and_attempts(problems, at, sink.timeout_secs, sink.max_attempts);
+    let foreign = sink.url.is_some()
+        || sink.url_env.is_some()
+        || sink.url_file.is_some()
+        || sink.secret_env.is_some()
+        || sink.secret_file.is_some()
+        || !sink.responsible.is_empty()
+        || sink.responsible_file.is_some()
+        || sink.default_responsible.is_some()
+        || sink.requests_per_second.is_some()
+        || sink.burst.is_some()
+        || sink.on_lost_task.is_some()
+        || sink.attachments_folder.is_some();
+    if foreign {
+        problems.push(format!(
+            "{at}: a telegram sink takes token_file or token_env, api_url, chats, chats_file, timeout_secs and max_attempts only"
+        ));
+    }
+    let token = match (sink.token_file, sink.token_env) {
+        (Some(file), None) if !file.as_os_str().is_empty() => {
+            Some(PasswordSource::File(normalize(&base.join(file))))
+        }
+        (None, Some(env)) if !env.trim().is_empty() => {
+            Some(PasswordSource::Env(env.trim().to_owned()))
+        }
+        (None, None) => {
+            problems.push(format!(
+                "{at}: token_file or token_env is required (the bot's token from @BotFather; never written here)"
+            ));
+            None
+        }
+        _ => {
+            problems.push(format!(
+                "{at}: give one of token_file, token_env (not empty)"
+            ));
+            None
+        }
+    };
+    let api_url = sink
+        .api_url
+        .as_deref()
+        .map_or(TELEGRAM_API_URL, str::trim)
+        .trim_end_matches('/')
+        .to_owned();
+    if let Err(e) = check_telegram_url(&api_url) {
+        problems.push(format!("{at}.api_url: {e}"));
+    }
+    let mut chats = BTreeMap::new();
+    let mut add = |email: &str, chat: String, where_: &str, problems: &mut Vec<String>| {
+        let email = email.trim().to_lowercase();
+        let chat = chat.trim().to_owned();
+        if !email.contains('@') {
+            problems.push(format!(
+                "{where_}: {email:?} is not an e-mail of the directory"
+            ));
+        } else if let Err(e) = check_chat_id(&chat) {
+            problems.push(format!("{where_}: {email}: {e}"));
+        } else {
+            chats.insert(email, chat);
+        }
+    };
+    if let Some(file) = &sink.chats_file {
+        let path = normalize(&base.join(file));
+        match read_pairs_csv(&path) {
+            Ok(rows) => {
+                for (line, email, chat) in rows {
+                    add(
+                        &email,
+                        chat,
+                        &format!("{}:{line}", path.display()),
+                        problems,
+                    );
+                }
+            }
+            Err(e) => problems.push(format!("{at}.chats_file: {e}")),
+        }
+    }
+    // `[sinks.chats]` overrides the file.
+    for (email, chat) in sink.chats {
+        let chat = match chat {
+            ChatRef::Id(id) => id.to_string(),
+            ChatRef::Name(name) => name,
+        };
+        add(&email, chat, &format!("{at}.chats"), problems);
+    }
+    match token {
+        Some(token) if problems.len() == before => Some((
+            SinkKind::Telegram {
+                token,
+                api_url,
+                chats,
+            },
+            timeout,
+            max_attempts,
+        )),
+        _ => None,
+    }
+}
+
+/// `key,value` rows (after a header row) with their line numbers.
+fn read_pairs_csv(path: &Path) -> Result<Vec<(usize, String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let mut rows = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        let line = index + 2;
+        let record = record.map_err(|e| format!("{}:{line}: {e}", path.display()))?;
+        rows.push((
+            line,
+            record.get(0).unwrap_or_default().to_owned(),
+            record.get(1).unwrap_or_default().to_owned(),
+        ));
+    }
+    Ok(rows)
 }
 
 /// The pace, the lost-task policy and the attachments folder of a Bitrix24 sink.
@@ -541,6 +777,20 @@ mod tests {
         ] {
             let e = check_bitrix_url(bad).unwrap_err();
             assert!(!e.contains("firm.bitrix24"), "never echoed: {e}");
+        }
+    }
+
+    #[test]
+    fn the_bot_api_is_https_except_on_loopback_and_chat_ids_are_numbers_or_usernames() {
+        assert_eq!(check_telegram_url("https://api.telegram.org"), Ok(()));
+        assert_eq!(check_telegram_url("http://127.0.0.1:8081"), Ok(()));
+        assert!(check_telegram_url("http://api.telegram.org").is_err());
+        assert!(check_telegram_url("https://api.telegram.org/bot1:x").is_err());
+        for ok in ["123456789", "-1001234567890", "@firm_channel"] {
+            assert_eq!(check_chat_id(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "-", "12a", "@ab", "ivanova"] {
+            assert!(check_chat_id(bad).is_err(), "{bad}");
         }
     }
 

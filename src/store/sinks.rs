@@ -217,11 +217,47 @@ pub async fn sink_task_change(
     }))
 }
 
+/// A notice to one person (Telegram): the daily digest, an escalation rung's message.
+pub const EVENT_DIGEST: &str = "digest";
+/// An escalation rung's message to one of the people it names (Telegram; the tracker's own event is
+/// [`EVENT_ESCALATED`], once per task and rung).
+pub const EVENT_ESCALATION_NOTICE: &str = "escalation";
+
+/// Queues a notice to `recipient` (a directory e-mail) with its text for every active sink of kind `telegram`, once
+/// per sink and `event_key`; `task` is the task it is about, if one (an escalation), `None` for the digest. A notice
+/// of a task is delivered in order with the task's events. Returns how many rows were queued (0 without such sinks).
+pub async fn queue_person_notice(
+    conn: &mut AnyConnection,
+    task: Option<i64>,
+    event: &str,
+    event_key: &str,
+    recipient: &str,
+    body: &str,
+    now: &str,
+) -> anyhow::Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO sink_outbox (sink, task, event, event_key, recipient, body, not_before, created_at) \
+         SELECT name, $1, $2, $3, $4, $5, $6, $6 FROM sinks WHERE active = 1 AND kind = 'telegram' \
+         ON CONFLICT (sink, event_key) DO NOTHING",
+    )
+    .bind(task)
+    .bind(event)
+    .bind(event_key)
+    .bind(recipient)
+    .bind(clean(body))
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .with_context(|| format!("queue notice {event_key}"))?;
+    Ok(done.rows_affected())
+}
+
 /// A sink event taken for delivery.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PendingSinkEvent {
     pub id: i64,
     pub sink: String,
+    /// The task; 0 for a notice about no task (the digest, [`queue_person_notice`]).
     pub task: i64,
     pub event: String,
     pub event_key: String,
@@ -229,6 +265,10 @@ pub struct PendingSinkEvent {
     pub message: Option<i64>,
     pub attempts: i64,
     pub created_at: String,
+    /// A notice's person (directory e-mail); `None` for a task event.
+    pub recipient: Option<String>,
+    /// A notice's text as queued; `None` for a task event.
+    pub body: Option<String>,
 }
 
 /// Takes the next due event of `sink`: the oldest pending one whose task has no earlier event of this sink still
@@ -240,8 +280,8 @@ pub async fn claim_sink_event(
     now: &str,
 ) -> anyhow::Result<Option<PendingSinkEvent>> {
     let sql = format!(
-        "SELECT o.id, o.sink, o.task, o.event, o.event_key, o.message, o.attempts, o.created_at \
-         FROM sink_outbox o WHERE o.sink = $1 AND o.status = 'pending' AND o.not_before <= $2 \
+        "SELECT o.id, o.sink, COALESCE(o.task, 0) AS task, o.event, o.event_key, o.message, o.attempts, \
+         o.created_at, o.recipient, o.body FROM sink_outbox o WHERE o.sink = $1 AND o.status = 'pending' AND o.not_before <= $2 \
          AND NOT EXISTS (SELECT 1 FROM sink_outbox p WHERE p.sink = o.sink AND p.task = o.task \
          AND p.id < o.id AND p.status <> 'delivered') ORDER BY o.id LIMIT 1{}",
         engine.skip_locked()

@@ -28,6 +28,8 @@ mod security;
 mod servers;
 mod sinks;
 mod smtp;
+mod telegram;
+mod telegram_api;
 mod web;
 mod web_e2e;
 mod web_offboarding;

@@ -782,6 +782,7 @@ on_both_engines!(
         let options = DigestOptions {
             not_before: Some(notify.digest_time),
             opt_out: notify.digest_opt_out.clone(),
+            web_base: None,
         };
         let now = store::timestamp(Utc::now());
         let day = NaiveDate::from_ymd_opt(2026, 1, 14).unwrap();
