@@ -48,7 +48,7 @@ const KINDS: &[(Kind, &str, &[&str], &str)] = &[
     (
         Kind::Escalation,
         "escalation",
-        &["task", "client", "due", "days_left", "assignee"],
+        &["task", "client", "due", "days_left", "assignee", "link"],
         include_str!("../rules/templates/escalation.txt"),
     ),
     (

@@ -99,7 +99,7 @@ pub async fn run_at(
     };
     Ok(ScheduleOutcome {
         digests,
-        escalations: escalations_due(conn, ctx, today, now_s).await?,
+        escalations: escalations_due(conn, ctx, digest.web_base.as_deref(), today, now_s).await?,
         admin_notices: admin_notices_due(conn, ctx, now_s).await?,
         handovers: absence_handovers_due(conn, ctx, today, now_s).await?,
         calendar_notices: calendar_notices_due(conn, ctx, today, now_s).await?,
@@ -288,6 +288,7 @@ fn targets(
 pub async fn escalations_due(
     conn: &mut sqlx::AnyConnection,
     ctx: &ScheduleContext,
+    web_base: Option<&str>,
     today: NaiveDate,
     now_s: &str,
 ) -> anyhow::Result<usize> {
@@ -365,6 +366,7 @@ pub async fn escalations_due(
                         "assignee",
                         task.assignee.clone().unwrap_or_else(|| "—".to_owned()),
                     ),
+                    ("link", super::task_link(web_base, task.id)),
                 ]);
                 let text = ctx.templates.render(Kind::Escalation, &values);
                 let key = format!("escalation:{}:{index}:{person}", task.id);

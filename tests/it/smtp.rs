@@ -449,13 +449,13 @@ on_both_engines!(
             0
         );
         assert_eq!(
-            schedule::escalations_due(&mut conn, &ctx, day(14), &now)
+            schedule::escalations_due(&mut conn, &ctx, None, day(14), &now)
                 .await
                 .unwrap(),
             1
         );
         assert_eq!(
-            schedule::escalations_due(&mut conn, &ctx, day(14), &now)
+            schedule::escalations_due(&mut conn, &ctx, None, day(14), &now)
                 .await
                 .unwrap(),
             0
@@ -469,19 +469,19 @@ on_both_engines!(
         );
         // Friday 16: one working day left, the manager; Monday 19: the due date, the manager again (next rung).
         assert_eq!(
-            schedule::escalations_due(&mut conn, &ctx, day(16), &now)
+            schedule::escalations_due(&mut conn, &ctx, None, day(16), &now)
                 .await
                 .unwrap(),
             1
         );
         assert_eq!(
-            schedule::escalations_due(&mut conn, &ctx, day(19), &now)
+            schedule::escalations_due(&mut conn, &ctx, None, day(19), &now)
                 .await
                 .unwrap(),
             1
         );
         assert_eq!(
-            schedule::escalations_due(&mut conn, &ctx, day(19), &now)
+            schedule::escalations_due(&mut conn, &ctx, None, day(19), &now)
                 .await
                 .unwrap(),
             0
