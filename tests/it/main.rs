@@ -14,6 +14,7 @@ mod daemon;
 mod dovecot;
 mod evidence;
 mod faults;
+mod first_contact;
 mod helpers;
 mod hostile_rules;
 mod http_limits;
