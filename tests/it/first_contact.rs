@@ -3,6 +3,7 @@
 //! nothing is taken twice (also after a change of UIDVALIDITY), `mailboxes check` changes nothing on the server, and
 //! a server that keeps no keywords is refused before anything is fetched.
 
+use crate::cyrus::Cyrus;
 use crate::dovecot::{numbered_mail, Dovecot, PASSWORD};
 use crate::helpers::{corpus, Engine, TestApp};
 use futures_util::TryStreamExt as _;
@@ -39,17 +40,22 @@ fn internaldate(k: usize) -> String {
 /// appended with their INTERNALDATE. Returns the UIDs of the new mails.
 async fn world(dovecot: Dovecot, settings: &str) -> (TestApp, Dovecot, MailboxSettings, Vec<u32>) {
     let password = dovecot.password_file("imap-password", PASSWORD);
-    let extra = format!(
-        "[ingest]\nbatch_size = 5\n{}{settings}",
-        dovecot.mailbox_config("demands", &password)
-    );
+    let mailbox = dovecot.mailbox_config("demands", &password);
+    let (app, mailbox, new) = world_on(&mailbox, settings).await;
+    (app, dovecot, mailbox, new)
+}
+
+/// [`world`] on any server, given its `[[mailboxes]]` section.
+async fn world_on(mailbox_config: &str, settings: &str) -> (TestApp, MailboxSettings, Vec<u32>) {
+    let extra = format!("[ingest]\nbatch_size = 5\n{mailbox_config}{settings}");
     let app = TestApp::with_extra_config(Engine::Sqlite, &extra).await;
     app.import_corpus_register().await;
     let mailbox = app.app.settings.mailboxes[0].clone();
     let mut session = imap::connect(&mailbox).await.unwrap();
     let mut new = Vec::new();
     for k in 0..OLD + NEW {
-        let raw = numbered_mail(&corpus(), k + 1);
+        // IMAP wants CRLF (Cyrus refuses bare newlines); Dovecot takes either.
+        let raw = crlf(&numbered_mail(&corpus(), k + 1));
         session
             .append("INBOX", None, Some(&internaldate(k)), &raw)
             .await
@@ -73,7 +79,19 @@ async fn world(dovecot: Dovecot, settings: &str) -> (TestApp, Dovecot, MailboxSe
     );
     let _ = session.logout().await;
     assert_eq!(new.len(), NEW);
-    (app, dovecot, mailbox, new)
+    (app, mailbox, new)
+}
+
+/// `raw` with every bare LF made CRLF.
+fn crlf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
+    for (i, b) in raw.iter().enumerate() {
+        if *b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(*b);
+    }
+    out
 }
 
 /// What a client sees of a folder: UIDVALIDITY, UIDNEXT, the count, every mail's flags (with `\Recent`, which a
@@ -442,5 +460,54 @@ async fn a_server_that_keeps_no_keywords_is_refused_before_anything_is_taken() {
         stdout.contains("WARNING: run will refuse this mailbox"),
         "{stdout}"
     );
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_committed_but_not_flagged_before_a_crash_is_flagged_later_without_a_second_task() {
+    let (app, _dovecot, mailbox, new) = world(Dovecot::start(), FLAG).await;
+    let pipeline = app.pipeline().await;
+    let ctx = imap::PollContext::new(&app.app.store, &pipeline, 5);
+    // The first run commits and then "crashes": the session is dropped before any keyword is set.
+    let mut session = imap::MailboxSession::open(&mailbox).await.unwrap();
+    let committed = session.commit_new(&ctx).await.unwrap();
+    assert_eq!(committed.len(), NEW);
+    drop(session);
+    assert!(
+        flagged(&mailbox, "$Taxinbox").await.is_empty(),
+        "nothing is acknowledged before its commit is done"
+    );
+    let tasks = app.count("SELECT COUNT(*) FROM tasks").await;
+
+    let restart = imap::poll_mailbox_once(&ctx, &mailbox).await.unwrap();
+    assert!(restart.reports.is_empty(), "nothing is processed twice");
+    assert_eq!((restart.moved, restart.moved_from_before), (NEW, NEW));
+    let mut both = flagged(&mailbox, "$Taxinbox").await;
+    both.extend(flagged(&mailbox, "$TaxinboxQuarantine").await);
+    both.sort_unstable();
+    assert_eq!(both, new);
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, tasks);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_cyrus_flag_and_since_take_the_20_once_and_leave_all_50_in_the_inbox() {
+    let cyrus = Cyrus::start_hiding(&[]);
+    let password = cyrus.password_file("imap-password", PASSWORD);
+    let (app, mailbox, new) = world_on(&cyrus.mailbox_config("demands", &password), FLAG).await;
+    let (code, stdout, stderr) = taxinbox(&app, &["run", "--once"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}\n{}", cyrus.log());
+    assert_eq!(taken_uids(&app).await, new);
+    let state = folder_state(&mailbox, "INBOX").await;
+    assert_eq!(state.exists, (OLD + NEW) as u32);
+    let mut both = flagged(&mailbox, "$Taxinbox").await;
+    both.extend(flagged(&mailbox, "$TaxinboxQuarantine").await);
+    both.sort_unstable();
+    assert_eq!(both, new);
+    let tasks = app.count("SELECT COUNT(*) FROM tasks").await;
+    let (code, stdout, stderr) = taxinbox(&app, &["run", "--once"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, tasks);
+    assert_eq!(folder_state(&mailbox, "INBOX").await, state);
     app.cleanup().await;
 }
