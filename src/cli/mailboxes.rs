@@ -14,7 +14,7 @@ use std::process::ExitCode;
 pub enum MailboxesCommand {
     /// Log in and show the capabilities that matter (IDLE, MOVE, UIDPLUS, keywords), the folder with its
     /// UIDVALIDITY and mail count, whether the processed and quarantine folders exist, and how many mails the next
-    /// run would take under `since` and `acknowledge`. Changes nothing on the server (EXAMINE, SEARCH, LIST only).
+    /// run would take under `since` and `acknowledge`. Changes nothing on the server (EXAMINE, SEARCH, LIST, MYRIGHTS only).
     /// Exit code 0 when every mailbox answered, 78 when one cannot work as configured (login refused, folder
     /// missing, TLS set-up), 1 when a server could not be reached, 64 for an unknown NAME.
     Check {
