@@ -5,6 +5,7 @@ mod audit;
 mod backup;
 mod calendar;
 mod ingest;
+mod mailboxes;
 mod rules;
 mod sinks;
 mod tasks;
@@ -139,6 +140,12 @@ pub enum Command {
     Sinks {
         #[command(subcommand)]
         command: sinks::SinksCommand,
+    },
+    /// The IMAP mailboxes (`[[mailboxes]]`): `mailboxes check [NAME]` logs in and shows what the next run would take,
+    /// changing nothing on the server.
+    Mailboxes {
+        #[command(subcommand)]
+        command: mailboxes::MailboxesCommand,
     },
     /// A consistent copy of the SQLite store while the daemon runs (`VACUUM INTO`); for PostgreSQL use `pg_dump`.
     Backup {
@@ -328,5 +335,6 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Sinks { command } => sinks::run_command(config, command).await,
         Command::Backup { file } => backup::backup(config, &file).await,
+        Command::Mailboxes { command } => mailboxes::run_command(config, command).await,
     }
 }

@@ -1,7 +1,8 @@
 //! The IMAP source: a configured mailbox on a real server, read the way the local sources are read.
 //!
 //! The contract is the one of [`crate::source`]: nothing is acknowledged before its commit. For IMAP,
-//! acknowledging means moving the mail out of the watched folder (to the processed or the quarantine folder);
+//! acknowledging means moving the mail out of the watched folder (to the processed or the quarantine folder), or,
+//! with `acknowledge = "flag"`, setting the keyword `$Taxinbox` (`$TaxinboxQuarantine`) on it where it is;
 //! the checkpoint (UIDVALIDITY + last committed UID, [`crate::store::ImapCheckpoint`]) advances in the same
 //! transaction as the mail it covers. A crash between commit and move leaves the mail in the folder below the
 //! checkpoint; the next pass finds it by its source reference and only moves it, so nothing is created twice.
@@ -13,22 +14,26 @@
 //!   acknowledgement never blocks new mail; crash repair with or without UIDPLUS.
 //! - [`supervise`]: the long-running task per mailbox: IDLE left at the poll interval (or polling), lease renewed
 //!   beside, reconnect with back-off, an alarm when acknowledging or fetching keeps failing, shutdown.
+//! - [`check`]: `taxinbox mailboxes check` — the server's capabilities, the folders and what the next run would
+//!   take, read without changing anything (EXAMINE, SEARCH, LIST).
 //! - [`lease`]: one instance per mailbox when several share a database; taken before a pass, renewed in every
 //!   batch's transaction, released on shutdown, taken over when its holder dies.
 //!
 //! Deliberately not here: parsing, rules, SQL (those are `mail`, `rules`, `store`).
 
+mod check;
 mod connect;
 mod lease;
 mod poll;
 mod server;
 mod supervise;
 
+pub use check::{check, Check, FolderState, Keywords};
 pub use connect::{connect, Session};
 pub use lease::{Lease, LEASE_TTL};
 pub use poll::{
-    poll_mailbox_once, poll_mailbox_once_reporting, source_ref, Committed, MailboxSession,
-    PollContext, PollOutcome,
+    keywords_allowed, poll_mailbox_once, poll_mailbox_once_reporting, source_ref, Committed,
+    MailboxSession, PollContext, PollOutcome, KEYWORD_PROCESSED, KEYWORD_QUARANTINE,
 };
 pub use server::{Folders, ServerInfo};
 pub use supervise::{backoff_delay, run_mailbox, MailboxEnd};

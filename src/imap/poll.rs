@@ -28,6 +28,16 @@
 //! in [`PollOutcome::ack_error`], and the pass goes on fetching and committing; the mail stays in the folder and is
 //! moved by a later pass. Only a lost connection ends the pass.
 //!
+//! Acknowledging by flag (`acknowledge = "flag"`): the mail stays in the folder and gets the keyword `$Taxinbox`
+//! (`$TaxinboxQuarantine` when quarantined), set after its commit exactly where a move would be made. The folder is
+//! searched with `UNKEYWORD` for both, so flagged mail is never taken again, whatever its UID — also after a change
+//! of UIDVALIDITY, when the checkpoint no longer says anything. No folder is created. A server whose PERMANENTFLAGS
+//! does not let clients make keywords (`\*`) is refused at the pass's SELECT, before anything is fetched
+//! ([`Error::Config`]): a keyword kept only for the session would let the mail be taken again.
+//!
+//! `since`: the search asks only for mail whose INTERNALDATE is on or after that day (`SINCE`); older mail is never
+//! fetched, acknowledged, logged or counted.
+//!
 //! A pass is pipelined: while batch k commits (through `pipeline::batch`, the path every source takes), batch k+1 is
 //! evaluated on the blocking pool, the session fetches batch k+2, and batch k-1 is moved — on a second session for a
 //! pass of three batches or more, falling back to the main session when the server refuses one.
@@ -36,7 +46,7 @@ use super::server::{Folders, ServerInfo};
 use super::{timed, Error, Session, NETWORK_TIMEOUT};
 use crate::pipeline::batch::{self, Archive, Incoming, Shadow};
 use crate::pipeline::{reload, Pipeline, Report, Status};
-use crate::settings::MailboxSettings;
+use crate::settings::{Acknowledge, MailboxSettings};
 use crate::store::{self, ImapCheckpoint, Store};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt as _;
@@ -88,7 +98,8 @@ pub struct PollOutcome {
     pub uidvalidity_changed: bool,
     /// One report per mail committed in this pass, in UID order.
     pub reports: Vec<Report>,
-    /// Mails moved out of the folder (this pass's and those left over from an interrupted one).
+    /// Mails acknowledged — moved out of the folder, or flagged where they are (this pass's and those left over
+    /// from an interrupted one).
     pub moved: usize,
     /// Of `moved`: mails committed by an earlier pass that had not been moved yet.
     pub moved_from_before: usize,
@@ -167,12 +178,12 @@ pub async fn poll_mailbox_once_reporting(
 
 /// A logged-in session on one mailbox, with what the server can do.
 pub struct MailboxSession {
-    mailbox: MailboxSettings,
-    session: Session,
-    caps: Caps,
+    pub(super) mailbox: MailboxSettings,
+    pub(super) session: Session,
+    pub(super) caps: Caps,
     can_idle: bool,
     /// The processed and quarantine folders in the server's spelling.
-    folders: Folders,
+    pub(super) folders: Folders,
     folders_ready: bool,
     /// A folder that cannot be created blocks the acknowledgement instead of stopping the mailbox.
     tolerant: bool,
@@ -183,18 +194,25 @@ pub struct MailboxSession {
     mail_noticed: bool,
 }
 
-/// What a server offers for taking mail out of a folder.
+/// What a server offers for taking mail out of a folder, and how this mailbox acknowledges.
 #[derive(Debug, Clone, Copy)]
-struct Caps {
+pub(super) struct Caps {
+    /// Move (the default) or flag.
+    pub(super) acknowledge: Acknowledge,
     /// MOVE (RFC 6851).
-    can_move: bool,
+    pub(super) can_move: bool,
     /// UIDPLUS (RFC 4315): UID EXPUNGE of just the given UIDs.
-    uidplus: bool,
+    pub(super) uidplus: bool,
+    /// ACL (RFC 4314): MYRIGHTS tells what this account may do in a folder.
+    pub(super) acl: bool,
 }
 
 impl Caps {
     /// The acknowledgement path, as the log names it.
     fn path(self) -> &'static str {
+        if self.acknowledge == Acknowledge::Flag {
+            return "UID STORE +FLAGS ($Taxinbox / $TaxinboxQuarantine), mail left in the folder";
+        }
         match (self.can_move, self.uidplus) {
             (true, _) => "UID MOVE",
             (false, true) => "UID COPY + UID EXPUNGE",
@@ -215,7 +233,7 @@ fn wait_path(can_idle: bool, poll_interval: std::time::Duration) -> String {
 
 /// `LIST "" "<pattern>"`. The library sends the pattern as given: it is quoted here (an empty one, a name with
 /// a space), since unquoted `LIST "" ` is no command at all.
-async fn list_names(
+pub(super) async fn list_names(
     session: &mut Session,
     name: &str,
     pattern: &str,
@@ -292,8 +310,10 @@ impl MailboxSession {
                 reason,
             })?;
         let caps = Caps {
+            acknowledge: mailbox.acknowledge,
             can_move: server.has("MOVE"),
             uidplus: server.has("UIDPLUS"),
+            acl: server.has("ACL"),
         };
         let can_idle = server.has("IDLE");
         tracing::info!(
@@ -303,6 +323,7 @@ impl MailboxSession {
             processed = %folders.processed,
             quarantine = %folders.quarantine,
             acknowledge = caps.path(),
+            since = %mailbox.since.map_or_else(|| "all mail".to_owned(), |d| d.to_string()),
             wait = %wait_path(can_idle, mailbox.poll_interval),
             "connected"
         );
@@ -395,7 +416,11 @@ impl MailboxSession {
         let folders = self.folders.clone();
         let caps = self.caps;
         let mut last_uid = plan.last_uid;
-        let mut mover = if chunks.len() >= MOVER_MIN_BATCHES && !self.mover_refused && !ack_blocked
+        // Flagging is one cheap STORE per batch: no second session for it.
+        let mut mover = if chunks.len() >= MOVER_MIN_BATCHES
+            && !self.mover_refused
+            && !ack_blocked
+            && caps.acknowledge == Acknowledge::Move
         {
             let mover = open_mover(&mailbox, plan.uidvalidity).await;
             // Refused once (a connection limit, most likely), not asked again while this session lasts.
@@ -513,8 +538,9 @@ impl MailboxSession {
     fn ack_failed(&self, outcome: &mut PollOutcome, reason: String) {
         tracing::warn!(
             mailbox = %self.name(),
-            "acknowledgement failed, committed mail stays in the folder and is moved by a later pass; new mail is \
-             still read: {reason}"
+            acknowledge = self.caps.acknowledge.as_str(),
+            "acknowledgement failed, committed mail stays in the folder unacknowledged and a later pass acknowledges \
+             it; new mail is still read: {reason}"
         );
         outcome.ack_error.get_or_insert(reason);
     }
@@ -539,6 +565,11 @@ impl MailboxSession {
         leftovers: &[Leftover],
         uidvalidity: u32,
     ) -> Result<usize, Error> {
+        if self.caps.acknowledge == Acknowledge::Flag {
+            // Setting a keyword twice is harmless: nothing to look for first.
+            let targets: Vec<Move> = leftovers.iter().map(|l| l.target).collect();
+            return self.move_all(&targets).await;
+        }
         let (copied, to_move) = self.split_copied(leftovers, uidvalidity).await?;
         if !copied.is_empty() {
             tracing::info!(
@@ -571,7 +602,7 @@ impl MailboxSession {
         Ok(all)
     }
 
-    /// Moves committed mail out of the folder. Call only after the commit that holds it.
+    /// Acknowledges committed mail (moves it out of the folder, or flags it). Call only after the commit that holds it.
     pub async fn acknowledge(&mut self, committed: &Committed) -> Result<usize, Error> {
         self.move_all(&committed.moves).await
     }
@@ -607,70 +638,22 @@ impl MailboxSession {
             mailbox: name.clone(),
             reason: format!("SELECT {folder:?} gave no UIDVALIDITY"),
         })?;
-        let stored = {
-            let mut conn = ctx
-                .store
-                .acquire()
-                .await
-                .map_err(|e| Error::store(&name, e))?;
-            store::imap_checkpoint(&mut conn, &name)
-                .await
-                .map_err(|e| Error::store(&name, e))?
-        };
-        let (last_uid, uidvalidity_changed) = match stored {
-            Some(c) if c.uidvalidity == uidvalidity => (c.last_uid, false),
-            Some(c) => {
-                tracing::warn!(
-                    mailbox = %name,
-                    uidvalidity,
-                    previous = c.uidvalidity,
-                    "UIDVALIDITY changed: reading the folder from UID 1 again (stored mail is recognised)"
-                );
-                (0, true)
-            }
-            None => (0, false),
-        };
-        let mut uids: Vec<u32> = if selected.exists == 0 {
+        if self.caps.acknowledge == Acknowledge::Flag
+            && !keywords_allowed(&selected.permanent_flags)
+        {
+            return Err(Error::Config {
+                mailbox: name,
+                reason: no_keywords_reason(&folder, &selected.permanent_flags),
+            });
+        }
+        let (last_uid, uidvalidity_changed) =
+            checkpoint_for(ctx.store, &name, uidvalidity, true).await?;
+        let uids = if selected.exists == 0 {
             Vec::new()
         } else {
-            timed(&name, "UID SEARCH", self.session.uid_search("ALL"))
-                .await?
-                .into_iter()
-                .collect()
+            search_takeable(&mut self.session, &self.mailbox).await?
         };
-        uids.sort_unstable();
-        let mut leftovers = Vec::new();
-        let mut new = Vec::new();
-        {
-            let mut conn = ctx
-                .store
-                .acquire()
-                .await
-                .map_err(|e| Error::store(&name, e))?;
-            for uid in uids {
-                if uid > last_uid {
-                    new.push(uid);
-                    continue;
-                }
-                let reference = source_ref(&name, uidvalidity, uid);
-                match store::message_by_source(&mut conn, &reference)
-                    .await
-                    .map_err(|e| Error::store(&name, e))?
-                {
-                    Some(stored) => leftovers.push(Leftover {
-                        target: Move {
-                            uid,
-                            quarantine: stored.status == store::MessageStatus::Quarantined,
-                        },
-                        message_id: stored.message_id,
-                        sha256: stored.sha256,
-                    }),
-                    // Below the checkpoint yet unknown: fetch it again; the store recognises it if it was seen.
-                    None => new.push(uid),
-                }
-            }
-        }
-        new.sort_unstable();
+        let (leftovers, new) = split_uids(ctx.store, &name, uidvalidity, last_uid, uids).await?;
         Ok(Plan {
             uidvalidity,
             uidvalidity_changed,
@@ -788,7 +771,8 @@ impl MailboxSession {
     /// folder is fine; a missing one is [`Error::FolderUnavailable`] (the mailbox stops) or, on a session of a
     /// started mailbox, `Ok(Err(reason))` (the acknowledgement is blocked, new mail still read).
     async fn prepare_folders(&mut self) -> Result<Result<(), String>, Error> {
-        if self.folders_ready {
+        // Flagged mail stays where it is: no folder is needed, none is made.
+        if self.folders_ready || self.caps.acknowledge == Acknowledge::Flag {
             return Ok(Ok(()));
         }
         let name = self.mailbox.name.clone();
@@ -921,6 +905,18 @@ async fn move_moves(
     if moves.is_empty() {
         return Ok(0);
     }
+    if caps.acknowledge == Acknowledge::Flag {
+        for (quarantine, keyword) in [(false, KEYWORD_PROCESSED), (true, KEYWORD_QUARANTINE)] {
+            let mut uids: Vec<u32> = moves
+                .iter()
+                .filter(|m| m.quarantine == quarantine)
+                .map(|m| m.uid)
+                .collect();
+            uids.sort_unstable();
+            flag(session, name, &uids, keyword).await?;
+        }
+        return Ok(moves.len());
+    }
     for (quarantine, folder) in [(false, &folders.processed), (true, &folders.quarantine)] {
         let mut uids: Vec<u32> = moves
             .iter()
@@ -933,6 +929,23 @@ async fn move_moves(
     // The EXPUNGE responses: a pass always re-reads the folder.
     while session.unsolicited_responses.try_recv().is_ok() {}
     Ok(moves.len())
+}
+
+/// `UID STORE <uids> +FLAGS.SILENT (<keyword>)`: the mail stays in the folder, acknowledged.
+async fn flag(session: &mut Session, name: &str, uids: &[u32], keyword: &str) -> Result<(), Error> {
+    if uids.is_empty() {
+        return Ok(());
+    }
+    let set = uid_set(uids);
+    timed(name, "UID STORE", async {
+        session
+            .uid_store(&set, format!("+FLAGS.SILENT ({keyword})"))
+            .await?
+            .try_collect::<Vec<_>>()
+            .await
+    })
+    .await?;
+    Ok(())
 }
 
 /// UID MOVE where the server has it; else COPY, then [`expunge`].
@@ -1181,6 +1194,189 @@ async fn commit_evaluated(
     Ok((Committed { moves, reports }, batch_last))
 }
 
+/// The keyword of a processed mail under `acknowledge = "flag"`.
+pub const KEYWORD_PROCESSED: &str = "$Taxinbox";
+/// The keyword of a quarantined mail under `acknowledge = "flag"`.
+pub const KEYWORD_QUARANTINE: &str = "$TaxinboxQuarantine";
+
+/// The UID SEARCH criteria of what a pass may take: all mail, or only mail received (INTERNALDATE) on or after
+/// `since`; under `acknowledge = "flag"` without either keyword.
+pub(crate) fn search_criteria(
+    since: Option<chrono::NaiveDate>,
+    acknowledge: Acknowledge,
+) -> String {
+    let mut terms = Vec::new();
+    if let Some(day) = since {
+        terms.push(format!("SINCE {}", imap_date(day)));
+    }
+    if acknowledge == Acknowledge::Flag {
+        terms.push(format!(
+            "UNKEYWORD {KEYWORD_PROCESSED} UNKEYWORD {KEYWORD_QUARANTINE}"
+        ));
+    }
+    if terms.is_empty() {
+        "ALL".to_owned()
+    } else {
+        terms.join(" ")
+    }
+}
+
+/// A day as IMAP writes it in SEARCH (RFC 3501 `date`): `1-Feb-2026`, month names in English whatever the locale.
+fn imap_date(day: chrono::NaiveDate) -> String {
+    use chrono::Datelike as _;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS[usize::try_from(day.month0()).unwrap_or(0).min(11)];
+    format!("{}-{month}-{:04}", day.day(), day.year())
+}
+
+/// Whether PERMANENTFLAGS lets this client keep `$Taxinbox` and `$TaxinboxQuarantine` on a mail: `\*` (new
+/// keywords may be made), or both keywords listed already. An empty list (read-only, or a server that keeps no
+/// keyword) does not.
+pub fn keywords_allowed(permanent_flags: &[async_imap::types::Flag<'_>]) -> bool {
+    use async_imap::types::Flag;
+    let listed = |keyword: &str| {
+        permanent_flags
+            .iter()
+            .any(|f| matches!(f, Flag::Custom(k) if k.eq_ignore_ascii_case(keyword)))
+    };
+    permanent_flags.iter().any(|f| matches!(f, Flag::MayCreate))
+        || (listed(KEYWORD_PROCESSED) && listed(KEYWORD_QUARANTINE))
+}
+
+/// PERMANENTFLAGS as the server wrote it: `(\Seen \Deleted)`.
+pub(crate) fn flags_text(flags: &[async_imap::types::Flag<'_>]) -> String {
+    use async_imap::types::Flag;
+    let names: Vec<&str> = flags
+        .iter()
+        .map(|f| match f {
+            Flag::Seen => "\\Seen",
+            Flag::Answered => "\\Answered",
+            Flag::Flagged => "\\Flagged",
+            Flag::Deleted => "\\Deleted",
+            Flag::Draft => "\\Draft",
+            Flag::Recent => "\\Recent",
+            Flag::MayCreate => "\\*",
+            Flag::Custom(k) => k.as_ref(),
+        })
+        .collect();
+    format!("({})", names.join(" "))
+}
+
+/// Why a folder cannot be acknowledged by flag.
+fn no_keywords_reason(folder: &str, permanent_flags: &[async_imap::types::Flag<'_>]) -> String {
+    format!(
+        "acknowledge = \"flag\" needs keywords, but the server does not let this account set new keywords in \
+         {folder:?} (PERMANENTFLAGS {} has no \\*): a flag that does not last would let the mail be taken again. \
+         Use acknowledge = \"move\", or have the server allow keywords (the account's write right on the folder)",
+        flags_text(permanent_flags)
+    )
+}
+
+/// The stored checkpoint of `name` for `uidvalidity`: its last UID and whether it was for another UIDVALIDITY (then
+/// 0). With `record`, a changed UIDVALIDITY is logged and stored at once with UID 0, so that a folder with nothing
+/// new after the change is not reported as changed again at every pass.
+pub(crate) async fn checkpoint_for(
+    store: &Store,
+    name: &str,
+    uidvalidity: u32,
+    record: bool,
+) -> Result<(u32, bool), Error> {
+    let mut conn = store.acquire().await.map_err(|e| Error::store(name, e))?;
+    let stored = store::imap_checkpoint(&mut conn, name)
+        .await
+        .map_err(|e| Error::store(name, e))?;
+    Ok(match stored {
+        Some(c) if c.uidvalidity == uidvalidity => (c.last_uid, false),
+        Some(c) => {
+            if record {
+                tracing::warn!(
+                    mailbox = %name,
+                    uidvalidity,
+                    previous = c.uidvalidity,
+                    "UIDVALIDITY changed: reading the folder from UID 1 again (stored mail is recognised, flagged mail \
+                     is passed over)"
+                );
+                let fresh = ImapCheckpoint {
+                    uidvalidity,
+                    last_uid: 0,
+                };
+                store::set_imap_checkpoint(&mut conn, name, fresh, &store::timestamp(Utc::now()))
+                    .await
+                    .map_err(|e| Error::store(name, e))?;
+            }
+            (0, true)
+        }
+        None => (0, false),
+    })
+}
+
+/// `UID SEARCH` of what the mailbox may take in the selected folder (see [`search_criteria`]), ascending.
+pub(crate) async fn search_takeable(
+    session: &mut Session,
+    mailbox: &MailboxSettings,
+) -> Result<Vec<u32>, Error> {
+    let criteria = search_criteria(mailbox.since, mailbox.acknowledge);
+    let mut uids: Vec<u32> = timed(&mailbox.name, "UID SEARCH", session.uid_search(&criteria))
+        .await?
+        .into_iter()
+        .collect();
+    uids.sort_unstable();
+    Ok(uids)
+}
+
+/// Splits the folder's takeable UIDs (ascending) into mail committed by an earlier pass and still there (only to
+/// acknowledge) and new mail (to fetch and commit).
+async fn split_uids(
+    store: &Store,
+    name: &str,
+    uidvalidity: u32,
+    last_uid: u32,
+    uids: Vec<u32>,
+) -> Result<(Vec<Leftover>, Vec<u32>), Error> {
+    let mut leftovers = Vec::new();
+    let mut new = Vec::new();
+    let mut conn = store.acquire().await.map_err(|e| Error::store(name, e))?;
+    for uid in uids {
+        if uid > last_uid {
+            new.push(uid);
+            continue;
+        }
+        let reference = source_ref(name, uidvalidity, uid);
+        match store::message_by_source(&mut conn, &reference)
+            .await
+            .map_err(|e| Error::store(name, e))?
+        {
+            Some(stored) => leftovers.push(Leftover {
+                target: Move {
+                    uid,
+                    quarantine: stored.status == store::MessageStatus::Quarantined,
+                },
+                message_id: stored.message_id,
+                sha256: stored.sha256,
+            }),
+            // Below the checkpoint yet unknown: fetch it again; the store recognises it if it was seen.
+            None => new.push(uid),
+        }
+    }
+    new.sort_unstable();
+    Ok((leftovers, new))
+}
+
+/// How many of the takeable UIDs (ascending) a pass would fetch and commit, and how many it would only acknowledge
+/// (committed by an earlier pass): what `taxinbox mailboxes check` reports, read from the store without writing.
+pub(crate) async fn count_split(
+    store: &Store,
+    name: &str,
+    uidvalidity: u32,
+    uids: Vec<u32>,
+) -> Result<(usize, usize), Error> {
+    let (last_uid, _) = checkpoint_for(store, name, uidvalidity, false).await?;
+    let (leftovers, new) = split_uids(store, name, uidvalidity, last_uid, uids).await?;
+    Ok((new.len(), leftovers.len()))
+}
+
 /// Which of a mailbox's mail is history: what its received date (`Date:`) says against `archive_before`.
 fn archive_of(mailbox: &MailboxSettings) -> Archive {
     mailbox.archive_before.map_or(Archive::No, Archive::Before)
@@ -1290,6 +1486,62 @@ mod tests {
         assert_eq!(
             server_text(" Invalid mailbox name "),
             "Invalid mailbox name"
+        );
+    }
+
+    #[test]
+    fn the_search_asks_for_mail_since_the_day_and_without_the_keywords_when_flagging() {
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 2, 1);
+        assert_eq!(search_criteria(None, Acknowledge::Move), "ALL");
+        assert_eq!(search_criteria(day, Acknowledge::Move), "SINCE 1-Feb-2026");
+        assert_eq!(
+            search_criteria(day, Acknowledge::Flag),
+            "SINCE 1-Feb-2026 UNKEYWORD $Taxinbox UNKEYWORD $TaxinboxQuarantine"
+        );
+        assert_eq!(
+            search_criteria(None, Acknowledge::Flag),
+            "UNKEYWORD $Taxinbox UNKEYWORD $TaxinboxQuarantine"
+        );
+        assert_eq!(
+            imap_date(chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default()),
+            "31-Dec-2025"
+        );
+    }
+
+    #[test]
+    fn keywords_are_allowed_only_when_permanentflags_says_so() {
+        use async_imap::types::Flag;
+        // What Dovecot answers on SELECT of a folder the account may write to, and of one it may not.
+        let writable = [
+            Flag::Seen,
+            Flag::Deleted,
+            Flag::Custom("$Forwarded".into()),
+            Flag::MayCreate,
+        ];
+        assert!(keywords_allowed(&writable));
+        let system_only = [
+            Flag::Answered,
+            Flag::Flagged,
+            Flag::Deleted,
+            Flag::Seen,
+            Flag::Draft,
+        ];
+        assert!(!keywords_allowed(&system_only));
+        assert!(!keywords_allowed(&[]), "PERMANENTFLAGS () keeps nothing");
+        // A server that lists our two keywords keeps them, though it makes no new ones.
+        let listed = [
+            Flag::Seen,
+            Flag::Custom("$Taxinbox".into()),
+            Flag::Custom("$TaxinboxQuarantine".into()),
+        ];
+        assert!(keywords_allowed(&listed));
+        assert!(!keywords_allowed(&listed[..2]));
+        let reason = no_keywords_reason("INBOX", &system_only);
+        assert!(
+            reason.contains(
+                "PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft) has no \\*"
+            ),
+            "{reason}"
         );
     }
 

@@ -58,6 +58,42 @@ impl fmt::Display for Tls {
     }
 }
 
+/// How a mailbox acknowledges a committed mail, so that it is not taken again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acknowledge {
+    /// Move it out of the watched folder, to the processed or the quarantine folder (the default).
+    #[default]
+    Move,
+    /// Leave it where it is and set a keyword on it: `$Taxinbox`, or `$TaxinboxQuarantine` for quarantined mail.
+    /// Mail carrying either is never taken again. Needs a server that lets clients make keywords
+    /// (`\*` in PERMANENTFLAGS); the mailbox refuses to start otherwise.
+    Flag,
+}
+
+impl Acknowledge {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acknowledge::Move => "move",
+            Acknowledge::Flag => "flag",
+        }
+    }
+
+    fn parse(setting: &str, value: &str) -> Result<Acknowledge, String> {
+        match value {
+            "move" => Ok(Acknowledge::Move),
+            "flag" => Ok(Acknowledge::Flag),
+            other => Err(format!("{setting}: {other:?} is not one of move, flag")),
+        }
+    }
+}
+
+impl fmt::Display for Acknowledge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a password is kept; the configuration never holds the password itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PasswordSource {
@@ -129,6 +165,12 @@ pub struct MailboxSettings {
     /// Mail received (its `Date:` header) before this day is taken as history (archive mode): logged and joined to
     /// cases, its tasks stored already done, nobody notified, nothing pushed. `None`: all mail is live.
     pub archive_before: Option<chrono::NaiveDate>,
+    /// Only mail whose INTERNALDATE (when the server received it) falls on or after this day is taken (`UID SEARCH
+    /// SINCE`, which RFC 3501 compares by the date alone, disregarding time and time zone). Older mail is left
+    /// untouched: not fetched, not acknowledged, not logged, not counted. `None`: all mail in the folder.
+    pub since: Option<chrono::NaiveDate>,
+    /// How a committed mail is acknowledged: moved out of the folder (default) or flagged where it is.
+    pub acknowledge: Acknowledge,
 }
 
 /// One local Maildir to process (for a mail server that delivers to disk, and for the sample).
@@ -159,6 +201,8 @@ pub(super) struct RawMailbox {
     tls_ca_file: Option<PathBuf>,
     poll_interval_secs: Option<i64>,
     archive_before: Option<String>,
+    since: Option<String>,
+    acknowledge: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -268,6 +312,14 @@ fn validate_mailbox(
         }
     };
     let archive_before = archive_before(problems, &at, raw.archive_before.as_deref());
+    let since = since(problems, &at, raw.since.as_deref());
+    let acknowledge = match raw.acknowledge.as_deref().map(str::trim) {
+        None => Some(Acknowledge::Move),
+        Some(value) => take(
+            problems,
+            Acknowledge::parse(&format!("{at}.acknowledge"), value),
+        ),
+    };
     Some(MailboxSettings {
         name: name?,
         host: host?,
@@ -281,7 +333,42 @@ fn validate_mailbox(
         poll_interval,
         tls_ca_file: raw.tls_ca_file.map(|file| normalize(&base.join(file))),
         archive_before: archive_before?,
+        since: since?,
+        acknowledge: acknowledge?,
     })
+}
+
+/// The earliest `since` accepted: IMAP dates have four-digit years, and no mailbox holds mail from before 1970.
+const EARLIEST_SINCE: (i32, u32, u32) = (1970, 1, 1);
+
+/// `since = "YYYY-MM-DD"`: `Some(None)` when not given, `None` on a problem (recorded).
+fn since(
+    problems: &mut Vec<String>,
+    at: &str,
+    value: Option<&str>,
+) -> Option<Option<chrono::NaiveDate>> {
+    let text = match value.map(str::trim) {
+        None => return Some(None),
+        Some(text) => text,
+    };
+    let earliest =
+        chrono::NaiveDate::from_ymd_opt(EARLIEST_SINCE.0, EARLIEST_SINCE.1, EARLIEST_SINCE.2);
+    match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        // `%Y` takes any number of digits: a five-digit year cannot be written in an IMAP SEARCH.
+        Ok(day) if chrono::Datelike::year(&day) > 9999 || earliest.is_some_and(|e| day < e) => {
+            problems.push(format!(
+                "{at}.since: {text:?} is not a day between 1970-01-01 and 9999-12-31"
+            ));
+            None
+        }
+        Ok(day) => Some(Some(day)),
+        Err(_) => {
+            problems.push(format!(
+                "{at}.since: {text:?} is not a date (YYYY-MM-DD): only mail received on or after that day is taken"
+            ));
+            None
+        }
+    }
 }
 
 /// `archive_before = "YYYY-MM-DD"`: `Some(None)` when not given, `None` on a problem (recorded).
@@ -406,6 +493,52 @@ mod tests {
         );
         let (_dir, settings) = load(MAILBOX, &[]);
         assert_eq!(settings.expect("valid").mailboxes[0].tls_ca_file, None);
+    }
+
+    #[test]
+    fn since_and_acknowledge_default_to_all_mail_moved() {
+        let (_dir, settings) = load(MAILBOX, &[]);
+        let mailbox = &settings.expect("valid").mailboxes[0];
+        assert_eq!(
+            (mailbox.since, mailbox.acknowledge),
+            (None, Acknowledge::Move)
+        );
+        let (_dir, settings) = load(
+            &format!("{MAILBOX}since = \"2026-02-01\"\nacknowledge = \"flag\"\n"),
+            &[],
+        );
+        let mailbox = &settings.expect("valid").mailboxes[0];
+        assert_eq!(
+            (mailbox.since, mailbox.acknowledge),
+            (
+                chrono::NaiveDate::from_ymd_opt(2026, 2, 1),
+                Acknowledge::Flag
+            )
+        );
+    }
+
+    #[test]
+    fn a_bad_since_or_acknowledge_is_refused_by_name() {
+        let message = error_text(
+            &format!("{MAILBOX}since = \"01.02.2026\"\nacknowledge = \"keyword\"\n"),
+            &[],
+        );
+        for expected in [
+            "mailboxes[0].since: \"01.02.2026\" is not a date (YYYY-MM-DD)",
+            "mailboxes[0].acknowledge: \"keyword\" is not one of move, flag",
+        ] {
+            assert!(
+                message.contains(expected),
+                "missing {expected:?} in {message}"
+            );
+        }
+        let message = error_text(&format!("{MAILBOX}since = \"1969-12-31\"\n"), &[]);
+        assert!(
+            message.contains("mailboxes[0].since: \"1969-12-31\" is not a day between"),
+            "{message}"
+        );
+        let message = error_text(&format!("{MAILBOX}since = \"2026-02-30\"\n"), &[]);
+        assert!(message.contains("is not a date"), "{message}");
     }
 
     #[test]

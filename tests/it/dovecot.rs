@@ -71,16 +71,31 @@ fn server_users() -> (String, u32, u32) {
 impl Dovecot {
     /// Starts a plain-text server (`ssl = no`): the mailbox must say `tls = "none"`.
     pub fn start() -> Dovecot {
-        Self::start_with(false)
+        Self::start_with(false, "")
+    }
+
+    /// Starts a plain-text server with the ACL plugins (`acl`, `imap_acl`: the ACL capability, MYRIGHTS) where the
+    /// user's own rights on INBOX are `rights` (RFC 4314 letters, in INBOX's `dovecot-acl` file): without `w`, the
+    /// server keeps no keyword the user sets, and its PERMANENTFLAGS has no `\*`.
+    pub fn start_with_inbox_rights(rights: &str) -> Dovecot {
+        let plugins = "mail_plugins = $mail_plugins acl\nprotocol imap {\n  mail_plugins = $mail_plugins imap_acl\n}\nplugin {\n  acl = vfile\n}\n";
+        let mut dovecot = Self::start_with(false, plugins);
+        let acl = dovecot.maildir().join("dovecot-acl");
+        std::fs::write(&acl, format!("owner {rights}\n")).expect("write dovecot-acl");
+        let (_, uid, gid) = server_users();
+        std::os::unix::fs::chown(&acl, Some(uid), Some(gid)).expect("chown dovecot-acl");
+        dovecot.restart();
+        dovecot
     }
 
     /// Starts a server that speaks TLS from the first byte, with a certificate for `localhost` signed by a CA
     /// made for this test ([`Dovecot::ca_file`]).
     pub fn start_tls() -> Dovecot {
-        Self::start_with(true)
+        Self::start_with(true, "")
     }
 
-    fn start_with(tls: bool) -> Dovecot {
+    /// `extra`: configuration lines appended to the generated file.
+    fn start_with(tls: bool, extra: &str) -> Dovecot {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let conf = dir.path().join("dovecot.conf");
@@ -154,7 +169,7 @@ service imap-login {{
 service anvil {{
   chroot =
 }}
-"#,
+{extra}"#,
             base = base.display(),
             state = state.display(),
             log = dir.path().join("dovecot.log").display(),

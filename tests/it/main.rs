@@ -15,6 +15,7 @@ mod dovecot;
 mod evidence;
 mod faults;
 mod health;
+mod first_contact;
 mod helpers;
 mod hostile_rules;
 mod http_limits;
