@@ -266,7 +266,13 @@ async fn run(engine: &str, url: String, dir: &std::path::Path) -> bool {
     let mut ok = true;
     let me = sign_in(&base, &accountant).await;
     ok &= time_page(&me, "/tasks").await;
+    ok &= time_page(&me, "/tasks?q=4200&sort=client").await;
+    ok &= time_page(&me, "/tasks?status=done&page=2").await;
     let auditor = sign_in(&base, "auditor@debet-service.example").await;
+    ok &= time_page(&auditor, "/tasks").await;
+    ok &= time_page(&auditor, "/tasks?queue=unassigned").await;
+    ok &= time_page(&auditor, "/log?q=4200").await;
+    ok &= time_page(&auditor, &format!("/log?after={}", mail / 2)).await;
     ok &= time_page(&auditor, &format!("/tasks/{task}")).await;
     ok &= time_page(&auditor, "/log").await;
     ok &= time_page(&auditor, &format!("/log?before={}", mail / 2)).await;

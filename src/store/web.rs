@@ -33,6 +33,11 @@ pub struct MailListRow {
     pub client_inn: Option<String>,
     pub rule: Option<String>,
     pub error: Option<String>,
+    /// The client's name from the directory, when the INN is known there.
+    pub client_name: Option<String>,
+    /// The demand number of the mail's case, if it joined one.
+    pub demand_number: Option<String>,
+    pub case_id: Option<i64>,
 }
 
 /// What a mailbox last did, from the stored mail.
@@ -397,39 +402,162 @@ pub async fn reassign_task(conn: &mut AnyConnection, id: i64, to: &str) -> anyho
     Ok(moved.rows_affected() == 1)
 }
 
-/// The stored mail, newest first, under the filters; `before` pages on (mail ids below it).
+/// Which page of the mail log: the newest, older than a mail id, or newer than one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogPage {
+    #[default]
+    Newest,
+    /// Mail ids below this one (the next page).
+    Before(i64),
+    /// Mail ids above this one (the previous page).
+    After(i64),
+}
+
+/// `LIKE` patterns for a search as typed, in lower case, in upper case and with a capital first letter (ООО,
+/// ооо, Иванова, иванова): SQLite folds only ASCII
+/// case and PostgreSQL none, while names and subjects are Cyrillic. `%` and `_` typed by a person match
+/// themselves (escaped with `\`).
+pub fn search_patterns(search: &str) -> Vec<String> {
+    let typed = search.trim();
+    let lower = typed.to_lowercase();
+    let mut capital: String = lower.chars().take(1).flat_map(char::to_uppercase).collect();
+    capital.extend(lower.chars().skip(1));
+    let mut out: Vec<String> = Vec::new();
+    let upper = typed.to_uppercase();
+    for v in [typed.to_owned(), lower, upper, capital] {
+        let escaped = v
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = format!("%{escaped}%");
+        if !out.contains(&pattern) {
+            out.push(pattern);
+        }
+    }
+    out
+}
+
+/// The condition "any of `columns` is like any of the patterns bound from `$first` on".
+fn like_any(columns: &[&str], patterns: usize, first: usize) -> String {
+    let mut terms = Vec::new();
+    for p in 0..patterns {
+        for c in columns {
+            terms.push(format!("{c} LIKE ${} ESCAPE '\\'", first + p));
+        }
+    }
+    format!("({})", terms.join(" OR "))
+}
+
+/// The mail log's conditions: the filters, and a search over subject, sender, INN and demand number.
+fn log_conditions(filter: &super::MailFilter, search: Option<&str>) -> (Vec<String>, Vec<String>) {
+    let (clause, mut values) = super::audit_read::mail_conditions(filter, 0);
+    let mut conditions: Vec<String> = clause
+        .strip_prefix("WHERE ")
+        .map(|c| vec![c.to_owned()])
+        .unwrap_or_default();
+    if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
+        let patterns = search_patterns(search);
+        conditions.push(like_any(
+            &["m.subject", "m.from_addr", "m.client_inn", "k.number"],
+            patterns.len(),
+            values.len() + 1,
+        ));
+        values.extend(patterns);
+    }
+    (conditions, values)
+}
+
+const LOG_FROM: &str =
+    "messages m LEFT JOIN clients c ON c.inn = m.client_inn LEFT JOIN cases k ON k.id = m.case_id";
+
+/// A page of the stored mail, newest first, under the filters and the search.
 pub async fn mail_page(
     conn: &mut AnyConnection,
     filter: &super::MailFilter,
-    before: Option<i64>,
+    search: Option<&str>,
+    page: LogPage,
     limit: i64,
 ) -> anyhow::Result<Vec<MailListRow>> {
-    let (mut clause, values) = super::audit_read::mail_conditions(filter, 0);
-    if before.is_some() {
-        let id = format!("m.id < ${}", values.len() + 1);
-        clause = if clause.is_empty() {
-            format!("WHERE {id}")
-        } else {
-            format!("{clause} AND {id}")
-        };
-    }
-    let limit_n = values.len() + usize::from(before.is_some()) + 1;
+    let (mut conditions, values) = log_conditions(filter, search);
+    let (order, bound) = match page {
+        LogPage::Newest => ("DESC", None),
+        LogPage::Before(id) => {
+            conditions.push(format!("m.id < ${}", values.len() + 1));
+            ("DESC", Some(id))
+        }
+        LogPage::After(id) => {
+            conditions.push(format!("m.id > ${}", values.len() + 1));
+            ("ASC", Some(id))
+        }
+    };
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let limit_n = values.len() + usize::from(bound.is_some()) + 1;
     let sql = format!(
         "SELECT m.id, m.received_date, m.mailbox, m.from_addr, m.subject, m.status, m.category, m.kind, \
-         m.client_inn, m.rule, m.error FROM messages m {clause} ORDER BY m.id DESC LIMIT ${limit_n}"
+         m.client_inn, m.rule, m.error, c.name AS client_name, k.number AS demand_number, m.case_id \
+         FROM {LOG_FROM} {clause} ORDER BY m.id {order} LIMIT ${limit_n}"
     );
     let mut query = sqlx::query_as(&sql);
     for v in &values {
         query = query.bind(v.as_str());
     }
-    if let Some(b) = before {
+    if let Some(b) = bound {
         query = query.bind(b);
     }
-    query
+    let mut rows: Vec<MailListRow> = query
         .bind(limit)
         .fetch_all(&mut *conn)
         .await
-        .context("read a page of the mail log")
+        .context("read a page of the mail log")?;
+    if order == "ASC" {
+        rows.reverse();
+    }
+    Ok(rows)
+}
+
+/// How many mails the filters and the search select (the log's total).
+pub async fn mail_count(
+    conn: &mut AnyConnection,
+    filter: &super::MailFilter,
+    search: Option<&str>,
+) -> anyhow::Result<i64> {
+    let (conditions, values) = log_conditions(filter, search);
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    // The joins matter only to a search (the demand number); without one the count reads the messages alone.
+    let from = if search.is_some_and(|s| !s.trim().is_empty()) {
+        LOG_FROM
+    } else {
+        "messages m"
+    };
+    let sql = format!("SELECT COUNT(*) FROM {from} {clause}");
+    let mut query = sqlx::query_scalar(&sql);
+    for v in &values {
+        query = query.bind(v.as_str());
+    }
+    query
+        .fetch_one(&mut *conn)
+        .await
+        .context("count the mail log")
+}
+
+/// Whether any mail has an id above `id` under the filters (a previous page exists).
+pub async fn mail_newer_exists(
+    conn: &mut AnyConnection,
+    filter: &super::MailFilter,
+    search: Option<&str>,
+    id: i64,
+) -> anyhow::Result<bool> {
+    Ok(!mail_page(conn, filter, search, LogPage::After(id), 1)
+        .await?
+        .is_empty())
 }
 
 /// Quarantined mail, newest first, at most `limit`.
@@ -444,6 +572,7 @@ pub async fn quarantine_page(
             ..Default::default()
         },
         None,
+        LogPage::Newest,
         limit,
     )
     .await
@@ -492,4 +621,228 @@ pub async fn refresh_planner_statistics(conn: &mut AnyConnection) -> anyhow::Res
         .await
         .context("refresh planner statistics")?;
     Ok(())
+}
+
+/// A line of the task list: the task with its client, the demand's number and date, the mail's subject and the
+/// client's production-calendar region.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct TaskListRow {
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub view: TaskView,
+    pub demand_number: Option<String>,
+    /// ISO date.
+    pub demand_date: Option<String>,
+    pub subject: Option<String>,
+    /// ISO date the mail arrived.
+    pub received_date: Option<String>,
+    pub client_region: Option<String>,
+    /// Who marked the task done, and when (RFC 3339).
+    pub done_by: Option<String>,
+    pub done_at: Option<String>,
+}
+
+const TASK_LIST_COLUMNS: &str = "k.number AS demand_number, k.demand_date AS demand_date, m.subject AS subject, \
+    m.received_date AS received_date, c.region AS client_region, t.done_by AS done_by, t.done_at AS done_at";
+
+fn task_list_from() -> String {
+    format!("{TASK_VIEW_FROM} LEFT JOIN cases k ON k.id = t.case_id")
+}
+
+/// Whose tasks a list reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TaskOwners {
+    /// Everyone's, and the unassigned ones.
+    #[default]
+    All,
+    /// These people's.
+    People(Vec<String>),
+    /// The unassigned queue.
+    Unassigned,
+}
+
+/// What kind of work, as the list filters it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKindFilter {
+    /// A tax-office demand (its case).
+    Demand,
+    /// A client's mail.
+    Request,
+    /// The tax calendar.
+    Calendar,
+}
+
+/// The filters of the task list that SQL applies.
+#[derive(Debug, Clone, Default)]
+pub struct TaskListFilter {
+    pub owners: TaskOwners,
+    /// `open`, `done`, or `None` for both.
+    pub status: Option<String>,
+    /// `Some(None)`: tasks without a client.
+    pub client: Option<Option<String>>,
+    pub kind: Option<TaskKindFilter>,
+    /// Over the title, the client's name and INN, the mail's subject and the demand number.
+    pub search: Option<String>,
+    pub limit: i64,
+}
+
+/// The tasks a list shows, by due date, at most `filter.limit`.
+pub async fn web_task_list(
+    conn: &mut AnyConnection,
+    filter: &TaskListFilter,
+) -> anyhow::Result<Vec<TaskListRow>> {
+    let mut conditions: Vec<String> = Vec::new();
+    let mut values: Vec<String> = Vec::new();
+    match &filter.owners {
+        TaskOwners::All => {}
+        TaskOwners::Unassigned => conditions.push("t.assignee IS NULL".into()),
+        TaskOwners::People(people) => {
+            if people.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut marks = Vec::new();
+            for p in people {
+                values.push(p.clone());
+                marks.push(format!("${}", values.len()));
+            }
+            conditions.push(format!("t.assignee IN ({})", marks.join(", ")));
+        }
+    }
+    if let Some(status) = &filter.status {
+        values.push(status.clone());
+        conditions.push(format!("t.status = ${}", values.len()));
+    }
+    match &filter.client {
+        None => {}
+        Some(None) => conditions.push("t.client_inn IS NULL".into()),
+        Some(Some(inn)) => {
+            values.push(inn.clone());
+            conditions.push(format!("t.client_inn = ${}", values.len()));
+        }
+    }
+    match filter.kind {
+        None => {}
+        Some(TaskKindFilter::Calendar) => conditions.push("t.event IS NOT NULL".into()),
+        Some(TaskKindFilter::Demand) => {
+            conditions.push("t.event IS NULL AND t.case_id IS NOT NULL".into())
+        }
+        Some(TaskKindFilter::Request) => {
+            conditions.push("t.event IS NULL AND t.case_id IS NULL".into())
+        }
+    }
+    if let Some(search) = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let patterns = search_patterns(search);
+        conditions.push(like_any(
+            &["t.title", "c.name", "t.client_inn", "m.subject", "k.number"],
+            patterns.len(),
+            values.len() + 1,
+        ));
+        values.extend(patterns);
+    }
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {TASK_VIEW_COLUMNS}, {TASK_LIST_COLUMNS} FROM {} {clause} ORDER BY t.due, t.id LIMIT ${}",
+        task_list_from(),
+        values.len() + 1
+    );
+    let mut query = sqlx::query_as(&sql);
+    for v in &values {
+        query = query.bind(v.as_str());
+    }
+    query
+        .bind(filter.limit)
+        .fetch_all(&mut *conn)
+        .await
+        .context("read the task list")
+}
+
+/// One task as its page shows it.
+pub async fn web_task_row(
+    conn: &mut AnyConnection,
+    id: i64,
+) -> anyhow::Result<Option<TaskListRow>> {
+    let sql = format!(
+        "SELECT {TASK_VIEW_COLUMNS}, {TASK_LIST_COLUMNS} FROM {} WHERE t.id = $1",
+        task_list_from()
+    );
+    sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("read a task")
+}
+
+/// The other tasks of a case (one demand), by due date.
+pub async fn case_tasks(conn: &mut AnyConnection, case: i64) -> anyhow::Result<Vec<TaskListRow>> {
+    let sql = format!(
+        "SELECT {TASK_VIEW_COLUMNS}, {TASK_LIST_COLUMNS} FROM {} WHERE t.case_id = $1 ORDER BY t.due, t.id",
+        task_list_from()
+    );
+    sqlx::query_as(&sql)
+        .bind(case)
+        .fetch_all(&mut *conn)
+        .await
+        .context("read a case's tasks")
+}
+
+/// The mails of a case (the demand and what joined it), oldest first.
+pub async fn case_mails(conn: &mut AnyConnection, case: i64) -> anyhow::Result<Vec<MailListRow>> {
+    sqlx::query_as(&format!(
+        "SELECT m.id, m.received_date, m.mailbox, m.from_addr, m.subject, m.status, m.category, m.kind, \
+         m.client_inn, m.rule, m.error, c.name AS client_name, k.number AS demand_number, m.case_id \
+         FROM {LOG_FROM} WHERE m.case_id = $1 ORDER BY m.id"
+    ))
+    .bind(case)
+    .fetch_all(&mut *conn)
+    .await
+    .context("read a case's mails")
+}
+
+/// Marks an open task done by `by` at `at`; `false` when it was not open.
+pub async fn mark_task_done_by(
+    conn: &mut AnyConnection,
+    id: i64,
+    by: &str,
+    at: &str,
+) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE tasks SET status = 'done', done_by = $1, done_at = $2 WHERE id = $3 AND status = 'open'",
+    )
+    .bind(by)
+    .bind(at)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context("mark a task done")?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Opens a done task again (the undo of done); `false` when it was not done.
+pub async fn reopen_task(conn: &mut AnyConnection, id: i64) -> anyhow::Result<bool> {
+    let reopened = sqlx::query(
+        "UPDATE tasks SET status = 'open', done_by = NULL, done_at = NULL WHERE id = $1 AND status = 'done'",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context("reopen a task")?;
+    Ok(reopened.rows_affected() == 1)
+}
+
+/// A line reads as its task (`row.title`), with the joined columns beside it.
+impl std::ops::Deref for TaskListRow {
+    type Target = TaskView;
+
+    fn deref(&self) -> &TaskView {
+        &self.view
+    }
 }

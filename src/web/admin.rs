@@ -48,7 +48,14 @@ pub async fn reprocess(
     };
     tx.commit().await.context("commit a reprocessed mail")?;
     tracing::info!(message = id, account = %viewer.email, status = report.status.as_str(), "mail reprocessed from the web view");
-    Ok(Redirect::to(&format!("/mail/{id}")).into_response())
+    // Back to the mail, saying what happened: its state now and how many tasks it has.
+    let mut back = form_urlencoded::Serializer::for_suffix(
+        format!("/mail/{id}?"),
+        format!("/mail/{id}?").len(),
+    );
+    back.append_pair("reprocessed", report.status.as_str());
+    back.append_pair("tasks", &report.tasks.len().to_string());
+    Ok(Redirect::to(&format!("{}#flash", back.finish())).into_response())
 }
 
 pub async fn rules(State(web): State<Web>, viewer: Viewer) -> Result<Html<String>, WebError> {

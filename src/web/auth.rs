@@ -85,6 +85,9 @@ pub struct Viewer {
     /// Whether the role sees the whole firm (auditor, admin).
     pub sees_all: bool,
     pub is_admin: bool,
+    /// Heads a team (someone's `manager` in the directory, or of the manager role): sees the unassigned queue
+    /// and gives its tasks out.
+    pub is_manager: bool,
 }
 
 /// The role of `email`, or `None` when the firm does not know the person.
@@ -262,26 +265,40 @@ impl FromRequestParts<Web> for Viewer {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Self::Rejection> {
+        // A page opened while signed out (a link from a notification) is returned to after sign-in.
+        let sign_in = || match parts.uri.path_and_query().map(|p| p.as_str()) {
+            Some(path) if parts.method == axum::http::Method::GET && path != "/" => {
+                match super::present::local_return_path(path) {
+                    Some(next) => WebError::SignInThen(next),
+                    None => WebError::SignIn,
+                }
+            }
+            _ => WebError::SignIn,
+        };
         let Some(id) = cookie_value(&parts.headers, SESSION_COOKIE) else {
-            return Err(WebError::SignIn);
+            return Err(sign_in());
         };
         let mut conn = web.store().acquire().await?;
         let now = store::timestamp(Utc::now());
         let Some(session) =
             store::session(&mut conn, &crate::store::sha256_hex(id.as_bytes()), &now).await?
         else {
-            return Err(WebError::SignIn);
+            return Err(sign_in());
         };
         let directory = store::load_directory(&mut conn).await?;
         // The role is worked out on every request, so a change of the directory or configuration counts at once.
         let Some(role) = role_of(&web.settings().web, &directory, &session.email) else {
-            return Err(WebError::SignIn);
+            return Err(sign_in());
         };
-        let team = directory
+        let team: Vec<String> = directory
             .accountants()
             .filter(|a| a.manager.as_deref() == Some(session.email.as_str()))
             .map(|a| a.email.clone())
             .collect();
+        let is_manager = !team.is_empty()
+            || directory
+                .accountant(&session.email)
+                .is_some_and(|a| a.role == crate::directory::Role::Manager);
         Ok(Viewer {
             name: directory
                 .accountant(&session.email)
@@ -293,6 +310,7 @@ impl FromRequestParts<Web> for Viewer {
             team,
             sees_all: matches!(role, Role::Auditor | Role::Admin),
             is_admin: role == Role::Admin,
+            is_manager,
         })
     }
 }
@@ -371,7 +389,8 @@ impl Visibility {
             return true;
         }
         let Some(assignee) = assignee else {
-            return false;
+            // The unassigned queue is the managers' to give out.
+            return viewer.is_manager;
         };
         if self.full.contains(assignee) {
             return true;
@@ -399,16 +418,32 @@ pub async fn home(viewer: Result<Viewer, WebError>) -> Response {
     }
 }
 
-pub async fn login_form(State(web): State<Web>) -> Result<Response, WebError> {
-    login_page(&web, None, "")
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginQuery {
+    #[serde(default)]
+    next: String,
 }
 
-fn login_page(web: &Web, error: Option<&str>, email: &str) -> Result<Response, WebError> {
+pub async fn login_form(
+    State(web): State<Web>,
+    axum::extract::Query(q): axum::extract::Query<LoginQuery>,
+) -> Result<Response, WebError> {
+    login_page(&web, None, "", &q.next)
+}
+
+fn login_page(
+    web: &Web,
+    error: Option<&str>,
+    email: &str,
+    next: &str,
+) -> Result<Response, WebError> {
     let token = hex_token();
+    // Only a local path is carried on; anything else is dropped here already.
+    let next = super::present::local_return_path(next).unwrap_or_default();
     let page = web.render(
         "login.html",
         None,
-        minijinja::context! { token => token, error => error, email => email },
+        minijinja::context! { token => token, error => error, email => email, next => next },
     )?;
     Ok((
         [(
@@ -426,6 +461,9 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     token: String,
+    /// Where to go after signing in (a local path only).
+    #[serde(default)]
+    next: String,
 }
 
 pub async fn login(
@@ -490,7 +528,7 @@ pub async fn login(
         .await?;
         tx.commit().await.context("record a failed sign-in")?;
         tracing::warn!(account = %account, ip = %ip, "failed sign-in");
-        return login_page(&web, Some("Неверный адрес или пароль."), &email);
+        return login_page(&web, Some("Неверный адрес или пароль."), &email, &form.next);
     }
     // A correct password: its account starts again from zero, and its attempt does not count against the address.
     store::clear_sign_in_attempts(&mut tx, &account_key).await?;
@@ -509,7 +547,8 @@ pub async fn login(
     tx.commit().await.context("start a session")?;
     tracing::info!(account = %email, ip = %ip, "signed in");
     let max_age = i64::from(web.settings().web.session_hours) * 3600;
-    let mut response = Redirect::to("/").into_response();
+    let to = super::present::local_return_path(&form.next).unwrap_or_else(|| "/".to_owned());
+    let mut response = Redirect::to(&to).into_response();
     let h = response.headers_mut();
     h.append(
         header::SET_COOKIE,
@@ -609,6 +648,7 @@ mod tests {
             team: team.iter().map(|t| (*t).to_owned()).collect(),
             sees_all: false,
             is_admin: false,
+            is_manager: !team.is_empty(),
         }
     }
 
@@ -684,8 +724,9 @@ mod tests {
         let m = viewer("m@f.example", &["a@f.example", "b@f.example"]);
         assert!(sees(&m, after, "a@f.example", "1650991230"));
         assert!(!sees(&m, after, "c@f.example", "1650991230"));
-        // Nobody but auditors and admins sees the unassigned queue.
+        // Nobody but managers, auditors and admins sees the unassigned queue.
         assert!(!visibility(&b, &r, during).sees(&b, &r, None, None));
+        assert!(visibility(&m, &r, during).sees(&m, &r, None, None));
     }
 
     #[test]

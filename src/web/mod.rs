@@ -14,13 +14,17 @@
 pub mod admin;
 pub mod auditor;
 pub mod auth;
+pub mod feed;
+pub mod present;
 pub mod tasks;
 
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::settings::Settings;
 use crate::store::Store;
-use axum::http::{header, StatusCode};
+use axum::extract::{FromRequestParts as _, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -68,10 +72,35 @@ const TEMPLATES: &[(&str, &str)] = &[
 ];
 
 const STYLESHEET: &str = include_str!("static/style.css");
+/// The few lines of script the pages use where it helps (copy a link); every page works without it.
+const SCRIPT: &str = include_str!("static/app.js");
 
 impl Web {
     pub fn new(store: Store, settings: Settings, pipeline: Pipeline, metrics: Arc<Metrics>) -> Web {
         let mut templates = minijinja::Environment::new();
+        templates.add_filter("ru_date", |s: String| present::ru_date(&s));
+        templates.add_filter("linkify", |s: String| {
+            minijinja::Value::from_safe_string(present::linkify(&s))
+        });
+        let tz = settings.general.timezone;
+        templates.add_filter("ru_time", move |s: String| present::ru_datetime(&s, &tz));
+        templates.add_filter("category", |s: String| {
+            present::word(&s, present::CATEGORIES)
+        });
+        templates.add_filter("mail_status", |s: String| {
+            present::word(&s, present::MAIL_STATUSES)
+        });
+        templates.add_filter("log_event", |s: String| {
+            present::word(&s, present::LOG_EVENTS)
+        });
+        templates.add_filter("urlq", |s: String| {
+            form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+        });
+        templates.add_filter("step", |s: String| present::word(&s, present::STEPS));
+        templates.add_filter("role", |s: String| present::word(&s, present::ROLES));
+        templates.add_filter("task_status", |s: String| {
+            present::word(&s, present::TASK_STATUSES)
+        });
         let overrides = minijinja::path_loader(settings.rules.dir.join("web"));
         templates.set_loader(move |name| {
             if let Some(own) = overrides(name)? {
@@ -157,9 +186,11 @@ pub fn router(web: Web) -> Router {
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/static/style.css", get(stylesheet))
+        .route("/static/app.js", get(script))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}/done", post(tasks::done))
+        .route("/tasks/{id}/reopen", post(tasks::reopen))
         .route("/tasks/{id}/reassign", post(tasks::reassign))
         .route("/tasks/{id}/checklist/{position}", post(tasks::tick))
         .route("/mail/{id}/attachments/{n}", get(tasks::attachment))
@@ -178,6 +209,11 @@ pub fn router(web: Web) -> Router {
             get(admin::playground_form).post(admin::playground),
         )
         .route("/admin/mailboxes", get(admin::mailboxes))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            finish_page,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(web)
 }
@@ -207,6 +243,117 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
+async fn not_found() -> WebError {
+    WebError::NotFound
+}
+
+/// What an error page says; [`finish_page`] draws it inside the layout, with the menu of whoever is signed in.
+#[derive(Debug, Clone)]
+struct ErrorPage {
+    text: String,
+}
+
+/// Every answer passes here: an error (ours, or one of axum's plain-text rejections such as a path that is no
+/// number) becomes a Russian page inside the layout, and nothing that is not a static file is kept by a browser
+/// or a proxy (`Cache-Control: no-store`: Back after sign-out must not show the list).
+async fn finish_page(State(web): State<Web>, request: Request, next: Next) -> Response {
+    let headers = request.headers().clone();
+    let mut response = next.run(request).await;
+    let page = match response.extensions_mut().remove::<ErrorPage>() {
+        Some(page) => Some(page),
+        None => rejection_page(&mut response),
+    };
+    if let Some(page) = page {
+        response = web.error_response(response.status(), &page, &headers).await;
+    }
+    if !response.headers().contains_key(header::CACHE_CONTROL) {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
+}
+
+/// axum's own rejections are plain text in English ("Invalid URL: Cannot parse `abc` to a `i64`"): what each
+/// means to a person instead. A path that does not parse names no page, so it is a 404.
+fn rejection_page(response: &mut Response) -> Option<ErrorPage> {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return None;
+    }
+    let text = match status {
+        StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND => {
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            NOT_FOUND_TEXT
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "Так эту страницу открыть нельзя: вернитесь назад и воспользуйтесь кнопкой на странице."
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => "Слишком большой файл или форма.",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::UNPROCESSABLE_ENTITY => {
+            "Форма заполнена не так: вернитесь назад, проверьте поля и отправьте ещё раз."
+        }
+        s if s.is_server_error() => INTERNAL_TEXT,
+        _ => "Запрос не выполнен.",
+    };
+    Some(ErrorPage {
+        text: text.to_owned(),
+    })
+}
+
+const NOT_FOUND_TEXT: &str = "Такой страницы нет: проверьте адрес или вернитесь к списку задач.";
+const INTERNAL_TEXT: &str = "Внутренняя ошибка; она записана в журнал службы.";
+
+impl Web {
+    /// An error page inside the layout, with the menu of the person signed in (if any).
+    async fn error_response(
+        &self,
+        status: StatusCode,
+        page: &ErrorPage,
+        headers: &HeaderMap,
+    ) -> Response {
+        let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+        parts.headers = headers.clone();
+        let viewer = Viewer::from_request_parts(&mut parts, self).await.ok();
+        let body = self
+            .render(
+                "error.html",
+                viewer.as_ref(),
+                minijinja::context! { code => status.as_u16(), text => page.text },
+            )
+            .map(|h| h.0)
+            .unwrap_or_else(|_| bare_error_page(status, &page.text));
+        (status, Html(body)).into_response()
+    }
+}
+
+/// The error page without templates (when even they fail).
+fn bare_error_page(status: StatusCode, text: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\"><title>{code}</title>\
+         <link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main><h1>{code}</h1>\
+         <p class=\"error\">{}</p><p><a href=\"/\">На главную</a></p></main></body></html>",
+        html_escape(text),
+        code = status.as_u16()
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        SCRIPT,
+    )
+}
+
 async fn stylesheet() -> impl IntoResponse {
     (
         [
@@ -222,6 +369,8 @@ async fn stylesheet() -> impl IntoResponse {
 pub enum WebError {
     /// Not signed in: to the sign-in page.
     SignIn,
+    /// Not signed in while opening this local page: to the sign-in page, and back here after it.
+    SignInThen(String),
     /// Signed in, but this is not for this role or person.
     Forbidden,
     NotFound,
@@ -246,13 +395,25 @@ impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let (status, text) = match self {
             WebError::SignIn => {
-                return (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response()
+                return (
+                    StatusCode::SEE_OTHER,
+                    [(header::LOCATION, "/login".to_owned())],
+                )
+                    .into_response()
+            }
+            WebError::SignInThen(next) => {
+                let mut q = form_urlencoded::Serializer::for_suffix(
+                    String::from("/login?"),
+                    "/login?".len(),
+                );
+                q.append_pair("next", &next);
+                return (StatusCode::SEE_OTHER, [(header::LOCATION, q.finish())]).into_response();
             }
             WebError::Forbidden => (
                 StatusCode::FORBIDDEN,
                 "Нет доступа: эта страница не для вашей роли.".to_owned(),
             ),
-            WebError::NotFound => (StatusCode::NOT_FOUND, "Такой страницы нет.".to_owned()),
+            WebError::NotFound => (StatusCode::NOT_FOUND, NOT_FOUND_TEXT.to_owned()),
             WebError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
             WebError::Csrf => (
                 StatusCode::FORBIDDEN,
@@ -277,20 +438,13 @@ impl IntoResponse for WebError {
             }
             WebError::Internal(e) => {
                 tracing::error!("web request failed: {e:#}");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Внутренняя ошибка; она записана в журнал службы.".to_owned(),
-                )
+                (StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_TEXT.to_owned())
             }
         };
-        let body = format!(
-            "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\"><title>{code}</title>\
-             <link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main><h1>{code}</h1>\
-             <p class=\"error\">{}</p><p><a href=\"/\">На главную</a></p></main></body></html>",
-            html_escape(&text),
-            code = status.as_u16()
-        );
-        (status, Html(body)).into_response()
+        // Drawn without the layout here; `finish_page` draws it again inside it, with the viewer's menu.
+        let mut response = (status, Html(bare_error_page(status, &text))).into_response();
+        response.extensions_mut().insert(ErrorPage { text });
+        response
     }
 }
 

@@ -2,77 +2,205 @@
 //! provenance and its original mail, attachments, done / reassign, and the personal ICS feed.
 
 use super::auth::{visibility, CsrfForm, Visibility};
+use super::present;
 use super::{content_disposition, Web, WebError};
-use crate::calendar::obligations::{ics, open_tasks};
 use crate::directory::Directory;
 use crate::store::{self, TaskView};
 use anyhow::Context as _;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use chrono::{Datelike as _, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::Viewer;
 
-/// How many open tasks a firm-wide list shows at most (auditors and admins).
-const FIRM_TASKS_LIMIT: i64 = 500;
+/// How many tasks one list reads at most before sorting and paging: far more than a person's open work, and a
+/// bound on what a firm-wide view of a long history costs.
+const LIST_READ_LIMIT: i64 = 3000;
 
-/// Which part of the list a task belongs in.
-fn section(due: &str, today: NaiveDate) -> &'static str {
-    let Ok(due) = NaiveDate::parse_from_str(due, "%Y-%m-%d") else {
-        return "later";
-    };
-    let days_to_sunday = 6 - i64::from(today.weekday().num_days_from_monday());
-    if due < today {
-        "overdue"
-    } else if due == today {
-        "today"
-    } else if due <= today + chrono::Duration::days(days_to_sunday) {
-        "week"
-    } else {
-        "later"
-    }
+/// Tasks per page of the list.
+pub const LIST_PAGE_SIZE: usize = 50;
+
+/// One line of the list, ready to show.
+#[derive(Debug, Serialize)]
+struct ListItem {
+    #[serde(flatten)]
+    row: store::TaskListRow,
+    /// `дд.мм.гггг`.
+    due_ru: String,
+    /// «просрочено на 12 дн.», «сегодня», «через 2 раб. дня».
+    relative: String,
+    section: &'static str,
+    kind: &'static str,
+    kind_label: String,
+    step_label: String,
+    priority_label: Option<String>,
+    /// The assignee's name, when it is not the viewer (the list never repeats the signed-in person).
+    assignee_name: Option<String>,
+    demand_date_ru: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 struct Section {
     key: &'static str,
     title: &'static str,
-    tasks: Vec<TaskView>,
+    tasks: Vec<ListItem>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 pub struct ListQuery {
-    client: Option<String>,
+    /// A client's INN, or `none` for tasks without a client.
+    #[serde(default)]
+    client: String,
+    /// `demand`, `request` or `calendar`.
+    #[serde(default)]
+    kind: String,
+    /// `open` (the default), `done` or `all`.
+    #[serde(default)]
+    status: String,
+    /// Searched in the client's name and INN, the title, the mail's subject and the demand number.
+    #[serde(default)]
+    q: String,
+    /// `due` (the default) or `client`.
+    #[serde(default)]
+    sort: String,
+    /// From 1.
+    page: Option<usize>,
+    /// A manager's view of one person's tasks.
+    #[serde(default)]
+    person: String,
+    /// `unassigned`: the managers' queue.
+    #[serde(default)]
+    queue: String,
+    /// After a reassign: the task given, and to whom.
+    passed: Option<i64>,
+    #[serde(default)]
+    to: String,
 }
 
-/// The open tasks a viewer sees.
-pub async fn visible_open_tasks(
+impl ListQuery {
+    /// The filters as a query string (without the page), for paging links.
+    fn query_string(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("client", &self.client),
+            ("kind", &self.kind),
+            ("status", &self.status),
+            ("q", &self.q),
+            ("sort", &self.sort),
+            ("person", &self.person),
+            ("queue", &self.queue),
+        ] {
+            if !v.trim().is_empty() {
+                q.append_pair(k, v.trim());
+            }
+        }
+        q.finish()
+    }
+
+    fn kind_filter(&self) -> Result<Option<store::TaskKindFilter>, WebError> {
+        Ok(match self.kind.as_str() {
+            "" => None,
+            "demand" => Some(store::TaskKindFilter::Demand),
+            "request" => Some(store::TaskKindFilter::Request),
+            "calendar" => Some(store::TaskKindFilter::Calendar),
+            other => {
+                return Err(WebError::BadRequest(format!(
+                    "Вид задачи «{other}» неизвестен: требование, запрос клиента или календарь."
+                )))
+            }
+        })
+    }
+
+    fn status_filter(&self) -> Result<Option<String>, WebError> {
+        Ok(match self.status.as_str() {
+            "" | "open" => Some("open".to_owned()),
+            "done" => Some("done".to_owned()),
+            "all" => None,
+            other => {
+                return Err(WebError::BadRequest(format!(
+                    "Состояние «{other}» неизвестно: открытые, выполненные или все."
+                )))
+            }
+        })
+    }
+}
+
+/// The tasks a viewer sees under `filter` (its owners are set here from the viewer's role and the query).
+async fn visible_tasks(
     web: &Web,
     viewer: &Viewer,
-) -> Result<(Vec<TaskView>, Directory, Visibility), WebError> {
+    mut filter: store::TaskListFilter,
+    unassigned: bool,
+) -> Result<(Vec<store::TaskListRow>, Directory, Visibility), WebError> {
     let mut conn = web.store().acquire().await?;
     let directory = store::load_directory(&mut conn).await?;
     let vis = visibility(viewer, &directory, web.today());
-    let tasks = if viewer.sees_all {
-        store::web_open_tasks(&mut conn, FIRM_TASKS_LIMIT).await?
+    filter.owners = if unassigned {
+        if !(viewer.sees_all || viewer.is_manager) {
+            return Err(WebError::Forbidden);
+        }
+        store::TaskOwners::Unassigned
+    } else if viewer.sees_all {
+        store::TaskOwners::All
     } else {
-        store::web_tasks_of(&mut conn, &vis.people(), true)
-            .await?
-            .into_iter()
-            .filter(|t| {
-                vis.sees(
-                    viewer,
-                    &directory,
-                    t.assignee.as_deref(),
-                    t.client_inn.as_deref(),
-                )
-            })
-            .collect()
+        store::TaskOwners::People(vis.people())
     };
-    Ok((tasks, directory, vis))
+    filter.limit = LIST_READ_LIMIT;
+    let rows = store::web_task_list(&mut conn, &filter)
+        .await?
+        .into_iter()
+        .filter(|t| {
+            vis.sees(
+                viewer,
+                &directory,
+                t.view.assignee.as_deref(),
+                t.view.client_inn.as_deref(),
+            )
+        })
+        .collect();
+    Ok((rows, directory, vis))
+}
+
+fn list_item(
+    row: store::TaskListRow,
+    today: NaiveDate,
+    cal: &crate::calendar::ProductionCalendar,
+    directory: &Directory,
+    viewer: &Viewer,
+) -> ListItem {
+    let due = NaiveDate::parse_from_str(&row.view.due, "%Y-%m-%d").unwrap_or(today);
+    let kind = present::task_kind(row.view.event.as_deref(), row.view.case_id);
+    let relative = if row.view.status == store::TaskStatus::Open {
+        present::relative_due(due, today, cal, row.client_region.as_deref())
+    } else {
+        "выполнена".to_owned()
+    };
+    let assignee_name = match row.view.assignee.as_deref() {
+        Some(a) if a == viewer.email => None,
+        Some(a) => Some(
+            directory
+                .accountant(a)
+                .map(|p| p.name.clone())
+                .unwrap_or_else(|| a.to_owned()),
+        ),
+        None => Some("без исполнителя".to_owned()),
+    };
+    ListItem {
+        due_ru: present::ru_date(&row.view.due),
+        relative,
+        section: present::section(due, today),
+        kind,
+        kind_label: present::word(kind, present::TASK_KINDS),
+        step_label: present::word(&row.view.step, present::STEPS),
+        priority_label: (row.view.priority != "normal")
+            .then(|| present::word(&row.view.priority, present::PRIORITIES)),
+        assignee_name,
+        demand_date_ru: row.demand_date.as_deref().map(present::ru_date),
+        row,
+    }
 }
 
 pub async fn list(
@@ -80,54 +208,179 @@ pub async fn list(
     viewer: Viewer,
     Query(q): Query<ListQuery>,
 ) -> Result<Html<String>, WebError> {
-    let (tasks, _directory, _vis) = visible_open_tasks(&web, &viewer).await?;
+    let unassigned = q.queue == "unassigned";
+    let client = match q.client.trim() {
+        "" => None,
+        "none" => Some(None),
+        inn => Some(Some(inn.to_owned())),
+    };
+    let filter = store::TaskListFilter {
+        status: q.status_filter()?,
+        client,
+        kind: q.kind_filter()?,
+        search: Some(q.q.clone()).filter(|s| !s.trim().is_empty()),
+        ..Default::default()
+    };
+    let (rows, directory, vis) = visible_tasks(&web, &viewer, filter, unassigned).await?;
     let today = web.today();
-    let mut by_client: BTreeMap<String, (String, usize)> = BTreeMap::new();
-    for t in &tasks {
-        let key = t.client_inn.clone().unwrap_or_default();
-        let entry = by_client
-            .entry(key)
-            .or_insert_with(|| (t.client_name.clone().unwrap_or_default(), 0));
-        entry.1 += 1;
-    }
-    let client = q.client.filter(|c| !c.is_empty());
-    let mut sections: Vec<Section> = [
-        ("overdue", "Просроченные"),
-        ("today", "Срок сегодня"),
-        ("week", "На этой неделе"),
-        ("later", "Позже"),
-    ]
-    .into_iter()
-    .map(|(key, title)| Section {
-        key,
-        title,
-        tasks: Vec::new(),
-    })
-    .collect();
-    let total = tasks.len();
-    for t in tasks {
-        if let Some(c) = &client {
-            if t.client_inn.as_deref() != Some(c.as_str()) {
-                continue;
+    let cal = web.pipeline().ctx().calendar;
+    // The team: people the viewer sees beside themselves, with their overdue counts (a manager's view).
+    let mut people: BTreeMap<String, (String, usize, usize)> = BTreeMap::new();
+    if !unassigned && (viewer.is_manager || viewer.sees_all) {
+        for p in vis.people() {
+            if p != viewer.email {
+                let name = directory
+                    .accountant(&p)
+                    .map(|a| a.name.clone())
+                    .unwrap_or_else(|| p.clone());
+                people.entry(p).or_insert((name, 0, 0));
             }
         }
-        let key = section(&t.due, today);
-        if let Some(s) = sections.iter_mut().find(|s| s.key == key) {
-            s.tasks.push(t);
+        for t in &rows {
+            if let Some(a) = t.view.assignee.as_deref() {
+                if viewer.sees_all && !people.contains_key(a) {
+                    let name = directory
+                        .accountant(a)
+                        .map(|x| x.name.clone())
+                        .unwrap_or_else(|| a.to_owned());
+                    people.insert(a.to_owned(), (name, 0, 0));
+                }
+                if let Some(entry) = people.get_mut(a) {
+                    entry.1 += 1;
+                    if t.view.status == store::TaskStatus::Open
+                        && t.view.due.as_str() < today.to_string().as_str()
+                    {
+                        entry.2 += 1;
+                    }
+                }
+            }
         }
     }
+    let person = q.person.trim().to_lowercase();
+    let mut rows: Vec<store::TaskListRow> = if person.is_empty() {
+        rows
+    } else {
+        rows.into_iter()
+            .filter(|t| t.view.assignee.as_deref() == Some(person.as_str()))
+            .collect()
+    };
+    let mut by_client: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    for t in &rows {
+        let key = t.view.client_inn.clone().unwrap_or_default();
+        let entry = by_client
+            .entry(key)
+            .or_insert_with(|| (t.view.client_name.clone().unwrap_or_default(), 0));
+        entry.1 += 1;
+    }
+    let by_client_sort = q.sort == "client";
+    if by_client_sort {
+        rows.sort_by(|a, b| {
+            let name = |t: &store::TaskListRow| {
+                t.view
+                    .client_name
+                    .clone()
+                    .or_else(|| t.view.client_inn.clone())
+                    .unwrap_or_else(|| "\u{10FFFF}".to_owned())
+                    .to_lowercase()
+            };
+            name(a)
+                .cmp(&name(b))
+                .then(a.view.due.cmp(&b.view.due))
+                .then(a.view.id.cmp(&b.view.id))
+        });
+    }
+    let total = rows.len();
+    let pages = total.div_ceil(LIST_PAGE_SIZE).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let items: Vec<ListItem> = rows
+        .into_iter()
+        .skip((page - 1) * LIST_PAGE_SIZE)
+        .take(LIST_PAGE_SIZE)
+        .map(|r| list_item(r, today, &cal, &directory, &viewer))
+        .collect();
+    let sections: Vec<Section> = if by_client_sort || q.status == "done" {
+        vec![Section {
+            key: "all",
+            title: if by_client_sort {
+                "По клиентам"
+            } else {
+                "Задачи"
+            },
+            tasks: items,
+        }]
+    } else {
+        let mut sections: Vec<Section> = [
+            ("overdue", "Просроченные"),
+            ("today", "Срок сегодня"),
+            ("week", "Ближайшие 7 дней"),
+            ("later", "Позже"),
+        ]
+        .into_iter()
+        .map(|(key, title)| Section {
+            key,
+            title,
+            tasks: Vec::new(),
+        })
+        .collect();
+        for item in items {
+            let key = if item.row.view.status == store::TaskStatus::Open {
+                item.section
+            } else {
+                "later"
+            };
+            if let Some(s) = sections.iter_mut().find(|s| s.key == key) {
+                s.tasks.push(item);
+            }
+        }
+        sections
+    };
     let clients: Vec<_> = by_client
         .into_iter()
         .map(|(inn, (name, n))| minijinja::context! { inn => inn, name => name, count => n })
         .collect();
+    let team: Vec<_> = people
+        .into_iter()
+        .map(|(email, (name, open, overdue))| {
+            minijinja::context! { email => email, name => name, open => open, overdue => overdue }
+        })
+        .collect();
+    // Whom the queue's tasks may be given to: the viewer's team, or everyone for an admin.
+    let assignable: Vec<_> = directory
+        .accountants()
+        .filter(|a| viewer.is_admin || viewer.team.contains(&a.email) || a.email == viewer.email)
+        .map(|a| minijinja::context! { email => a.email.clone(), name => a.name.clone() })
+        .collect();
+    let passed = q.passed.map(|id| {
+        let to = q.to.trim().to_lowercase();
+        let name = directory
+            .accountant(&to)
+            .map(|a| a.name.clone())
+            .unwrap_or(to);
+        minijinja::context! { id => id, name => name }
+    });
     let mut conn = web.store().acquire().await?;
     let ics_created = store::feed_token_created(&mut conn, &viewer.email).await?;
+    let qs = q.query_string();
+    let client_name = match q.client.trim() {
+        "" => None,
+        "none" => Some("без клиента".to_owned()),
+        inn => Some(
+            directory
+                .client(inn)
+                .map(|c| format!("{} ({inn})", c.name))
+                .unwrap_or_else(|| inn.to_owned()),
+        ),
+    };
     web.render(
         "tasks.html",
         Some(&viewer),
         minijinja::context! {
-            sections => sections, clients => clients, total => total, client => client,
-            today => today.to_string(), ics_created => ics_created,
+            sections => sections, clients => clients, total => total, q => q, qs => qs,
+            client_name => client_name, team => team, assignable => assignable,
+            page => page, pages => pages, unassigned => unassigned, passed => passed,
+            multi_person => viewer.sees_all || viewer.is_manager || vis.people().len() > 1,
+            today => present::ru_date(&today.to_string()), ics_created => ics_created.as_deref().map(present::ru_date),
+            may_assign => (viewer.is_manager || viewer.is_admin) && viewer.may_write(),
         },
     )
 }
@@ -138,9 +391,9 @@ async fn visible_task(
     web: &Web,
     viewer: &Viewer,
     id: i64,
-) -> Result<(TaskView, Directory), WebError> {
+) -> Result<(store::TaskListRow, Directory), WebError> {
     let mut conn = web.store().acquire().await?;
-    let task = store::web_task_by_id(&mut conn, id)
+    let task = store::web_task_row(&mut conn, id)
         .await?
         .ok_or(WebError::NotFound)?;
     let directory = store::load_directory(&mut conn).await?;
@@ -258,20 +511,6 @@ pub async fn mail_view(web: &Web, message: i64) -> Result<Option<MailView>, WebE
     Ok(Some(view))
 }
 
-/// Russian labels for the provenance keys the pipeline and the tax calendar write; other keys show as written.
-const PROVENANCE_LABELS: &[(&str, &str)] = &[
-    ("base", "исходная дата"),
-    ("from", "отсчёт от"),
-    ("working_days", "рабочих дней"),
-    ("calendar", "производственный календарь"),
-    ("region", "регион"),
-    ("law", "основание"),
-    ("rule", "правило"),
-    ("event", "событие календаря"),
-    ("period", "период"),
-    ("due_rule", "правило срока"),
-];
-
 /// Russian labels for the headers shown above a mail.
 const HEADER_LABELS: &[(&str, &str)] = &[
     ("from", "От"),
@@ -283,60 +522,162 @@ const HEADER_LABELS: &[(&str, &str)] = &[
 ];
 
 fn label(key: &str, labels: &[(&str, &str)]) -> String {
-    labels
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, l)| (*l).to_owned())
-        .unwrap_or_else(|| key.to_owned())
+    present::word(key, labels)
 }
 
-/// Provenance as label/value lines (it is a JSON object written by the pipeline or the tax calendar).
-fn provenance_lines(provenance: &str) -> Vec<(String, String)> {
-    match serde_json::from_str::<serde_json::Value>(provenance) {
-        Ok(serde_json::Value::Object(map)) => map
-            .into_iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
+/// Provenance as label/value lines in words (it is a JSON object written by the pipeline or the tax calendar);
+/// internal keys (the calendar's event code and period) are left out.
+fn provenance_lines(provenance: &serde_json::Value) -> Vec<(String, String)> {
+    match provenance {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .filter_map(|(k, v)| {
+                let label = present::provenance_label(k)?;
+                let label = if label.is_empty() {
+                    k.clone()
+                } else {
+                    label.to_owned()
                 };
-                (label(&k, PROVENANCE_LABELS), v)
+                Some((label, present::provenance_value(k, v)))
             })
             .collect(),
-        _ => vec![("provenance".into(), provenance.to_owned())],
+        other => vec![("откуда срок".into(), other.to_string())],
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ShowQuery {
+    /// Just marked done: say so, with the undo.
+    #[serde(default)]
+    done: String,
+    /// Just opened again.
+    #[serde(default)]
+    reopened: String,
 }
 
 pub async fn show(
     State(web): State<Web>,
     viewer: Viewer,
     Path(id): Path<i64>,
+    Query(q): Query<ShowQuery>,
 ) -> Result<Html<String>, WebError> {
     let (task, directory) = visible_task(&web, &viewer, id).await?;
-    let mail = match task.message {
+    let mut mail = match task.message {
         Some(m) => mail_view(&web, m).await?,
         None => None,
     };
+    let tz = web.settings().general.timezone;
+    if let Some(m) = mail.as_mut() {
+        for (k, v) in m.headers.iter_mut() {
+            if k == "Дата" {
+                *v = present::ru_datetime(v, &tz);
+            }
+        }
+    }
+    let mut conn = web.store().acquire().await?;
     // The demand's checklist belongs with the task that answers it.
     let checklist = match task.case_id {
-        Some(case) if task.step == "answer" => {
-            let mut conn = web.store().acquire().await?;
-            store::case_checklist(&mut conn, case).await?
-        }
+        Some(case) if task.step == "answer" => store::case_checklist(&mut conn, case).await?,
         _ => Vec::new(),
+    };
+    // The case: the other mails joined to it and its other tasks (those the viewer may see).
+    let vis = visibility(&viewer, &directory, web.today());
+    let (case_mails, case_tasks) = match task.case_id {
+        Some(case) => {
+            let mails: Vec<_> = store::case_mails(&mut conn, case)
+                .await?
+                .into_iter()
+                .filter(|m| Some(m.id) != task.message)
+                .map(|m| {
+                    minijinja::context! {
+                        id => m.id, date => present::ru_date(&m.received_date), from => m.from_addr,
+                        subject => m.subject, status => present::word(m.status.as_str(), present::MAIL_STATUSES),
+                    }
+                })
+                .collect();
+            let tasks: Vec<_> = store::case_tasks(&mut conn, case)
+                .await?
+                .into_iter()
+                .filter(|t| t.id != task.id)
+                .filter(|t| {
+                    vis.sees(
+                        &viewer,
+                        &directory,
+                        t.assignee.as_deref(),
+                        t.client_inn.as_deref(),
+                    )
+                })
+                .map(|t| {
+                    minijinja::context! {
+                        id => t.id, title => t.title.clone(), due => present::ru_date(&t.due),
+                        status => present::word(t.status.as_str(), present::TASK_STATUSES),
+                        step => present::word(&t.step, present::STEPS),
+                    }
+                })
+                .collect();
+            (mails, tasks)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    drop(conn);
+    let provenance: serde_json::Value =
+        serde_json::from_str(&task.provenance).unwrap_or(serde_json::Value::Null);
+    let cal = web.pipeline().ctx().calendar;
+    let sentence = present::deadline_sentence(
+        &provenance,
+        &present::DeadlineFacts {
+            demand: task
+                .demand_number
+                .as_deref()
+                .zip(task.demand_date.as_deref()),
+            received: task.received_date.as_deref(),
+            due: &task.due,
+        },
+        &cal,
+    );
+    let today = web.today();
+    let due = NaiveDate::parse_from_str(&task.due, "%Y-%m-%d").unwrap_or(today);
+    let kind = present::task_kind(task.event.as_deref(), task.case_id);
+    let demand_title = task.kind.as_deref().and_then(|k| {
+        web.pipeline()
+            .ctx()
+            .demands
+            .kind(k)
+            .map(|d| d.title.clone())
+    });
+    let person = |email: Option<&str>| {
+        email.map(|e| {
+            directory
+                .accountant(e)
+                .map(|a| format!("{} ({e})", a.name))
+                .unwrap_or_else(|| e.to_owned())
+        })
     };
     let colleagues: Vec<_> = directory
         .accountants()
         .filter(|a| Some(a.email.as_str()) != task.assignee.as_deref())
         .map(|a| minijinja::context! { email => a.email.clone(), name => a.name.clone() })
         .collect();
+    let open = task.status == store::TaskStatus::Open;
     web.render(
         "task.html",
         Some(&viewer),
         minijinja::context! {
-            task => task.clone(), provenance => provenance_lines(&task.provenance), mail => mail,
-            colleagues => colleagues, may_write => viewer.may_write() && task.status == store::TaskStatus::Open,
+            task => task.clone(), provenance => provenance_lines(&provenance), mail => mail,
+            colleagues => colleagues, may_write => viewer.may_write() && open,
+            may_undo => viewer.may_write() && !open,
             checklist => checklist, may_tick => viewer.may_write(),
+            sentence => sentence, due_ru => present::ru_date(&task.due),
+            relative => if open { present::relative_due(due, today, &cal, task.client_region.as_deref()) } else { String::new() },
+            kind => kind, kind_label => present::word(kind, present::TASK_KINDS), demand_title => demand_title,
+            demand_date_ru => task.demand_date.as_deref().map(present::ru_date),
+            step_label => present::word(&task.step, present::STEPS), role_label => present::word(&task.role, present::ROLES),
+            priority_label => present::word(&task.priority, present::PRIORITIES),
+            status_label => present::word(task.status.as_str(), present::TASK_STATUSES),
+            assignee => person(task.assignee.as_deref()), done_by => person(task.done_by.as_deref()),
+            done_at => task.done_at.as_deref().map(|t| present::ru_datetime(t, &tz)),
+            just_done => q.done == "1" && !open, just_reopened => q.reopened == "1" && open,
+            case_mails => case_mails, case_tasks => case_tasks,
         },
     )
 }
@@ -377,21 +718,57 @@ pub async fn done(
         return Err(WebError::Forbidden);
     }
     let (task, _) = visible_task(&web, &viewer, id).await?;
+    let at = store::timestamp(Utc::now());
     let mut tx = web.store().begin().await?;
-    if !store::mark_task_done(&mut tx, id).await? {
+    if !store::mark_task_done_by(&mut tx, id, &viewer.email, &at).await? {
         return Err(WebError::BadRequest("Задача уже закрыта.".into()));
     }
     log_task_event(
         &mut tx,
         "task_done",
         store::EVENT_DONE,
-        &task,
+        &task.view,
         serde_json::json!({"task": id, "step": task.step, "assignee": task.assignee, "by": viewer.email}),
     )
     .await?;
     tx.commit().await.context("mark a task done")?;
     tracing::info!(task_id = id, account = %viewer.email, "task done");
-    Ok(Redirect::to(&format!("/tasks/{id}")).into_response())
+    Ok(Redirect::to(&format!("/tasks/{id}?done=1#flash")).into_response())
+}
+
+/// The undo of done: the task is open again, as it was; logged like every change. (Task sinks keep what they
+/// were told: the log says the task was reopened.)
+pub async fn reopen(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(&form.csrf)?;
+    if !viewer.may_write() {
+        return Err(WebError::Forbidden);
+    }
+    let (task, _) = visible_task(&web, &viewer, id).await?;
+    let at = store::timestamp(Utc::now());
+    let mut tx = web.store().begin().await?;
+    if !store::reopen_task(&mut tx, id).await? {
+        return Err(WebError::BadRequest("Задача и так открыта.".into()));
+    }
+    store::append_log(
+        &mut tx,
+        &store::LogEntry {
+            at: &at,
+            event: "task_reopened",
+            message: task.message,
+            sha256: None,
+            payload: &serde_json::json!({"task": id, "step": task.step, "assignee": task.assignee,
+                "done_by": task.done_by, "done_at": task.done_at, "by": viewer.email}),
+        },
+    )
+    .await?;
+    tx.commit().await.context("reopen a task")?;
+    tracing::info!(task_id = id, account = %viewer.email, "task reopened");
+    Ok(Redirect::to(&format!("/tasks/{id}?reopened=1#flash")).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -445,6 +822,9 @@ pub struct ReassignForm {
     #[serde(default)]
     csrf: String,
     to: String,
+    /// `queue`: the form is on the unassigned queue, and the answer goes back there.
+    #[serde(default)]
+    back: String,
 }
 
 pub async fn reassign(
@@ -459,6 +839,14 @@ pub async fn reassign(
     }
     let (task, directory) = visible_task(&web, &viewer, id).await?;
     let to = form.to.trim().to_lowercase();
+    // A task in the unassigned queue goes to the manager's own team (an admin: anyone).
+    if task.assignee.is_none()
+        && !(viewer.is_admin || to == viewer.email || viewer.team.contains(&to))
+    {
+        return Err(WebError::BadRequest(format!(
+            "{to} не в вашей команде: задачу из очереди можно взять себе или передать своему сотруднику."
+        )));
+    }
     if directory.accountant(&to).is_none() {
         return Err(WebError::BadRequest(format!(
             "{to} нет в списке сотрудников: выберите коллегу из списка."
@@ -472,13 +860,21 @@ pub async fn reassign(
         &mut tx,
         "task_reassigned",
         store::EVENT_REASSIGNED,
-        &task,
+        &task.view,
         serde_json::json!({"task": id, "step": task.step, "from": task.assignee, "to": to, "by": viewer.email}),
     )
     .await?;
     tx.commit().await.context("reassign a task")?;
     tracing::info!(task_id = id, account = %viewer.email, to = %to, "task reassigned");
-    Ok(Redirect::to(&format!("/tasks/{id}")).into_response())
+    // Back to the list with what happened: the task may no longer be the viewer's to see, so not to its page.
+    let mut back =
+        form_urlencoded::Serializer::for_suffix(String::from("/tasks?"), "/tasks?".len());
+    if form.back == "queue" {
+        back.append_pair("queue", "unassigned");
+    }
+    back.append_pair("passed", &id.to_string());
+    back.append_pair("to", &to);
+    Ok(Redirect::to(&format!("{}#flash", back.finish())).into_response())
 }
 
 /// An attachment of a mail: auditors and admins for any mail, others for a mail one of whose tasks they see.
@@ -542,13 +938,38 @@ pub async fn ics_feed(
     if super::auth::role_of(&web.settings().web, &directory, &person).is_none() {
         return Err(WebError::NotFound);
     }
-    let feed = open_tasks(&mut conn, &person).await?;
+    let tasks = store::web_task_list(
+        &mut conn,
+        &store::TaskListFilter {
+            owners: store::TaskOwners::People(vec![person.clone()]),
+            status: Some("open".to_owned()),
+            limit: FEED_LIMIT,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let owner = directory
+        .accountant(&person)
+        .map(|a| a.name.clone())
+        .unwrap_or_else(|| person.clone());
+    let base = web
+        .settings()
+        .web
+        .base_url
+        .as_deref()
+        .map(|b| b.trim_end_matches('/').to_owned());
     Ok((
-        [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
-        ics(&[], &feed, Utc::now()),
+        [
+            (header::CONTENT_TYPE, "text/calendar; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        super::feed::feed(&owner, &tasks, base.as_deref(), Utc::now()),
     )
         .into_response())
 }
+
+/// Open tasks one feed lists at most: far more than a person's work, a bound on a feed's size.
+const FEED_LIMIT: i64 = 5000;
 
 /// Gives the viewer a new feed token (the old link stops working) and shows it, this once.
 pub async fn new_ics_token(
@@ -567,10 +988,17 @@ pub async fn new_ics_token(
     )
     .await?;
     drop(conn);
+    // The full address when `[web] base_url` says where the server is; the path alone otherwise.
+    let base = web
+        .settings()
+        .web
+        .base_url
+        .as_deref()
+        .map(|b| b.trim_end_matches('/').to_owned());
     let page = web.render(
         "feed.html",
         Some(&viewer),
-        minijinja::context! { token => token },
+        minijinja::context! { token => token, absolute => base.is_some(), base => base },
     )?;
     Ok(([(header::CACHE_CONTROL, "no-store")], page).into_response())
 }
@@ -585,19 +1013,4 @@ pub async fn revoke_ics_token(
     let mut conn = web.store().acquire().await?;
     store::revoke_feed_token(&mut conn, &viewer.email).await?;
     Ok(Redirect::to("/tasks").into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tasks_fall_into_overdue_today_week_and_later() {
-        // 2026-03-11 is a Wednesday: the week runs to Sunday the 15th.
-        let today = NaiveDate::from_ymd_opt(2026, 3, 11).expect("date");
-        assert_eq!(section("2026-03-10", today), "overdue");
-        assert_eq!(section("2026-03-11", today), "today");
-        assert_eq!(section("2026-03-15", today), "week");
-        assert_eq!(section("2026-03-16", today), "later");
-    }
 }

@@ -12,6 +12,8 @@ pub const ADMIN: &str = "admin@debet-service.example";
 pub const AUDITOR: &str = "auditor@debet-service.example";
 pub const ACCOUNTANT: &str = "ivanova@debet-service.example";
 pub const OTHER_ACCOUNTANT: &str = "kuznetsova@debet-service.example";
+/// Heads the team of both accountants above (`manager` in the corpus's accountants.csv).
+pub const MANAGER: &str = "belova@debet-service.example";
 pub const PASSWORD: &str = "пароль-для-тестов-42";
 
 /// A test's web server over its own store with the corpus in it.
@@ -47,7 +49,7 @@ impl WebWorld {
         .unwrap();
         app.import_corpus_register().await;
         app.ingest(mail, false).await;
-        for who in [ADMIN, AUDITOR, ACCOUNTANT, OTHER_ACCOUNTANT] {
+        for who in [ADMIN, AUDITOR, ACCOUNTANT, OTHER_ACCOUNTANT, MANAGER] {
             taxinbox::web::set_password(&app.app.store, &app.app.settings.web, who, PASSWORD)
                 .await
                 .unwrap();
@@ -298,8 +300,12 @@ on_both_engines!(
         let mut downloaded = 0;
         for id in &expected {
             let (_, page) = c.get(&format!("/tasks/{id}")).await;
-            let Some(href) =
-                attribute_after(&page, "<a href=\"/mail/").map(|h| format!("/mail/{h}"))
+            let Some(href) = page
+                .split("<a href=\"")
+                .skip(1)
+                .filter_map(|s| s.split('"').next())
+                .find(|h| h.starts_with("/mail/") && h.contains("/attachments/"))
+                .map(str::to_owned)
             else {
                 continue;
             };
@@ -348,10 +354,23 @@ on_both_engines!(
         // Not an auditor's or admin's page either.
         assert_eq!(c.get("/log").await.0, 403);
         assert_eq!(c.get("/admin/quarantine").await.0, 403);
+        // Someone else's mail answers exactly as a mail that does not exist (a 403 would say that it does).
+        let missing_mail = world.app.count("SELECT MAX(id) + 1000 FROM messages").await;
+        let (status, theirs_page) = c.get(&format!("/mail/{}", theirs.message.unwrap())).await;
+        assert_eq!(status, 404);
         assert_eq!(
-            c.get(&format!("/mail/{}", theirs.message.unwrap())).await.0,
-            403
+            (status, theirs_page),
+            c.get(&format!("/mail/{missing_mail}")).await
         );
+        // Their own mail opens as its task.
+        let r = c
+            .get_response(&format!("/mail/{}", mine.message.unwrap()))
+            .await;
+        assert_eq!(r.status().as_u16(), 303);
+        assert!(r.headers()[reqwest::header::LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/tasks/"));
         world.finish().await;
     }
 );
@@ -532,7 +551,7 @@ on_both_engines!(
         assert_eq!(seen, demands);
 
         let r = c
-            .get_response("/log/export?format=csv&category=tax_demand")
+            .get_response("/log/export?format=csv-rfc&category=tax_demand")
             .await;
         assert_eq!(r.status().as_u16(), 200);
         assert!(r.headers()[reqwest::header::CONTENT_DISPOSITION]
@@ -555,8 +574,24 @@ on_both_engines!(
         assert_eq!(
             csv.as_bytes(),
             expected.as_slice(),
-            "the export is audit export's CSV"
+            "the csv-rfc export is audit export's CSV"
         );
+        // The default CSV is the one Russian Excel opens: a BOM, `;`, Russian headers, one line per mail.
+        let excel = c
+            .get_response("/log/export?format=csv&category=tax_demand")
+            .await;
+        assert_eq!(excel.status().as_u16(), 200);
+        assert_eq!(excel.headers()[reqwest::header::CACHE_CONTROL], "no-store");
+        let excel = excel.bytes().await.unwrap();
+        assert!(excel.starts_with("\u{feff}".as_bytes()));
+        let excel = String::from_utf8(excel[3..].to_vec()).unwrap();
+        let header = excel.lines().next().unwrap();
+        assert!(
+            header.starts_with("№ письма;Получено;Ящик;От;Тема;ИНН клиента;Клиент;Категория"),
+            "{header}"
+        );
+        assert_eq!(excel.matches("\r\n").count(), rows.len() + 1);
+        assert!(excel.contains(";требование ФНС;"));
         // The mailbox filter narrows the export in the store's query, as it narrows the page.
         let jsonl_lines = |body: String| body.lines().count();
         let mailbox = &rows[0].mailbox;
@@ -623,6 +658,14 @@ on_both_engines!(
             ))
             .await;
         assert_eq!(text.matches("BEGIN:VEVENT").count() as i64, open);
+        // Named after its owner, each event with a reminder the day before and its client's name.
+        assert!(
+            text.contains("X-WR-CALNAME:taxinbox — Иванова Ольга Петровна"),
+            "{text}"
+        );
+        assert_eq!(text.matches("BEGIN:VALARM").count() as i64, open);
+        assert_eq!(text.matches("TRIGGER:-PT15H").count() as i64, open);
+        assert!(text.contains("DESCRIPTION:Клиент: "));
         // A new token retires the old link.
         let (status, page) = c.post("/me/ics", &[("csrf", &csrf)]).await;
         assert_eq!(status, 200);
@@ -877,3 +920,307 @@ async fn a_documents_demands_list_is_the_answer_tasks_checklist_on_its_page_and_
     assert_eq!(with_list.len(), 1, "{decoded:#?}");
     world.finish().await;
 }
+
+/// The `Location` of an answer.
+fn location(r: &reqwest::Response) -> String {
+    r.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Signs in with a `next` of its own; the `Location` the sign-in answers with.
+async fn sign_in_then(base: &str, next: &str) -> String {
+    let mut c = Client::new(base);
+    let (_, page) = c.get("/login").await;
+    let token = attribute_after(&page, "name=\"token\" value=\"").unwrap();
+    let r = c
+        .http
+        .post(format!("{base}/login"))
+        .header(reqwest::header::COOKIE, c.cookie_header())
+        .form(&[
+            ("email", ACCOUNTANT),
+            ("password", PASSWORD),
+            ("token", token.as_str()),
+            ("next", next),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303, "{next}");
+    location(&r)
+}
+
+on_both_engines!(
+    a_deep_link_returns_after_sign_in_but_only_to_a_local_path,
+    |engine| async move {
+        let world = WebWorld::new(engine).await;
+        let mine = a_task_of(&world, ACCOUNTANT).await;
+        let path = format!("/tasks/{}?done=0", mine.id);
+        // Signed out, the link leads to the sign-in page carrying the way back …
+        let r = Client::new(&world.base).get_response(&path).await;
+        assert_eq!(r.status().as_u16(), 303);
+        let to_login = location(&r);
+        assert_eq!(
+            to_login,
+            format!("/login?next=%2Ftasks%2F{}%3Fdone%3D0", mine.id)
+        );
+        let (status, page) = Client::new(&world.base).get(&to_login).await;
+        assert_eq!(status, 200);
+        // (minijinja writes `/` in attributes as `&#x2f;`.)
+        assert!(page.replace("&#x2f;", "/").contains(&format!(
+            "name=\"next\" value=\"/tasks/{}?done=0\"",
+            mine.id
+        )));
+        // … and signing in goes there.
+        assert_eq!(sign_in_then(&world.base, &path).await, path);
+        // Anything that is not a path on this server goes to the start page instead.
+        for hostile in [
+            "//evil.example/tasks",
+            "http://evil.example/",
+            "https:evil.example",
+            "/\\evil.example",
+            "\\\\evil.example\\x",
+            "/tasks\\..\\..\\evil",
+            "javascript:alert(1)",
+            "tasks",
+        ] {
+            assert_eq!(sign_in_then(&world.base, hostile).await, "/", "{hostile}");
+            let (_, page) = Client::new(&world.base)
+                .get(&format!(
+                    "/login?next={}",
+                    form_urlencoded::byte_serialize(hostile.as_bytes()).collect::<String>()
+                ))
+                .await;
+            assert!(!page.contains("name=\"next\""), "{hostile}");
+        }
+        world.finish().await;
+    }
+);
+
+on_both_engines!(
+    signed_in_pages_exports_and_feeds_are_never_cached,
+    |engine| async move {
+        let world = WebWorld::new(engine).await;
+        let mut c = Client::new(&world.base);
+        assert_eq!(c.sign_in(ACCOUNTANT, PASSWORD).await, 303);
+        let mine = a_task_of(&world, ACCOUNTANT).await;
+        let csrf = c.csrf.clone();
+        let (_, page) = c.post("/me/ics", &[("csrf", &csrf)]).await;
+        let marker = "<code id=\"ics-url\">";
+        let start = page.find(marker).unwrap() + marker.len();
+        let feed = page[start..].split('<').next().unwrap().to_owned();
+        for path in [
+            "/tasks".to_owned(),
+            format!("/tasks/{}", mine.id),
+            "/tasks?queue=unassigned".to_owned(),
+            feed,
+            "/no/such/page".to_owned(),
+        ] {
+            let r = c.get_response(&path).await;
+            assert_eq!(
+                r.headers()[reqwest::header::CACHE_CONTROL],
+                "no-store",
+                "{path}"
+            );
+        }
+        let mut auditor = Client::new(&world.base);
+        assert_eq!(auditor.sign_in(AUDITOR, PASSWORD).await, 303);
+        for path in ["/log", "/log/export?format=csv", "/log/export?format=jsonl"] {
+            let r = auditor.get_response(path).await;
+            assert_eq!(r.status().as_u16(), 200, "{path}");
+            assert_eq!(
+                r.headers()[reqwest::header::CACHE_CONTROL],
+                "no-store",
+                "{path}"
+            );
+        }
+        // The stylesheet is the same for everyone and may be kept.
+        let r = c.get_response("/static/style.css").await;
+        assert_ne!(r.headers()[reqwest::header::CACHE_CONTROL], "no-store");
+        world.finish().await;
+    }
+);
+
+on_both_engines!(
+    errors_are_russian_pages_inside_the_layout,
+    |engine| async move {
+        let world = WebWorld::new(engine).await;
+        let mut c = Client::new(&world.base);
+        assert_eq!(c.sign_in(ACCOUNTANT, PASSWORD).await, 303);
+        for path in ["/tasks/abc", "/no/such/page", "/tasks/99999999"] {
+            let (status, page) = c.get(path).await;
+            assert_eq!(status, 404, "{path}");
+            assert!(page.contains("<h1>404</h1>"), "{path}: {page}");
+            assert!(page.contains("Такой страницы нет"), "{path}");
+            assert!(
+                page.contains("form class=\"logout\""),
+                "{path}: the menu stays"
+            );
+            assert!(
+                !page.contains("Invalid URL") && !page.contains("Cannot parse"),
+                "{path}"
+            );
+        }
+        let (status, page) = c.get("/log").await;
+        assert_eq!(status, 403);
+        assert!(page.contains("Нет доступа") && page.contains("form class=\"logout\""));
+        let (status, page) = c.get("/tasks?kind=nonsense").await;
+        assert_eq!(status, 400);
+        assert!(page.contains("Вид задачи") && page.contains("form class=\"logout\""));
+        // Signed out, an unknown page is still a page, with the way to sign in.
+        let (status, page) = Client::new(&world.base).get("/no/such/page").await;
+        assert_eq!(status, 404);
+        assert!(page.contains("Ко входу"));
+        world.finish().await;
+    }
+);
+
+on_both_engines!(
+    done_says_so_offers_undo_and_records_who_and_when,
+    |engine| async move {
+        let world = WebWorld::new(engine).await;
+        let mut c = Client::new(&world.base);
+        assert_eq!(c.sign_in(ACCOUNTANT, PASSWORD).await, 303);
+        let task = a_task_of(&world, ACCOUNTANT).await;
+        let csrf = c.csrf.clone();
+        let r = c
+            .http
+            .post(format!("{}/tasks/{}/done", world.base, task.id))
+            .header(reqwest::header::COOKIE, c.cookie_header())
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 303);
+        let back = location(&r);
+        assert_eq!(back, format!("/tasks/{}?done=1#flash", task.id));
+        let (status, page) = c.get(back.trim_end_matches("#flash")).await;
+        assert_eq!(status, 200);
+        assert!(page.contains("id=\"flash\"") && page.contains("Задача отмечена выполненной"));
+        assert!(
+            page.contains("Иванова Ольга Петровна"),
+            "who marked it done"
+        );
+        assert!(page.contains("id=\"undo\""));
+        assert_eq!(
+            world
+                .app
+                .count(&format!(
+                    "SELECT COUNT(*) FROM tasks WHERE id = {} AND done_by = '{ACCOUNTANT}' AND done_at IS NOT NULL",
+                    task.id
+                ))
+                .await,
+            1
+        );
+        // Undo: open again, as before, and in the log.
+        let (status, _) = c
+            .post(&format!("/tasks/{}/reopen", task.id), &[("csrf", &csrf)])
+            .await;
+        assert_eq!(status, 303);
+        assert_eq!(
+            world
+                .app
+                .count(&format!(
+                    "SELECT COUNT(*) FROM tasks WHERE id = {} AND status = 'open' AND done_by IS NULL",
+                    task.id
+                ))
+                .await,
+            1
+        );
+        assert_eq!(
+            world
+                .app
+                .count("SELECT COUNT(*) FROM audit_log WHERE event = 'task_reopened'")
+                .await,
+            1
+        );
+        assert_eq!(
+            c.post(&format!("/tasks/{}/reopen", task.id), &[("csrf", &csrf)])
+                .await
+                .0,
+            400,
+            "an open task is not reopened"
+        );
+        let mut conn = world.app.app.store.acquire().await.unwrap();
+        let v = taxinbox::audit::verify(&mut conn).await.unwrap();
+        assert!(v.is_intact(), "{v}");
+        drop(conn);
+        world.finish().await;
+    }
+);
+
+on_both_engines!(
+    the_task_list_filters_searches_and_fixes_the_no_client_link,
+    |engine| async move {
+        let world = WebWorld::new(engine).await;
+        let mut c = Client::new(&world.base);
+        assert_eq!(c.sign_in(AUDITOR, PASSWORD).await, 303);
+        let all = task_ids(&c.get("/tasks").await.1);
+        let without_client = world
+            .app
+            .count("SELECT COUNT(*) FROM tasks WHERE status = 'open' AND client_inn IS NULL")
+            .await;
+        let (status, page) = c.get("/tasks?client=none").await;
+        assert_eq!(status, 200);
+        let shown = task_ids(&page);
+        assert_eq!(
+            shown.len() as i64,
+            without_client.min(taxinbox::web::tasks::LIST_PAGE_SIZE as i64)
+        );
+        assert!(shown.len() < all.len() || all.len() == taxinbox::web::tasks::LIST_PAGE_SIZE);
+        for id in &shown {
+            assert_eq!(
+                world
+                    .app
+                    .count(&format!(
+                        "SELECT COUNT(*) FROM tasks WHERE id = {id} AND client_inn IS NULL"
+                    ))
+                    .await,
+                1
+            );
+        }
+        // The search finds a demand's task and mail by its number, whatever the case of the letters typed.
+        let (id, message, number): (i64, i64, String) = {
+            let mut conn = world.app.app.store.acquire().await.unwrap();
+            sqlx::query_as(
+                "SELECT t.id, t.message, k.number FROM tasks t JOIN cases k ON k.id = t.case_id \
+                 WHERE t.status = 'open' ORDER BY t.id LIMIT 1",
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+        };
+        let q = form_urlencoded::byte_serialize(number.as_bytes()).collect::<String>();
+        let found = task_ids(&c.get(&format!("/tasks?q={q}")).await.1);
+        assert!(found.contains(&id), "{number}: {found:?}");
+        assert!(found.len() < all.len() || all.len() == taxinbox::web::tasks::LIST_PAGE_SIZE);
+        let (_, log) = c.get(&format!("/log?q={q}")).await;
+        assert!(
+            log.contains(&format!("data-mail=\"{message}\"")),
+            "{number}"
+        );
+        let (_, nothing) = c
+            .get("/tasks?q=%D0%BD%D0%B5%D1%82-%D1%82%D0%B0%D0%BA%D0%BE%D0%B3%D0%BE")
+            .await;
+        assert!(task_ids(&nothing).is_empty());
+        let ooo = task_ids(&c.get("/tasks?q=%D0%BE%D0%BE%D0%BE&status=all").await.1);
+        let upper = task_ids(&c.get("/tasks?q=%D0%9E%D0%9E%D0%9E&status=all").await.1);
+        assert!(!ooo.is_empty(), "«ооо» finds the ООО clients");
+        assert_eq!(ooo, upper);
+        // The tax calendar's tasks are the calendar kind; a demand's are not.
+        let (_, page) = c.get("/tasks?kind=calendar&status=all").await;
+        for id in task_ids(&page) {
+            assert_eq!(
+                world
+                    .app
+                    .count(&format!(
+                        "SELECT COUNT(*) FROM tasks WHERE id = {id} AND event IS NOT NULL"
+                    ))
+                    .await,
+                1
+            );
+        }
+        world.finish().await;
+    }
+);

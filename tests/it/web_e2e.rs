@@ -5,7 +5,9 @@
 //! to `target/screenshots/`. Chromium and chromedriver come from Debian (`scripts/test-services`).
 
 use crate::helpers::{project_root, Engine};
-use crate::web::{task_ids, WebWorld, ACCOUNTANT, ADMIN, AUDITOR, OTHER_ACCOUNTANT, PASSWORD};
+use crate::web::{
+    task_ids, WebWorld, ACCOUNTANT, ADMIN, AUDITOR, MANAGER, OTHER_ACCOUNTANT, PASSWORD,
+};
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::process::{Child, Command, Stdio};
 
@@ -45,6 +47,12 @@ fn executable(candidates: &[&str]) -> String {
 const DRIVER_START_TRIES: u32 = 150;
 
 async fn start_driver() -> (Driver, Client) {
+    start_driver_sized(None).await
+}
+
+/// A Chromium session; `phone` emulates a phone screen that many CSS pixels wide (device metrics, so the page's
+/// viewport is exactly that wide whatever the window manager allows).
+async fn start_driver_sized(phone: Option<u32>) -> (Driver, Client) {
     let chromedriver = executable(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]);
     let chromium = executable(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"]);
     let port = free_port();
@@ -72,18 +80,21 @@ async fn start_driver() -> (Driver, Client) {
     }
     assert!(up, "chromedriver did not answer on {status}");
     let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1280,1000",
-                format!("--user-data-dir={}", driver._profile.path().display()),
-            ],
-        }),
-    );
+    let mut options = serde_json::json!({
+        "binary": chromium,
+        "args": [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--window-size=1280,1000",
+            format!("--user-data-dir={}", driver._profile.path().display()),
+        ],
+    });
+    if let Some(width) = phone {
+        options["mobileEmulation"] = serde_json::json!({
+            "deviceMetrics": { "width": width, "height": 844, "pixelRatio": 1.0, "touch": true },
+        });
+    }
+    caps.insert("goog:chromeOptions".into(), options);
     // Two rustls crypto providers are linked in (ring, aws-lc via fantoccini): name one for the process.
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let client = ClientBuilder::rustls()
@@ -107,8 +118,25 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
 }
 
+/// A screenshot the README shows: also written to `docs/screenshots/`.
+async fn documented_screenshot(client: &Client, name: &str) {
+    screenshot(client, name).await;
+    let dir = project_root().join("docs").join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        screenshots().join(format!("{name}.png")),
+        dir.join(format!("{name}.png")),
+    )
+    .unwrap();
+}
+
 async fn sign_in(client: &Client, base: &str, email: &str) {
     client.goto(&format!("{base}/login")).await.unwrap();
+    sign_in_here(client, email).await;
+}
+
+/// Fills in and sends the sign-in form of the page the browser is on.
+async fn sign_in_here(client: &Client, email: &str) {
     fill(client, "email", email).await;
     fill(client, "password", PASSWORD).await;
     click(client, "sign-in").await;
@@ -216,7 +244,7 @@ async fn accountants_auditors_and_admins_use_the_web_view_in_chromium() {
         .unwrap();
     assert!(!rows.is_empty());
     for row in &rows {
-        assert!(row.text().await.unwrap().contains("tax_demand"));
+        assert!(row.text().await.unwrap().contains("требование ФНС"));
     }
     screenshot(&client, "log").await;
     sign_out(&client, &base).await;
@@ -283,4 +311,240 @@ async fn click(client: &Client, id: &str) {
         .click()
         .await
         .unwrap();
+}
+
+/// Runs SQL against the world's store (the test arranges a deadline or a queue).
+async fn execute(world: &WebWorld, sql: &str) {
+    let mut conn = world.app.app.store.acquire().await.unwrap();
+    sqlx::query(sql).execute(&mut *conn).await.expect(sql);
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    client
+        .wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_view_is_a_work_tool_for_accountants_managers_and_auditors_in_chromium() {
+    let world = WebWorld::new(Engine::Sqlite).await;
+    let base = world.base.clone();
+    let today = chrono::Utc::now()
+        .with_timezone(&world.app.app.settings.general.timezone)
+        .date_naive();
+    // One of the accountant's demand tasks is twelve days overdue; another task waits in the unassigned queue.
+    let (demand_task, number): (i64, String) = {
+        let mut conn = world.app.app.store.acquire().await.unwrap();
+        sqlx::query_as(&format!(
+            "SELECT t.id, k.number FROM tasks t JOIN cases k ON k.id = t.case_id \
+             WHERE t.assignee = '{ACCOUNTANT}' AND t.status = 'open' ORDER BY t.id LIMIT 1"
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .expect("the corpus gives the accountant an open demand task")
+    };
+    let overdue = today - chrono::Duration::days(12);
+    execute(
+        &world,
+        &format!("UPDATE tasks SET due = '{overdue}' WHERE id = {demand_task}"),
+    )
+    .await;
+    let queued = world
+        .app
+        .count(&format!(
+            "SELECT MIN(id) FROM tasks WHERE status = 'open' AND assignee = '{OTHER_ACCOUNTANT}'"
+        ))
+        .await;
+    execute(
+        &world,
+        &format!("UPDATE tasks SET assignee = NULL WHERE id = {queued}"),
+    )
+    .await;
+
+    let (driver, client) = start_driver().await;
+
+    // A link from a notification, opened while signed out, lands on its task after sign-in.
+    let deep = format!("{base}/tasks/{demand_task}");
+    client.goto(&deep).await.unwrap();
+    client
+        .wait()
+        .for_element(Locator::Id("sign-in"))
+        .await
+        .unwrap();
+    sign_in_here(&client, ACCOUNTANT).await;
+    assert_eq!(client.current_url().await.unwrap().as_str(), deep);
+    // The demand's page: number in the header, the deadline in one sentence, no raw codes.
+    let header = text_of(&client, "#task-header").await;
+    assert!(
+        header.contains(&format!("Требование № {number}")),
+        "{header}"
+    );
+    let sentence = text_of(&client, "#deadline-sentence").await;
+    assert!(
+        sentence.contains(&overdue.format("%d.%m.%Y").to_string()),
+        "{sentence}"
+    );
+    let due = text_of(&client, "#due").await;
+    assert!(due.contains("просрочено на 12 дн."), "{due}");
+    documented_screenshot(&client, "task-demand").await;
+
+    // The list: Russian dates, how overdue, no column repeating the accountant.
+    client.goto(&format!("{base}/tasks")).await.unwrap();
+    let row = text_of(&client, &format!("tr[data-task=\"{demand_task}\"]")).await;
+    assert!(
+        row.contains(&overdue.format("%d.%m.%Y").to_string()),
+        "{row}"
+    );
+    assert!(row.contains("просрочено на 12 дн."), "{row}");
+    let page = client.source().await.unwrap();
+    assert!(!page.contains(&format!("<td class=\"who\">{ACCOUNTANT}")));
+    assert!(
+        !page.contains(&today.to_string()),
+        "no ISO dates on the list"
+    );
+    documented_screenshot(&client, "tasks-desktop").await;
+
+    // The search box finds the task by its demand number.
+    fill(&client, "search", &number).await;
+    click(&client, "apply-filters").await;
+    client
+        .wait()
+        .for_element(Locator::Css(&format!("tr[data-task=\"{demand_task}\"]")))
+        .await
+        .unwrap();
+    let found = task_ids(&client.source().await.unwrap());
+    assert!(found.contains(&demand_task));
+    assert!(found.len() < world.expected_task_ids(ACCOUNTANT).await.len());
+
+    // Reassigning ends in the list with a confirmation, not a 403.
+    client.goto(&deep).await.unwrap();
+    client
+        .find(Locator::Css(&format!(
+            "#to option[value=\"{OTHER_ACCOUNTANT}\"]"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click(&client, "reassign").await;
+    let flash = text_of(&client, "#flash").await;
+    assert!(
+        flash.contains("передана") && flash.contains("Кузнецова"),
+        "{flash}"
+    );
+    assert_ne!(text_of(&client, "h1").await, "403");
+    assert!(client
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .starts_with("/tasks"));
+    client.close().await.unwrap();
+    drop(driver);
+
+    // On a phone the list is cards: nothing wider than the 390 px screen.
+    let (phone_driver, phone) = start_driver_sized(Some(390)).await;
+    sign_in(&phone, &base, ACCOUNTANT).await;
+    phone.goto(&format!("{base}/tasks")).await.unwrap();
+    let widths = phone
+        .execute(
+            "return [window.innerWidth, document.documentElement.scrollWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let inner = widths[0].as_i64().unwrap();
+    let scroll = widths[1].as_i64().unwrap();
+    assert_eq!(inner, 390, "the phone's viewport");
+    assert!(
+        scroll <= 390,
+        "the list is {scroll} px wide on a 390 px phone"
+    );
+    documented_screenshot(&phone, "tasks-phone").await;
+    phone.close().await.unwrap();
+    drop(phone_driver);
+
+    let (driver, client) = start_driver().await;
+    // The manager sees the unassigned queue and assigns from it.
+    sign_in(&client, &base, MANAGER).await;
+    client
+        .goto(&format!("{base}/tasks?queue=unassigned"))
+        .await
+        .unwrap();
+    let row = format!("tr[data-task=\"{queued}\"]");
+    client.wait().for_element(Locator::Css(&row)).await.unwrap();
+    documented_screenshot(&client, "manager-queue").await;
+    client
+        .find(Locator::Css(&format!(
+            "{row} select[name=to] option[value=\"{ACCOUNTANT}\"]"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css(&format!("{row} button.assign-to")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let flash = text_of(&client, "#flash").await;
+    assert!(
+        flash.contains(&format!("№ {queued}")) && flash.contains("Иванова"),
+        "{flash}"
+    );
+    assert_eq!(
+        world
+            .app
+            .count(&format!(
+                "SELECT COUNT(*) FROM tasks WHERE id = {queued} AND assignee = '{ACCOUNTANT}'"
+            ))
+            .await,
+        1
+    );
+    assert!(!task_ids(&client.source().await.unwrap()).contains(&queued));
+    sign_out(&client, &base).await;
+
+    // The auditor's log, and its CSV as Russian Excel opens it.
+    sign_in(&client, &base, AUDITOR).await;
+    client.goto(&format!("{base}/log")).await.unwrap();
+    client
+        .wait()
+        .for_element(Locator::Id("log-total"))
+        .await
+        .unwrap();
+    documented_screenshot(&client, "auditor-log").await;
+    let csv = client
+        .execute(
+            "return fetch('/log/export?format=csv').then(r => r.arrayBuffer()).then(b => \
+             Array.from(new Uint8Array(b.slice(0, 400))));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let bytes: Vec<u8> = csv
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    assert!(bytes.starts_with(&[0xEF, 0xBB, 0xBF]), "a UTF-8 BOM");
+    let text = String::from_utf8_lossy(&bytes[3..]);
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.starts_with("№ письма;Получено;Ящик;От;Тема"),
+        "{header}"
+    );
+
+    client.close().await.unwrap();
+    drop(driver);
+    world.finish().await;
 }
