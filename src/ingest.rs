@@ -20,6 +20,9 @@ pub struct IngestOptions {
     pub batch_size: usize,
     /// Which mail is history (`ingest --archive`, a Maildir's `archive_before`): no notification, no task event.
     pub archive: Archive,
+    /// The configured source's name (`[[maildirs]] name`), recorded as each mail's mailbox, as IMAP mail records its
+    /// mailbox's; `None` records the input's kind (`stdin`, `maildir`, `file`).
+    pub mailbox: Option<String>,
 }
 
 /// Runs `inputs` through the pipeline; `on_report` sees each mail's report once its batch has committed.
@@ -47,7 +50,10 @@ pub async fn ingest(
                     mails.push(Incoming {
                         raw,
                         source: input.reference(),
-                        mailbox: input_kind(input).to_owned(),
+                        mailbox: options
+                            .mailbox
+                            .clone()
+                            .unwrap_or_else(|| input_kind(input).to_owned()),
                         archive: options.archive,
                     });
                     read.push(input);

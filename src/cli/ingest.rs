@@ -86,6 +86,7 @@ pub async fn run_ingest(
         dry_run,
         batch_size: app.settings.ingest.batch_size,
         archive,
+        mailbox: None,
     };
     let mut failed = None;
     let summary = crate::ingest::ingest(

@@ -85,6 +85,7 @@ pub async fn run_pass_recording(
                 dry_run: false,
                 batch_size: app.settings.ingest.batch_size,
                 archive: maildir.archive_before.map_or(Archive::No, Archive::Before),
+                mailbox: Some(maildir.name.clone()),
             };
             let summary = ingest(
                 &app.store,

@@ -33,6 +33,7 @@ async fn ingest(app: &TestApp, paths: &[&std::path::Path], archive: Archive) -> 
         dry_run: false,
         batch_size: 64,
         archive,
+        mailbox: None,
     };
     let mut reports = Vec::new();
     taxinbox::ingest::ingest(

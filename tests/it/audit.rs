@@ -294,6 +294,7 @@ on_both_engines!(
                 archive: taxinbox::pipeline::batch::Archive::No,
                 dry_run: false,
                 batch_size: 8,
+                mailbox: None,
             },
             &chrono::Utc::now,
             |r| reports.push(r.clone()),

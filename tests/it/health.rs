@@ -194,7 +194,7 @@ async fn after_a_maildir_ingest_metrics_show_that_sources_mail_counts() {
     for status in ["processed", "linked", "quarantined"] {
         let stored = app
             .count(&format!(
-                "SELECT COUNT(*) FROM messages WHERE mailbox = 'maildir' AND status = '{status}'"
+                "SELECT COUNT(*) FROM messages WHERE mailbox = 'buh' AND status = '{status}'"
             ))
             .await;
         let series = format!("taxinbox_mails_total{{mailbox=\"buh\",status=\"{status}\"}}");

@@ -150,6 +150,7 @@ impl TestApp {
             archive: taxinbox::pipeline::batch::Archive::No,
             dry_run,
             batch_size: self.app.settings.ingest.batch_size,
+            mailbox: None,
         };
         let mut reports = Vec::new();
         taxinbox::ingest::ingest(
