@@ -231,6 +231,7 @@ on_both_engines!(
             archive: taxinbox::pipeline::batch::Archive::No,
             dry_run: false,
             batch_size: 8,
+            mailbox: None,
         };
         let mut reports = vec![];
         taxinbox::ingest::ingest(
