@@ -37,6 +37,7 @@ pub enum RulesCommand {
         /// ISO date (YYYY-MM-DD): mail committed on or after it (UTC); default: all.
         #[arg(long, value_name = "DATE")]
         since: Option<NaiveDate>,
+        /// `text`: a line per mail; `jsonl`: one JSON object per mail.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },

@@ -244,6 +244,26 @@ impl Summary {
         }
         out.pop();
         out.push('\n');
+        // What each status means, for the statuses this run has.
+        for (status, meaning) in [
+            (
+                "processed",
+                "decided by the rules; tasks created where someone must act",
+            ),
+            (
+                "linked",
+                "about a case already known (a second copy, a forward): joined it, no new tasks",
+            ),
+            ("duplicate", "this very mail was taken before: nothing done"),
+            (
+                "quarantined",
+                "could not be read or decided: kept for an admin (`reprocess`)",
+            ),
+        ] {
+            if self.by_status.contains_key(status) {
+                out.push_str(&format!("  {status}: {meaning}\n"));
+            }
+        }
         let assigned: Vec<_> = self
             .tasks_by_assignee
             .iter()

@@ -42,7 +42,7 @@ impl Status {
     }
 }
 
-/// The `ingest --format jsonl` contract: one per mail (DESIGN.md). Its own type, never a database row.
+/// The `ingest --format jsonl` contract: one per mail (docs/formats.md). Its own type, never a database row.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Report {
     pub source: String,

@@ -20,6 +20,7 @@ mod http_limits;
 mod imap;
 mod ingest;
 mod joins;
+mod package;
 mod reload;
 mod rules;
 mod security;
