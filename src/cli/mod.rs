@@ -194,8 +194,8 @@ pub enum DirectoryCommand {
     /// clients missing from CLIENTS.csv, and (with --accountants) people missing from it, are deactivated — their
     /// sessions and feed end, their open tasks are handed over — unless --merge is given.
     Import {
-        /// The clients: name,inn,kpp,regime,has_employees,vat_payer,accountant,backup_accountant,emails,region
-        /// [,attributes] (docs/formats.md).
+        /// The clients: name,inn,kpp,regime,has_employees,vat_payer,accountant,backup_accountant,emails,region and
+        /// optionally attributes (docs/formats.md).
         #[arg(value_name = "CLIENTS.csv")]
         clients: PathBuf,
         /// Only create and update (for partial files); deactivate nobody.
