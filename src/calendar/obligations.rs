@@ -1,5 +1,5 @@
 //! The tax-calendar obligations of every client joined with the directory and the store: the lines `taxinbox
-//! calendar` prints (text, the JSONL contract of DESIGN.md, or an ICS feed), and [`generate`], which creates the
+//! calendar` prints (text, the JSONL contract of docs/formats.md, or an ICS feed), and [`generate`], which creates the
 //! tasks whose lead time has begun — once per client + event + period, however often it runs (the daemon calls
 //! [`generate_today`] on every pass).
 //!
@@ -17,7 +17,7 @@ use crate::calendar::ProductionCalendar;
 use crate::directory::{Client, Directory, Role};
 use crate::store::{self, LogEntry, NewCalendarTask, NewNotification, Store};
 
-/// One line of `calendar --format jsonl` (DESIGN.md): the contract type, not a database row.
+/// One line of `calendar --format jsonl` (docs/formats.md): the contract type, not a database row.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ObligationLine {
     pub client_inn: String,

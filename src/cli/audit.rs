@@ -16,6 +16,7 @@ pub enum AuditCommand {
     Log {
         #[command(flatten)]
         filter: FilterArgs,
+        /// `text`: a line per entry; `jsonl`: one JSON object per entry.
         #[arg(long, value_enum, default_value = "text")]
         format: LogFormat,
     },
@@ -26,6 +27,7 @@ pub enum AuditCommand {
     },
     /// One row per mail: a CSV that opens in a spreadsheet, or JSON lines.
     Export {
+        /// `csv` (a header row, one row per mail; opens in a spreadsheet) or `jsonl` (docs/formats.md).
         #[arg(long, value_enum)]
         format: ExportFormat,
         /// Write to this file instead of standard output.

@@ -1,4 +1,4 @@
-//! The command-line contract (DESIGN.md): argument parsing, and one file per command family that runs the command
+//! The command-line contract (docs/cli.md): argument parsing, and one file per command family that runs the command
 //! and prints. Nothing below `cli` prints for a command or knows its clap types.
 
 mod audit;
@@ -68,9 +68,12 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How a listing prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// For people: aligned text and a summary.
     Text,
+    /// For scripts: one JSON object per line (the contract of docs/formats.md).
     Jsonl,
 }
 
@@ -78,6 +81,8 @@ pub enum Format {
 pub enum Command {
     /// The daemon: every configured source, then the notifier; `--once` processes what is waiting and exits.
     Run {
+        /// Make one pass over every source (IMAP, Maildir), send what is queued, print a summary and exit; no web
+        /// view. Without it: run until SIGTERM, reload the rules on change and on SIGHUP.
         #[arg(long)]
         once: bool,
     },
@@ -90,8 +95,11 @@ pub enum Command {
         /// nothing is pushed to the task sinks; its tasks are stored already done, marked archived.
         #[arg(long)]
         archive: bool,
+        /// `text`: a line per mail and a summary; `jsonl`: one JSON object per mail (docs/formats.md).
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// .eml files, Maildir folders (new/ and cur/), plain folders of .eml (file-name order), or `-` for one
+        /// message on standard input.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
     },
@@ -102,6 +110,7 @@ pub enum Command {
     },
     /// List tasks.
     Tasks {
+        /// Only the tasks of this person (their e-mail address in the register).
         #[arg(long, value_name = "EMAIL")]
         assignee: Option<String>,
         /// Only open tasks past their due date.
@@ -110,6 +119,7 @@ pub enum Command {
         /// Only tasks in the unassigned queue.
         #[arg(long)]
         unassigned: bool,
+        /// `text`: a table; `jsonl`: one JSON object per task (docs/formats.md).
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -125,6 +135,7 @@ pub enum Command {
         /// Every quarantined message.
         #[arg(long)]
         quarantined: bool,
+        /// `text`: a line per mail and a summary; `jsonl`: one JSON object per mail, as `ingest` prints.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -165,17 +176,20 @@ pub enum UserCommand {
     /// Set the web password of a member of staff, admin or auditor; read from a prompt without echo, or from
     /// standard input when it is not a terminal (never from the command line).
     SetPassword {
+        /// A person of the register, or an address of `[web] admins` / `auditors`.
         #[arg(value_name = "EMAIL")]
         email: String,
     },
     /// Deactivate a member of staff at once: sessions end, the calendar feed goes, open tasks go to each client's
     /// backup accountant or the unassigned queue (each move logged). Their history stays.
     Disable {
+        /// A person of the register.
         #[arg(value_name = "EMAIL")]
         email: String,
     },
     /// Make a deactivated member of staff active again (they set a new password and feed link).
     Enable {
+        /// A deactivated person of the register.
         #[arg(value_name = "EMAIL")]
         email: String,
     },
@@ -187,12 +201,17 @@ pub enum DirectoryCommand {
     /// clients missing from CLIENTS.csv, and (with --accountants) people missing from it, are deactivated — their
     /// sessions and feed end, their open tasks are handed over — unless --merge is given.
     Import {
+        /// The clients: name,inn,kpp,regime,has_employees,vat_payer,accountant,backup_accountant,emails,region and
+        /// optionally attributes (docs/formats.md).
+        #[arg(value_name = "CLIENTS.csv")]
         clients: PathBuf,
         /// Only create and update (for partial files); deactivate nobody.
         #[arg(long)]
         merge: bool,
+        /// The staff: email,name,role,manager; people missing from it are deactivated (unless --merge).
         #[arg(long, value_name = "ACCOUNTANTS.csv")]
         accountants: Option<PathBuf>,
+        /// Absences: email,from,to,substitute (dates inclusive; an empty substitute: each client's backup).
         #[arg(long, value_name = "ABSENCES.csv")]
         absences: Option<PathBuf>,
         /// Patents of clients on the patent system (`inn,number,from,to,region`): the whole truth about the

@@ -15,7 +15,7 @@ pub enum RulesCommand {
     /// Compile every rule file and lint the decisions (statically, and on the fixtures of rules/tests);
     /// errors name file:line:col and exit non-zero.
     Check,
-    /// Run the fixtures: rules/tests/<name>.eml beside <name>.expected.toml, against rules/tests/directory/.
+    /// Run the fixtures: `rules/tests/<name>.eml` beside `<name>.expected.toml`, against rules/tests/directory/.
     Test {
         /// Fixture folder (default: `tests` in the rules folder).
         #[arg(long, value_name = "DIR")]
@@ -37,6 +37,7 @@ pub enum RulesCommand {
         /// ISO date (YYYY-MM-DD): mail committed on or after it (UTC); default: all.
         #[arg(long, value_name = "DATE")]
         since: Option<NaiveDate>,
+        /// `text`: a line per mail; `jsonl`: one JSON object per mail.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },

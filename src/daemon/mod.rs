@@ -3,6 +3,7 @@
 //!
 //! The loop is thin: [`run_pass`] is the step, testable on its own; the loop adds only timing and shutdown.
 
+mod systemd;
 mod watch;
 
 use crate::app::Instance;
@@ -267,6 +268,14 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
             Some(MailboxTasks::start(&app, &pipeline, &lease, &metrics)),
         )
     };
+    if !once {
+        // Everything that can refuse to start (settings, the register, the rules, the listeners) has started.
+        systemd::ready(&format!(
+            "running: {} mailbox(es), {} Maildir(s)",
+            app.settings.mailboxes.len(),
+            app.settings.maildirs.len()
+        ));
+    }
     loop {
         if std::time::Instant::now() >= next_purge {
             next_purge = std::time::Instant::now() + PURGE_INTERVAL;
@@ -318,7 +327,7 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
                 "notifications delivered: {}, failed: {}",
                 sent.sent, sent.failed
             );
-            print_open_tasks(&app).await?;
+            print_open_tasks(&app, config).await?;
             for (mailbox, error) in &imap_once.failed {
                 eprintln!("mailbox {mailbox} failed: {error}");
             }
@@ -344,6 +353,7 @@ pub async fn run(config: Option<&Path>, once: bool) -> anyhow::Result<ExitCode> 
             _ = rules_changed.notified() => {}
             _ = stop_rx.wait_for(|stop| *stop) => {
                 tracing::info!("shutting down");
+                systemd::stopping();
                 if let Some(watch) = rules_watch {
                     watch.stop().await;
                 }
@@ -417,8 +427,10 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// Open tasks per person in the whole store: what the firm's day looks like.
-async fn print_open_tasks(app: &Instance) -> anyhow::Result<()> {
+/// What the store holds after a `run --once`, where it is, and what to do next: the part of the closing summary that
+/// a newcomer reads to find their way (open tasks by origin, the overdue ones, per person; the database, the outbox;
+/// the commands and the web view).
+async fn print_open_tasks(app: &Instance, config: Option<&Path>) -> anyhow::Result<()> {
     let mut conn = app.store.acquire().await?;
     let tasks = store::list_tasks(
         &mut conn,
@@ -428,15 +440,70 @@ async fn print_open_tasks(app: &Instance) -> anyhow::Result<()> {
         },
     )
     .await?;
+    drop(conn);
+    let today = chrono::Utc::now()
+        .with_timezone(&app.settings.general.timezone)
+        .date_naive()
+        .to_string();
     let mut per: std::collections::BTreeMap<String, usize> = Default::default();
     for t in &tasks {
         *per.entry(t.assignee.clone().unwrap_or_else(|| "(unassigned)".into()))
             .or_default() += 1;
     }
-    println!("open tasks in the store: {}", tasks.len());
-    for (who, n) in per {
-        println!("  {who:<40} {n}");
+    let from_calendar = tasks.iter().filter(|t| t.message.is_none()).count();
+    // ISO dates compare as text.
+    let overdue = tasks.iter().filter(|t| t.due < today).count();
+    let mut out = String::new();
+    out.push_str(&format!(
+        "open tasks in the store: {} ({} from mail, {} from the tax calendar; this run's and every earlier one's)\n",
+        tasks.len(),
+        tasks.len() - from_calendar,
+        from_calendar
+    ));
+    if overdue > 0 {
+        out.push_str(&format!(
+            "  of them overdue (due before {today}): {overdue} — a legal term counts from the mail's date\n"
+        ));
     }
+    for (who, n) in per {
+        out.push_str(&format!("  {who:<40} {n}\n"));
+    }
+    out.push_str(&format!(
+        "results: the database {}",
+        app.settings.database.redacted_url()
+    ));
+    if let crate::settings::NotifyTransport::File { dir } = &app.settings.notify.transport {
+        out.push_str(&format!(
+            ", notifications as .eml files in {}",
+            dir.display()
+        ));
+    }
+    out.push('\n');
+    // The program as it was called (`./target/release/taxinbox` from scripts/run-sample): it need not be on PATH.
+    let program = std::env::args()
+        .next()
+        .filter(|p| p.contains('/'))
+        .unwrap_or_else(|| "taxinbox".to_owned());
+    let command = match config {
+        Some(c) => format!("{program} --config {}", c.display()),
+        None => program,
+    };
+    out.push_str("next:\n");
+    for (what, args) in [
+        ("the overdue tasks:", "tasks --overdue".to_owned()),
+        (
+            "a web sign-in for someone:",
+            "user set-password EMAIL".to_owned(),
+        ),
+        (
+            "the daemon and its web view:",
+            format!("run   (then http://{}/)", app.settings.http.listen),
+        ),
+        ("one mail's whole story:", "audit show ID".to_owned()),
+    ] {
+        out.push_str(&format!("  {what:<29} {command} {args}\n"));
+    }
+    std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
     Ok(())
 }
 

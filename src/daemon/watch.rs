@@ -69,6 +69,9 @@ pub fn watch(
     store: crate::store::Store,
     wake: Arc<tokio::sync::Notify>,
 ) -> Watch {
+    // SIGHUP is taken over now, before the daemon tells systemd it is ready (and so may be reloaded): a SIGHUP
+    // before the handler exists would end the process.
+    let mut hangup = hangup_signal();
     let task = tokio::spawn(async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let mut dirs = vec![
@@ -110,7 +113,6 @@ pub fn watch(
                 None
             }
         };
-        let mut hangup = hangup_signal();
         tracing::info!(
             dir = %reloader.mail_dir().display(),
             "rules are reloaded on change and on SIGHUP"
@@ -151,10 +153,15 @@ pub fn watch(
                 }
                 _ = next_hangup(&mut hangup) => {
                     tracing::info!("SIGHUP: reloading the rules");
+                    super::systemd::reloading();
                     true
                 }
             };
             let report = reloader.reload_and_log(&store, chrono::Utc::now()).await;
+            if from_signal {
+                // `systemctl reload` returns here, the new rules (or, refused, the old ones) in force.
+                super::systemd::reloaded("running; rules looked at again on SIGHUP");
+            }
             if from_signal || report.noteworthy() {
                 wake.notify_one();
             }

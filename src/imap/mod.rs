@@ -8,15 +8,15 @@
 //! checkpoint; the next pass finds it by its source reference and only moves it, so nothing is created twice.
 //!
 //! - [`connect`]: TCP, TLS / STARTTLS / plain (only when written out), LOGIN; the password is never logged.
-//! - [`server`]: what the server is — capabilities (any case), hierarchy separator — and the folder names built
+//! - `server`: what the server is — capabilities (any case), hierarchy separator — and the folder names built
 //!   from it (`INBOX.Processed` on a `.` server; a configured `a/b` translated or refused).
-//! - [`poll`]: one pass over one mailbox ([`poll_mailbox_once`]), the step the daemon loops over; a failing
+//! - `poll`: one pass over one mailbox ([`poll_mailbox_once`]), the step the daemon loops over; a failing
 //!   acknowledgement never blocks new mail; crash repair with or without UIDPLUS.
-//! - [`supervise`]: the long-running task per mailbox: IDLE left at the poll interval (or polling), lease renewed
+//! - `supervise`: the long-running task per mailbox: IDLE left at the poll interval (or polling), lease renewed
 //!   beside, reconnect with back-off, an alarm when acknowledging or fetching keeps failing, shutdown.
-//! - [`check`]: `taxinbox mailboxes check` — the server's capabilities, the folders and what the next run would
+//! - `check`: `taxinbox mailboxes check` — the server's capabilities, the folders and what the next run would
 //!   take, read without changing anything (EXAMINE, SEARCH, LIST).
-//! - [`lease`]: one instance per mailbox when several share a database; taken before a pass, renewed in every
+//! - `lease`: one instance per mailbox when several share a database; taken before a pass, renewed in every
 //!   batch's transaction, released on shutdown, taken over when its holder dies.
 //!
 //! Deliberately not here: parsing, rules, SQL (those are `mail`, `rules`, `store`).

@@ -290,7 +290,7 @@ fn write_file(dir: &Path, id: i64, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// The text of a new-task notification from the task and its mail as stored now, so an admin's template applies
 /// to notifications already queued. `None` when the task is gone (the stored text is used then).
-/// "Открыть задачу: <base>/tasks/<id>" when `[web] base_url` is set, else nothing.
+/// `"Открыть задачу: <base>/tasks/<id>"` when `[web] base_url` is set, else nothing.
 pub fn task_link(web_base: Option<&str>, task: i64) -> String {
     match web_base {
         Some(base) => format!(
@@ -522,7 +522,7 @@ impl Notifier {
         Ok(outcome)
     }
 
-    /// Delivers every notification that is due, one by one (bounded by [`MAX_PER_PASS`]); returns what was done.
+    /// Delivers every notification that is due, one by one (bounded by `MAX_PER_PASS`); returns what was done.
     pub async fn send_pending(
         &self,
         store: &Store,

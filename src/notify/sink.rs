@@ -231,7 +231,7 @@ impl SinkWorker {
         self.sinks.is_empty()
     }
 
-    /// Delivers every due event of every sink (bounded by [`MAX_PER_PASS`] per sink). A sink whose URL or secret
+    /// Delivers every due event of every sink (bounded by `MAX_PER_PASS` per sink). A sink whose URL or secret
     /// cannot be read is reported and skipped; the others go on.
     pub async fn deliver_pending(
         &self,
@@ -692,7 +692,7 @@ async fn record(
 }
 
 /// `taxinbox sinks status`: one line per sink and state, with the newest error; then one line per tracker task
-/// that was lost (the newest [`LOST_SHOWN`]): which task, which tracker id, why, and what was done.
+/// that was lost (the newest `LOST_SHOWN`): which task, which tracker id, why, and what was done.
 pub async fn status_lines(store: &Store) -> anyhow::Result<Vec<String>> {
     let mut conn = store.acquire().await?;
     let mut lines: Vec<String> = store::sink_status(&mut conn)

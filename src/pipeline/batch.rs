@@ -5,7 +5,7 @@
 //! acknowledge exactly what [`commit`] says committed. Evaluation is CPU work without I/O ([`evaluate`], spread over
 //! a few threads), so a caller may run it on the blocking pool while its previous batch commits. Invariant: a batch
 //! is written in one transaction or not at all; nothing of it may be acknowledged before [`commit`] returns `Ok`.
-//! A dry run writes through the caller's transaction ([`write`]) and is never committed.
+//! A dry run writes through the caller's transaction (`write`) and is never committed.
 
 use super::shadow::{self, ShadowEval};
 use super::{Evaluation, Pipeline, Report, Status};
@@ -82,7 +82,7 @@ impl Evaluated {
 const MAX_EVALUATION_THREADS: usize = 4;
 
 /// Evaluates each mail (and, with [`Shadow::Evaluate`], its shadow decision), in order, on up to
-/// [`MAX_EVALUATION_THREADS`] threads. Pure: no I/O.
+/// `MAX_EVALUATION_THREADS` threads. Pure: no I/O.
 pub fn evaluate(
     pipeline: &Pipeline,
     mails: Vec<Incoming>,
@@ -164,7 +164,7 @@ pub async fn write(
     Ok(reports)
 }
 
-/// Commits `batch` in one transaction (on SQLite after the store's write gate): [`write`], then `finish` with the
+/// Commits `batch` in one transaction (on SQLite after the store's write gate): `write`, then `finish` with the
 /// reports (what the source keeps in the same transaction: a checkpoint, a lease, a duplicate's reference), then the
 /// commit. `Ok` only when all of it committed; an error leaves nothing written, and nothing may be acknowledged.
 pub async fn commit<F>(
@@ -244,6 +244,26 @@ impl Summary {
         }
         out.pop();
         out.push('\n');
+        // What each status means, for the statuses this run has.
+        for (status, meaning) in [
+            (
+                "processed",
+                "decided by the rules; tasks created where someone must act",
+            ),
+            (
+                "linked",
+                "about a case already known (a second copy, a forward): joined it, no new tasks",
+            ),
+            ("duplicate", "this very mail was taken before: nothing done"),
+            (
+                "quarantined",
+                "could not be read or decided: kept for an admin (`reprocess`)",
+            ),
+        ] {
+            if self.by_status.contains_key(status) {
+                out.push_str(&format!("  {status}: {meaning}\n"));
+            }
+        }
         let assigned: Vec<_> = self
             .tasks_by_assignee
             .iter()

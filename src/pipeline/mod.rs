@@ -42,7 +42,7 @@ impl Status {
     }
 }
 
-/// The `ingest --format jsonl` contract: one per mail (DESIGN.md). Its own type, never a database row.
+/// The `ingest --format jsonl` contract: one per mail (docs/formats.md). Its own type, never a database row.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Report {
     pub source: String,
@@ -153,7 +153,7 @@ pub struct Resolved {
     /// The mail's thread, nearest ancestor first (`In-Reply-To`, then `References` from the last): a mail answering
     /// one that belongs to a demand case joins that case.
     pub thread: Vec<String>,
-    /// Every `№ … от …` the mail writes, quoted text included ([`Facts::demand_refs`]).
+    /// Every `№ … от …` the mail writes, quoted text included (`Facts::demand_refs`).
     pub demand_refs: Vec<mail::extract::DemandRef>,
     /// A reply (`Re:`/`Ответ:` or `In-Reply-To`, not a forward): a demand it names is one it quotes.
     pub is_reply: bool,

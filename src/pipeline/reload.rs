@@ -2,7 +2,7 @@
 //!
 //! [`Reloader::reload`] is the step — read the directory generation (and the directory when it moved), load
 //! `demands.toml`, `notices.toml`, `topics.toml` and `calendar/production/*.toml`, compile `mail/*.rhai`; refuse a
-//! broken part with its errors (file:line[:col]) and keep that part in force, record what is new in the audit log,
+//! broken part with its errors (file:line\[:col\]) and keep that part in force, record what is new in the audit log,
 //! then swap the [`LiveRules`] every pipeline clone shares — and [`refresh_directory`] the cheap check a pass and
 //! each IMAP batch make first (one read; the directory is loaded again only when `directory import` moved the
 //! generation). The daemon's watch (`daemon::watch`) is the thin loop around them.
@@ -259,7 +259,7 @@ impl ReloadReport {
             || self.shadow.as_ref().is_some_and(Reload::changed)
     }
 
-    /// Logs the outcome once: a refused part as an error naming file:line[:col], a new one with old → new version.
+    /// Logs the outcome once: a refused part as an error naming file:line\[:col\], a new one with old → new version.
     pub fn log(&self, live_dir: &Path, shadow_dir: Option<&Path>) {
         log_one("rules", &self.live, live_dir);
         let rules_dir = live_dir.parent().unwrap_or(live_dir);
@@ -410,7 +410,7 @@ impl Reloader {
         report
     }
 
-    /// The directory check of [`LiveRules::refresh_directory`], logged and reported to the metrics ([`check_directory`]).
+    /// The directory check of `LiveRules::refresh_directory`, logged and reported to the metrics ([`check_directory`]).
     pub async fn refresh_directory_and_log(
         &self,
         store: &crate::store::Store,

@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The categories the pipeline knows (DESIGN.md "Rhai rules"); anything else is a typo.
+/// The categories the pipeline knows (docs/rules-api.md); anything else is a typo.
 pub const CATEGORIES: [&str; 5] = [
     "tax_demand",
     "client_request",

@@ -94,7 +94,7 @@ fn search_text(mail: &ParsedMail, clean_text: &str) -> String {
     super::helpers::squash(&all)
 }
 
-/// Builds the map of DESIGN.md's rule API. `received` is the date the mail counts as received (its Date header in
+/// Builds the map of the rule API (docs/rules-api.md). `received` is the date the mail counts as received (its Date header in
 /// the firm's time zone); `mailbox` names the source it came from.
 pub fn mail_object(
     mail: &ParsedMail,

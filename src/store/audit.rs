@@ -412,7 +412,7 @@ pub struct PurgeOutcome {
     pub entry: Option<i64>,
 }
 
-/// Empties the content of up to [`PURGE_BATCH`] raw mails stored before `stored_before` (an RFC 3339 instant) and
+/// Empties the content of up to `PURGE_BATCH` raw mails stored before `stored_before` (an RFC 3339 instant) and
 /// logs which. Mail still in quarantine keeps its bytes: nobody has dealt with it yet, and reprocessing needs them.
 /// With `dry_run` nothing is written and the outcome says what would go. Call repeatedly until nothing is purged.
 pub async fn purge_raw_mail(

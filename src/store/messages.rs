@@ -80,7 +80,7 @@ impl MessageRecord {
     }
 }
 
-/// Text as both engines store it: NUL replaced (see [`MessageRecord::storable`]).
+/// Text as both engines store it: NUL replaced (see `MessageRecord::storable`).
 pub fn clean(s: &str) -> String {
     if s.contains('\0') {
         s.replace('\0', "\u{FFFD}")

@@ -22,6 +22,7 @@ mod http_limits;
 mod imap;
 mod ingest;
 mod joins;
+mod package;
 mod register_import;
 mod reload;
 mod rules;
