@@ -57,7 +57,10 @@ fn postgres_admin(sql: &str) {
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed by the tests: {e}"));
-        sqlx::query(sql).execute(&mut conn).await.expect(sql);
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .expect(sql);
         conn.close().await.ok();
     });
 }

@@ -70,7 +70,10 @@ async fn import_register(store: &taxinbox::store::Store) {
 
 async fn count(store: &taxinbox::store::Store, sql: &str) -> i64 {
     let mut conn = store.acquire().await.expect("conn");
-    let row: (i64,) = sqlx::query_as(sql).fetch_one(&mut *conn).await.expect(sql);
+    let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&mut *conn)
+        .await
+        .expect(sql);
     row.0
 }
 
