@@ -115,10 +115,12 @@ async fn taxinbox_once(server: &dovecot::Dovecot, dir: &Path) -> (Duration, usiz
         let mut conn = sqlx::PgConnection::connect(&format!("{server}/test"))
             .await
             .unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     }
     (elapsed, once.summary.total(), engine)
 }

@@ -238,10 +238,12 @@ fn main() {
             let mut conn = sqlx::PgConnection::connect(&format!("{server}/test"))
                 .await
                 .unwrap();
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
         }
     });
 }

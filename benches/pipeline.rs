@@ -150,11 +150,13 @@ fn ingest(c: &mut Criterion) {
             let mut conn = sqlx::PgConnection::connect(&format!("{server}/test"))
                 .await
                 .unwrap();
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}"))
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .execute(&mut conn)
                 .await
                 .unwrap();
@@ -169,10 +171,12 @@ fn ingest(c: &mut Criterion) {
             .unwrap();
         for i in 0..m.load(std::sync::atomic::Ordering::SeqCst) {
             let name = format!("taxinbox_bench_{}_{i}", std::process::id());
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
         }
     });
 }

@@ -317,7 +317,7 @@ fn main() {
         let mut conn = sqlx::PgConnection::connect(&format!("{server}/test"))
             .await
             .ok()?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
             .ok()?;
@@ -328,9 +328,11 @@ fn main() {
         rt.block_on(async {
             use sqlx::Connection as _;
             if let Ok(mut conn) = sqlx::PgConnection::connect(&format!("{server}/test")).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await;
             }
         });
     } else {

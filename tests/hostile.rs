@@ -57,7 +57,10 @@ fn postgres_admin(sql: &str) {
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed by the tests: {e}"));
-        sqlx::query(sql).execute(&mut conn).await.expect(sql);
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .expect(sql);
         conn.close().await.ok();
     });
 }
@@ -548,7 +551,7 @@ fn committed_cases(db: Db) {
         .expect("tests/hostile")
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_file() && !p.extension().is_some_and(|x| x == "md"))
+        .filter(|p| p.is_file() && p.extension().is_none_or(|x| x != "md"))
         .collect();
     paths.sort();
     assert!(

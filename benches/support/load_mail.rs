@@ -128,7 +128,7 @@ pub async fn database_url(dir: &Path, label: &str) -> (String, Option<(String, S
         format!("DROP DATABASE IF EXISTS {name}"),
         format!("CREATE DATABASE {name}"),
     ] {
-        sqlx::query(&sql)
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .execute(&mut conn)
             .await
             .expect("create the benchmark database");

@@ -58,7 +58,7 @@ pub fn obligations(
     let mut lines = Vec::new();
     for c in directory
         .clients()
-        .filter(|c| client.map_or(true, |inn| c.inn.as_str() == inn))
+        .filter(|c| client.is_none_or(|inn| c.inn.as_str() == inn))
     {
         let facts = ClientFacts::of(c);
         let list = data

@@ -963,8 +963,8 @@ impl EventDef {
             }
         }
         out.retain(|o| {
-            self.periods_from.map_or(true, |from| o.start >= from)
-                && self.periods_until.map_or(true, |until| o.start <= until)
+            self.periods_from.is_none_or(|from| o.start >= from)
+                && self.periods_until.is_none_or(|until| o.start <= until)
         });
         out
     }

@@ -199,7 +199,7 @@ impl PhraseTable {
         for m in self.starts.find_overlapping_iter(text) {
             let start = m.start();
             let before = text[..start].chars().next_back();
-            if !before.map_or(true, |c| !is_word_char(c)) {
+            if before.is_some_and(is_word_char) {
                 continue;
             }
             let rest = &text[start..];
@@ -210,7 +210,7 @@ impl PhraseTable {
                 let end = start + len;
                 let matched = &text[start..end];
                 let after = text[end..].chars().next();
-                let ends_word = (after.map_or(true, |c| !is_word_char(c))
+                let ends_word = (after.is_none_or(|c| !is_word_char(c))
                     && !continues_number(matched, &text[end..]))
                     || matched.ends_with(|c: char| !is_word_char(c));
                 if ends_word && !matched.is_empty() {
@@ -232,7 +232,7 @@ impl PhraseTable {
                 furthest.is_some_and(|k| m.end <= k.end && (k.end - k.start) > (m.end - m.start));
             if !inside {
                 kept.push(m);
-                if furthest.map_or(true, |k| m.end > k.end) {
+                if furthest.is_none_or(|k| m.end > k.end) {
                     furthest = Some(m);
                 }
             }

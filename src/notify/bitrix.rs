@@ -401,7 +401,7 @@ pub async fn users_by_email(
                 .unwrap_or_default()
                 .trim()
                 .to_lowercase();
-            let active = user.get("ACTIVE").map_or(true, |a| {
+            let active = user.get("ACTIVE").is_none_or(|a| {
                 a.as_bool().unwrap_or(false) || a.as_str() == Some("Y") || a.as_str() == Some("1")
             });
             let id = user

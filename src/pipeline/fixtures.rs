@@ -235,8 +235,8 @@ fn run_fixture(pipeline: &Pipeline, dir: &Path, name: &str) -> anyhow::Result<Fi
             && got.iter().zip(&want).all(|(g, w)| {
                 g.0 == w.step
                     && g.1 == w.due
-                    && w.role.as_ref().map_or(true, |r| *r == g.2)
-                    && w.assignee.as_ref().map_or(true, |a| *a == g.3)
+                    && w.role.as_ref().is_none_or(|r| *r == g.2)
+                    && w.assignee.as_ref().is_none_or(|a| *a == g.3)
             });
         if !matches {
             let show = |t: &(String, String, String, String)| {

@@ -4,6 +4,7 @@
 //! Read-only on purpose: every query here runs for an auditor's role that may only `SELECT` (see
 //! `deploy/postgres-auditor.sql`). The rows are store types; the audit command turns them into its own output.
 
+use super::composed_sql;
 use super::messages::{Task, TASK_COLUMNS};
 use super::status::{IntBool, MessageStatus, NotificationStatus};
 use anyhow::Context as _;
@@ -147,7 +148,7 @@ pub async fn log_entries(
          AND ($4 = '' OR m.client_inn = $4) AND ($5 = '' OR m.category = $5) AND ($6 = '' OR m.status = $6) \
          ORDER BY l.seq"
     );
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(filter.at_from.clone().unwrap_or_default())
         .bind(filter.at_before.clone().unwrap_or_default())
         .bind(i64::from(mail_filter))
@@ -186,7 +187,7 @@ pub async fn entries_of_message(
 ) -> anyhow::Result<Vec<StoredEntry>> {
     let sql =
         format!("SELECT {ENTRY_COLUMNS} FROM audit_log l WHERE l.message = $1 ORDER BY l.seq");
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(message)
         .fetch_all(&mut *conn)
         .await
@@ -199,7 +200,7 @@ pub async fn entries_with_event(
     event: &str,
 ) -> anyhow::Result<Vec<StoredEntry>> {
     let sql = format!("SELECT {ENTRY_COLUMNS} FROM audit_log l WHERE l.event = $1 ORDER BY l.seq");
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(event)
         .fetch_all(&mut *conn)
         .await
@@ -214,7 +215,7 @@ pub async fn latest_mail_entries(
         "SELECT {ENTRY_COLUMNS} FROM audit_log l WHERE l.message IS NOT NULL \
          AND l.event IN ('mail_processed', 'mail_linked', 'mail_quarantined', 'mail_reprocessed') ORDER BY l.seq"
     );
-    let rows: Vec<StoredEntry> = sqlx::query_as(&sql)
+    let rows: Vec<StoredEntry> = sqlx::query_as(composed_sql(sql))
         .fetch_all(&mut *conn)
         .await
         .context("read the mail entries of the log")?;
@@ -307,7 +308,7 @@ pub(crate) fn mail_conditions(filter: &MailFilter, bound: usize) -> (String, Vec
 /// One stored mail with its decision.
 pub async fn mail(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<MailRow>> {
     let sql = format!("SELECT {MAIL_COLUMNS} FROM {MAIL_FROM} WHERE m.id = $1");
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
@@ -318,7 +319,7 @@ pub async fn mail(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<Ma
 pub async fn mails(conn: &mut AnyConnection, filter: &MailFilter) -> anyhow::Result<Vec<MailRow>> {
     let (clause, values) = mail_conditions(filter, 0);
     let sql = format!("SELECT {MAIL_COLUMNS} FROM {MAIL_FROM} {clause} ORDER BY m.id");
-    let mut query = sqlx::query_as(&sql);
+    let mut query = sqlx::query_as(composed_sql(sql));
     for v in values {
         query = query.bind(v);
     }
@@ -334,7 +335,7 @@ pub async fn tasks_of_mails(
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks t JOIN messages m ON m.id = t.message {clause} ORDER BY t.message, t.id"
     );
-    let mut query = sqlx::query_as(&sql);
+    let mut query = sqlx::query_as(composed_sql(sql));
     for v in values {
         query = query.bind(v);
     }

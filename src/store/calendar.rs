@@ -1,6 +1,7 @@
 //! Tax-calendar tasks: one task per client + event + period, created at most once however often generation runs
 //! (the unique index `tasks_calendar_key` of migration 0002 decides, on both engines).
 
+use super::composed_sql;
 use super::messages::{Task, TASK_COLUMNS};
 use anyhow::Context as _;
 use sqlx::AnyConnection;
@@ -70,7 +71,7 @@ pub async fn calendar_tasks(
         "SELECT {TASK_COLUMNS} FROM tasks t \
          WHERE t.event IS NOT NULL AND ($1 = '' OR t.assignee = $1) ORDER BY t.due, t.id"
     );
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(assignee.unwrap_or_default())
         .fetch_all(&mut *conn)
         .await

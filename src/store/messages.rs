@@ -1,5 +1,6 @@
 //! Messages, cases, tasks and the notification outbox.
 
+use super::composed_sql;
 use super::status::{MessageStatus, NotificationStatus, TaskStatus};
 use anyhow::Context as _;
 use sqlx::AnyConnection;
@@ -395,10 +396,10 @@ pub async fn find_case(
     number_key: &str,
     demand_date: &str,
 ) -> anyhow::Result<Option<CaseRef>> {
-    sqlx::query_as(&format!(
+    sqlx::query_as(composed_sql(format!(
         "SELECT {CASE_COLUMNS} FROM cases c JOIN messages m ON m.id = c.first_message \
          WHERE c.client_inn = $1 AND c.number_key = $2 AND c.demand_date = $3"
-    ))
+    )))
     .bind(client_inn)
     .bind(number_key)
     .bind(demand_date)
@@ -428,7 +429,7 @@ pub async fn find_case_by_thread(
          JOIN messages m ON m.id = c.first_message WHERE t.message_id IN ({}) ORDER BY t.id",
         placeholders.join(", ")
     );
-    let mut query = sqlx::query_as::<_, ThreadCase>(&sql);
+    let mut query = sqlx::query_as::<_, ThreadCase>(composed_sql(sql));
     for id in &ids {
         query = query.bind(id.as_str());
     }
@@ -569,7 +570,7 @@ pub async fn list_tasks(
          AND ($3 = '' OR (t.due < $3 AND t.status = 'open')) AND ($4 = 0 OR t.status = 'open') \
          ORDER BY t.due, t.id"
     );
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(filter.assignee.clone().unwrap_or_default())
         .bind(i64::from(filter.unassigned))
         .bind(filter.due_before.clone().unwrap_or_default())
@@ -582,7 +583,7 @@ pub async fn list_tasks(
 /// The tasks of one mail, in creation order.
 pub async fn tasks_of_message(conn: &mut AnyConnection, message: i64) -> anyhow::Result<Vec<Task>> {
     let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.message = $1 ORDER BY t.id");
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(message)
         .fetch_all(&mut *conn)
         .await
@@ -598,7 +599,7 @@ pub async fn open_case_tasks(
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.case_id = $1 AND t.step = $2 AND t.status = 'open' ORDER BY t.id"
     );
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(case_id)
         .bind(step)
         .fetch_all(&mut *conn)
@@ -634,7 +635,7 @@ pub async fn claim_notifications(
          (SELECT m.message_id FROM messages m WHERE m.id = outbox.message) AS in_reply_to FROM outbox \
          WHERE status = 'pending' AND not_before <= $1 ORDER BY id LIMIT $2{lock}"
     );
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(now)
         .bind(limit)
         .fetch_all(&mut *conn)

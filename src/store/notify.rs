@@ -1,6 +1,7 @@
 //! SQL of the notifier beyond the basic outbox: queue-once inserts (digests, escalations, admin notices keyed by
 //! `dedupe_key`), the per-recipient cap, refused/held rows, and the reads that feed the templates.
 
+use super::composed_sql;
 use super::messages::{clean, NewNotification, TaskView, TASK_VIEW_COLUMNS, TASK_VIEW_FROM};
 use super::status::NotificationStatus;
 use anyhow::Context as _;
@@ -124,7 +125,7 @@ pub async fn open_tasks_due_by(
         "SELECT {TASK_VIEW_COLUMNS} FROM {TASK_VIEW_FROM} WHERE t.status = 'open' AND t.due <= $1 \
          ORDER BY t.due, t.id"
     );
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(until)
         .fetch_all(&mut *conn)
         .await
@@ -167,7 +168,7 @@ pub async fn unassigned_without_notice(
          AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kind = 'admin_unassigned' AND o.task = t.id) \
          ORDER BY t.id LIMIT $1"
     );
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(limit)
         .fetch_all(&mut *conn)
         .await

@@ -3,6 +3,7 @@
 //! escalation, or a person's done / reassign), its claiming in order per task, and the tracker's own ids of our
 //! tasks.
 
+use super::composed_sql;
 use super::messages::{clean, TaskView, TASK_VIEW_COLUMNS, TASK_VIEW_FROM};
 use super::status::{MessageStatus, SinkEventStatus, TaskStatus};
 use super::Engine;
@@ -286,7 +287,7 @@ pub async fn claim_sink_event(
          AND p.id < o.id AND p.status <> 'delivered') ORDER BY o.id LIMIT 1{}",
         engine.skip_locked()
     );
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(sink)
         .bind(now)
         .fetch_optional(&mut *conn)
@@ -455,7 +456,7 @@ pub async fn sink_task(conn: &mut AnyConnection, task: i64) -> anyhow::Result<Op
         task: t,
         client_name,
         kind,
-    }) = sqlx::query_as(&sql)
+    }) = sqlx::query_as(composed_sql(sql))
         .bind(task)
         .fetch_optional(&mut *conn)
         .await

@@ -4,6 +4,7 @@
 //! Secrets are stored only as hashes where the server never needs them back: a session is found by the SHA-256
 //! of its id, a password by its argon2 PHC string, a calendar-feed token by its SHA-256 (shown once, at creation).
 
+use super::composed_sql;
 use super::messages::{TaskView, TASK_VIEW_COLUMNS, TASK_VIEW_FROM};
 use super::status::MessageStatus;
 use anyhow::Context as _;
@@ -336,7 +337,7 @@ pub async fn release_sign_in_attempt(conn: &mut AnyConnection, key: &str) -> any
 
 pub async fn web_task_by_id(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<TaskView>> {
     let sql = format!("SELECT {TASK_VIEW_COLUMNS} FROM {TASK_VIEW_FROM} WHERE t.id = $1");
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
@@ -358,7 +359,7 @@ pub async fn web_tasks_of(
          WHERE ($1 = 0 OR t.status = 'open') AND t.assignee IN ({}) ORDER BY t.due, t.id",
         placeholders.join(", ")
     );
-    let mut query = sqlx::query_as(&sql).bind(i64::from(open_only));
+    let mut query = sqlx::query_as(composed_sql(sql)).bind(i64::from(open_only));
     for a in assignees {
         query = query.bind(a.as_str());
     }
@@ -374,7 +375,7 @@ pub async fn web_open_tasks(conn: &mut AnyConnection, limit: i64) -> anyhow::Res
         "SELECT {TASK_VIEW_COLUMNS} FROM {TASK_VIEW_FROM} \
          WHERE t.status = 'open' ORDER BY t.due, t.id LIMIT $1"
     );
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(limit)
         .fetch_all(&mut *conn)
         .await
@@ -501,7 +502,7 @@ pub async fn mail_page(
          m.client_inn, m.rule, m.error, c.name AS client_name, k.number AS demand_number, m.case_id \
          FROM {LOG_FROM} {clause} ORDER BY m.id {order} LIMIT ${limit_n}"
     );
-    let mut query = sqlx::query_as(&sql);
+    let mut query = sqlx::query_as(composed_sql(sql));
     for v in &values {
         query = query.bind(v.as_str());
     }

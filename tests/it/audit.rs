@@ -21,7 +21,10 @@ async fn scalar_i64(app: &TestApp, sql: &str) -> i64 {
 async fn verify_after(app: &TestApp, tamper: &[&str]) -> audit::Verification {
     let mut tx = app.app.store.begin().await.unwrap();
     for sql in tamper {
-        sqlx::query(sql).execute(&mut **tx).await.expect(sql);
+        sqlx::query(sqlx::AssertSqlSafe(*sql))
+            .execute(&mut **tx)
+            .await
+            .expect(sql);
     }
     let v = audit::verify(&mut tx).await.unwrap();
     tx.rollback().await.unwrap();
@@ -416,7 +419,10 @@ async fn an_auditor_role_that_may_only_select_runs_every_audit_command_on_postgr
         .replace("DATABASE taxinbox ", &format!("DATABASE {database} "))
         .replace("FOR ROLE taxinbox ", "FOR ROLE postgres ");
     let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql(&grants).execute(&mut admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(grants))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     admin.close().await.unwrap();
 
     let server = postgres_server();
@@ -465,7 +471,7 @@ async fn an_auditor_role_that_may_only_select_runs_every_audit_command_on_postgr
     let mut admin = sqlx::PgConnection::connect(&format!("{server}/test"))
         .await
         .unwrap();
-    sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
         .execute(&mut admin)
         .await
         .unwrap();
@@ -768,7 +774,10 @@ async fn the_service_role_of_deploy_may_append_to_the_log_but_not_update_or_dele
         .replace("DATABASE taxinbox ", &format!("DATABASE {database} "))
         .replace("FOR ROLE taxinbox ", "FOR ROLE postgres ");
     let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql(&grants).execute(&mut admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(grants))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     admin.close().await.unwrap();
 
     let server = postgres_server();
@@ -823,7 +832,9 @@ async fn the_service_role_of_deploy_may_append_to_the_log_but_not_update_or_dele
         format!("DROP ROLE IF EXISTS {role}"),
     ] {
         // DROP OWNED runs in the test database, which cleanup dropped: only the role is left to drop here.
-        let _ = sqlx::query(&sql).execute(&mut admin).await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await;
     }
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_roles WHERE rolname = $1")
         .bind(&role)

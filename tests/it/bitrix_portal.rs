@@ -571,7 +571,7 @@ impl Portal {
                 let rows: Vec<Value> = self
                     .users
                     .iter()
-                    .filter(|u| emails.as_ref().map_or(true, |e| e.contains(&u.email)))
+                    .filter(|u| emails.as_ref().is_none_or(|e| e.contains(&u.email)))
                     .filter(|u| !only_active || u.active)
                     .map(|u| json!({"ID": u.id.to_string(), "EMAIL": u.email, "ACTIVE": u.active}))
                     .collect();

@@ -70,7 +70,10 @@ async fn import_register(store: &taxinbox::store::Store) {
 
 async fn count(store: &taxinbox::store::Store, sql: &str) -> i64 {
     let mut conn = store.acquire().await.expect("conn");
-    let row: (i64,) = sqlx::query_as(sql).fetch_one(&mut *conn).await.expect(sql);
+    let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&mut *conn)
+        .await
+        .expect(sql);
     row.0
 }
 
@@ -240,7 +243,7 @@ on_both_engines!(
             // Some rounds die during start-up (migrations, rules, the first pass's notifications), most while
             // batches are fetched, committed and moved.
             // Once every mail is committed, a round still dies somewhere in moving, notifying or idling.
-            if next(&mut seed) % 4 != 0 {
+            if !next(&mut seed).is_multiple_of(4) {
                 let target = (committed + 1).min(MAILS as i64);
                 wait_for_commits(&app, &mut daemon, round, target).await;
             }

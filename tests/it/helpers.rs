@@ -49,7 +49,7 @@ async fn fresh_postgres_database() -> String {
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed by the tests: {e}"));
-    sqlx::query(&format!("CREATE DATABASE {name}"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
         .expect("create test database");
@@ -168,7 +168,10 @@ impl TestApp {
 
     pub async fn count(&self, sql: &str) -> i64 {
         let mut conn = self.app.store.acquire().await.expect("conn");
-        let row: (i64,) = sqlx::query_as(sql).fetch_one(&mut *conn).await.expect(sql);
+        let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut *conn)
+            .await
+            .expect(sql);
         row.0
     }
 
@@ -180,9 +183,11 @@ impl TestApp {
             if let Ok(mut conn) =
                 sqlx::PgConnection::connect(&format!("{}/test", postgres_server())).await
             {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await;
             }
         }
     }

@@ -326,7 +326,7 @@ async fn sigkill_rounds_on_cyrus(hidden: &[&str], path: &str) {
     let mut committed = 0;
     for round in 0..KILLS {
         let mut daemon = spawn_daemon(&app, round);
-        if next(&mut seed) % 4 != 0 {
+        if !next(&mut seed).is_multiple_of(4) {
             wait_for_commits(&app, &mut daemon, round, (committed + 1).min(MAILS as i64)).await;
         }
         tokio::time::sleep(Duration::from_millis(10 + next(&mut seed) % 300)).await;

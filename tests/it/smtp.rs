@@ -182,7 +182,7 @@ fn corpus_mails(range: std::ops::RangeInclusive<usize>) -> Vec<PathBuf> {
 
 async fn rows(app: &TestApp, sql: &str) -> Vec<(i64, String, String)> {
     let mut conn = app.app.store.acquire().await.unwrap();
-    sqlx::query_as::<_, (i64, String, String)>(sql)
+    sqlx::query_as::<_, (i64, String, String)>(sqlx::AssertSqlSafe(sql))
         .fetch_all(&mut *conn)
         .await
         .unwrap()
