@@ -34,7 +34,7 @@ pub async fn run_command(
         .settings
         .mailboxes
         .iter()
-        .filter(|m| name.as_deref().map_or(true, |n| n == m.name))
+        .filter(|m| name.as_deref().is_none_or(|n| n == m.name))
         .collect();
     let mut out = std::io::stdout();
     if mailboxes.is_empty() {

@@ -18,7 +18,11 @@ pub struct Backlog {
     pub overdue_tasks: i64,
 }
 
-async fn count(conn: &mut AnyConnection, sql: &str, bind: Option<&str>) -> anyhow::Result<i64> {
+async fn count(
+    conn: &mut AnyConnection,
+    sql: &'static str,
+    bind: Option<&str>,
+) -> anyhow::Result<i64> {
     let query = sqlx::query_scalar::<_, i64>(sql);
     let query = match bind {
         Some(value) => query.bind(value.to_owned()),

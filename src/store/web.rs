@@ -539,7 +539,7 @@ pub async fn mail_count(
         "messages m"
     };
     let sql = format!("SELECT COUNT(*) FROM {from} {clause}");
-    let mut query = sqlx::query_scalar(&sql);
+    let mut query = sqlx::query_scalar(composed_sql(sql));
     for v in &values {
         query = query.bind(v.as_str());
     }
@@ -755,7 +755,7 @@ pub async fn web_task_list(
         task_list_from(),
         values.len() + 1
     );
-    let mut query = sqlx::query_as(&sql);
+    let mut query = sqlx::query_as(composed_sql(sql));
     for v in &values {
         query = query.bind(v.as_str());
     }
@@ -775,7 +775,7 @@ pub async fn web_task_row(
         "SELECT {TASK_VIEW_COLUMNS}, {TASK_LIST_COLUMNS} FROM {} WHERE t.id = $1",
         task_list_from()
     );
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
@@ -788,7 +788,7 @@ pub async fn case_tasks(conn: &mut AnyConnection, case: i64) -> anyhow::Result<V
         "SELECT {TASK_VIEW_COLUMNS}, {TASK_LIST_COLUMNS} FROM {} WHERE t.case_id = $1 ORDER BY t.due, t.id",
         task_list_from()
     );
-    sqlx::query_as(&sql)
+    sqlx::query_as(composed_sql(sql))
         .bind(case)
         .fetch_all(&mut *conn)
         .await
@@ -797,11 +797,11 @@ pub async fn case_tasks(conn: &mut AnyConnection, case: i64) -> anyhow::Result<V
 
 /// The mails of a case (the demand and what joined it), oldest first.
 pub async fn case_mails(conn: &mut AnyConnection, case: i64) -> anyhow::Result<Vec<MailListRow>> {
-    sqlx::query_as(&format!(
+    sqlx::query_as(composed_sql(format!(
         "SELECT m.id, m.received_date, m.mailbox, m.from_addr, m.subject, m.status, m.category, m.kind, \
          m.client_inn, m.rule, m.error, c.name AS client_name, k.number AS demand_number, m.case_id \
          FROM {LOG_FROM} WHERE m.case_id = $1 ORDER BY m.id"
-    ))
+    )))
     .bind(case)
     .fetch_all(&mut *conn)
     .await

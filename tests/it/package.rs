@@ -114,7 +114,7 @@ fn every_flag_has_help_and_a_place_in_the_cli_reference() {
             seen += 1;
             if arg
                 .get_help()
-                .map_or(true, |h| h.to_string().trim().is_empty())
+                .is_none_or(|h| h.to_string().trim().is_empty())
             {
                 undocumented.push(format!("{path} {id}"));
             }

@@ -316,7 +316,10 @@ async fn click(client: &Client, id: &str) {
 /// Runs SQL against the world's store (the test arranges a deadline or a queue).
 async fn execute(world: &WebWorld, sql: &str) {
     let mut conn = world.app.app.store.acquire().await.unwrap();
-    sqlx::query(sql).execute(&mut *conn).await.expect(sql);
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut *conn)
+        .await
+        .expect(sql);
 }
 
 async fn text_of(client: &Client, css: &str) -> String {
@@ -340,10 +343,10 @@ async fn the_web_view_is_a_work_tool_for_accountants_managers_and_auditors_in_ch
     // One of the accountant's demand tasks is twelve days overdue; another task waits in the unassigned queue.
     let (demand_task, number): (i64, String) = {
         let mut conn = world.app.app.store.acquire().await.unwrap();
-        sqlx::query_as(&format!(
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT t.id, k.number FROM tasks t JOIN cases k ON k.id = t.case_id \
              WHERE t.assignee = '{ACCOUNTANT}' AND t.status = 'open' ORDER BY t.id LIMIT 1"
-        ))
+        )))
         .fetch_one(&mut *conn)
         .await
         .expect("the corpus gives the accountant an open demand task")
