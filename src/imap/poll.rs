@@ -1185,8 +1185,9 @@ async fn commit_evaluated(
             uid = m.uid,
             message_id = r.message_id.as_deref().unwrap_or(""),
             status = r.status.as_str(),
-            rule = r.rule.as_deref().unwrap_or(""),
+            category = r.category.as_deref().unwrap_or(""),
             client_inn = r.client_inn.as_deref().unwrap_or(""),
+            rule = r.rule.as_deref().unwrap_or(""),
             tasks = r.tasks.len(),
             "mail processed"
         );
