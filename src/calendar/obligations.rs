@@ -380,8 +380,8 @@ pub fn ics(lines: &[ObligationLine], tasks: &[FeedTask], now: DateTime<Utc>) -> 
     out
 }
 
-/// RFC 5545 §3.3.11 TEXT escaping.
-fn escape(text: &str) -> String {
+/// RFC 5545 §3.3.11 TEXT escaping (the task feed of the web view writes its events with it too).
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -396,11 +396,12 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// Lines longer than 75 octets are folded (RFC 5545 §3.1): CRLF plus one space, never inside a UTF-8 character;
-/// the continuation's leading space counts towards its 75.
+/// The longest content line of RFC 5545 §3.1, in octets.
 const MAX_LINE_OCTETS: usize = 75;
 
-fn push_line(out: &mut String, line: &str) {
+/// Writes one content line, folded when longer than 75 octets (RFC 5545 §3.1): CRLF plus one space, never inside a
+/// UTF-8 character; the continuation's leading space counts towards its 75. The web view's task feed uses it too.
+pub(crate) fn push_line(out: &mut String, line: &str) {
     let mut used = 0;
     for c in line.chars() {
         let len = c.len_utf8();

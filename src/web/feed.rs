@@ -5,7 +5,7 @@
 //! task, `task-<id>@taxinbox` for a mail's), so a feed and an imported file update the same events.
 
 use super::present;
-use crate::calendar::obligations::obligation_uid;
+use crate::calendar::obligations::{escape, obligation_uid, push_line};
 use crate::store::TaskListRow;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -98,35 +98,4 @@ pub fn feed(
     }
     push_line(&mut out, "END:VCALENDAR");
     out
-}
-
-/// RFC 5545 text escaping.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            ';' => out.push_str("\\;"),
-            ',' => out.push_str("\\,"),
-            '\n' => out.push_str("\\n"),
-            '\r' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Lines longer than 75 octets are folded (RFC 5545 §3.1), never inside a UTF-8 character.
-fn push_line(out: &mut String, line: &str) {
-    let mut used = 0;
-    for c in line.chars() {
-        let len = c.len_utf8();
-        if used + len > 75 {
-            out.push_str("\r\n ");
-            used = 1;
-        }
-        out.push(c);
-        used += len;
-    }
-    out.push_str("\r\n");
 }
