@@ -359,25 +359,32 @@ pub fn ics(lines: &[ObligationLine], tasks: &[FeedTask], now: DateTime<Utc>) -> 
         if !seen.insert(uid.clone()) {
             continue;
         }
-        let next = day.succ_opt().unwrap_or(day);
-        push_line(&mut out, "BEGIN:VEVENT");
-        push_line(&mut out, &format!("UID:{}", escape(&uid)));
-        push_line(&mut out, &format!("DTSTAMP:{stamp}"));
-        push_line(
-            &mut out,
-            &format!("DTSTART;VALUE=DATE:{}", day.format("%Y%m%d")),
-        );
-        push_line(
-            &mut out,
-            &format!("DTEND;VALUE=DATE:{}", next.format("%Y%m%d")),
-        );
-        push_line(&mut out, &format!("SUMMARY:{}", escape(title)));
-        push_line(&mut out, &format!("DESCRIPTION:{}", escape(&description)));
+        push_event_head(&mut out, &uid, &stamp, day, title, &description);
         push_line(&mut out, "TRANSP:TRANSPARENT");
         push_line(&mut out, "END:VEVENT");
     }
     push_line(&mut out, "END:VCALENDAR");
     out
+}
+
+/// Opens an all-day event on `day` (RFC 5545: `DTEND` the day after) with its UID, stamp, summary and description;
+/// the caller adds what else it has and `END:VEVENT`. The web view's task feed writes its events with it too.
+pub(crate) fn push_event_head(
+    out: &mut String,
+    uid: &str,
+    stamp: &str,
+    day: NaiveDate,
+    summary: &str,
+    description: &str,
+) {
+    let next = day.succ_opt().unwrap_or(day);
+    push_line(out, "BEGIN:VEVENT");
+    push_line(out, &format!("UID:{}", escape(uid)));
+    push_line(out, &format!("DTSTAMP:{stamp}"));
+    push_line(out, &format!("DTSTART;VALUE=DATE:{}", day.format("%Y%m%d")));
+    push_line(out, &format!("DTEND;VALUE=DATE:{}", next.format("%Y%m%d")));
+    push_line(out, &format!("SUMMARY:{}", escape(summary)));
+    push_line(out, &format!("DESCRIPTION:{}", escape(description)));
 }
 
 /// RFC 5545 §3.3.11 TEXT escaping (the task feed of the web view writes its events with it too).

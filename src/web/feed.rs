@@ -5,7 +5,7 @@
 //! task, `task-<id>@taxinbox` for a mail's), so a feed and an imported file update the same events.
 
 use super::present;
-use crate::calendar::obligations::{escape, obligation_uid, push_line};
+use crate::calendar::obligations::{escape, obligation_uid, push_event_head, push_line};
 use crate::store::TaskListRow;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -68,22 +68,13 @@ pub fn feed(
         if let Some(l) = &link {
             description.push(l.clone());
         }
-        let next = day.succ_opt().unwrap_or(day);
-        push_line(&mut out, "BEGIN:VEVENT");
-        push_line(&mut out, &format!("UID:{}", escape(&uid)));
-        push_line(&mut out, &format!("DTSTAMP:{stamp}"));
-        push_line(
+        push_event_head(
             &mut out,
-            &format!("DTSTART;VALUE=DATE:{}", day.format("%Y%m%d")),
-        );
-        push_line(
-            &mut out,
-            &format!("DTEND;VALUE=DATE:{}", next.format("%Y%m%d")),
-        );
-        push_line(&mut out, &format!("SUMMARY:{}", escape(&summary)));
-        push_line(
-            &mut out,
-            &format!("DESCRIPTION:{}", escape(&description.join("\n"))),
+            &uid,
+            &stamp,
+            day,
+            &summary,
+            &description.join("\n"),
         );
         if let Some(l) = &link {
             push_line(&mut out, &format!("URL:{l}"));

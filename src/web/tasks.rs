@@ -385,6 +385,21 @@ pub async fn list(
     )
 }
 
+/// A task the viewer is about to change (done, reopen, tick, reassign): the form's CSRF token checked, write access
+/// required, and the task visible to them (404 otherwise, like a task that does not exist).
+async fn task_to_change(
+    web: &Web,
+    viewer: &Viewer,
+    csrf: &str,
+    id: i64,
+) -> Result<(store::TaskListRow, Directory), WebError> {
+    viewer.check_csrf(csrf)?;
+    if !viewer.may_write() {
+        return Err(WebError::Forbidden);
+    }
+    visible_task(web, viewer, id).await
+}
+
 /// A task the viewer may see, or 404: the same answer whether there is no such task or it is not theirs, so ids
 /// tell nothing about what exists.
 async fn visible_task(
@@ -713,11 +728,7 @@ pub async fn done(
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
-    viewer.check_csrf(&form.csrf)?;
-    if !viewer.may_write() {
-        return Err(WebError::Forbidden);
-    }
-    let (task, _) = visible_task(&web, &viewer, id).await?;
+    let (task, _) = task_to_change(&web, &viewer, &form.csrf, id).await?;
     let at = store::timestamp(Utc::now());
     let mut tx = web.store().begin().await?;
     if !store::mark_task_done_by(&mut tx, id, &viewer.email, &at).await? {
@@ -744,11 +755,7 @@ pub async fn reopen(
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
-    viewer.check_csrf(&form.csrf)?;
-    if !viewer.may_write() {
-        return Err(WebError::Forbidden);
-    }
-    let (task, _) = visible_task(&web, &viewer, id).await?;
+    let (task, _) = task_to_change(&web, &viewer, &form.csrf, id).await?;
     let at = store::timestamp(Utc::now());
     let mut tx = web.store().begin().await?;
     if !store::reopen_task(&mut tx, id).await? {
@@ -787,11 +794,7 @@ pub async fn tick(
     Path((id, position)): Path<(i64, i64)>,
     Form(form): Form<TickForm>,
 ) -> Result<Response, WebError> {
-    viewer.check_csrf(&form.csrf)?;
-    if !viewer.may_write() {
-        return Err(WebError::Forbidden);
-    }
-    let (task, _) = visible_task(&web, &viewer, id).await?;
+    let (task, _) = task_to_change(&web, &viewer, &form.csrf, id).await?;
     let Some(case) = task.case_id.filter(|_| task.step == "answer") else {
         return Err(WebError::BadRequest(
             "У задачи нет перечня документов.".into(),
@@ -833,11 +836,7 @@ pub async fn reassign(
     Path(id): Path<i64>,
     Form(form): Form<ReassignForm>,
 ) -> Result<Response, WebError> {
-    viewer.check_csrf(&form.csrf)?;
-    if !viewer.may_write() {
-        return Err(WebError::Forbidden);
-    }
-    let (task, directory) = visible_task(&web, &viewer, id).await?;
+    let (task, directory) = task_to_change(&web, &viewer, &form.csrf, id).await?;
     let to = form.to.trim().to_lowercase();
     // A task in the unassigned queue goes to the manager's own team (an admin: anyone).
     if task.assignee.is_none()
