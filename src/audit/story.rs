@@ -21,6 +21,9 @@ pub struct MailStory {
     pub raw: RawState,
     /// The raw header block as it arrived, while the raw mail is kept.
     pub headers: Option<String>,
+    /// The same headers decoded for a person: one line per field, encoded words (RFC 2047) and addresses decoded,
+    /// folded lines joined.
+    pub decoded_headers: Vec<(String, String)>,
     pub facts: serde_json::Value,
     pub status: store::MessageStatus,
     pub category: Option<String>,
@@ -87,19 +90,66 @@ fn header_block(raw: &[u8]) -> String {
     s
 }
 
+/// The header fields of a mail decoded for reading (mail-parser's decoding; a field it does not decode shows its
+/// unfolded raw text).
+pub fn decoded_headers(raw: &[u8]) -> Vec<(String, String)> {
+    use mail_parser::HeaderValue;
+    let Some(message) = mail_parser::MessageParser::default().parse_headers(raw) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for h in message.headers() {
+        let unfolded = || {
+            let start = usize::try_from(h.offset_start).unwrap_or(0);
+            let end = usize::try_from(h.offset_end).unwrap_or(0);
+            let raw = raw.get(start..end.max(start)).unwrap_or_default();
+            String::from_utf8_lossy(raw)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let value = match &h.value {
+            HeaderValue::Text(t) => t.split_whitespace().collect::<Vec<_>>().join(" "),
+            HeaderValue::TextList(list) => list.join(", "),
+            HeaderValue::Address(address) => address
+                .iter()
+                .map(|a| match (a.name(), a.address()) {
+                    (Some(name), Some(addr)) => format!("{name} <{addr}>"),
+                    (None, Some(addr)) => addr.to_owned(),
+                    (Some(name), None) => name.to_owned(),
+                    (None, None) => String::new(),
+                })
+                .filter(|a| !a.is_empty())
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => unfolded(),
+        };
+        let value = if value.is_empty() { unfolded() } else { value };
+        bytes += value.len();
+        if bytes > MAX_HEADER_BYTES {
+            out.push(("…".to_owned(), "[headers cut]".to_owned()));
+            break;
+        }
+        out.push((h.name.as_str().to_owned(), value));
+    }
+    out
+}
+
 pub async fn story(conn: &mut sqlx::AnyConnection, id: i64) -> anyhow::Result<Option<MailStory>> {
     let Some(m) = store::mail(conn, id).await? else {
         return Ok(None);
     };
-    let (raw, headers) = match (m.raw_size, m.raw_kept) {
-        (None, _) => (RawState::Missing, None),
-        (Some(size), false) => (RawState::Purged { size }, None),
+    let (raw, headers, decoded_headers) = match (m.raw_size, m.raw_kept) {
+        (None, _) => (RawState::Missing, None, Vec::new()),
+        (Some(size), false) => (RawState::Purged { size }, None, Vec::new()),
         (Some(size), true) => {
             let bytes = store::raw_mail(conn, &m.sha256).await?.unwrap_or_default();
             let matches_hash = crate::store::sha256_hex(&bytes) == m.sha256;
             (
                 RawState::Kept { size, matches_hash },
                 Some(header_block(&bytes)),
+                decoded_headers(&bytes),
             )
         }
     };
@@ -161,6 +211,7 @@ pub async fn story(conn: &mut sqlx::AnyConnection, id: i64) -> anyhow::Result<Op
         sha256: m.sha256,
         raw,
         headers,
+        decoded_headers,
         facts: serde_json::from_str(&m.facts).unwrap_or(serde_json::Value::String(m.facts)),
         status: m.status,
         category: m.category,
@@ -366,6 +417,22 @@ pub fn render_trace(trace: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_are_decoded_for_reading() {
+        let raw = b"From: =?utf-8?B?0JjQpNCd0KE=?= <ifns@example.org>\r\n\
+            Subject: =?utf-8?B?0KLRgNC10LHQvtCy0LDQvdC40LU=?=\r\n =?utf-8?B?IOKEliA3MDA2?=\r\n\
+            X-Folded: one\r\n two\r\n\r\nbody";
+        let headers = decoded_headers(raw);
+        assert_eq!(
+            headers,
+            vec![
+                ("From".to_owned(), "ИФНС <ifns@example.org>".to_owned()),
+                ("Subject".to_owned(), "Требование № 7006".to_owned()),
+                ("X-Folded".to_owned(), "one two".to_owned()),
+            ]
+        );
+    }
 
     #[test]
     fn the_header_block_ends_at_the_first_empty_line() {

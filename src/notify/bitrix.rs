@@ -14,7 +14,8 @@
 //! description (read first with `tasks.task.get`; what an accountant wrote after it is kept, and a description
 //! whose block was edited away is left alone), DEADLINE only when the legal deadline changed since it was last
 //! sent, PRIORITY on an escalation, RESPONSIBLE_ID on a reassignment; never TITLE. `done` completes the task
-//! (`tasks.task.complete`; status 5, or 4 "awaiting control" when the task has a controller: both count as done).
+//! (`tasks.task.complete`; status 5, or 4 "awaiting control" when the task has a controller: both count as done);
+//! `reopened` (a person's undo of done) renews it (`tasks.task.renew`, back to status 2).
 //! An event for a task that has no Bitrix24 task yet (the sink was configured later) adds it with the state of now.
 //!
 //! **People.** An accountant's Bitrix24 user is the static map's (`[sinks.responsible]`, an override) or, when the
@@ -41,7 +42,7 @@ use super::{client_label, russian_date};
 use crate::settings::{OnLostTask, PortalSettings};
 use crate::store::{
     PendingSinkEvent, SinkPeople, SinkTask, TaskChange, EVENT_CREATED, EVENT_DONE, EVENT_ESCALATED,
-    EVENT_REASSIGNED,
+    EVENT_REASSIGNED, EVENT_REOPENED,
 };
 use chrono::{NaiveDate, TimeZone as _};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -479,6 +480,33 @@ async fn complete(portal: Portal<'_>, id: &str) -> Result<Result<(), String>, Si
     };
     let status = task.get("status").and_then(id_of);
     if status.is_some_and(|s| STATUSES_DONE.contains(&s.as_str())) {
+        Ok(Ok(()))
+    } else {
+        Err(SinkError::Permanent(refused))
+    }
+}
+
+/// Renews (reopens) the completed Bitrix24 task `id` (`tasks.task.renew`); `Ok(Err(reason))` when the task is lost.
+/// The portal refuses to renew a task that is not completed, with the same error as for a task it cannot see: a
+/// repeat (the first answer was lost) or a task someone reopened there already is success once `tasks.task.get`
+/// shows it open.
+async fn renew(portal: Portal<'_>, id: &str) -> Result<Result<(), String>, SinkError> {
+    let refused = match call(
+        portal,
+        "tasks.task.renew",
+        &serde_json::json!({"taskId": id}),
+    )
+    .await
+    {
+        Ok(_) => return Ok(Ok(())),
+        Err(SinkError::Permanent(m)) => m,
+        Err(e) => return Err(e),
+    };
+    let Some(task) = get(portal, id, &["ID", "STATUS"]).await? else {
+        return Ok(Err(lost_reason(id, Some(&refused))));
+    };
+    let status = task.get("status").and_then(id_of);
+    if status.is_some_and(|s| !STATUSES_DONE.contains(&s.as_str())) {
         Ok(Ok(()))
     } else {
         Err(SinkError::Permanent(refused))
@@ -1002,6 +1030,8 @@ pub async fn deliver(
         });
     } else if event.event == EVENT_DONE {
         complete(d.portal, &known.id).await?.map(|()| None)
+    } else if event.event == EVENT_REOPENED {
+        renew(d.portal, &known.id).await?.map(|()| None)
     } else {
         update(d, event, task, change, &known, extras).await?
     };

@@ -1,6 +1,7 @@
 //! The webhook sink: every task event is POSTed as JSON to the firm's URL, signed with HMAC-SHA256 over the exact
 //! body (`X-Taxinbox-Signature: sha256=<hex>`), with `X-Taxinbox-Event` (created, linked, escalated, done,
-//! reassigned) and `X-Taxinbox-Delivery` (the event's stable key, e.g. `created:12`). `done` and `reassigned` carry
+//! reopened, reassigned) and `X-Taxinbox-Delivery` (the event's stable key, e.g. `created:12`). `done`, `reopened`
+//! (the undo of done) and `reassigned` carry
 //! a `change` object (who, when, the status and assignee after it, the assignee before a reassignment, the log
 //! entry) as of that change, while `task` is the task as it stands at delivery.
 //!
@@ -15,7 +16,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 /// The header carrying `sha256=<hex of HMAC-SHA256(secret, body)>`.
 pub const SIGNATURE_HEADER: &str = "X-Taxinbox-Signature";
-/// The header naming the event (`created`, `linked`, `escalated`, `done`, `reassigned`).
+/// The header naming the event (`created`, `linked`, `escalated`, `done`, `reopened`, `reassigned`).
 pub const EVENT_HEADER: &str = "X-Taxinbox-Event";
 /// The header carrying the event's stable key, the same on every retry.
 pub const DELIVERY_HEADER: &str = "X-Taxinbox-Delivery";

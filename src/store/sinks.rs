@@ -20,6 +20,8 @@ pub const EVENT_ESCALATED: &str = "escalated";
 pub const EVENT_DONE: &str = "done";
 /// A person gave the task to a colleague (web view; log entry `task_reassigned`).
 pub const EVENT_REASSIGNED: &str = "reassigned";
+/// A person undid their done: the task is open again (web view; log entry `task_reopened`).
+pub const EVENT_REOPENED: &str = "reopened";
 
 /// Records which sinks the configuration names (`name`, `kind`): those become active, every other one inactive, so
 /// events queued from now on reach exactly the configured sinks. Rows already queued stay as they are.
@@ -128,7 +130,7 @@ pub async fn queue_task_events_of_message(
     Ok(queued)
 }
 
-/// Queues `done` or `reassigned` for a task a person changed, in the transaction that changes the task and appends
+/// Queues `done`, `reopened` or `reassigned` for a task a person changed, in the transaction that changes the task and appends
 /// the log entry `log_seq` recording it. The key, `<event>:<task>:<log seq>`, names that entry: a task reassigned
 /// twice gives two events, each delivered with the assignee of its own change (see [`sink_task_change`]).
 pub async fn queue_task_change(
@@ -139,8 +141,8 @@ pub async fn queue_task_change(
     now: &str,
 ) -> anyhow::Result<u64> {
     anyhow::ensure!(
-        event == EVENT_DONE || event == EVENT_REASSIGNED,
-        "a task change is {EVENT_DONE} or {EVENT_REASSIGNED}, not {event}"
+        [EVENT_DONE, EVENT_REOPENED, EVENT_REASSIGNED].contains(&event),
+        "a task change is {EVENT_DONE}, {EVENT_REOPENED} or {EVENT_REASSIGNED}, not {event}"
     );
     queue_task_event(
         conn,
@@ -153,14 +155,14 @@ pub async fn queue_task_change(
     .await
 }
 
-/// What a person changed, as a sink tells it: `done` and `reassigned` events.
+/// What a person changed, as a sink tells it: `done`, `reopened` and `reassigned` events.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TaskChange {
     /// The signed-in person who made the change.
     pub by: Option<String>,
     /// When (RFC 3339, the log entry's time).
     pub at: String,
-    /// The task's status after the change (`done`; `open` after a reassignment).
+    /// The task's status after the change (`done`; `open` after a reopening or a reassignment).
     pub status: TaskStatus,
     /// The assignee after the change.
     pub assignee: Option<String>,
@@ -170,15 +172,18 @@ pub struct TaskChange {
     pub log_seq: i64,
 }
 
-/// The change a `done` or `reassigned` event reports, read from the log entry its key names; `None` for other
-/// events (or a key without a log entry, which the web never writes).
+/// The change a `done`, `reopened` or `reassigned` event reports, read from the log entry its key names; `None` for
+/// other events (or a key without a log entry, which the web never writes).
 pub async fn sink_task_change(
     conn: &mut AnyConnection,
     event: &PendingSinkEvent,
 ) -> anyhow::Result<Option<TaskChange>> {
-    if event.event != EVENT_DONE && event.event != EVENT_REASSIGNED {
-        return Ok(None);
-    }
+    let logged_as = match event.event.as_str() {
+        EVENT_DONE => "task_done",
+        EVENT_REOPENED => "task_reopened",
+        EVENT_REASSIGNED => "task_reassigned",
+        _ => return Ok(None),
+    };
     let Some(seq) = event
         .event_key
         .rsplit(':')
@@ -197,10 +202,11 @@ pub async fn sink_task_change(
     else {
         return Ok(None);
     };
-    let done = event.event == EVENT_DONE;
-    if logged != if done { "task_done" } else { "task_reassigned" } {
+    if logged != logged_as {
         return Ok(None);
     }
+    let done = event.event == EVENT_DONE;
+    let reassigned = event.event == EVENT_REASSIGNED;
     let payload: serde_json::Value =
         serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null);
     let text = |key: &str| payload.get(key).and_then(|v| v.as_str()).map(str::to_owned);
@@ -212,8 +218,12 @@ pub async fn sink_task_change(
         } else {
             TaskStatus::Open
         },
-        assignee: if done { text("assignee") } else { text("to") },
-        previous_assignee: if done { None } else { text("from") },
+        assignee: if reassigned {
+            text("to")
+        } else {
+            text("assignee")
+        },
+        previous_assignee: if reassigned { text("from") } else { None },
         log_seq: seq,
     }))
 }

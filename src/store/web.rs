@@ -449,23 +449,52 @@ fn like_any(columns: &[&str], patterns: usize, first: usize) -> String {
     format!("({})", terms.join(" OR "))
 }
 
+/// How a search reaches the mail: SQLite's trigram full-text table (`messages_search`, kept by triggers) for three
+/// characters or more; otherwise `LIKE` over the columns, which PostgreSQL answers from its trigram indexes.
+fn search_condition(search: &str, sqlite: bool, values: &mut Vec<String>) -> String {
+    if sqlite && search.chars().count() >= 3 {
+        // One FTS5 phrase: the typed text, its quotes doubled. The trigram tokenizer folds case, Cyrillic included.
+        values.push(format!("\"{}\"", search.replace('"', "\"\"")));
+        return format!(
+            "m.id IN (SELECT rowid FROM messages_search WHERE messages_search MATCH ${})",
+            values.len()
+        );
+    }
+    let patterns = search_patterns(search);
+    let first = values.len() + 1;
+    let own = like_any(
+        &["subject", "from_addr", "client_inn", "demand_number"],
+        patterns.len(),
+        first,
+    );
+    let case = like_any(&["number"], patterns.len(), first);
+    values.extend(patterns);
+    format!(
+        "m.id IN (SELECT id FROM messages WHERE {own} \
+         UNION SELECT id FROM messages WHERE case_id IN (SELECT id FROM cases WHERE {case}))"
+    )
+}
+
 /// The mail log's conditions: the filters, and a search over subject, sender, INN and demand number.
-fn log_conditions(filter: &super::MailFilter, search: Option<&str>) -> (Vec<String>, Vec<String>) {
+fn log_conditions(
+    filter: &super::MailFilter,
+    search: Option<&str>,
+    sqlite: bool,
+) -> (Vec<String>, Vec<String>) {
     let (clause, mut values) = super::audit_read::mail_conditions(filter, 0);
     let mut conditions: Vec<String> = clause
         .strip_prefix("WHERE ")
         .map(|c| vec![c.to_owned()])
         .unwrap_or_default();
     if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
-        let patterns = search_patterns(search);
-        conditions.push(like_any(
-            &["m.subject", "m.from_addr", "m.client_inn", "k.number"],
-            patterns.len(),
-            values.len() + 1,
-        ));
-        values.extend(patterns);
+        conditions.push(search_condition(search, sqlite, &mut values));
     }
     (conditions, values)
+}
+
+/// Whether the connection is SQLite's (the search takes its full-text table).
+fn is_sqlite(conn: &AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("sqlite")
 }
 
 const LOG_FROM: &str =
@@ -479,7 +508,7 @@ pub async fn mail_page(
     page: LogPage,
     limit: i64,
 ) -> anyhow::Result<Vec<MailListRow>> {
-    let (mut conditions, values) = log_conditions(filter, search);
+    let (mut conditions, values) = log_conditions(filter, search, is_sqlite(conn));
     let (order, bound) = match page {
         LogPage::Newest => ("DESC", None),
         LogPage::Before(id) => {
@@ -526,19 +555,13 @@ pub async fn mail_count(
     filter: &super::MailFilter,
     search: Option<&str>,
 ) -> anyhow::Result<i64> {
-    let (conditions, values) = log_conditions(filter, search);
+    let (conditions, values) = log_conditions(filter, search, is_sqlite(conn));
     let clause = if conditions.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
-    // The joins matter only to a search (the demand number); without one the count reads the messages alone.
-    let from = if search.is_some_and(|s| !s.trim().is_empty()) {
-        LOG_FROM
-    } else {
-        "messages m"
-    };
-    let sql = format!("SELECT COUNT(*) FROM {from} {clause}");
+    let sql = format!("SELECT COUNT(*) FROM messages m {clause}");
     let mut query = sqlx::query_scalar(composed_sql(sql));
     for v in &values {
         query = query.bind(v.as_str());
@@ -656,10 +679,26 @@ pub enum TaskOwners {
     /// Everyone's, and the unassigned ones.
     #[default]
     All,
-    /// These people's.
-    People(Vec<String>),
+    /// The tasks of `people`, and those of `absent` people whose client has `backup` as backup accountant (an
+    /// absence without a substitute: the backup covers their own clients only).
+    People {
+        people: Vec<String>,
+        absent: Vec<String>,
+        backup: String,
+    },
     /// The unassigned queue.
     Unassigned,
+}
+
+impl TaskOwners {
+    /// One person's tasks.
+    pub fn person(email: &str) -> Self {
+        TaskOwners::People {
+            people: vec![email.to_owned()],
+            absent: Vec::new(),
+            backup: String::new(),
+        }
+    }
 }
 
 /// What kind of work, as the list filters it.
@@ -673,7 +712,18 @@ pub enum TaskKindFilter {
     Calendar,
 }
 
-/// The filters of the task list that SQL applies.
+/// The order of the task list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TaskOrder {
+    /// By due date, then by id.
+    #[default]
+    Due,
+    /// By the client's name (tasks without a client last), then by due date.
+    Client,
+}
+
+/// The filters of the task list, all applied in SQL (the list pages in SQL, so a firm's whole history costs a
+/// page, not a read of every task).
 #[derive(Debug, Clone, Default)]
 pub struct TaskListFilter {
     pub owners: TaskOwners,
@@ -684,30 +734,80 @@ pub struct TaskListFilter {
     pub kind: Option<TaskKindFilter>,
     /// Over the title, the client's name and INN, the mail's subject and the demand number.
     pub search: Option<String>,
-    pub limit: i64,
+    /// One assignee's tasks (a manager's view of a person), within the owners.
+    pub person: Option<String>,
 }
 
-/// The tasks a list shows, by due date, at most `filter.limit`.
-pub async fn web_task_list(
-    conn: &mut AnyConnection,
-    filter: &TaskListFilter,
-) -> anyhow::Result<Vec<TaskListRow>> {
+/// The `WHERE` clause of a task list, its bound values, and the tables it needs: `None` when the owners are
+/// nobody (nothing to read).
+struct TaskListSql {
+    clause: String,
+    values: Vec<String>,
+    /// The clause reads the client (`c`), or the mail and the case too (`m`, `k`: a search).
+    joins: TaskJoins,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TaskJoins {
+    None,
+    Client,
+    All,
+}
+
+impl TaskJoins {
+    fn from(self) -> String {
+        match self {
+            TaskJoins::None => "tasks t".to_owned(),
+            TaskJoins::Client => "tasks t LEFT JOIN clients c ON c.inn = t.client_inn".to_owned(),
+            TaskJoins::All => task_list_from(),
+        }
+    }
+}
+
+/// Binds `people` as values and returns their placeholders, `$3, $4`.
+fn marks(values: &mut Vec<String>, people: &[String]) -> String {
+    let mut marks = Vec::new();
+    for p in people {
+        values.push(p.clone());
+        marks.push(format!("${}", values.len()));
+    }
+    marks.join(", ")
+}
+
+fn task_list_sql(filter: &TaskListFilter) -> Option<TaskListSql> {
     let mut conditions: Vec<String> = Vec::new();
     let mut values: Vec<String> = Vec::new();
+    let mut joins = TaskJoins::None;
     match &filter.owners {
         TaskOwners::All => {}
         TaskOwners::Unassigned => conditions.push("t.assignee IS NULL".into()),
-        TaskOwners::People(people) => {
-            if people.is_empty() {
-                return Ok(Vec::new());
+        TaskOwners::People {
+            people,
+            absent,
+            backup,
+        } => {
+            if people.is_empty() && absent.is_empty() {
+                return None;
             }
-            let mut marks = Vec::new();
-            for p in people {
-                values.push(p.clone());
-                marks.push(format!("${}", values.len()));
+            let mut either = Vec::new();
+            if !people.is_empty() {
+                either.push(format!("t.assignee IN ({})", marks(&mut values, people)));
             }
-            conditions.push(format!("t.assignee IN ({})", marks.join(", ")));
+            if !absent.is_empty() {
+                let absent = marks(&mut values, absent);
+                values.push(backup.clone());
+                either.push(format!(
+                    "(t.assignee IN ({absent}) AND c.backup_accountant = ${})",
+                    values.len()
+                ));
+                joins = TaskJoins::Client;
+            }
+            conditions.push(format!("({})", either.join(" OR ")));
         }
+    }
+    if let Some(person) = &filter.person {
+        values.push(person.clone());
+        conditions.push(format!("t.assignee = ${}", values.len()));
     }
     if let Some(status) = &filter.status {
         values.push(status.clone());
@@ -744,26 +844,137 @@ pub async fn web_task_list(
             values.len() + 1,
         ));
         values.extend(patterns);
+        joins = TaskJoins::All;
     }
     let clause = if conditions.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
-    let sql = format!(
-        "SELECT {TASK_VIEW_COLUMNS}, {TASK_LIST_COLUMNS} FROM {} {clause} ORDER BY t.due, t.id LIMIT ${}",
+    Some(TaskListSql {
+        clause,
+        values,
+        joins,
+    })
+}
+
+/// A page of the tasks a list shows: `limit` of them after `offset`, in `order`.
+pub async fn web_task_list(
+    conn: &mut AnyConnection,
+    filter: &TaskListFilter,
+    order: TaskOrder,
+    offset: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<TaskListRow>> {
+    let Some(sql) = task_list_sql(filter) else {
+        return Ok(Vec::new());
+    };
+    let order_by = match order {
+        TaskOrder::Due => "t.due, t.id",
+        TaskOrder::Client => {
+            "CASE WHEN c.name IS NULL AND t.client_inn IS NULL THEN 1 ELSE 0 END, \
+             COALESCE(c.name, t.client_inn), t.due, t.id"
+        }
+    };
+    let n = sql.values.len();
+    let text = format!(
+        "SELECT {TASK_VIEW_COLUMNS}, {TASK_LIST_COLUMNS} FROM {} {} ORDER BY {order_by} LIMIT ${} OFFSET ${}",
         task_list_from(),
-        values.len() + 1
+        sql.clause,
+        n + 1,
+        n + 2
     );
-    let mut query = sqlx::query_as(composed_sql(sql));
-    for v in &values {
+    let mut query = sqlx::query_as(composed_sql(text));
+    for v in &sql.values {
         query = query.bind(v.as_str());
     }
     query
-        .bind(filter.limit)
+        .bind(limit)
+        .bind(offset)
         .fetch_all(&mut *conn)
         .await
         .context("read the task list")
+}
+
+/// How many tasks the filter selects.
+pub async fn web_task_count(
+    conn: &mut AnyConnection,
+    filter: &TaskListFilter,
+) -> anyhow::Result<i64> {
+    let Some(sql) = task_list_sql(filter) else {
+        return Ok(0);
+    };
+    let text = format!("SELECT COUNT(*) FROM {} {}", sql.joins.from(), sql.clause);
+    let mut query = sqlx::query_scalar(composed_sql(text));
+    for v in &sql.values {
+        query = query.bind(v.as_str());
+    }
+    query
+        .fetch_one(&mut *conn)
+        .await
+        .context("count the task list")
+}
+
+/// How many tasks the filter selects per client (`None`: without a client), by INN.
+pub async fn web_task_clients(
+    conn: &mut AnyConnection,
+    filter: &TaskListFilter,
+) -> anyhow::Result<Vec<(Option<String>, i64)>> {
+    let Some(sql) = task_list_sql(filter) else {
+        return Ok(Vec::new());
+    };
+    let text = format!(
+        "SELECT t.client_inn, COUNT(*) FROM {} {} GROUP BY t.client_inn",
+        sql.joins.from(),
+        sql.clause
+    );
+    let mut query = sqlx::query_as(composed_sql(text));
+    for v in &sql.values {
+        query = query.bind(v.as_str());
+    }
+    let mut rows: Vec<(Option<String>, i64)> = query
+        .fetch_all(&mut *conn)
+        .await
+        .context("count the task list by client")?;
+    rows.sort();
+    Ok(rows)
+}
+
+/// Open tasks and overdue ones (due before `today`, ISO) per assignee among the owners: a manager's view of the
+/// team's load.
+pub async fn web_team_load(
+    conn: &mut AnyConnection,
+    owners: &TaskOwners,
+    today: &str,
+) -> anyhow::Result<Vec<(String, i64, i64)>> {
+    let filter = TaskListFilter {
+        owners: owners.clone(),
+        status: Some("open".to_owned()),
+        ..Default::default()
+    };
+    let Some(sql) = task_list_sql(&filter) else {
+        return Ok(Vec::new());
+    };
+    let clause = if sql.clause.is_empty() {
+        "WHERE t.assignee IS NOT NULL".to_owned()
+    } else {
+        format!("{} AND t.assignee IS NOT NULL", sql.clause)
+    };
+    let text = format!(
+        "SELECT t.assignee, COUNT(*), COUNT(CASE WHEN t.due < ${} THEN 1 END) FROM {} {clause} \
+         GROUP BY t.assignee ORDER BY t.assignee",
+        sql.values.len() + 1,
+        sql.joins.from(),
+    );
+    let mut query = sqlx::query_as(composed_sql(text));
+    for v in &sql.values {
+        query = query.bind(v.as_str());
+    }
+    query
+        .bind(today)
+        .fetch_all(&mut *conn)
+        .await
+        .context("count the team's open tasks")
 }
 
 /// One task as its page shows it.

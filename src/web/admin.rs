@@ -8,6 +8,7 @@ use crate::pipeline::{self, Pipeline};
 use crate::store;
 use anyhow::Context as _;
 use axum::extract::{Form, Multipart, Path, State};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::Utc;
 use serde::Serialize;
@@ -181,7 +182,7 @@ pub async fn playground(
     State(web): State<Web>,
     viewer: Viewer,
     mut form: Multipart,
-) -> Result<Html<String>, WebError> {
+) -> Result<Response, WebError> {
     viewer.require_admin()?;
     let mut csrf = String::new();
     let mut pasted = String::new();
@@ -212,10 +213,46 @@ pub async fn playground(
             _ => {}
         }
     }
-    viewer.check_csrf(&csrf)?;
+    // What the form held comes back with any error: the pasted mail and the folder are not lost.
+    let again = |why: String| -> Result<Response, WebError> {
+        let page = web.render(
+            "playground.html",
+            Some(&viewer),
+            minijinja::context! { error => why, mail => pasted, rules_dir => candidate },
+        )?;
+        Ok((StatusCode::BAD_REQUEST, page).into_response())
+    };
+    match viewer.check_csrf(&csrf) {
+        Ok(()) => {}
+        // The page drawn again carries the session's current token: sending it once more works.
+        Err(WebError::Csrf) => {
+            return again("Форма устарела: проверьте письмо и отправьте его ещё раз.".to_owned())
+        }
+        Err(e) => return Err(e),
+    }
+    match evaluate_in_playground(&web, &pasted, uploaded, &candidate).await {
+        Ok(result) => web
+            .render(
+                "playground.html",
+                Some(&viewer),
+                minijinja::context! { result => result, mail => pasted, rules_dir => candidate },
+            )
+            .map(IntoResponse::into_response),
+        Err(WebError::BadRequest(why)) => again(why),
+        Err(e) => Err(e),
+    }
+}
+
+/// The playground's decision on the pasted or uploaded mail, under the current rules or a candidate folder.
+async fn evaluate_in_playground(
+    web: &Web,
+    pasted: &str,
+    uploaded: Vec<u8>,
+    candidate: &str,
+) -> Result<PlaygroundResult, WebError> {
     // A pasted mail has the browser's CRLF or LF line ends; either parses.
     let raw = if uploaded.is_empty() {
-        pasted.clone().into_bytes()
+        pasted.as_bytes().to_vec()
     } else {
         uploaded
     };
@@ -229,7 +266,7 @@ pub async fn playground(
         web.pipeline()
     } else {
         let mut settings = web.settings().clone();
-        settings.rules.dir = candidate_folder(settings.web.playground_root.as_deref(), &candidate)?;
+        settings.rules.dir = candidate_folder(settings.web.playground_root.as_deref(), candidate)?;
         let mut conn = web.store().acquire().await?;
         let directory = store::load_directory(&mut conn).await?;
         candidate_pipeline = crate::app::build_pipeline(&settings, directory).map_err(|e| {
@@ -237,12 +274,7 @@ pub async fn playground(
         })?;
         &candidate_pipeline
     };
-    let result = try_mail(pipeline, &raw);
-    web.render(
-        "playground.html",
-        Some(&viewer),
-        minijinja::context! { result => result, mail => pasted, rules_dir => candidate },
-    )
+    Ok(try_mail(pipeline, &raw))
 }
 
 pub async fn mailboxes(State(web): State<Web>, viewer: Viewer) -> Result<Html<String>, WebError> {

@@ -94,9 +94,24 @@ pub async fn log(
     State(web): State<Web>,
     viewer: Viewer,
     Query(q): Query<LogQuery>,
-) -> Result<Html<String>, WebError> {
+) -> Result<Response, WebError> {
     viewer.require_all()?;
-    let filter = q.filter()?;
+    let filter = match q.filter() {
+        Ok(filter) => filter,
+        // A mistyped filter: the page again with what was typed and what is wrong, not an error page that loses it.
+        Err(WebError::BadRequest(why)) => {
+            let page = web.render(
+                "log.html",
+                Some(&viewer),
+                minijinja::context! {
+                    q => q, mails => Vec::<store::MailListRow>::new(), total => 0, error => why,
+                    categories => present::CATEGORIES, statuses => [present::MAIL_STATUSES[0], present::MAIL_STATUSES[1], present::MAIL_STATUSES[2]],
+                },
+            )?;
+            return Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response());
+        }
+        Err(e) => return Err(e),
+    };
     let search = Some(q.q.as_str()).filter(|s| !s.trim().is_empty());
     let page = match (q.before, q.after) {
         (Some(b), _) => store::LogPage::Before(b),
@@ -131,6 +146,7 @@ pub async fn log(
             categories => present::CATEGORIES, statuses => [present::MAIL_STATUSES[0], present::MAIL_STATUSES[1], present::MAIL_STATUSES[2]],
         },
     )
+    .map(IntoResponse::into_response)
 }
 
 pub async fn export(
@@ -407,7 +423,7 @@ pub async fn mail(
             id => story.id, message_id => story.message_id, source => story.source, mailbox => story.mailbox,
             fetched_at => story.fetched_at, processed_at => story.processed_at, received => story.received,
             from => story.from, subject => story.subject, sha256 => story.sha256, raw => raw,
-            headers => story.headers, facts => serde_json::to_string_pretty(&story.facts).unwrap_or_default(),
+            headers => story.headers, decoded_headers => story.decoded_headers, facts => serde_json::to_string_pretty(&story.facts).unwrap_or_default(),
             status => story.status, category => story.category, kind => story.kind, client => story.client,
             demand => story.demand, joins => story.joins, rule => story.rule, ruleset => story.ruleset,
             ruleset_recorded => story.ruleset_recorded, reason => story.reason, error => story.error,

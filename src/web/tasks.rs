@@ -16,10 +16,6 @@ use std::collections::BTreeMap;
 
 use super::Viewer;
 
-/// How many tasks one list reads at most before sorting and paging: far more than a person's open work, and a
-/// bound on what a firm-wide view of a long history costs.
-const LIST_READ_LIMIT: i64 = 3000;
-
 /// Tasks per page of the list.
 pub const LIST_PAGE_SIZE: usize = 50;
 
@@ -128,17 +124,14 @@ impl ListQuery {
     }
 }
 
-/// The tasks a viewer sees under `filter` (its owners are set here from the viewer's role and the query).
-async fn visible_tasks(
-    web: &Web,
+/// Whose tasks the viewer's list reads: the unassigned queue (managers only), everyone's, or the people the viewer
+/// sees (with an absent colleague's tasks only for the clients the viewer backs up).
+fn owners_of(
     viewer: &Viewer,
-    mut filter: store::TaskListFilter,
+    vis: &Visibility,
     unassigned: bool,
-) -> Result<(Vec<store::TaskListRow>, Directory, Visibility), WebError> {
-    let mut conn = web.store().acquire().await?;
-    let directory = store::load_directory(&mut conn).await?;
-    let vis = visibility(viewer, &directory, web.today());
-    filter.owners = if unassigned {
+) -> Result<store::TaskOwners, WebError> {
+    Ok(if unassigned {
         if !(viewer.sees_all || viewer.is_manager) {
             return Err(WebError::Forbidden);
         }
@@ -146,22 +139,12 @@ async fn visible_tasks(
     } else if viewer.sees_all {
         store::TaskOwners::All
     } else {
-        store::TaskOwners::People(vis.people())
-    };
-    filter.limit = LIST_READ_LIMIT;
-    let rows = store::web_task_list(&mut conn, &filter)
-        .await?
-        .into_iter()
-        .filter(|t| {
-            vis.sees(
-                viewer,
-                &directory,
-                t.view.assignee.as_deref(),
-                t.view.client_inn.as_deref(),
-            )
-        })
-        .collect();
-    Ok((rows, directory, vis))
+        store::TaskOwners::People {
+            people: vis.full.iter().cloned().collect(),
+            absent: vis.via_backup.difference(&vis.full).cloned().collect(),
+            backup: viewer.email.clone(),
+        }
+    })
 }
 
 fn list_item(
@@ -214,91 +197,64 @@ pub async fn list(
         "none" => Some(None),
         inn => Some(Some(inn.to_owned())),
     };
+    let mut conn = web.store().acquire().await?;
+    let directory = store::load_directory(&mut conn).await?;
+    let today = web.today();
+    let vis = visibility(&viewer, &directory, today);
+    let owners = owners_of(&viewer, &vis, unassigned)?;
+    let person = q.person.trim().to_lowercase();
     let filter = store::TaskListFilter {
+        owners: owners.clone(),
         status: q.status_filter()?,
         client,
         kind: q.kind_filter()?,
         search: Some(q.q.clone()).filter(|s| !s.trim().is_empty()),
-        ..Default::default()
+        person: Some(person).filter(|p| !p.is_empty()),
     };
-    let (rows, directory, vis) = visible_tasks(&web, &viewer, filter, unassigned).await?;
-    let today = web.today();
     let cal = web.pipeline().ctx().calendar;
-    // The team: people the viewer sees beside themselves, with their overdue counts (a manager's view).
-    let mut people: BTreeMap<String, (String, usize, usize)> = BTreeMap::new();
+    let name_of = |email: &str| {
+        directory
+            .accountant(email)
+            .map(|a| a.name.clone())
+            .unwrap_or_else(|| email.to_owned())
+    };
+    // The team: people the viewer sees beside themselves, with their open and overdue counts (a manager's view).
+    let mut people: BTreeMap<String, (String, i64, i64)> = BTreeMap::new();
     if !unassigned && (viewer.is_manager || viewer.sees_all) {
         for p in vis.people() {
             if p != viewer.email {
-                let name = directory
-                    .accountant(&p)
-                    .map(|a| a.name.clone())
-                    .unwrap_or_else(|| p.clone());
-                people.entry(p).or_insert((name, 0, 0));
+                people.entry(p.clone()).or_insert((name_of(&p), 0, 0));
             }
         }
-        for t in &rows {
-            if let Some(a) = t.view.assignee.as_deref() {
-                if viewer.sees_all && !people.contains_key(a) {
-                    let name = directory
-                        .accountant(a)
-                        .map(|x| x.name.clone())
-                        .unwrap_or_else(|| a.to_owned());
-                    people.insert(a.to_owned(), (name, 0, 0));
-                }
-                if let Some(entry) = people.get_mut(a) {
-                    entry.1 += 1;
-                    if t.view.status == store::TaskStatus::Open
-                        && t.view.due.as_str() < today.to_string().as_str()
-                    {
-                        entry.2 += 1;
-                    }
-                }
+        for (a, open, overdue) in
+            store::web_team_load(&mut conn, &owners, &today.to_string()).await?
+        {
+            if viewer.sees_all || people.contains_key(&a) {
+                let entry = people.entry(a.clone()).or_insert((name_of(&a), 0, 0));
+                entry.1 = open;
+                entry.2 = overdue;
             }
         }
     }
-    let person = q.person.trim().to_lowercase();
-    let mut rows: Vec<store::TaskListRow> = if person.is_empty() {
-        rows
-    } else {
-        rows.into_iter()
-            .filter(|t| t.view.assignee.as_deref() == Some(person.as_str()))
-            .collect()
-    };
-    let mut by_client: BTreeMap<String, (String, usize)> = BTreeMap::new();
-    for t in &rows {
-        let key = t.view.client_inn.clone().unwrap_or_default();
-        let entry = by_client
-            .entry(key)
-            .or_insert_with(|| (t.view.client_name.clone().unwrap_or_default(), 0));
-        entry.1 += 1;
-    }
+    let by_client = store::web_task_clients(&mut conn, &filter).await?;
+    let total = usize::try_from(store::web_task_count(&mut conn, &filter).await?).unwrap_or(0);
     let by_client_sort = q.sort == "client";
-    if by_client_sort {
-        rows.sort_by(|a, b| {
-            let name = |t: &store::TaskListRow| {
-                t.view
-                    .client_name
-                    .clone()
-                    .or_else(|| t.view.client_inn.clone())
-                    .unwrap_or_else(|| "\u{10FFFF}".to_owned())
-                    .to_lowercase()
-            };
-            name(a)
-                .cmp(&name(b))
-                .then(a.view.due.cmp(&b.view.due))
-                .then(a.view.id.cmp(&b.view.id))
-        });
-    }
-    let total = rows.len();
     let pages = total.div_ceil(LIST_PAGE_SIZE).max(1);
     let page = q.page.unwrap_or(1).clamp(1, pages);
-    let items: Vec<ListItem> = rows
+    let order = if by_client_sort {
+        store::TaskOrder::Client
+    } else {
+        store::TaskOrder::Due
+    };
+    let offset = i64::try_from((page - 1) * LIST_PAGE_SIZE).unwrap_or(i64::MAX);
+    let page_size = i64::try_from(LIST_PAGE_SIZE).unwrap_or(50);
+    let items: Vec<ListItem> = store::web_task_list(&mut conn, &filter, order, offset, page_size)
+        .await?
         .into_iter()
-        .skip((page - 1) * LIST_PAGE_SIZE)
-        .take(LIST_PAGE_SIZE)
         .map(|r| list_item(r, today, &cal, &directory, &viewer))
         .collect();
-    let sections: Vec<Section> = if by_client_sort || q.status == "done" {
+    // Sections by deadline are for open work; done tasks, or open and done together, are one list by due date.
+    let sections: Vec<Section> = if by_client_sort || filter.status.as_deref() != Some("open") {
         vec![Section {
             key: "all",
             title: if by_client_sort {
@@ -336,7 +292,13 @@ pub async fn list(
     };
     let clients: Vec<_> = by_client
         .into_iter()
-        .map(|(inn, (name, n))| minijinja::context! { inn => inn, name => name, count => n })
+        .map(|(inn, n)| {
+            let name = inn
+                .as_deref()
+                .and_then(|inn| directory.client(inn))
+                .map(|c| c.name.clone());
+            minijinja::context! { inn => inn.unwrap_or_default(), name => name, count => n }
+        })
         .collect();
     let team: Vec<_> = people
         .into_iter()
@@ -358,7 +320,6 @@ pub async fn list(
             .unwrap_or(to);
         minijinja::context! { id => id, name => name }
     });
-    let mut conn = web.store().acquire().await?;
     let ics_created = store::feed_token_created(&mut conn, &viewer.email).await?;
     let qs = q.query_string();
     let client_name = match q.client.trim() {
@@ -698,7 +659,7 @@ pub async fn show(
 }
 
 /// Writes a task event to the hash-chained log inside the open transaction, and queues `sink_event` (`done`,
-/// `reassigned`) for the firm's task sinks in the same transaction, keyed by the log entry.
+/// `reopened`, `reassigned`) for the firm's task sinks in the same transaction, keyed by the log entry.
 async fn log_task_event(
     conn: &mut sqlx::AnyConnection,
     event: &str,
@@ -747,8 +708,8 @@ pub async fn done(
     Ok(Redirect::to(&format!("/tasks/{id}?done=1#flash")).into_response())
 }
 
-/// The undo of done: the task is open again, as it was; logged like every change. (Task sinks keep what they
-/// were told: the log says the task was reopened.)
+/// The undo of done: the task is open again, as it was; logged like every change, and the firm's task sinks hear
+/// of it (Bitrix24 renews its task).
 pub async fn reopen(
     State(web): State<Web>,
     viewer: Viewer,
@@ -756,21 +717,17 @@ pub async fn reopen(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     let (task, _) = task_to_change(&web, &viewer, &form.csrf, id).await?;
-    let at = store::timestamp(Utc::now());
     let mut tx = web.store().begin().await?;
     if !store::reopen_task(&mut tx, id).await? {
         return Err(WebError::BadRequest("Задача и так открыта.".into()));
     }
-    store::append_log(
+    log_task_event(
         &mut tx,
-        &store::LogEntry {
-            at: &at,
-            event: "task_reopened",
-            message: task.message,
-            sha256: None,
-            payload: &serde_json::json!({"task": id, "step": task.step, "assignee": task.assignee,
-                "done_by": task.done_by, "done_at": task.done_at, "by": viewer.email}),
-        },
+        "task_reopened",
+        store::EVENT_REOPENED,
+        &task.view,
+        serde_json::json!({"task": id, "step": task.step, "assignee": task.assignee,
+            "done_by": task.done_by, "done_at": task.done_at, "by": viewer.email}),
     )
     .await?;
     tx.commit().await.context("reopen a task")?;
@@ -940,11 +897,13 @@ pub async fn ics_feed(
     let tasks = store::web_task_list(
         &mut conn,
         &store::TaskListFilter {
-            owners: store::TaskOwners::People(vec![person.clone()]),
+            owners: store::TaskOwners::person(&person),
             status: Some("open".to_owned()),
-            limit: FEED_LIMIT,
             ..Default::default()
         },
+        store::TaskOrder::Due,
+        0,
+        FEED_LIMIT,
     )
     .await?;
     let owner = directory

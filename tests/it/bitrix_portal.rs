@@ -26,6 +26,9 @@
 //! - `tasks.task.complete`: status 5 "completed", or 4 "awaiting control" (`api-reference/tasks/fields.md`,
 //!   `status`, `taskControl`) when the task has a controller and the one completing is not its creator; a task
 //!   done already refuses with error `"0"`;
+//! - `tasks.task.renew` (`tasks-task-renew.md`): a completed task (status 5 or 4) back to status 2 "pending"; a task
+//!   that does not exist, is not visible, or whose state allows no renewal answers 400 `1048582` "Действие над
+//!   задачей не разрешено";
 //! - `user.get` by EMAIL and ACTIVE (`user-get.md`, scopes `user`, `user_brief`, `user_basic`);
 //! - `crm.requisite.list` filtered by RQ_INN (`crm-requisite-list.md`, scope `crm`);
 //! - `disk.folder.uploadfile` (`api-reference/disk/folder/disk-folder-upload-file.md`: folder `id`, `data.NAME`,
@@ -478,6 +481,29 @@ impl Portal {
                 if lose {
                     return None;
                 }
+                let shown = Self::shown(id, task);
+                (StatusCode::OK, json!({"result": {"task": shown}}))
+            }
+            "tasks.task.renew" => {
+                let refused = || {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "1048582",
+                        "Действие над задачей не разрешено",
+                    )
+                };
+                let Some(id) = self.visible_task(&params, "taskId", user) else {
+                    return Some(refused());
+                };
+                let task = self
+                    .tasks
+                    .iter_mut()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, f)| f)?;
+                if task["STATUS"] != "5" && task["STATUS"] != "4" {
+                    return Some(refused());
+                }
+                task["STATUS"] = "2".into();
                 let shown = Self::shown(id, task);
                 (StatusCode::OK, json!({"result": {"task": shown}}))
             }

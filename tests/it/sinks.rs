@@ -622,6 +622,27 @@ on_both_engines!(
             .unwrap()
             .contains(MOROZOVA));
         assert_eq!(rec.calls("tasks.task.add.json").len(), 2, "no new task");
+
+        // The accountant undoes done: the Bitrix24 task is renewed, back to pending.
+        let mut c = Client::new(&world.base);
+        assert_eq!(c.sign_in(OTHER_ACCOUNTANT, PASSWORD).await, 303);
+        let csrf = c.csrf.clone();
+        let (status, page) = c
+            .post(&format!("/tasks/{done}/reopen"), &[("csrf", &csrf)])
+            .await;
+        assert_eq!(status, 303, "{page}");
+        let reopened = deliver(&world.app, now + Duration::hours(2)).await;
+        assert_eq!((reopened.delivered, reopened.failed), (1, 0));
+        let renews = rec.calls("tasks.task.renew.json");
+        assert_eq!(renews.len(), 1);
+        assert_eq!(renews[0].json()["taskId"], done_remote.as_str());
+        let portal = rec.0.lock().unwrap().tasks.clone();
+        let status = portal
+            .iter()
+            .find(|(i, _)| i.to_string() == done_remote)
+            .map(|(_, f)| f["STATUS"].clone())
+            .unwrap();
+        assert_eq!(status, "2", "pending again in Bitrix24");
         server.shut_down().await;
         world.finish().await;
     }

@@ -613,6 +613,25 @@ on_both_engines!(
         let (status, page) = c.get(&format!("/mail/{id}")).await;
         assert_eq!(status, 200);
         assert!(page.contains("mail_processed") || page.contains("mail_linked"));
+        // Its headers decoded for reading: the subject as the log stores it, no encoded words left.
+        let decoded = page
+            .split("id=\"decoded-headers\"")
+            .nth(1)
+            .and_then(|t| t.split("</table>").next())
+            .expect("the mail page shows its headers decoded");
+        let subject = rows[0]
+            .subject
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            decoded.contains(&format!(
+                "<th scope=\"row\">Subject</th><td>{}</td>",
+                minijinja_escape(&subject)
+            )),
+            "{decoded}"
+        );
+        assert!(!decoded.to_lowercase().contains("=?utf-8?"), "{decoded}");
 
         // Read-only: no task changes, no admin pages.
         let task = a_task_of(&world, ACCOUNTANT).await;
@@ -689,33 +708,14 @@ on_both_engines!(
         let before = world.app.count("SELECT COUNT(*) FROM messages").await;
         let entries = world.app.count("SELECT COUNT(*) FROM audit_log").await;
         let mail = std::fs::read_to_string(corpus().join("mail").join("0001.eml")).unwrap();
-        // multipart/form-data as a browser sends the playground form.
-        let boundary = "----taxinbox-test-boundary";
-        let mut body = String::new();
-        for (name, value) in [
-            ("csrf", c.csrf.as_str()),
-            ("mail", mail.as_str()),
-            ("rules_dir", ""),
-        ] {
-            body.push_str(&format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            ));
-        }
-        body.push_str(&format!("--{boundary}--\r\n"));
-        let r = c
-            .http
-            .post(format!("{}/admin/playground", world.base))
-            .header(reqwest::header::COOKIE, c.cookie_header())
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-        let page = r.text().await.unwrap();
+        let csrf = c.csrf.clone();
+        let (status, page) = post_playground(
+            &c,
+            &world.base,
+            &[("csrf", &csrf), ("mail", &mail), ("rules_dir", "")],
+        )
+        .await;
+        assert_eq!(status, 200);
         assert!(page.contains("id=\"decision-category\""), "{page}");
         assert!(page.contains("id=\"trace\""));
         assert_eq!(
@@ -739,6 +739,48 @@ on_both_engines!(
         }
         let (_, rules) = c.get("/admin/rules").await;
         assert!(rules.contains("sha256:"));
+        // A refused form comes back with what it held: the pasted mail and the folder typed, beside the reason.
+        let subject_line = mail
+            .lines()
+            .find(|l| l.starts_with("Subject:"))
+            .expect("the corpus mail has a subject")
+            .to_owned();
+        for (fields, why) in [
+            (
+                vec![
+                    ("csrf", csrf.as_str()),
+                    ("mail", mail.as_str()),
+                    ("rules_dir", "../elsewhere"),
+                ],
+                "",
+            ),
+            (
+                vec![
+                    ("csrf", "stale-token"),
+                    ("mail", mail.as_str()),
+                    ("rules_dir", ""),
+                ],
+                "Форма устарела",
+            ),
+        ] {
+            let (status, page) = post_playground(&c, &world.base, &fields).await;
+            assert_eq!(status, 400, "{page}");
+            assert!(page.contains("id=\"form-error\""), "{page}");
+            assert!(page.contains(why));
+            assert!(
+                page.contains(&minijinja_escape(&subject_line)),
+                "the pasted mail is kept: {page}"
+            );
+            assert!(page.contains("form class=\"logout\""), "the menu stays");
+            if fields[2].1 == "../elsewhere" {
+                assert!(page.contains(&format!("value=\"{}\"", minijinja_escape("../elsewhere"))));
+            }
+            assert!(!page.contains("id=\"decision-category\""));
+        }
+        assert_eq!(
+            world.app.count("SELECT COUNT(*) FROM messages").await,
+            before
+        );
 
         // Reprocess: a stored mail without tasks goes through the current rules again, logged as such.
         let id = world
@@ -764,6 +806,42 @@ on_both_engines!(
         world.finish().await;
     }
 );
+
+/// Posts the playground form as a browser does (multipart/form-data); the status and the page.
+async fn post_playground(c: &Client, base: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    let boundary = "----taxinbox-test-boundary";
+    let mut body = String::new();
+    for (name, value) in fields {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    let r = c
+        .http
+        .post(format!("{base}/admin/playground"))
+        .header(reqwest::header::COOKIE, c.cookie_header())
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+/// Text as the templates escape it (minijinja's HTML escaping).
+fn minijinja_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+        .replace('/', "&#x2f;")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_password_reads_standard_input_and_refuses_people_the_firm_does_not_know() {
@@ -1068,6 +1146,17 @@ on_both_engines!(
         let (status, page) = c.get("/tasks?kind=nonsense").await;
         assert_eq!(status, 400);
         assert!(page.contains("Вид задачи") && page.contains("form class=\"logout\""));
+        // A mistyped filter keeps what was typed: the log's form comes back filled, with the reason.
+        let mut auditor = Client::new(&world.base);
+        assert_eq!(auditor.sign_in(AUDITOR, PASSWORD).await, 303);
+        let (status, page) = auditor
+            .get("/log?from=2026-13-45&q=%D0%B0%D0%BA%D1%82&mailbox=payroll")
+            .await;
+        assert_eq!(status, 400);
+        assert!(page.contains("id=\"form-error\"") && page.contains("ГГГГ-ММ-ДД"));
+        assert!(page.contains("value=\"акт\"") && page.contains("value=\"payroll\""));
+        assert!(page.contains("value=\"2026-13-45\""));
+        assert!(page.contains("form class=\"logout\""));
         // Signed out, an unknown page is still a page, with the way to sign in.
         let (status, page) = Client::new(&world.base).get("/no/such/page").await;
         assert_eq!(status, 404);
@@ -1221,6 +1310,128 @@ on_both_engines!(
                 1
             );
         }
+        world.finish().await;
+    }
+);
+
+/// The ids of every page of a list, following its "next" links (at most `bound` pages), and the total it states.
+async fn every_page(c: &mut Client, first: &str, bound: usize) -> (Vec<i64>, i64) {
+    let (status, page) = c.get(first).await;
+    assert_eq!(status, 200, "{first}");
+    const TOTAL: &str = "<strong id=\"total\">";
+    let start = page.find(TOTAL).expect("the list states its total") + TOTAL.len();
+    let total: i64 = page[start..]
+        .split('<')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a number");
+    let mut ids: Vec<i64> = ids_in_order(&page);
+    let mut next = attribute_after(&page, "id=\"next-page\" href=\"");
+    let mut pages = 1;
+    while let Some(href) = next {
+        assert!(pages < bound, "{first}: more than {bound} pages");
+        let (status, page) = c.get(&href.replace("&amp;", "&")).await;
+        assert_eq!(status, 200, "{href}");
+        ids.extend(ids_in_order(&page));
+        next = attribute_after(&page, "id=\"next-page\" href=\"");
+        pages += 1;
+    }
+    (ids, total)
+}
+
+/// Task ids in the order the page lists them.
+fn ids_in_order(html: &str) -> Vec<i64> {
+    html.split("data-task=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next()?.parse().ok())
+        .collect()
+}
+
+on_both_engines!(
+    the_task_list_pages_in_sql_through_every_task_in_either_order,
+    |engine| async move {
+        let world = WebWorld::new(engine).await;
+        let mut c = Client::new(&world.base);
+        assert_eq!(c.sign_in(AUDITOR, PASSWORD).await, 303);
+        let all = world.app.count("SELECT COUNT(*) FROM tasks").await;
+        assert!(
+            all > 2 * taxinbox::web::tasks::LIST_PAGE_SIZE as i64,
+            "the corpus gives more than two pages of tasks: {all}"
+        );
+        let bound = all as usize / taxinbox::web::tasks::LIST_PAGE_SIZE + 2;
+        for first in ["/tasks?status=all", "/tasks?status=all&sort=client"] {
+            let (ids, total) = every_page(&mut c, first, bound).await;
+            assert_eq!(total, all, "{first}");
+            let distinct: BTreeSet<i64> = ids.iter().copied().collect();
+            assert_eq!(distinct.len(), ids.len(), "{first}: a task on two pages");
+            assert_eq!(ids.len() as i64, all, "{first}: every task on some page");
+        }
+        // By due date across the pages: each page continues where the one before ended.
+        let (ids, _) = every_page(&mut c, "/tasks?status=all", bound).await;
+        let mut conn = world.app.app.store.acquire().await.unwrap();
+        let in_order: Vec<i64> = sqlx::query_scalar("SELECT id FROM tasks ORDER BY due, id")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        drop(conn);
+        assert_eq!(ids, in_order);
+        // A page past the end shows the last one.
+        let last = c.get("/tasks?status=all&page=100000").await.1;
+        assert_eq!(
+            ids_in_order(&last),
+            ids[(ids.len() - 1) / taxinbox::web::tasks::LIST_PAGE_SIZE
+                * taxinbox::web::tasks::LIST_PAGE_SIZE..]
+                .to_vec()
+        );
+
+        // The manager's team table: each person's open and overdue tasks, as the store counts them.
+        let mut m = Client::new(&world.base);
+        assert_eq!(m.sign_in(MANAGER, PASSWORD).await, 303);
+        let (_, page) = m.get("/tasks").await;
+        let today = chrono::Utc::now()
+            .with_timezone(&world.app.app.settings.general.timezone)
+            .date_naive()
+            .to_string();
+        let directory = {
+            let mut conn = world.app.app.store.acquire().await.unwrap();
+            store::load_directory(&mut conn).await.unwrap()
+        };
+        let mut checked = 0;
+        for row in page.split("<tr data-person=\"").skip(1) {
+            let email = row.split('"').next().unwrap().to_owned();
+            // Their team (an absent colleague's tasks count only for the clients the manager backs up).
+            if directory
+                .accountant(&email)
+                .and_then(|a| a.manager.as_deref())
+                != Some(MANAGER)
+            {
+                continue;
+            }
+            let cells: Vec<i64> = row
+                .split("</tr>")
+                .next()
+                .unwrap()
+                .split("<td")
+                .skip(2)
+                .filter_map(|td| td.split('>').nth(1)?.split('<').next()?.parse().ok())
+                .collect();
+            let open = world
+                .app
+                .count(&format!(
+                    "SELECT COUNT(*) FROM tasks WHERE assignee = '{email}' AND status = 'open'"
+                ))
+                .await;
+            let overdue = world
+                .app
+                .count(&format!(
+                    "SELECT COUNT(*) FROM tasks WHERE assignee = '{email}' AND status = 'open' \
+                     AND due < '{today}'"
+                ))
+                .await;
+            assert_eq!(cells, vec![open, overdue], "{email}");
+            checked += 1;
+        }
+        assert!(checked > 0, "the manager sees their team");
         world.finish().await;
     }
 );
