@@ -3,6 +3,8 @@
 CREATE INDEX tasks_by_status_due ON tasks (status, due);
 CREATE INDEX tasks_by_client_due ON tasks (client_inn, status, due);
 CREATE INDEX messages_by_case ON messages (case_id);
+-- The log's count under its most used filter pair (a category in a state) read from the index alone.
+CREATE INDEX messages_by_category_status ON messages (category, status, id);
 
 -- The mail log's search: a trigram full-text index over each mail's subject, sender, client INN, its own demand
 -- number and its case's number. Contentless (the text lives in `messages`); triggers keep it in step.

@@ -237,7 +237,7 @@ pub async fn list(
         }
     }
     let by_client = store::web_task_clients(&mut conn, &filter).await?;
-    let total = usize::try_from(store::web_task_count(&mut conn, &filter).await?).unwrap_or(0);
+    let total = usize::try_from(by_client.iter().map(|(_, n)| n).sum::<i64>()).unwrap_or(0);
     let by_client_sort = q.sort == "client";
     let pages = total.div_ceil(LIST_PAGE_SIZE).max(1);
     let page = q.page.unwrap_or(1).clamp(1, pages);
