@@ -56,24 +56,26 @@ pub fn obligations(
     assignee: Option<&str>,
 ) -> anyhow::Result<Vec<ObligationLine>> {
     let mut lines = Vec::new();
+    // Each event's dates computed once per production calendar, not once per client.
+    let plan = data.tax.year_plan(year, &data.production);
     for c in directory
         .clients()
         .filter(|c| client.is_none_or(|inn| c.inn.as_str() == inn))
     {
         let facts = ClientFacts::of(c);
-        let list = data
-            .tax
-            .obligations(&facts, c.region.as_deref(), year, &data.production)
+        let list = plan
+            .obligations(&facts, c.region.as_deref())
             .with_context(|| format!("tax calendar of client {}", c.inn.as_str()))?;
-        let patents = patent_payments(directory, data, c)?
+        let patents: Vec<Obligation> = patent_payments(directory, data, c)?
             .into_iter()
-            .filter(|o| o.due.year() == year);
-        for o in list.into_iter().chain(patents) {
+            .filter(|o| o.due.year() == year)
+            .collect();
+        for o in list.into_iter().chain(patents.iter()) {
             let person = directory.assignee(Some(c), Role::Accountant, o.creation_date());
             if assignee.is_some_and(|a| person.as_deref() != Some(a)) {
                 continue;
             }
-            lines.push(line(c, &o, person));
+            lines.push(line(c, o, person));
         }
     }
     lines.sort_by(|a, b| {

@@ -736,7 +736,8 @@ impl TaxCalendar {
     /// Periods of `year - 1` and `year` are considered: nothing of a later period can be due in `year`. A due
     /// date is only computed (and so the production calendar only consulted) for occurrences nominally due in
     /// `year` or in December before it (which may move into January); so listing 2026 needs the 2025 calendar
-    /// only for late-December dates, and errors if a needed year has no file.
+    /// only for late-December dates, and errors if a needed year has no file. For many clients,
+    /// [`TaxCalendar::year_plan`] lists the same obligations computing each event's dates once per calendar.
     pub fn obligations(
         &self,
         facts: &ClientFacts,
@@ -746,23 +747,31 @@ impl TaxCalendar {
     ) -> Result<Vec<Obligation>, CalendarError> {
         let mut out = Vec::new();
         for def in self.events.iter().filter(|d| d.applies.eval(facts)) {
-            for period_year in [year - 1, year] {
-                for occ in def.occurrences(period_year) {
-                    let Some(anchor) = occ.anchor() else { continue };
-                    let maybe_in_year = anchor.year() == year
-                        || (anchor.year() == year - 1 && anchor.month() == 12);
-                    if !maybe_in_year {
-                        continue;
-                    }
-                    let obligation = occ.resolve(region, calendar)?;
-                    if obligation.due.year() == year {
-                        out.push(obligation);
-                    }
-                }
-            }
+            out.extend(def.obligations_due_in(year, region, calendar)?);
         }
         out.sort();
         Ok(out)
+    }
+
+    /// What [`TaxCalendar::obligations`] lists for any client in `year`, computed once per event and production
+    /// calendar (federal or a region's own) instead of once per client: `calendar --year` for a firm of
+    /// thousands of clients.
+    pub fn year_plan<'a>(&'a self, year: i32, calendar: &'a ProductionCalendar) -> YearPlan<'a> {
+        let regions: Vec<String> = calendar.regions().into_iter().collect();
+        let cells = (0..=regions.len())
+            .map(|_| {
+                (0..self.events.len())
+                    .map(|_| std::sync::OnceLock::new())
+                    .collect()
+            })
+            .collect();
+        YearPlan {
+            tax: self,
+            calendar,
+            year,
+            regions,
+            cells,
+        }
     }
 
     /// The obligations whose task should exist on `today`: created `lead_days` before the due date, and not yet
@@ -1005,6 +1014,91 @@ impl EventDef {
     }
 }
 
+impl EventDef {
+    /// This event's obligations whose (moved) due date falls in `year`, in period order: the part of
+    /// [`TaxCalendar::obligations`] that depends on the event and the calendar only, not on the client.
+    fn obligations_due_in(
+        &self,
+        year: i32,
+        region: Option<&str>,
+        calendar: &ProductionCalendar,
+    ) -> Result<Vec<Obligation>, CalendarError> {
+        let mut out = Vec::new();
+        for period_year in [year - 1, year] {
+            for occ in self.occurrences(period_year) {
+                let Some(anchor) = occ.anchor() else { continue };
+                let maybe_in_year =
+                    anchor.year() == year || (anchor.year() == year - 1 && anchor.month() == 12);
+                if !maybe_in_year {
+                    continue;
+                }
+                let obligation = occ.resolve(region, calendar)?;
+                if obligation.due.year() == year {
+                    out.push(obligation);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One year of the tax calendar for many clients ([`TaxCalendar::year_plan`]): each event's obligations are
+/// computed the first time a client needs them on a production calendar — the federal one, or a region's own
+/// (a region without a section in any year counts as federal, as [`ProductionCalendar::is_working_day`] does) —
+/// and copied for every later client. The lists are exactly [`TaxCalendar::obligations`]'s, errors included.
+#[derive(Debug)]
+pub struct YearPlan<'a> {
+    tax: &'a TaxCalendar,
+    calendar: &'a ProductionCalendar,
+    year: i32,
+    /// The regions with days of their own; `cells[0]` is the federal calendar, `cells[k + 1]` region `k`'s.
+    regions: Vec<String>,
+    /// By calendar, then by event: the event's obligations once computed; `None` when computing them failed
+    /// (computed again for the error, so that it is the one [`TaxCalendar::obligations`] returns).
+    cells: Vec<Vec<std::sync::OnceLock<Option<Vec<Obligation>>>>>,
+}
+
+impl YearPlan<'_> {
+    /// The year this plan lists.
+    pub fn year(&self) -> i32 {
+        self.year
+    }
+
+    /// What [`TaxCalendar::obligations`] returns for a client with these facts in `region`, borrowed from the plan
+    /// (a firm's year is a million obligations: copying each one's texts for every client would be most of the cost).
+    pub fn obligations(
+        &self,
+        facts: &ClientFacts,
+        region: Option<&str>,
+    ) -> Result<Vec<&Obligation>, CalendarError> {
+        let (cells, key) = match region
+            .map(str::trim)
+            .and_then(|r| self.regions.iter().position(|k| k == r))
+        {
+            Some(k) => (&self.cells[k + 1], Some(self.regions[k].as_str())),
+            None => (&self.cells[0], None),
+        };
+        let mut out = Vec::new();
+        for (def, cell) in self.tax.events.iter().zip(cells) {
+            if !def.applies.eval(facts) {
+                continue;
+            }
+            let computed =
+                cell.get_or_init(|| def.obligations_due_in(self.year, key, self.calendar).ok());
+            match computed {
+                Some(list) => out.extend(list.iter()),
+                // The computation failed: run again (it is deterministic) to return its error.
+                None => {
+                    def.obligations_due_in(self.year, key, self.calendar)?;
+                }
+            }
+        }
+        // Equal obligations are equal in every field, so the unstable sort gives the stable sort's order.
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
 impl Occurrence<'_> {
     /// The nominal date for `Day` rules; for the last working day of the year, 31 December of that year (the
     /// latest it can be), which is good enough to decide whether the occurrence may concern a year.
@@ -1089,6 +1183,61 @@ mod tests {
     fn shipped() -> TaxCalendar {
         TaxCalendar::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/calendar"))
             .unwrap()
+    }
+
+    #[test]
+    fn a_year_plan_lists_for_every_client_and_region_exactly_what_each_client_computed_alone_does()
+    {
+        let tax = shipped();
+        let cal = production();
+        let flags = [
+            "employees",
+            "vat",
+            "property",
+            "vehicles",
+            "land",
+            "profit_monthly",
+        ];
+        let year = 2026;
+        let plan = tax.year_plan(year, &cal);
+        for regime in REGIMES {
+            for form in ["org", "ip"] {
+                for mask in 0..(1u32 << flags.len()) {
+                    let mut set: Vec<&str> = flags
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| mask & (1 << i) != 0)
+                        .map(|(_, f)| *f)
+                        .collect();
+                    set.push(form);
+                    let f = facts(regime, &set);
+                    for region in [None, Some("16"), Some(" 02 "), Some("77")] {
+                        let alone = tax.obligations(&f, region, year, &cal).unwrap();
+                        assert!(!alone.is_empty(), "{regime} {set:?}");
+                        assert_eq!(
+                            plan.obligations(&f, region)
+                                .unwrap()
+                                .into_iter()
+                                .cloned()
+                                .collect::<Vec<_>>(),
+                            alone,
+                            "{year} {regime} {set:?} {region:?}"
+                        );
+                    }
+                }
+            }
+        }
+        // A year whose calendar is missing fails the same way, on the first client that needs it.
+        let f = facts("osno", &["org", "employees", "vat"]);
+        let plan = tax.year_plan(2029, &cal);
+        for _ in 0..2 {
+            assert_eq!(
+                plan.obligations(&f, Some("16")).unwrap_err().to_string(),
+                tax.obligations(&f, Some("16"), 2029, &cal)
+                    .unwrap_err()
+                    .to_string()
+            );
+        }
     }
 
     #[test]

@@ -412,8 +412,14 @@ impl DocumentFinder {
                 owner: m.phrase,
             });
         }
-        let tails = self.tails.find_all(hay);
-        for h in self.heads.find_all(hay) {
+        let heads = self.heads.find_all(hay);
+        // Tails only ever complete a head.
+        let tails = if heads.is_empty() {
+            Vec::new()
+        } else {
+            self.tails.find_all(hay)
+        };
+        for h in heads {
             // The complement follows the number (and the date) — "№ 7710 от 03.03.2026 о представлении пояснений" —
             // or a few words naming who issued it: "решение налогового органа о приостановлении операций".
             let numbered = number_right_after(hay, h.end);
@@ -455,6 +461,10 @@ impl DocumentFinder {
     fn documents(&self, hay: &str, source: Source) -> Vec<Document> {
         let mut found = Vec::new();
         let candidates = self.candidates(hay);
+        if candidates.is_empty() {
+            // Most mail names no document: the sentences around a title are not searched without one.
+            return found;
+        }
         let follows = self.follows.find_all(hay);
         let duties = self.duties.find_all(hay);
         for (i, c) in candidates.iter().enumerate() {

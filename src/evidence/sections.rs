@@ -78,6 +78,12 @@ static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
+/// Whether a line ends with `:` before trailing white space, as every [`QUOTE_HEADER`] does: checked first, because
+/// the pattern's word boundary keeps it off the fast regex engines and most lines of a mail end otherwise.
+fn ends_with_colon(line: &str) -> bool {
+    line.trim_end().ends_with(':')
+}
+
 /// Header keys whose value is the date of the forward or of the quoted mail.
 fn is_date_key(key: &str) -> bool {
     matches!(
@@ -137,7 +143,7 @@ pub fn split(text: &str, is_reply: bool) -> Sections {
                     after_mark
                 };
             }
-        } else if QUOTE_HEADER.is_match(line) {
+        } else if ends_with_colon(line) && QUOTE_HEADER.is_match(line) {
             if part == Part::Own {
                 part = after_mark;
             }

@@ -285,43 +285,99 @@ fn admit(used: &std::sync::atomic::AtomicUsize, entries: usize, size: usize) -> 
     true
 }
 
-/// Phrase lists as rules pass them to `count_phrases`, compiled once each.
+/// Phrase lists as rules pass them to `count_phrases`, compiled once each. Found by a hash of the list and then
+/// compared phrase by phrase with the list kept beside the table: a rule passes the same list of a hundred phrases
+/// for every mail, and finding its table copies none of them.
 #[derive(Default)]
 struct PhraseTableCache {
-    map: RwLock<HashMap<String, Arc<crate::evidence::phrases::PhraseTable>, ahash::RandomState>>,
+    map: RwLock<HashMap<u64, Vec<CachedTable>, ahash::RandomState>>,
+    /// Hashes the lists; its own seeds, so that the hash of a list is the same at every call.
+    hasher: ahash::RandomState,
     bytes: std::sync::atomic::AtomicUsize,
+    entries: std::sync::atomic::AtomicUsize,
+}
+
+/// One cached phrase list: the phrases as passed, and their table.
+struct CachedTable {
+    phrases: Vec<ImmutableString>,
+    table: Arc<crate::evidence::phrases::PhraseTable>,
 }
 
 impl PhraseTableCache {
     fn get(&self, phrases: &Array) -> RhaiResult<Arc<crate::evidence::phrases::PhraseTable>> {
-        let list: Vec<String> = phrases
+        let list: Vec<ImmutableString> = phrases
             .iter()
             .map(|p| {
                 p.read_lock::<ImmutableString>()
-                    .map(|p| p.to_string())
+                    .map(|p| p.clone())
                     .ok_or_else(|| Box::<EvalAltResult>::from("phrases must be strings"))
             })
             .collect::<RhaiResult<_>>()?;
-        let key = list.join("\u{1}");
+        let hash = {
+            use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
+            let mut h = self.hasher.build_hasher();
+            for p in &list {
+                p.as_str().hash(&mut h);
+            }
+            h.finish()
+        };
         if let Ok(map) = self.map.read() {
-            if let Some(t) = map.get(&key) {
-                return Ok(t.clone());
+            if let Some(t) = map
+                .get(&hash)
+                .and_then(|tables| tables.iter().find(|t| t.phrases == list))
+            {
+                return Ok(t.table.clone());
             }
         }
         let table = crate::evidence::phrases::PhraseTable::new(&list)
             .map(Arc::new)
             .map_err(|(i, e)| {
-                format!("phrase {:?}: {e}", list.get(i).map_or("", String::as_str))
+                format!("phrase {:?}: {e}", list.get(i).map_or("", |p| p.as_str()))
             })?;
         if let Ok(mut map) = self.map.write() {
-            // The table holds the phrases again, normalised, with an automaton over them: a few times the key.
-            let size = 4 * key.len();
-            if admit(&self.bytes, map.len(), size) {
-                map.insert(key, table.clone());
+            // The table holds the phrases again, normalised, with an automaton over them: a few times the list.
+            let size = 4 * list.iter().map(|p| p.len() + 1).sum::<usize>();
+            let entries = self.entries.load(std::sync::atomic::Ordering::Relaxed);
+            if admit(&self.bytes, entries, size) {
+                self.entries
+                    .store(entries + 1, std::sync::atomic::Ordering::Relaxed);
+                map.entry(hash).or_default().push(CachedTable {
+                    phrases: list,
+                    table: table.clone(),
+                });
             }
         }
         Ok(table)
     }
+}
+
+thread_local! {
+    /// The last text `inn_roles` read on this thread, and what it found: the rules ask about the same search text
+    /// from several files (each file's `client_of`) and the answer depends on the text alone. Cleared when a
+    /// classification ends.
+    static INN_ROLES_MEMO: std::cell::RefCell<Option<(ImmutableString, Array)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// What [`inn_roles`] finds in `text`, read from the memo when the text is the one it read last.
+fn inn_roles_memoized(text: ImmutableString) -> Array {
+    let hit = INN_ROLES_MEMO.with(|m| {
+        m.borrow()
+            .as_ref()
+            .filter(|(last, _)| *last == text)
+            .map(|(_, roles)| roles.clone())
+    });
+    if let Some(roles) = hit {
+        return roles;
+    }
+    let roles = inn_roles(&text);
+    INN_ROLES_MEMO.with(|m| *m.borrow_mut() = Some((text, roles.clone())));
+    roles
+}
+
+/// Forgets what the helpers remembered of the last mail on this thread (called when a classification ends).
+pub(crate) fn forget_mail() {
+    INN_ROLES_MEMO.with(|m| *m.borrow_mut() = None);
 }
 
 fn date_arg(s: &str) -> RhaiResult<NaiveDate> {
@@ -682,7 +738,9 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
     );
     // Every valid INN in the text with the role its label gives it: "taxpayer", "office" (the tax authority's own
     // INN) or "counterparty" (the company a 93.1 demand asks about). FORMAT.md convention 5.
-    engine.register_fn("inn_roles", |text: &str| -> Array { inn_roles(text) });
+    engine.register_fn("inn_roles", |text: ImmutableString| -> Array {
+        inn_roles_memoized(text)
+    });
     // Client-request topics by weighted phrases (`topics.toml`): subject, own words, what a forward passes on; never
     // a reply's quoted history.
     let vocabulary = ctx.vocabulary.clone();

@@ -265,6 +265,7 @@ impl Drop for BudgetGuard {
     fn drop(&mut self) {
         DEADLINE.with(|d| d.set(None));
         CEILING.with(|c| c.set(None));
+        helpers::forget_mail();
     }
 }
 
