@@ -157,7 +157,11 @@ impl Variant {
     fn label(self) -> String {
         format!(
             "{} {}",
-            if self.postgres { "PostgreSQL" } else { "SQLite" },
+            if self.postgres {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            },
             if self.flag { "flag" } else { "MOVE" }
         )
     }
@@ -261,12 +265,22 @@ fn main() {
     let variants = [(false, false), (false, true), (true, false), (true, true)]
         .into_iter()
         .map(|(postgres, flag)| Variant { postgres, flag })
-        .filter(|v| engine.as_deref().is_none_or(|e| (e == "postgres") == v.postgres))
+        .filter(|v| {
+            engine
+                .as_deref()
+                .is_none_or(|e| (e == "postgres") == v.postgres)
+        })
         .filter(|v| ack.as_deref().is_none_or(|a| (a == "flag") == v.flag));
     let mut lines = Vec::new();
     let mut average = 0.0;
     for variant in variants {
-        let n = runs.unwrap_or(if variant.postgres || variant.flag { 1 } else { 3 }).max(1);
+        let n = runs
+            .unwrap_or(if variant.postgres || variant.flag {
+                1
+            } else {
+                3
+            })
+            .max(1);
         let mut done = Vec::with_capacity(n);
         for _ in 0..n {
             let (run, bytes) = run_once(variant, mails, target);
@@ -295,7 +309,10 @@ fn main() {
         }
         done.sort_by(|a, b| a.ratio(mails).total_cmp(&b.ratio(mails)));
         let median = &done[done.len() / 2];
-        let ratios: Vec<String> = done.iter().map(|r| format!("{:.2}", r.ratio(mails))).collect();
+        let ratios: Vec<String> = done
+            .iter()
+            .map(|r| format!("{:.2}", r.ratio(mails)))
+            .collect();
         lines.push(format!(
             "  {:<16} {:>8.2} s {:>8.0} mails/s   mbsync {:>6.2} s   ratio {:.3}{}",
             variant.label(),
