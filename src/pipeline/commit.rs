@@ -297,6 +297,7 @@ impl Pipeline {
     }
 
     /// The report of what was stored, and its log entry (`event`, unless the target names its own).
+    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         conn: &mut AnyConnection,
@@ -394,6 +395,7 @@ impl Pipeline {
         Ok(None)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn log(
         &self,
         conn: &mut AnyConnection,
