@@ -1,17 +1,26 @@
 //! IMAP throughput: N load mails (corpus mail made unique, default 2,000) in a private Dovecot's INBOX, taken from
-//! INBOX to committed tasks (fetched, evaluated, committed with the log, moved to Processed/Quarantine) by one
-//! `run --once` step of taxinbox, beside `mbsync` (isync) fetching the same mailbox into a Maildir in the same
-//! run — the ratio is what our pipeline and durability cost on top of plain IMAP fetching.
+//! INBOX to committed tasks (fetched, evaluated, committed with the log, acknowledged) by one `run --once` step of
+//! taxinbox, beside `mbsync` (isync) fetching the same mailbox into a Maildir in the same run — the ratio is what our
+//! pipeline and durability cost on top of plain IMAP fetching.
+//!
+//! Four variants, each on a fresh Dovecot with its own mbsync run: SQLite and PostgreSQL, each acknowledging by MOVE
+//! (the default) and by flag (`acknowledge = "flag"`: the keyword `$Taxinbox`, mail left in INBOX). On SQLite it also
+//! prints the write amplification: the bytes the benchmark process wrote while taxinbox worked (`/proc/self/io`
+//! `write_bytes`: the WAL, its checkpoints into the database, the outbox files) beside the mail's bytes and the size
+//! of the database it left.
 //!
 //! Run: `bench/imap.sh` (installs isync), or `cargo bench --bench imap` with `mbsync` on the PATH.
 //! `TAXINBOX_BENCH_MAILS` sets N; `TAXINBOX_BENCH_MAIL_KB=135` pads every mail to about that size (real traffic;
-//! default: the corpus mail as it is); `TAXINBOX_BENCH_DB=postgres` measures on PostgreSQL (TAXINBOX_TEST_PG).
+//! default: the corpus mail as it is); `TAXINBOX_BENCH_DB=sqlite|postgres` keeps one engine;
+//! `TAXINBOX_BENCH_ACK=move|flag` keeps one way of acknowledging; `TAXINBOX_BENCH_RUNS` runs each variant that many
+//! times (default: 3 for SQLite with MOVE, the headline figure, 1 for the others) and reports the median ratio.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark stops at the first failure
 
 #[allow(dead_code)] // the test harness's Dovecot; the benchmark uses part of it
 #[path = "../tests/it/dovecot.rs"]
 mod dovecot;
+#[allow(dead_code)] // shared bench support
 #[path = "support/load_mail.rs"]
 mod load_mail;
 
@@ -68,15 +77,19 @@ fn mbsync(server: &dovecot::Dovecot, dir: &Path) -> (Duration, usize) {
 }
 
 /// One `run --once` IMAP step over the mailbox: the time and how many mails were committed.
-async fn taxinbox_once(server: &dovecot::Dovecot, dir: &Path) -> (Duration, usize, String) {
+async fn taxinbox_once(
+    server: &dovecot::Dovecot,
+    dir: &Path,
+    variant: Variant,
+) -> (Duration, usize) {
     let password = server.password_file("imap-password", dovecot::PASSWORD);
-    let (url, _) = load_mail::database_url(dir, "imap").await;
+    let (url, _) = load_mail::database_url_on(dir, "imap", variant.postgres).await;
     let config = dir.join("taxinbox.toml");
     std::fs::write(
         &config,
         format!(
             "[database]\nurl = \"{url}\"\n[rules]\ndir = \"{}\"\n[notify]\ntransport = \"file\"\ndir = \"{}\"\n\
-             from = \"taxinbox@debet-service.example\"\n{}{}",
+             from = \"taxinbox@debet-service.example\"\n{}{}{}",
             root().join("rules").display(),
             dir.join("outbox").display(),
             // TAXINBOX_BENCH_BATCH: mails per transaction and per FETCH/MOVE (default: the built-in setting).
@@ -84,6 +97,11 @@ async fn taxinbox_once(server: &dovecot::Dovecot, dir: &Path) -> (Duration, usiz
                 .map(|b| format!("[ingest]\nbatch_size = {b}\n"))
                 .unwrap_or_default(),
             server.mailbox_config("demands", &password),
+            if variant.flag {
+                "acknowledge = \"flag\"\n"
+            } else {
+                ""
+            },
         ),
     )
     .unwrap();
@@ -91,7 +109,6 @@ async fn taxinbox_once(server: &dovecot::Dovecot, dir: &Path) -> (Duration, usiz
     let store = taxinbox::store::Store::connect(&settings.database.url)
         .await
         .unwrap();
-    let engine = format!("{:?}", store.engine()).to_lowercase();
     let c = root().join("tests/corpus");
     taxinbox::directory_import::import_files(
         &store,
@@ -122,11 +139,96 @@ async fn taxinbox_once(server: &dovecot::Dovecot, dir: &Path) -> (Duration, usiz
         .await
         .unwrap();
     }
-    (elapsed, once.summary.total(), engine)
+    (elapsed, once.summary.total())
 }
 
 fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
+}
+
+/// One way of running the benchmark: the engine and how mail is acknowledged.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    postgres: bool,
+    flag: bool,
+}
+
+impl Variant {
+    fn label(self) -> String {
+        format!(
+            "{} {}",
+            if self.postgres {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            },
+            if self.flag { "flag" } else { "MOVE" }
+        )
+    }
+}
+
+/// Bytes this process has caused to be written to storage so far (`/proc/self/io`).
+fn write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// What one run measured.
+struct Run {
+    ours: Duration,
+    mbsync: Duration,
+    /// SQLite: bytes written while taxinbox worked, and the size of the database (with its WAL) it left.
+    written: Option<(u64, u64)>,
+}
+
+impl Run {
+    fn ratio(&self, mails: usize) -> f64 {
+        rate(mails, self.ours) / rate(mails, self.mbsync)
+    }
+}
+
+/// One fresh Dovecot with `mails` load mails in INBOX; mbsync pulls them, then taxinbox works them.
+fn run_once(variant: Variant, mails: usize, target: usize) -> (Run, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = dovecot::Dovecot::start();
+    let corpus = root().join("tests/corpus");
+    let mut bytes = 0;
+    for n in 1..=mails {
+        let raw = load_mail::load_mail(&corpus, n, target);
+        bytes += raw.len();
+        server.deliver(&raw);
+    }
+    // mbsync first: it only reads (Sync Pull, Expunge None), so taxinbox finds the same INBOX afterwards.
+    let (mbsync_time, fetched) = mbsync(&server, dir.path());
+    assert_eq!(fetched, mails, "mbsync fetched every mail");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let before = write_bytes();
+    let (ours, committed) = runtime.block_on(taxinbox_once(&server, dir.path(), variant));
+    // The store is closed: SQLite's last checkpoint is in the figure.
+    let written = write_bytes().saturating_sub(before);
+    assert_eq!(committed, mails, "taxinbox committed every mail");
+    let stored = ["taxinbox.db", "taxinbox.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    let run = Run {
+        ours,
+        mbsync: mbsync_time,
+        written: (!variant.postgres).then_some((written, stored)),
+    };
+    (run, bytes)
 }
 
 fn main() {
@@ -152,45 +254,81 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = dovecot::Dovecot::start();
-    let corpus = root().join("tests/corpus");
+    let engine = std::env::var("TAXINBOX_BENCH_DB").ok();
+    let ack = std::env::var("TAXINBOX_BENCH_ACK").ok();
+    let runs: Option<usize> = std::env::var("TAXINBOX_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     // TAXINBOX_BENCH_MAIL_KB=135 pads each mail with an attachment to about that size (real traffic); the default
     // 0 keeps the corpus mail as it is (~5 KB).
     let target = load_mail::target_size(0);
-    let mut bytes = 0;
-    for n in 1..=mails {
-        let raw = load_mail::load_mail(&corpus, n, target);
-        bytes += raw.len();
-        server.deliver(&raw);
+    let variants = [(false, false), (false, true), (true, false), (true, true)]
+        .into_iter()
+        .map(|(postgres, flag)| Variant { postgres, flag })
+        .filter(|v| {
+            engine
+                .as_deref()
+                .is_none_or(|e| (e == "postgres") == v.postgres)
+        })
+        .filter(|v| ack.as_deref().is_none_or(|a| (a == "flag") == v.flag));
+    let mut lines = Vec::new();
+    let mut average = 0.0;
+    for variant in variants {
+        let n = runs
+            .unwrap_or(if variant.postgres || variant.flag {
+                1
+            } else {
+                3
+            })
+            .max(1);
+        let mut done = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (run, bytes) = run_once(variant, mails, target);
+            average = bytes as f64 / mails as f64 / 1024.0;
+            println!(
+                "  {:<16} taxinbox {:>6.2} s {:>6.0} mails/s   mbsync {:>6.2} s {:>6.0} mails/s   ratio {:.3}",
+                variant.label(),
+                run.ours.as_secs_f64(),
+                rate(mails, run.ours),
+                run.mbsync.as_secs_f64(),
+                rate(mails, run.mbsync),
+                run.ratio(mails)
+            );
+            if let Some((written, stored)) = run.written {
+                println!(
+                    "  {:<16} written {:.1} MB for {:.1} MB of mail ({:.2}x the mail), database {:.1} MB ({:.2}x the database)",
+                    "",
+                    written as f64 / 1e6,
+                    bytes as f64 / 1e6,
+                    written as f64 / bytes as f64,
+                    stored as f64 / 1e6,
+                    written as f64 / stored.max(1) as f64
+                );
+            }
+            done.push(run);
+        }
+        done.sort_by(|a, b| a.ratio(mails).total_cmp(&b.ratio(mails)));
+        let median = &done[done.len() / 2];
+        let ratios: Vec<String> = done
+            .iter()
+            .map(|r| format!("{:.2}", r.ratio(mails)))
+            .collect();
+        lines.push(format!(
+            "  {:<16} {:>8.2} s {:>8.0} mails/s   mbsync {:>6.2} s   ratio {:.3}{}",
+            variant.label(),
+            median.ours.as_secs_f64(),
+            rate(mails, median.ours),
+            median.mbsync.as_secs_f64(),
+            median.ratio(mails),
+            if done.len() > 1 {
+                format!("  (median of {}: {})", done.len(), ratios.join(", "))
+            } else {
+                String::new()
+            }
+        ));
     }
-
-    // mbsync first: it only reads (Sync Pull, Expunge None), so taxinbox finds the same INBOX afterwards.
-    let (mbsync_time, fetched) = mbsync(&server, dir.path());
-    assert_eq!(fetched, mails, "mbsync fetched every mail");
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (ours, committed, engine) = runtime.block_on(taxinbox_once(&server, dir.path()));
-    assert_eq!(committed, mails, "taxinbox committed every mail");
-
-    let (r_ours, r_mbsync) = (rate(mails, ours), rate(mails, mbsync_time));
-    println!(
-        "imap/{mails} mails, average {:.0} KB",
-        bytes as f64 / mails as f64 / 1024.0
-    );
-    println!(
-        "  taxinbox run --once ({engine}): {:>8.2} s  {:>8.0} mails/s  (INBOX -> committed tasks, log, moved)",
-        ours.as_secs_f64(),
-        r_ours
-    );
-    println!(
-        "  mbsync (isync) pull:        {:>8.2} s  {:>8.0} mails/s  (INBOX -> local Maildir)",
-        mbsync_time.as_secs_f64(),
-        r_mbsync
-    );
-    println!("  ratio taxinbox / mbsync:    {:>8.3}", r_ours / r_mbsync);
+    println!("imap/{mails} mails, average {average:.0} KB: taxinbox run --once (INBOX -> committed tasks, log, acknowledged) / mbsync pull (INBOX -> local Maildir)");
+    for line in lines {
+        println!("{line}");
+    }
 }

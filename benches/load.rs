@@ -17,6 +17,7 @@
 #[allow(dead_code)] // the test harness's Dovecot; the benchmark uses part of it
 #[path = "../tests/it/dovecot.rs"]
 mod dovecot;
+#[allow(dead_code)] // shared bench support
 #[path = "support/load_mail.rs"]
 mod load_mail;
 
@@ -63,6 +64,15 @@ fn generate(folders: &[PathBuf], mails: usize, target: usize) -> u64 {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).sum()
     })
+}
+
+/// Bytes `pid` has caused to be written to storage (`/proc/PID/io` `write_bytes`): SQLite's WAL, its checkpoints
+/// into the database, the outbox files.
+fn written(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// `VmRSS` and `VmHWM` of `pid`, in KiB.
@@ -214,6 +224,7 @@ fn main() {
         );
     };
     let hwm = memory(pid).map_or(0, |m| m.1);
+    let written_bytes = written(pid).unwrap_or(0);
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -223,6 +234,22 @@ fn main() {
     }
     let _ = daemon.kill();
     let _ = daemon.wait();
+    if pg.is_none() {
+        // SQLite: what the daemon wrote while committing (sampled before it stopped) beside what it stored.
+        let stored: u64 = ["taxinbox.db", "taxinbox.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
+            .map(|m| m.len())
+            .sum();
+        println!(
+            "  written {:.1} MB for {:.1} MB of mail ({:.2}x the mail); database {:.1} MB ({:.2}x the database)",
+            written_bytes as f64 / 1e6,
+            bytes as f64 / 1e6,
+            written_bytes as f64 / bytes.max(1) as f64,
+            stored as f64 / 1e6,
+            written_bytes as f64 / stored.max(1) as f64
+        );
+    }
     println!(
         "  total: {mails} mails in {:.1} s = {:.0} mails/s ({:.1} MB/s of mail); VmHWM {:.1} MB (sampled peak VmRSS {:.1} MB)",
         done.as_secs_f64(),

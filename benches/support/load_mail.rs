@@ -111,7 +111,17 @@ pub fn target_size(default_kb: usize) -> usize {
 /// `TAXINBOX_BENCH_DB=postgres` (on `TAXINBOX_TEST_PG`, default the local test server), else SQLite in `dir`. Returns
 /// the URL and, for PostgreSQL, the server and database name to drop afterwards.
 pub async fn database_url(dir: &Path, label: &str) -> (String, Option<(String, String)>) {
-    if std::env::var("TAXINBOX_BENCH_DB").as_deref() != Ok("postgres") {
+    let postgres = std::env::var("TAXINBOX_BENCH_DB").as_deref() == Ok("postgres");
+    database_url_on(dir, label, postgres).await
+}
+
+/// Like [`database_url`], with the engine chosen by the caller: PostgreSQL when `postgres`, else SQLite in `dir`.
+pub async fn database_url_on(
+    dir: &Path,
+    label: &str,
+    postgres: bool,
+) -> (String, Option<(String, String)>) {
+    if !postgres {
         return (
             format!("sqlite://{}", dir.join("taxinbox.db").display()),
             None,

@@ -9,7 +9,7 @@
 
 use super::shadow::{self, ShadowEval};
 use super::{Evaluation, Pipeline, Report, Status};
-use crate::store::{Store, Tx};
+use crate::store::{self, Store, Tx};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
 
@@ -59,9 +59,12 @@ pub enum Shadow {
     Skip,
 }
 
-/// A batch evaluated and ready to write: each mail with its evaluation and shadow evaluation, decided at `now`.
+/// A batch evaluated and ready to write: each mail with its evaluation and shadow evaluation, decided at `now`, and
+/// its bytes packed as the store keeps them. `mails` no longer hold their bytes (`raw` is empty): evaluation moved
+/// them into `packed` (compressed), so that a batch waiting to commit holds each mail once.
 pub struct Evaluated {
     pub mails: Vec<Incoming>,
+    packed: Vec<store::PackedRaw>,
     evaluations: Vec<Evaluation>,
     shadows: Vec<Option<ShadowEval>>,
     pub now: DateTime<Utc>,
@@ -81,11 +84,11 @@ impl Evaluated {
 /// core too.
 const MAX_EVALUATION_THREADS: usize = 4;
 
-/// Evaluates each mail (and, with [`Shadow::Evaluate`], its shadow decision), in order, on up to
-/// `MAX_EVALUATION_THREADS` threads. Pure: no I/O.
+/// Evaluates each mail (and, with [`Shadow::Evaluate`], its shadow decision) and packs its bytes for the store
+/// (compressed), in order, on up to `MAX_EVALUATION_THREADS` threads. Pure: no I/O.
 pub fn evaluate(
     pipeline: &Pipeline,
-    mails: Vec<Incoming>,
+    mut mails: Vec<Incoming>,
     shadow: Shadow,
     now: DateTime<Utc>,
 ) -> Evaluated {
@@ -95,7 +98,8 @@ pub fn evaluate(
             Shadow::Evaluate => shadow::evaluate(pipeline, &m.raw, &m.mailbox, now),
             Shadow::Skip => None,
         };
-        (eval, shadow)
+        let packed = store::pack_raw(eval.sha256.clone(), &m.raw);
+        (eval, (shadow, packed))
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
@@ -123,9 +127,14 @@ pub fn evaluate(
                 .collect()
         })
     };
-    let (evaluations, shadows) = evaluated.into_iter().unzip();
+    let (evaluations, rest): (Vec<_>, Vec<_>) = evaluated.into_iter().unzip();
+    let (shadows, packed) = rest.into_iter().unzip();
+    for m in &mut mails {
+        m.raw = Vec::new();
+    }
     Evaluated {
         mails,
+        packed,
         evaluations,
         shadows,
         now,
@@ -140,6 +149,17 @@ pub async fn write(
     batch: &Evaluated,
 ) -> anyhow::Result<Vec<Report>> {
     let mut reports = Vec::with_capacity(batch.len());
+    // What the batch asks once: which of its mails are stored already; their raw bytes stored before any message
+    // names them; the rest of its rows written together at the end.
+    let mut rows = store::BatchRows::default();
+    let hashes: Vec<&str> = batch
+        .evaluations
+        .iter()
+        .map(|e| e.sha256.as_str())
+        .collect();
+    rows.look_up(tx, &hashes).await?;
+    rows.store_raw(tx, &batch.packed, &store::timestamp(batch.now))
+        .await?;
     for ((mail, eval), shadow) in batch
         .mails
         .iter()
@@ -150,9 +170,9 @@ pub async fn write(
         let report = pipeline
             .commit(
                 tx,
+                &mut rows,
                 &mail.source,
                 &mail.mailbox,
-                &mail.raw,
                 eval,
                 archived,
                 batch.now,
@@ -161,6 +181,7 @@ pub async fn write(
         shadow::record(tx, shadow.as_ref(), eval, &report, batch.now).await?;
         reports.push(report);
     }
+    rows.flush(tx).await?;
     Ok(reports)
 }
 

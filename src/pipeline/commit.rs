@@ -8,7 +8,7 @@ use super::{
     trace, DemandReport, Evaluation, Pipeline, PlannedTask, Report, Resolved, Status, TaskReport,
 };
 use crate::rules::DemandFacts;
-use crate::store::{self, MessageRecord, NewNotification, NewTask};
+use crate::store::{self, BatchRows, MessageRecord, NewNotification, NewTask};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::AnyConnection;
 
@@ -32,28 +32,29 @@ fn joins_by_thread_or_quotation(category: &str) -> bool {
 }
 
 impl Pipeline {
-    /// Writes one evaluated mail through the open transaction and returns its report. `archived`: the mail is history
-    /// (archive import): logged and joined as usual, its tasks stored done and marked archived, no notification and
-    /// no task event queued, and it proves no step of a case done (that would push a `done` event).
+    /// Writes one evaluated mail through the open transaction and returns its report. Its raw mail is in the store
+    /// already ([`BatchRows::store_raw`]); its source reference, notifications and log entry wait in `rows` for the
+    /// batch's flush. `archived`: the mail is history (archive import): logged and joined as usual, its tasks stored
+    /// done and marked archived, no notification and no task event queued, and it proves no step of a case done
+    /// (that would push a `done` event).
     #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         &self,
         conn: &mut AnyConnection,
+        rows: &mut BatchRows,
         source: &str,
         mailbox: &str,
-        raw: &[u8],
         eval: &Evaluation,
         archived: bool,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Report> {
         let now_s = store::timestamp(now);
-        if let Some(seen) = store::message_by_sha(conn, &eval.sha256).await? {
+        if let Some(seen) = rows.seen(conn, &eval.sha256).await? {
             return Ok(Report {
                 id: Some(seen.id),
                 ..Report::new(source, seen.message_id, Status::Duplicate, &eval.ruleset)
             });
         }
-        store::put_raw(conn, &eval.sha256, raw, &now_s).await?;
         let target = Target {
             existing: None,
             source,
@@ -61,11 +62,24 @@ impl Pipeline {
             log_event: None,
             archived,
         };
-        let report = self.write_outcome(conn, &target, eval, &now_s).await?;
+        let report = self
+            .write_outcome(conn, rows, &target, eval, &now_s)
+            .await?;
         if let Some(id) = report.id {
-            store::add_source_ref(conn, source, id).await?;
+            rows.remember(store::StoredMessage {
+                id,
+                sha256: eval.sha256.clone(),
+                message_id: report.message_id.clone(),
+                status: match report.status {
+                    Status::Quarantined => store::MessageStatus::Quarantined,
+                    Status::Linked => store::MessageStatus::Linked,
+                    _ => store::MessageStatus::Processed,
+                },
+                source: source.to_owned(),
+            });
+            rows.add_source_ref(source, id);
             // Task events for the firm's tracker (webhook, Bitrix24), in this same transaction; history pushes none.
-            if !archived {
+            if !archived && rows.sinks_active(conn).await? {
                 store::queue_task_events_of_message(conn, id, &now_s).await?;
             }
         }
@@ -100,7 +114,11 @@ impl Pipeline {
         };
         let eval = self.evaluate(&raw, target.mailbox, now);
         let now_s = store::timestamp(now);
-        let report = self.write_outcome(conn, &target, &eval, &now_s).await?;
+        let mut rows = BatchRows::default();
+        let report = self
+            .write_outcome(conn, &mut rows, &target, &eval, &now_s)
+            .await?;
+        rows.flush(conn).await?;
         store::queue_task_events_of_message(conn, id, &now_s).await?;
         Ok(report)
     }
@@ -110,6 +128,7 @@ impl Pipeline {
     async fn write_outcome(
         &self,
         conn: &mut AnyConnection,
+        rows: &mut BatchRows,
         target: &Target<'_>,
         eval: &Evaluation,
         now_s: &str,
@@ -121,7 +140,7 @@ impl Pipeline {
                 record.error = Some(error.clone());
                 let stored = Stored::new(save(conn, target.existing, &record).await?, record);
                 return self
-                    .finish(conn, target, eval, stored, "mail_quarantined", now_s)
+                    .finish(conn, rows, target, eval, stored, "mail_quarantined", now_s)
                     .await;
             }
             Ok(r) => r,
@@ -139,7 +158,7 @@ impl Pipeline {
             let stored = Stored::new(save(conn, target.existing, &record).await?, record)
                 .named_demand(resolved.demand.is_some() || by != JoinedBy::Demand);
             return self
-                .finish(conn, target, eval, stored, "mail_linked", now_s)
+                .finish(conn, rows, target, eval, stored, "mail_linked", now_s)
                 .await;
         }
         record.status = store::MessageStatus::Processed;
@@ -184,7 +203,7 @@ impl Pipeline {
         }
         let id = save(conn, target.existing, &record).await?;
         if let Some(case) = proved {
-            close_proved_steps(conn, case, &resolved.proves, id, &eval.sha256, now_s).await?;
+            close_proved_steps(conn, rows, case, &resolved.proves, id, &eval.sha256, now_s).await?;
         }
         let case_id = match &case_key {
             Some(key) => {
@@ -209,14 +228,24 @@ impl Pipeline {
         let mut tasks = Vec::with_capacity(resolved.tasks.len());
         for t in &resolved.tasks {
             tasks.push(
-                self.create_task(conn, id, case_id, resolved, t, eval, target.archived, now_s)
-                    .await?,
+                self.create_task(
+                    conn,
+                    rows,
+                    id,
+                    case_id,
+                    resolved,
+                    t,
+                    eval,
+                    target.archived,
+                    now_s,
+                )
+                .await?,
             );
         }
         let mut stored = Stored::new(id, record).named_demand(resolved.demand.is_some());
         stored.tasks = tasks;
         stored.closes = closes;
-        self.finish(conn, target, eval, stored, "mail_processed", now_s)
+        self.finish(conn, rows, target, eval, stored, "mail_processed", now_s)
             .await
     }
 
@@ -226,6 +255,7 @@ impl Pipeline {
     async fn create_task(
         &self,
         conn: &mut AnyConnection,
+        rows: &mut BatchRows,
         message: i64,
         case_id: Option<i64>,
         resolved: &Resolved,
@@ -253,8 +283,9 @@ impl Pipeline {
         )
         .await?;
         if let Some(person) = t.assignee.as_ref().filter(|_| !archived) {
-            let notification = new_task_notification(task_id, message, person, t, eval, now_s);
-            store::insert_notification(conn, &notification).await?;
+            rows.queue_notification(new_task_notification(
+                task_id, message, person, t, eval, now_s,
+            ));
         }
         Ok(TaskReport {
             step: t.step.clone(),
@@ -266,9 +297,11 @@ impl Pipeline {
     }
 
     /// The report of what was stored, and its log entry (`event`, unless the target names its own).
+    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         conn: &mut AnyConnection,
+        rows: &mut BatchRows,
         target: &Target<'_>,
         eval: &Evaluation,
         stored: Stored,
@@ -278,6 +311,7 @@ impl Pipeline {
         let report = stored.report(target.source, &eval.ruleset);
         self.log(
             conn,
+            rows,
             target.log_event.unwrap_or(event),
             stored.id,
             eval,
@@ -361,9 +395,11 @@ impl Pipeline {
         Ok(None)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn log(
         &self,
         conn: &mut AnyConnection,
+        rows: &mut BatchRows,
         event: &str,
         id: i64,
         eval: &Evaluation,
@@ -392,17 +428,18 @@ impl Pipeline {
         if report.archived {
             payload["archived"] = serde_json::Value::Bool(true);
         }
-        store::append_log(
-            conn,
-            &store::LogEntry {
-                at: now_s,
-                event,
-                message: Some(id),
-                sha256: Some(&eval.sha256),
-                payload: &payload,
-            },
-        )
-        .await?;
+        rows.log
+            .append(
+                conn,
+                &store::LogEntry {
+                    at: now_s,
+                    event,
+                    message: Some(id),
+                    sha256: Some(&eval.sha256),
+                    payload: &payload,
+                },
+            )
+            .await?;
         Ok(())
     }
 }
@@ -585,6 +622,7 @@ fn case_key(resolved: &Resolved) -> Option<CaseKey> {
 /// escalations read open tasks only, so they stop for these steps.
 async fn close_proved_steps(
     conn: &mut AnyConnection,
+    rows: &mut BatchRows,
     case: i64,
     steps: &[String],
     message: i64,
@@ -603,17 +641,19 @@ async fn close_proved_steps(
                 "by": null,
                 "proved_by_message": message,
             });
-            let seq = store::append_log(
-                conn,
-                &store::LogEntry {
-                    at: now_s,
-                    event: "task_done",
-                    message: Some(message),
-                    sha256: Some(sha256),
-                    payload: &payload,
-                },
-            )
-            .await?;
+            let seq = rows
+                .log
+                .append(
+                    conn,
+                    &store::LogEntry {
+                        at: now_s,
+                        event: "task_done",
+                        message: Some(message),
+                        sha256: Some(sha256),
+                        payload: &payload,
+                    },
+                )
+                .await?;
             store::queue_task_change(conn, task.id, store::EVENT_DONE, seq, now_s).await?;
             tracing::info!(task_id = task.id, step = %task.step, message, "task done: the operator's receipt proves it");
         }

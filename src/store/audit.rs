@@ -134,46 +134,122 @@ fn link_hash(
 
 /// Appends one entry and returns its sequence number.
 pub async fn append_log(conn: &mut AnyConnection, entry: &LogEntry<'_>) -> anyhow::Result<i64> {
-    let (prev_seq, prev_hash): (i64, String) =
-        sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
-            .fetch_one(&mut *conn)
-            .await
-            .context("lock the head of the processed-mail log")?;
-    let seq = prev_seq + 1;
-    let payload = serde_json::to_string(entry.payload)?;
-    let hash = link_hash(
-        &prev_hash,
-        seq,
-        entry.at,
-        entry.event,
-        entry.message,
-        entry.sha256,
-        &payload,
-    );
-    let mac = append_key().map(|k| k.mac(&hash));
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at, event, message, sha256, payload, prev_hash, hash, mac) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(seq)
-    .bind(entry.at)
-    .bind(entry.event)
-    .bind(entry.message)
-    .bind(entry.sha256)
-    .bind(&payload)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .bind(mac)
-    .execute(&mut *conn)
-    .await
-    .context("append to the processed-mail log")?;
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(seq)
-        .bind(&hash)
-        .execute(&mut *conn)
-        .await
-        .context("advance the head of the processed-mail log")?;
+    let mut batch = LogBatch::default();
+    let seq = batch.append(conn, entry).await?;
+    batch.flush(conn).await?;
     Ok(seq)
+}
+
+/// Entries appended in one transaction and written together: each is chained to the one before it as it is
+/// appended (its sequence number, previous hash, hash and MAC computed at once, so the caller learns its `seq`), and
+/// [`LogBatch::flush`] writes them in multi-row `INSERT`s and advances `audit_head` once.
+///
+/// The first append locks the head (`UPDATE … RETURNING`: SQLite's write lock, PostgreSQL's row lock), which is
+/// held until the transaction ends, so no other writer appends in between; the flush must run in the same
+/// transaction. Nothing else may append through the same transaction before the flush: it would reuse a sequence
+/// number, which the log's primary key refuses.
+#[derive(Default)]
+pub struct LogBatch {
+    /// The newest link: the head as locked, then each appended entry.
+    head: Option<(i64, String)>,
+    rows: Vec<LogRow>,
+}
+
+/// One entry chained and waiting to be written.
+struct LogRow {
+    seq: i64,
+    at: String,
+    event: String,
+    message: Option<i64>,
+    sha256: Option<String>,
+    payload: String,
+    prev_hash: String,
+    hash: String,
+    mac: Option<String>,
+}
+
+/// Most log entries in one `INSERT` (9 bound values each).
+const LOG_ROWS_PER_INSERT: usize = 200;
+
+impl LogBatch {
+    /// Chains `entry` after the newest link and keeps it for the flush; returns its sequence number.
+    pub async fn append(
+        &mut self,
+        conn: &mut AnyConnection,
+        entry: &LogEntry<'_>,
+    ) -> anyhow::Result<i64> {
+        let (prev_seq, prev_hash) = match self.head.take() {
+            Some(head) => head,
+            None => {
+                sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .context("lock the head of the processed-mail log")?
+            }
+        };
+        let seq = prev_seq + 1;
+        let payload = serde_json::to_string(entry.payload)?;
+        let hash = link_hash(
+            &prev_hash,
+            seq,
+            entry.at,
+            entry.event,
+            entry.message,
+            entry.sha256,
+            &payload,
+        );
+        let mac = append_key().map(|k| k.mac(&hash));
+        self.head = Some((seq, hash.clone()));
+        self.rows.push(LogRow {
+            seq,
+            at: entry.at.to_owned(),
+            event: entry.event.to_owned(),
+            message: entry.message,
+            sha256: entry.sha256.map(str::to_owned),
+            payload,
+            prev_hash,
+            hash,
+            mac,
+        });
+        Ok(seq)
+    }
+
+    /// Writes the entries appended since the last flush and moves the head to the newest.
+    pub async fn flush(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
+        let rows = std::mem::take(&mut self.rows);
+        for chunk in rows.chunks(LOG_ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO audit_log (seq, at, event, message, sha256, payload, prev_hash, hash, mac) VALUES {}",
+                super::messages::values_placeholders(chunk.len(), 9)
+            );
+            let mut query = sqlx::query(super::composed_sql(sql));
+            for r in chunk {
+                query = query
+                    .bind(r.seq)
+                    .bind(r.at.as_str())
+                    .bind(r.event.as_str())
+                    .bind(r.message)
+                    .bind(r.sha256.as_deref())
+                    .bind(r.payload.as_str())
+                    .bind(r.prev_hash.as_str())
+                    .bind(r.hash.as_str())
+                    .bind(r.mac.as_deref());
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .context("append to the processed-mail log")?;
+        }
+        if let (Some(_), Some((seq, hash))) = (rows.last(), &self.head) {
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(*seq)
+                .bind(hash.as_str())
+                .execute(&mut *conn)
+                .await
+                .context("advance the head of the processed-mail log")?;
+        }
+        Ok(())
+    }
 }
 
 /// Walks the plain chain from the first entry and names the first one that does not hold (no key: what anyone

@@ -255,19 +255,30 @@ pub async fn logged_hashes_without_raw_mail(
 
 /// Raw mails in hash order after `after`, at most `limit`: verification pages through them instead of holding
 /// years of mail in memory.
+///
+/// Compressed rows are decompressed; one that does not decompress is returned as stored, so that its hash check
+/// names it as altered.
 pub async fn raw_mail_page(
     conn: &mut AnyConnection,
     after: &str,
     limit: i64,
 ) -> anyhow::Result<Vec<RawMailRow>> {
-    sqlx::query_as(
-        "SELECT sha256, size, content FROM raw_mail WHERE sha256 > $1 ORDER BY sha256 LIMIT $2",
+    let rows: Vec<(String, i64, Option<Vec<u8>>, String)> = sqlx::query_as(
+        "SELECT sha256, size, content, encoding FROM raw_mail WHERE sha256 > $1 ORDER BY sha256 LIMIT $2",
     )
     .bind(after)
     .bind(limit)
     .fetch_all(&mut *conn)
     .await
-    .context("read raw mail")
+    .context("read raw mail")?;
+    Ok(rows
+        .into_iter()
+        .map(|(sha256, size, content, encoding)| RawMailRow {
+            content: content.map(|c| super::messages::unpack_raw_or_stored(&encoding, c, size)),
+            sha256,
+            size,
+        })
+        .collect())
 }
 
 const MAIL_COLUMNS: &str = "m.id, m.sha256, m.message_id, m.source, m.mailbox, m.fetched_at, m.received_date, \

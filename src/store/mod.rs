@@ -30,7 +30,7 @@ mod web;
 
 pub use audit::{
     append_log, log_notification, purge_raw_mail, record_ruleset, use_log_key, verify_log,
-    verify_log_keyed, LogEntry, LogKey, PurgeOutcome, VerifyOutcome, RAW_MAIL_PURGED,
+    verify_log_keyed, LogBatch, LogEntry, LogKey, PurgeOutcome, VerifyOutcome, RAW_MAIL_PURGED,
 };
 pub use audit_read::*;
 pub use calendar::*;
