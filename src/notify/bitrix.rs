@@ -464,26 +464,7 @@ fn lost_reason(id: &str, refused: Option<&str>) -> String {
 /// Completes the Bitrix24 task `id`; `Ok(Err(reason))` when the task is lost. A repeat (the first answer was lost)
 /// may be refused, the task being done already: that refusal is success once `tasks.task.get` confirms it.
 async fn complete(portal: Portal<'_>, id: &str) -> Result<Result<(), String>, SinkError> {
-    let refused = match call(
-        portal,
-        "tasks.task.complete",
-        &serde_json::json!({"taskId": id}),
-    )
-    .await
-    {
-        Ok(_) => return Ok(Ok(())),
-        Err(SinkError::Permanent(m)) => m,
-        Err(e) => return Err(e),
-    };
-    let Some(task) = get(portal, id, &["ID", "STATUS"]).await? else {
-        return Ok(Err(lost_reason(id, Some(&refused))));
-    };
-    let status = task.get("status").and_then(id_of);
-    if status.is_some_and(|s| STATUSES_DONE.contains(&s.as_str())) {
-        Ok(Ok(()))
-    } else {
-        Err(SinkError::Permanent(refused))
-    }
+    change_status(portal, "tasks.task.complete", id, true).await
 }
 
 /// Renews (reopens) the completed Bitrix24 task `id` (`tasks.task.renew`); `Ok(Err(reason))` when the task is lost.
@@ -491,13 +472,18 @@ async fn complete(portal: Portal<'_>, id: &str) -> Result<Result<(), String>, Si
 /// repeat (the first answer was lost) or a task someone reopened there already is success once `tasks.task.get`
 /// shows it open.
 async fn renew(portal: Portal<'_>, id: &str) -> Result<Result<(), String>, SinkError> {
-    let refused = match call(
-        portal,
-        "tasks.task.renew",
-        &serde_json::json!({"taskId": id}),
-    )
-    .await
-    {
+    change_status(portal, "tasks.task.renew", id, false).await
+}
+
+/// Calls `method` on task `id` to make it done (`done`) or open; a refusal is read against the task's status
+/// (`tasks.task.get`): already in the wanted state is success, a task no longer there is lost.
+async fn change_status(
+    portal: Portal<'_>,
+    method: &str,
+    id: &str,
+    done: bool,
+) -> Result<Result<(), String>, SinkError> {
+    let refused = match call(portal, method, &serde_json::json!({"taskId": id})).await {
         Ok(_) => return Ok(Ok(())),
         Err(SinkError::Permanent(m)) => m,
         Err(e) => return Err(e),
@@ -506,7 +492,7 @@ async fn renew(portal: Portal<'_>, id: &str) -> Result<Result<(), String>, SinkE
         return Ok(Err(lost_reason(id, Some(&refused))));
     };
     let status = task.get("status").and_then(id_of);
-    if status.is_some_and(|s| !STATUSES_DONE.contains(&s.as_str())) {
+    if status.is_some_and(|s| STATUSES_DONE.contains(&s.as_str()) == done) {
         Ok(Ok(()))
     } else {
         Err(SinkError::Permanent(refused))
