@@ -776,8 +776,8 @@ fn marks(values: &mut Vec<String>, people: &[String]) -> String {
     marks.join(", ")
 }
 
-/// A task list's search: the task's title and client INN, its client's name, its case's number and its mail (the
-/// subject; on SQLite the mail's whole search text), each through an uncorrelated `IN` the engine answers once from
+/// A task list's search: the task's title and client INN, its client's name, its case's number and its mail (subject,
+/// sender, INN and demand number), each through an uncorrelated `IN` the engine answers once from
 /// its index (FTS5 on SQLite, trigram GIN on PostgreSQL), never a join of every task with every mail.
 fn task_search_condition(search: &str, sqlite: bool, values: &mut Vec<String>) -> String {
     let patterns = search_patterns(search);
@@ -785,7 +785,12 @@ fn task_search_condition(search: &str, sqlite: bool, values: &mut Vec<String>) -
     let own = like_any(&["t.title", "t.client_inn"], patterns.len(), first);
     let client = like_any(&["name"], patterns.len(), first);
     let case = like_any(&["number"], patterns.len(), first);
-    let subject = like_any(&["subject"], patterns.len(), first);
+    // The mail's columns the SQLite search text holds too, so both engines find the same tasks.
+    let mail_columns = like_any(
+        &["subject", "from_addr", "client_inn", "demand_number"],
+        patterns.len(),
+        first,
+    );
     values.extend(patterns);
     let mail = if sqlite && search.chars().count() >= 3 {
         values.push(fts_phrase(search));
@@ -794,7 +799,7 @@ fn task_search_condition(search: &str, sqlite: bool, values: &mut Vec<String>) -
             values.len()
         )
     } else {
-        format!("t.message IN (SELECT id FROM messages WHERE {subject})")
+        format!("t.message IN (SELECT id FROM messages WHERE {mail_columns})")
     };
     format!(
         "({own} OR t.client_inn IN (SELECT inn FROM clients WHERE {client}) \
