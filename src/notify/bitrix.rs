@@ -37,7 +37,7 @@
 //! its 10-minute window expires: `operating_reset_at` of the last answer, else 10 minutes) and a 401
 //! `NO_AUTH_FOUND`, the event waits ([`SinkError::Wait`]) without using up an attempt.
 
-use super::sink::{http_error, status_error, SinkError};
+use super::sink::{post_json, status_error, SinkError};
 use super::{client_label, russian_date};
 use crate::settings::{OnLostTask, PortalSettings};
 use crate::store::{
@@ -233,17 +233,7 @@ async fn call_answer(
     );
     for _ in 0..MAX_LIMIT_ROUNDS {
         portal.pacer.take().await;
-        let response = portal
-            .client
-            .post(&url)
-            .json(params)
-            .send()
-            .await
-            .map_err(http_error)?;
-        let status = response.status();
-        let text = response.text().await.map_err(http_error)?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        let (status, text, json) = post_json(portal.client, &url, params).await?;
         let code = json.get("error").and_then(|e| match e {
             serde_json::Value::String(s) => Some(s.clone()),
             serde_json::Value::Number(n) => Some(n.to_string()),

@@ -68,6 +68,25 @@ pub fn http_error(e: reqwest::Error) -> SinkError {
     SinkError::Transient(format!("{:#}", anyhow::Error::new(e.without_url())))
 }
 
+/// POSTs `params` as JSON to a tracker's or messenger's API and reads the answer: its status, its text, and the text
+/// as JSON (`Null` when it is not JSON). Transport failures are transient, their URL left out ([`http_error`]).
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    params: &serde_json::Value,
+) -> Result<(reqwest::StatusCode, String, serde_json::Value), SinkError> {
+    let response = client
+        .post(url)
+        .json(params)
+        .send()
+        .await
+        .map_err(http_error)?;
+    let status = response.status();
+    let text = response.text().await.map_err(http_error)?;
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Ok((status, text, json))
+}
+
 /// A non-2xx answer: 408, 429 and 5xx are worth another try, the rest (other 4xx, 3xx: redirects are not followed)
 /// is not.
 pub fn status_error(status: reqwest::StatusCode, body: &str) -> SinkError {

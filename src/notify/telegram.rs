@@ -32,7 +32,7 @@
 //! does. The person may then see the same message twice; never none. An event whose answer arrived is marked
 //! delivered in the same step and never sent again.
 
-use super::sink::{http_error, SinkError};
+use super::sink::{post_json, SinkError};
 use secrecy::{ExposeSecret as _, SecretString};
 use std::collections::BTreeMap;
 use std::sync::{LazyLock, Mutex};
@@ -94,16 +94,7 @@ pub async fn call(
         bot.api_url.trim_end_matches('/'),
         bot.token.expose_secret()
     );
-    let response = bot
-        .client
-        .post(&url)
-        .json(params)
-        .send()
-        .await
-        .map_err(http_error)?;
-    let status = response.status();
-    let text = response.text().await.map_err(http_error)?;
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    let (status, text, json) = post_json(bot.client, &url, params).await?;
     if json.get("ok").and_then(serde_json::Value::as_bool) == Some(true) && status.is_success() {
         return Ok(json
             .get("result")
