@@ -112,6 +112,7 @@ fn ingest_into(c: &mut Criterion, name: &str, url: impl Fn() -> String) {
                     archive: taxinbox::pipeline::batch::Archive::No,
                     dry_run: false,
                     batch_size: 64,
+                    max_batch_bytes: taxinbox::pipeline::budget::MAX_BATCH_BYTES,
                     mailbox: None,
                 };
                 rt.block_on(taxinbox::ingest::ingest(

@@ -18,6 +18,9 @@ pub struct IngestOptions {
     pub dry_run: bool,
     /// Mails per transaction.
     pub batch_size: usize,
+    /// Bytes of mail per transaction: a batch ends after the mail that reaches it, so large mail comes in smaller
+    /// batches (`MemoryBudget::batch_bytes` of the configured budget; one batch is in memory at a time).
+    pub max_batch_bytes: u64,
     /// Which mail is history (`ingest --archive`, a Maildir's `archive_before`): no notification, no task event.
     pub archive: Archive,
     /// The configured source's name (`[[maildirs]] name`), recorded as each mail's mailbox, as IMAP mail records its
@@ -41,12 +44,20 @@ pub async fn ingest(
     } else {
         None
     };
-    for chunk in inputs.chunks(batch_size) {
-        let mut read = Vec::with_capacity(chunk.len());
-        let mut mails = Vec::with_capacity(chunk.len());
-        for input in chunk {
+    let mut rest = inputs;
+    while !rest.is_empty() {
+        let mut read = Vec::with_capacity(batch_size.min(rest.len()));
+        let mut mails = Vec::with_capacity(batch_size.min(rest.len()));
+        let mut bytes = 0u64;
+        let mut taken = 0;
+        for input in rest.iter().take(batch_size) {
+            if bytes >= options.max_batch_bytes {
+                break;
+            }
+            taken += 1;
             match input.read() {
                 Ok(raw) => {
+                    bytes = bytes.saturating_add(raw.len() as u64);
                     mails.push(Incoming {
                         raw,
                         source: input.reference(),
@@ -66,6 +77,7 @@ pub async fn ingest(
                 }
             }
         }
+        rest = &rest[taken..];
         let reports = match dry_tx.as_mut() {
             Some(tx) => {
                 let evaluated = batch::evaluate(pipeline, mails, Shadow::Skip, clock());

@@ -10,6 +10,7 @@ use crate::app::Instance;
 use crate::ingest::{ingest, IngestOptions};
 use crate::notify;
 use crate::pipeline::batch::{Archive, Summary};
+use crate::pipeline::budget::MemoryBudget;
 use crate::pipeline::Pipeline;
 use crate::store;
 use std::path::Path;
@@ -85,6 +86,10 @@ pub async fn run_pass_recording(
             let options = IngestOptions {
                 dry_run: false,
                 batch_size: app.settings.ingest.batch_size,
+                max_batch_bytes: crate::pipeline::budget::MemoryBudget::megabytes(
+                    app.settings.ingest.memory_mb,
+                )
+                .batch_bytes(),
                 archive: maildir.archive_before.map_or(Archive::No, Archive::Before),
                 mailbox: Some(maildir.name.clone()),
             };
@@ -527,6 +532,7 @@ pub async fn poll_mailboxes_once(
     let mut out = MailboxesOnce::default();
     let ctx = crate::imap::PollContext {
         lease: Some(lease),
+        budget: MemoryBudget::megabytes(app.settings.ingest.memory_mb),
         ..crate::imap::PollContext::new(&app.store, pipeline, app.settings.ingest.batch_size)
     };
     for mailbox in &app.settings.mailboxes {
@@ -605,6 +611,8 @@ fn start_mailboxes(
     metrics: &std::sync::Arc<crate::metrics::Metrics>,
 ) -> MailboxTasks {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    // One budget for every mailbox: the mail in flight of them all stays under `ingest.memory_mb`.
+    let budget = MemoryBudget::megabytes(app.settings.ingest.memory_mb);
     let mut tasks = Vec::new();
     for mailbox in &app.settings.mailboxes {
         let (store, pipeline, mailbox, rx) = (
@@ -614,7 +622,10 @@ fn start_mailboxes(
             stop_rx.clone(),
         );
         let (lease, metrics) = (lease.clone(), metrics.clone());
-        let batch_size = app.settings.ingest.batch_size;
+        let batching = crate::imap::Batching {
+            size: app.settings.ingest.batch_size,
+            budget: budget.clone(),
+        };
         let name = mailbox.name.clone();
         let supervised = async move {
             let mut restarts = 0;
@@ -623,7 +634,7 @@ fn start_mailboxes(
                     store.clone(),
                     pipeline.clone(),
                     mailbox.clone(),
-                    batch_size,
+                    batching.clone(),
                     lease.clone(),
                     metrics.clone(),
                     rx.clone(),

@@ -36,7 +36,7 @@ pub use poll::{
     MailboxSession, PollContext, PollOutcome, KEYWORD_PROCESSED, KEYWORD_QUARANTINE,
 };
 pub use server::{Folders, ServerInfo};
-pub use supervise::{backoff_delay, run_mailbox, MailboxEnd};
+pub use supervise::{backoff_delay, run_mailbox, Batching, MailboxEnd};
 
 use std::time::Duration;
 

@@ -45,6 +45,7 @@
 use super::server::{Folders, ServerInfo};
 use super::{timed, Error, Session, NETWORK_TIMEOUT};
 use crate::pipeline::batch::{self, Archive, Incoming, Shadow};
+use crate::pipeline::budget::{MemoryBudget, Reservation};
 use crate::pipeline::{reload, Pipeline, Report, Status};
 use crate::settings::{Acknowledge, MailboxSettings};
 use crate::store::{self, ImapCheckpoint, Store};
@@ -67,11 +68,14 @@ pub struct PollContext<'a> {
     pub lease: Option<&'a super::Lease>,
     /// Where committed mail is counted (`taxinbox run`); `None` counts nothing.
     pub metrics: Option<&'a crate::metrics::Metrics>,
+    /// The memory budget for mail in flight, shared by every mailbox of the process; it also sets the largest batch
+    /// by bytes ([`MemoryBudget::batch_bytes`]).
+    pub budget: MemoryBudget,
 }
 
 impl<'a> PollContext<'a> {
-    /// A pass on the wall clock with no stop flag, lease or metrics (`run --once` on one database, tests); set the
-    /// other fields on the result where they are needed.
+    /// A pass on the wall clock with no stop flag, lease or metrics, under a budget of its own of the default
+    /// size (`run --once` on one database, tests); set the other fields on the result where they are needed.
     pub fn new(store: &'a Store, pipeline: &'a Pipeline, batch_size: usize) -> PollContext<'a> {
         PollContext {
             store,
@@ -81,6 +85,7 @@ impl<'a> PollContext<'a> {
             stop: None,
             lease: None,
             metrics: None,
+            budget: MemoryBudget::default(),
         }
     }
 
@@ -266,16 +271,18 @@ struct Plan {
     sizes: Vec<u64>,
 }
 
-/// Most bytes of mail in one batch (beside `batch_size` mails): a pass holds about three batches at a time (one
-/// fetched, one evaluated, one committing), so large mail is taken in smaller batches and a mailbox's memory stays
-/// near three times this, whatever the mail's size. 8 MiB lets a batch of typical 137 KB mail reach ~60 mails: each
-/// batch costs one MOVE on the server (~75 ms on Dovecot whatever its size), which at 4 MiB (~30 mails) became the
-/// slowest step of a pass.
-pub const MAX_BATCH_BYTES: u64 = 8 << 20;
+/// A batch to fetch: its UIDs and their mail's size by the server's RFC822.SIZE (0 where it gave none).
+#[derive(Debug, Clone, Copy)]
+struct Chunk<'u> {
+    uids: &'u [u32],
+    bytes: u64,
+}
 
 /// Cuts `uids` (ascending) into batches in order: each at most `count` mails and, past its first mail, at most
-/// `max_bytes` by `sizes` (one per UID), so that a mail larger than `max_bytes` is a batch of its own.
-fn cut_batches<'u>(uids: &'u [u32], sizes: &[u64], count: usize, max_bytes: u64) -> Vec<&'u [u32]> {
+/// `max_bytes` by `sizes` (one per UID), so that a mail larger than `max_bytes` is a batch of its own. A pass holds
+/// about three batches at a time (one fetched, one evaluated, one committing), so large mail is taken in smaller
+/// batches and the memory budget ([`MemoryBudget::batch_bytes`]) sets `max_bytes`.
+fn cut_batches<'u>(uids: &'u [u32], sizes: &[u64], count: usize, max_bytes: u64) -> Vec<Chunk<'u>> {
     let count = count.max(1);
     let mut batches = Vec::new();
     let mut start = 0;
@@ -290,7 +297,10 @@ fn cut_batches<'u>(uids: &'u [u32], sizes: &[u64], count: usize, max_bytes: u64)
             bytes = bytes.saturating_add(size);
             end += 1;
         }
-        batches.push(&uids[start..end]);
+        batches.push(Chunk {
+            uids: &uids[start..end],
+            bytes,
+        });
         start = end;
     }
     batches
@@ -440,8 +450,15 @@ impl MailboxSession {
         // evaluated (parse, extract, rules: the CPU, on the blocking pool) and the session moves batch k-1
         // (committed before) and then fetches batch k+2 (the IMAP connection). A batch is moved only after its
         // commit, so nothing is acknowledged early; a failure leaves committed mail in the folder, moved by the
-        // next pass, and fetched or evaluated mail uncommitted, fetched again.
-        let chunks = cut_batches(&plan.new, &plan.sizes, ctx.batch_size, MAX_BATCH_BYTES);
+        // next pass, and fetched or evaluated mail uncommitted, fetched again. Each batch holds its share of the
+        // process's memory budget from before its FETCH until its commit ends; a batch whose share is not free is
+        // fetched once this pass holds no other mail.
+        let chunks = cut_batches(
+            &plan.new,
+            &plan.sizes,
+            ctx.batch_size,
+            ctx.budget.batch_bytes(),
+        );
         let name = self.mailbox.name.clone();
         let archive = archive_of(&self.mailbox);
         let mailbox = self.mailbox.clone();
@@ -461,47 +478,56 @@ impl MailboxSession {
         } else {
             None
         };
-        let mut next = match chunks.first() {
-            Some(uids) => Some(fetch_batch(&mut self.session, &name, uids).await?),
-            None => None,
-        };
-        let mut ready = None;
-        if let Some(first) = next.take() {
-            let prefetch = chunks.get(1).copied().filter(|_| !ctx.stopping());
-            let session = &mut self.session;
-            let (evaluated, fetched) = tokio::join!(
-                evaluate_batch(ctx, &name, plan.uidvalidity, archive, first),
-                async {
-                    match prefetch {
-                        Some(uids) => Some(fetch_batch(session, &name, uids).await),
-                        None => None,
-                    }
-                }
-            );
-            ready = Some(evaluated?);
-            next = fetched.transpose()?;
-        }
+        // The stages: fetched (to evaluate), evaluated (to commit), committed (to acknowledge).
+        let mut fetched: Option<Raw> = None;
+        let mut evaluated: Option<Evaluated> = None;
         let mut to_move: Option<Committed> = None;
-        let mut index = 1;
-        while let Some(batch) = ready.take() {
-            index += 1;
-            let prefetch = chunks
-                .get(index)
-                .copied()
-                .filter(|_| next.is_some() && !ctx.stopping());
+        let mut next_chunk = 0;
+        // Bounded: each turn takes the next chunk or moves every stage on by one, and the chunks are finite.
+        loop {
+            let committing = evaluated.take();
+            let evaluating = fetched.take();
             // With a mover, batch k-1 is moved there; without, by the session before its FETCH. Once the
             // acknowledgement failed in this pass, nothing more is moved: the next pass tries again.
             let pending = to_move.take().filter(|_| !ack_blocked);
+            // The next chunk with its share of the budget: waited for only when this pass holds no mail (so no pass
+            // waits while holding what another waits for), taken only if free now otherwise.
+            let fetching = match chunks.get(next_chunk).filter(|_| !ctx.stopping()) {
+                Some(chunk) if committing.is_none() && evaluating.is_none() => {
+                    Some((chunk.uids, ctx.budget.reserve(chunk.bytes).await))
+                }
+                Some(chunk) => ctx
+                    .budget
+                    .try_reserve(chunk.bytes)
+                    .map(|reservation| (chunk.uids, reservation)),
+                None => None,
+            };
+            if fetching.is_some() {
+                next_chunk += 1;
+            }
+            if committing.is_none()
+                && evaluating.is_none()
+                && pending.is_none()
+                && fetching.is_none()
+            {
+                break;
+            }
             let (aside, inline) = match mover {
                 Some(_) => (pending, None),
                 None => (None, pending),
             };
-            let fetched_next = next.take();
             let session = &mut self.session;
-            let (committed, evaluated, moved_aside, session_work) = tokio::join!(
-                commit_evaluated(ctx, &name, plan.uidvalidity, last_uid, batch),
+            let (committed, evaluated_now, moved_aside, session_work) = tokio::join!(
                 async {
-                    match fetched_next {
+                    match committing {
+                        Some(batch) => Some(
+                            commit_evaluated(ctx, &name, plan.uidvalidity, last_uid, batch).await,
+                        ),
+                        None => None,
+                    }
+                },
+                async {
+                    match evaluating {
                         Some(raw) => {
                             Some(evaluate_batch(ctx, &name, plan.uidvalidity, archive, raw).await)
                         }
@@ -519,19 +545,28 @@ impl MailboxSession {
                         Some(c) => move_moves(session, &name, &folders, caps, &c.moves).await,
                         None => Ok(0),
                     };
-                    // A refused move leaves the folder selected: the FETCH goes on. A lost connection does not.
-                    let fetched = match (&moved, prefetch) {
+                    // A refused move leaves the folder selected: the FETCH goes on. A lost connection does not
+                    // (the pass ends with its error below).
+                    let fetched = match (&moved, fetching) {
                         (Err(Error::Network { .. }), _) | (_, None) => None,
-                        (_, Some(uids)) => Some(fetch_batch(session, &name, uids).await),
+                        (_, Some((uids, reservation))) => {
+                            Some(fetch_batch(session, &name, uids, reservation).await)
+                        }
                     };
                     (moved, fetched)
                 }
             );
-            let (committed, batch_last) = committed?;
-            last_uid = batch_last;
-            let Committed { moves, reports } = committed;
-            outcome.reports.extend(reports);
-            let (moved_inline, fetched) = session_work;
+            if let Some(committed) = committed {
+                let (committed, batch_last) = committed?;
+                last_uid = batch_last;
+                let Committed { moves, reports } = committed;
+                outcome.reports.extend(reports);
+                to_move = Some(Committed {
+                    moves,
+                    reports: Vec::new(),
+                });
+            }
+            let (moved_inline, fetched_now) = session_work;
             for moved in [moved_inline, moved_aside] {
                 match moved {
                     Ok(n) => outcome.moved += n,
@@ -542,12 +577,8 @@ impl MailboxSession {
                     Err(e) => return Err(e),
                 }
             }
-            to_move = Some(Committed {
-                moves,
-                reports: Vec::new(),
-            });
-            ready = evaluated.transpose()?;
-            next = fetched.transpose()?;
+            evaluated = evaluated_now.transpose()?;
+            fetched = fetched_now.transpose()?;
             if ctx.stopping() {
                 break;
             }
@@ -622,8 +653,11 @@ impl MailboxSession {
         let mut last_uid = plan.last_uid;
         let name = self.mailbox.name.clone();
         let archive = archive_of(&self.mailbox);
-        for uids in cut_batches(&plan.new, &plan.sizes, ctx.batch_size, MAX_BATCH_BYTES) {
-            let raw = fetch_batch(&mut self.session, &name, uids).await?;
+        let max_bytes = ctx.budget.batch_bytes();
+        for chunk in cut_batches(&plan.new, &plan.sizes, ctx.batch_size, max_bytes) {
+            // One batch at a time: the previous one's share is back when its commit ends.
+            let reservation = ctx.budget.reserve(chunk.bytes).await;
+            let raw = fetch_batch(&mut self.session, &name, chunk.uids, reservation).await?;
             let batch = evaluate_batch(ctx, &name, plan.uidvalidity, archive, raw).await?;
             let (committed, batch_last) =
                 commit_evaluated(ctx, &name, plan.uidvalidity, last_uid, batch).await?;
@@ -1059,17 +1093,26 @@ async fn expunge(session: &mut Session, name: &str, caps: Caps, uids: &[u32]) ->
 struct Raw {
     uids: Vec<u32>,
     mails: Vec<(u32, Vec<u8>)>,
+    /// Its share of the memory budget, held until its commit ends.
+    reservation: Reservation,
     started: std::time::Instant,
     fetch_time: std::time::Duration,
 }
 
-/// `UID FETCH`es a batch: the session's part of [`fetch_batch`] + [`evaluate_batch`].
-async fn fetch_batch(session: &mut Session, name: &str, uids: &[u32]) -> Result<Raw, Error> {
+/// `UID FETCH`es a batch under its share of the memory budget: the session's part of [`fetch_batch`] +
+/// [`evaluate_batch`].
+async fn fetch_batch(
+    session: &mut Session,
+    name: &str,
+    uids: &[u32],
+    reservation: Reservation,
+) -> Result<Raw, Error> {
     let started = std::time::Instant::now();
     let mails = fetch(session, name, uids).await?;
     Ok(Raw {
         uids: uids.to_vec(),
         mails,
+        reservation,
         started,
         fetch_time: started.elapsed(),
     })
@@ -1082,6 +1125,8 @@ struct Evaluated {
     /// The UID of each mail of `batch`, in order.
     mail_uids: Vec<u32>,
     batch: batch::Evaluated,
+    /// The batch's share of the memory budget, given back when its commit ends.
+    reservation: Reservation,
     started: std::time::Instant,
     /// How long the FETCH and the evaluation took (the per-batch timing at debug level).
     fetch_time: std::time::Duration,
@@ -1100,6 +1145,7 @@ async fn evaluate_batch(
     let Raw {
         uids,
         mails,
+        reservation,
         started,
         fetch_time,
     } = raw;
@@ -1128,6 +1174,7 @@ async fn evaluate_batch(
         uids,
         mail_uids,
         batch,
+        reservation,
         started,
         fetch_time,
         evaluate_time: evaluating.elapsed(),
@@ -1147,6 +1194,7 @@ async fn commit_evaluated(
         uids,
         mail_uids,
         batch,
+        reservation,
         started,
         fetch_time,
         evaluate_time,
@@ -1195,6 +1243,9 @@ async fn commit_evaluated(
         Ok(e) => e,
         Err(e) => Error::store(name, e),
     })?;
+    // The mail is written (or, on the error above, dropped with the reservation): its memory is free.
+    drop(batch);
+    drop(reservation);
     let latency = started.elapsed();
     tracing::debug!(
         mailbox = %name,
@@ -1447,27 +1498,29 @@ async fn fetch(
     uids: &[u32],
 ) -> Result<Vec<(u32, Vec<u8>)>, Error> {
     let set = uid_set(uids);
+    // Each response is copied out and dropped as it arrives, so the batch is held once, not twice (the responses
+    // and the copies) at the end of the FETCH.
     let step = async {
-        let stream = session.uid_fetch(&set, "(UID BODY.PEEK[])").await?;
-        stream.try_collect::<Vec<_>>().await
-    };
-    let fetches = timed(name, "UID FETCH", step).await?;
-    let mut mails: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
-    for fetch in &fetches {
-        let Some(uid) = fetch.uid.filter(|uid| uids.binary_search(uid).is_ok()) else {
-            continue;
-        };
-        match fetch.body() {
-            Some(body) => {
-                mails.insert(uid, body.to_vec());
-            }
-            // A mail the server has no body for is stored as empty (and so quarantined) rather than left
-            // behind; an unsolicited flags-only FETCH for the same UID never overwrites a real body.
-            None => {
-                mails.entry(uid).or_default();
+        let mut stream = session.uid_fetch(&set, "(UID BODY.PEEK[])").await?;
+        let mut mails: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+        while let Some(fetch) = stream.try_next().await? {
+            let Some(uid) = fetch.uid.filter(|uid| uids.binary_search(uid).is_ok()) else {
+                continue;
+            };
+            match fetch.body() {
+                Some(body) => {
+                    mails.insert(uid, body.to_vec());
+                }
+                // A mail the server has no body for is stored as empty (and so quarantined) rather than left
+                // behind; an unsolicited flags-only FETCH for the same UID never overwrites a real body.
+                None => {
+                    mails.entry(uid).or_default();
+                }
             }
         }
-    }
+        Ok(mails)
+    };
+    let mails = timed(name, "UID FETCH", step).await?;
     Ok(mails.into_iter().collect())
 }
 
@@ -1609,16 +1662,16 @@ mod tests {
         let kb = |k: u64| k * 1024;
         // Small mail: by count only.
         let small = vec![kb(5); 10];
-        let cut: Vec<usize> = cut_batches(&uids, &small, 4, kb(1000))
-            .iter()
-            .map(|b| b.len())
-            .collect();
+        let batches = cut_batches(&uids, &small, 4, kb(1000));
+        let cut: Vec<usize> = batches.iter().map(|b| b.uids.len()).collect();
         assert_eq!(cut, vec![4, 4, 2]);
+        let bytes: Vec<u64> = batches.iter().map(|b| b.bytes).collect();
+        assert_eq!(bytes, vec![kb(20), kb(20), kb(10)]);
         // 300 KB mail under a 1,000 KB cap: three per batch, whatever the count allows.
         let large = vec![kb(300); 10];
         let cut: Vec<usize> = cut_batches(&uids, &large, 64, kb(1000))
             .iter()
-            .map(|b| b.len())
+            .map(|b| b.uids.len())
             .collect();
         assert_eq!(cut, vec![3, 3, 3, 1]);
         // A mail over the cap is a batch of its own; nothing is left out and the order holds.
@@ -1635,9 +1688,11 @@ mod tests {
             kb(10),
         ];
         let batches = cut_batches(&uids, &mixed, 64, kb(1000));
-        let cut: Vec<usize> = batches.iter().map(|b| b.len()).collect();
+        let cut: Vec<usize> = batches.iter().map(|b| b.uids.len()).collect();
         assert_eq!(cut, vec![1, 1, 2, 2, 4]);
-        assert_eq!(batches.concat(), uids);
+        assert_eq!(batches[1].bytes, kb(2000));
+        let all: Vec<&[u32]> = batches.iter().map(|b| b.uids).collect();
+        assert_eq!(all.concat(), uids);
         // Unknown sizes (0) and no mail at all.
         assert_eq!(cut_batches(&uids, &[], 64, kb(1)).len(), 1);
         assert!(cut_batches(&[], &[], 64, kb(1)).is_empty());

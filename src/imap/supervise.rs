@@ -16,6 +16,7 @@
 
 use super::{Error, Lease, MailboxSession, PollContext};
 use crate::metrics::{MailboxState, Metrics};
+use crate::pipeline::budget::MemoryBudget;
 use crate::pipeline::Pipeline;
 use crate::settings::MailboxSettings;
 use crate::store::Store;
@@ -102,6 +103,24 @@ async fn keep_lease(store: &Store, lease: &Lease, mailbox: &str) {
     }
 }
 
+/// How a mailbox's mail is cut into batches: mails per batch, and the memory budget it shares with every other
+/// mailbox of the process.
+#[derive(Debug, Clone)]
+pub struct Batching {
+    pub size: usize,
+    pub budget: MemoryBudget,
+}
+
+impl Batching {
+    /// `size` mails per batch under a budget of its own of the default size.
+    pub fn new(size: usize) -> Batching {
+        Batching {
+            size,
+            budget: MemoryBudget::default(),
+        }
+    }
+}
+
 /// Works `mailbox` under `lease` until `stop` turns `true` or a permanent error, recording into `metrics`.
 ///
 /// Each turn first takes (or renews) the lease: without it the task stands by, logged out, and asks again every
@@ -110,7 +129,7 @@ pub async fn run_mailbox(
     store: Store,
     pipeline: Pipeline,
     mailbox: MailboxSettings,
-    batch_size: usize,
+    batching: Batching,
     lease: Lease,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
@@ -184,11 +203,12 @@ pub async fn run_mailbox(
             let ctx = PollContext {
                 store: &store,
                 pipeline: &pipeline,
-                batch_size,
+                batch_size: batching.size,
                 clock: &clock,
                 stop: Some(&stop_view),
                 lease: Some(&lease),
                 metrics: Some(&metrics),
+                budget: batching.budget.clone(),
             };
             let outcome = s.poll(&ctx).await?;
             if !outcome.reports.is_empty() || outcome.moved_from_before > 0 {

@@ -7,6 +7,7 @@
 //! is recognised as a `duplicate` of one; nothing is dropped.
 
 pub mod batch;
+pub mod budget;
 mod commit;
 mod evaluate;
 pub mod fixtures;

@@ -1,4 +1,4 @@
-//! `[ingest]`: how many mails go into one database commit.
+//! `[ingest]`: how many mails go into one database commit, and how much memory the mail in flight may hold.
 
 use serde::Deserialize;
 
@@ -12,12 +12,16 @@ const DEFAULT_BATCH_SIZE: usize = 64;
 pub struct IngestSettings {
     /// Mails processed per database commit (at least 1).
     pub batch_size: usize,
+    /// The ceiling, in megabytes, on the mail fetched, evaluated and committing across every mailbox at once
+    /// (`pipeline::budget`).
+    pub memory_mb: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawIngest {
     batch_size: Option<usize>,
+    memory_mb: Option<u64>,
 }
 
 /// Validates `[ingest]`.
@@ -28,6 +32,12 @@ pub(super) fn validate(problems: &mut Vec<String>, raw: RawIngest) -> IngestSett
             "ingest.batch_size",
             raw.batch_size,
             DEFAULT_BATCH_SIZE,
+        ),
+        memory_mb: positive(
+            problems,
+            "ingest.memory_mb",
+            raw.memory_mb,
+            crate::pipeline::budget::DEFAULT_MEMORY_MB,
         ),
     }
 }

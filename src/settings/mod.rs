@@ -311,6 +311,7 @@ mod tests {
             "127.0.0.1:8437".parse().expect("address")
         );
         assert_eq!(settings.ingest.batch_size, 64);
+        assert_eq!(settings.ingest.memory_mb, 64);
         assert_eq!(settings.general.timezone, chrono_tz::Europe::Moscow);
         assert_eq!(settings.general.language, "ru");
     }
@@ -397,6 +398,7 @@ mod tests {
                 ("TAXINBOX__DATABASE__URL", "postgres://taxinbox@127.0.0.1/taxinbox"),
                 ("TAXINBOX__RULES__MAX_OPERATIONS", "7"),
                 ("UNRELATED__INGEST__BATCH_SIZE", "9"),
+                ("TAXINBOX__INGEST__MEMORY_MB", "32"),
             ],
         );
         let settings = settings.expect("valid");
@@ -406,6 +408,7 @@ mod tests {
         );
         assert_eq!(settings.rules.limits.max_operations, 7);
         assert_eq!(settings.ingest.batch_size, 8);
+        assert_eq!(settings.ingest.memory_mb, 32);
     }
 
     #[test]

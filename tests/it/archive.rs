@@ -32,6 +32,7 @@ async fn ingest(app: &TestApp, paths: &[&std::path::Path], archive: Archive) -> 
     let options = taxinbox::ingest::IngestOptions {
         dry_run: false,
         batch_size: 64,
+        max_batch_bytes: taxinbox::pipeline::budget::MAX_BATCH_BYTES,
         archive,
         mailbox: None,
     };

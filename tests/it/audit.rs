@@ -297,6 +297,7 @@ on_both_engines!(
                 archive: taxinbox::pipeline::batch::Archive::No,
                 dry_run: false,
                 batch_size: 8,
+                max_batch_bytes: taxinbox::pipeline::budget::MAX_BATCH_BYTES,
                 mailbox: None,
             },
             &chrono::Utc::now,

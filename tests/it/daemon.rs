@@ -94,7 +94,7 @@ async fn two_instances_on_postgres_work_a_mailbox_one_at_a_time_and_process_ever
             store,
             pipeline.clone(),
             mailbox.clone(),
-            5,
+            imap::Batching::new(5),
             Lease::new(holder, ttl),
             Arc::new(Metrics::new()),
             rx.clone(),

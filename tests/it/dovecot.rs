@@ -249,11 +249,30 @@ service anvil {{
             let _ = child.kill();
             let _ = child.wait();
         }
-        // Dovecot's helper processes follow the master; wait until the port is free for the restart.
+        // Dovecot's helper processes follow the master; wait until the port is free and none of them still
+        // answers on the run folder's sockets, or the restart finds them and refuses ("already running?").
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+        while Instant::now() < deadline
+            && (TcpStream::connect(("127.0.0.1", self.port)).is_ok() || self.a_socket_answers())
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether a process still listens on one of the sockets of the run folder (or its `login/`).
+    fn a_socket_answers(&self) -> bool {
+        use std::os::unix::fs::FileTypeExt as _;
+        let run = self.dir.path().join("run");
+        [run.clone(), run.join("login")].iter().any(|folder| {
+            std::fs::read_dir(folder)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|entry| {
+                    entry.file_type().is_ok_and(|t| t.is_socket())
+                        && std::os::unix::net::UnixStream::connect(entry.path()).is_ok()
+                })
+        })
     }
 
     /// Starts the server again on the same port with the same mail.

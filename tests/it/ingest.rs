@@ -231,6 +231,7 @@ on_both_engines!(
             archive: taxinbox::pipeline::batch::Archive::No,
             dry_run: false,
             batch_size: 8,
+            max_batch_bytes: taxinbox::pipeline::budget::MAX_BATCH_BYTES,
             mailbox: None,
         };
         let mut reports = vec![];
@@ -340,6 +341,50 @@ on_both_engines!(
             other => panic!("tampering not detected: {other:?}"),
         }
         drop(conn);
+        app.cleanup().await;
+    }
+);
+
+on_both_engines!(
+    a_batch_ends_at_its_byte_limit_and_no_mail_is_left_out,
+    |engine| async move {
+        let app = TestApp::new(engine).await;
+        app.import_corpus_register().await;
+        let paths: Vec<String> = (10..20)
+            .map(|n| {
+                corpus()
+                    .join(format!("mail/{n:04}.eml"))
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        let inputs = taxinbox::source::collect(&paths).unwrap();
+        // One byte per batch: every mail is a batch of its own, however many the count allows.
+        let options = taxinbox::ingest::IngestOptions {
+            archive: taxinbox::pipeline::batch::Archive::No,
+            dry_run: false,
+            batch_size: 64,
+            max_batch_bytes: 1,
+            mailbox: None,
+        };
+        let mut reports = vec![];
+        let summary = taxinbox::ingest::ingest(
+            &app.app.store,
+            &app.pipeline().await,
+            &inputs,
+            &options,
+            &chrono::Utc::now,
+            |r| reports.push(r.clone()),
+        )
+        .await
+        .unwrap();
+        assert!(summary.unreadable.is_empty());
+        let sources: Vec<&str> = reports.iter().map(|r| r.source.as_str()).collect();
+        assert_eq!(sources, paths, "every mail, in order");
+        assert_eq!(app.count("SELECT COUNT(*) FROM messages").await, 10);
+        // 0014 and 0015 notify the same demand: the second, a batch later, joins the first's case.
+        assert_eq!(reports[5].status, Status::Linked);
+        assert_eq!(reports[5].joins, reports[4].message_id);
         app.cleanup().await;
     }
 );
