@@ -872,6 +872,28 @@ pub fn squash(text: &str) -> String {
     out
 }
 
+/// Whether [`squash`] would return `text` unchanged: one line of words each separated by one space, not starting
+/// with a quote marker.
+fn is_squashed(text: &str) -> bool {
+    if text.starts_with(|c: char| c == '>' || c.is_whitespace())
+        || text.ends_with(char::is_whitespace)
+    {
+        return false;
+    }
+    let mut after_space = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            if c != ' ' || after_space {
+                return false;
+            }
+            after_space = true;
+        } else {
+            after_space = false;
+        }
+    }
+    true
+}
+
 /// Labels that say whose an INN is, matched against the text just before it (lower-cased); the nearest decides.
 static OFFICE_LABEL: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
     Regex::new(
@@ -925,7 +947,12 @@ fn role_of(before: &str) -> &'static str {
 }
 
 fn inn_roles(text: &str) -> Array {
-    let flat = squash(text);
+    // The rules pass the search text, squashed already: read as it is rather than copied.
+    let flat = if is_squashed(text) {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(squash(text))
+    };
     let mut out = Array::new();
     for m in DIGIT_RUN.find_iter(&flat) {
         let s = m.as_str();
@@ -950,6 +977,28 @@ fn inn_roles(text: &str) -> Array {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_squashed_text_is_known_as_one() {
+        for text in [
+            "",
+            "a",
+            "ИНН 7728997898 от 02.03.2026",
+            " a",
+            "a ",
+            "a  b",
+            "a\nb",
+            "a\tb",
+            "> a",
+            ">a b",
+            "a > b",
+            "a\u{a0}b",
+            "a\r\nb",
+            "\n",
+        ] {
+            assert_eq!(is_squashed(text), squash(text) == text, "{text:?}");
+        }
+    }
 
     #[test]
     #[allow(clippy::unwrap_used)]
