@@ -489,8 +489,23 @@ impl DocumentFinder {
             // Most mail names no document: the sentences around a title are not searched without one.
             return found;
         }
-        let follows = self.follows.find_all(hay);
-        let duties = self.duties.find_all(hay);
+        // What follows a demand's title, and the duties that unmake a notice's: searched only when a title of that
+        // class is there to read them.
+        let has = |class: Class| {
+            candidates
+                .iter()
+                .any(|c| self.owners[c.owner].class == class)
+        };
+        let follows = if has(Class::Demand) {
+            self.follows.find_all(hay)
+        } else {
+            Vec::new()
+        };
+        let duties = if has(Class::Notice) {
+            self.duties.find_all(hay)
+        } else {
+            Vec::new()
+        };
         for (i, c) in candidates.iter().enumerate() {
             let owner = &self.owners[c.owner];
             let next_title = candidates[i + 1..]

@@ -880,16 +880,28 @@ fn is_squashed(text: &str) -> bool {
     {
         return false;
     }
+    // Byte by byte: white space outside ASCII (U+0085, U+00A0, U+1680, U+2000…U+3000) starts with one of four
+    // lead bytes, decoded only there; Cyrillic and Latin letters pass at one comparison a byte.
     let mut after_space = false;
-    for c in text.chars() {
-        if c.is_whitespace() {
-            if c != ' ' || after_space {
-                return false;
+    for (i, &b) in text.as_bytes().iter().enumerate() {
+        let space = match b {
+            b' ' => {
+                if after_space {
+                    return false;
+                }
+                after_space = true;
+                continue;
             }
-            after_space = true;
-        } else {
-            after_space = false;
+            0xC2 | 0xE1 | 0xE2 | 0xE3 => text
+                .get(i..)
+                .and_then(|rest| rest.chars().next())
+                .is_some_and(char::is_whitespace),
+            b => b.is_ascii_whitespace() || b == 0x0B,
+        };
+        if space {
+            return false;
         }
+        after_space = false;
     }
     true
 }
@@ -995,6 +1007,11 @@ mod tests {
             "a\u{a0}b",
             "a\r\nb",
             "\n",
+            "a\u{b}b",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "a\u{3000}b",
+            "«а» — №\u{2011}1",
         ] {
             assert_eq!(is_squashed(text), squash(text) == text, "{text:?}");
         }
