@@ -15,9 +15,14 @@ pub const MAX_ITEM_CHARS: usize = 400;
 
 /// The items `text` lists after the first phrase of `intro` found in it, in order; empty when it lists none.
 pub fn extract(intro: &PhraseTable, text: &str) -> Vec<String> {
+    extract_normalized(intro, text, &normalize(text))
+}
+
+/// [`extract`], given `text` [`normalize`]d as well (the assessment has it already).
+pub fn extract_normalized(intro: &PhraseTable, text: &str, normalized: &str) -> Vec<String> {
     // A phrase found on two joined lines is found in the whole text too (a line break is white space to a phrase,
     // and the text around a line is no word): most mail has none, and costs one search instead of one per line.
-    if intro.first(&normalize(text)).is_none() {
+    if intro.first(normalized).is_none() {
         return Vec::new();
     }
     let lines: Vec<&str> = text.lines().collect();

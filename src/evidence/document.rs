@@ -301,7 +301,25 @@ impl DocumentFinder {
         new_text: &str,
         is_reply: bool,
     ) -> Option<Document> {
-        let text = normalize(new_text);
+        self.find_normalized(
+            xml,
+            subject,
+            attachment_names,
+            &normalize(new_text),
+            is_reply,
+        )
+    }
+
+    /// [`DocumentFinder::find`] with the new text already [`normalize`]d: the assessment normalises it once for
+    /// the finder and the checklist.
+    pub fn find_normalized(
+        &self,
+        xml: Option<&XmlDemand>,
+        subject: &str,
+        attachment_names: &[&str],
+        text: &str,
+        is_reply: bool,
+    ) -> Option<Document> {
         if let Some(x) = xml {
             let code = x.knd.as_deref().map(str::trim).unwrap_or_default();
             let (class, kind) = match self.knd.iter().find(|(k, _, _)| k == code) {
@@ -309,7 +327,7 @@ impl DocumentFinder {
                 // An envelope of the tax office with a form we do not know: still a document of the tax office.
                 None => (Class::Demand, None),
             };
-            let kind = kind.map(|k| self.refine(k, &text));
+            let kind = kind.map(|k| self.refine(k, text));
             return Some(Document {
                 class,
                 kind,
@@ -329,20 +347,21 @@ impl DocumentFinder {
                 if is_reply { "" } else { subject.as_str() },
             ),
             (Source::Attachment, names.as_str()),
-            (Source::Text, text.as_str()),
+            (Source::Text, text),
         ];
         for (source, hay) in sources {
             if hay.is_empty() {
                 continue;
             }
-            if let Some(mut doc) = self.first_document(hay, source) {
+            // Every title of this source, found once: the first is the mail's own, the others may lend it facts.
+            let found = self.documents(hay, source);
+            if let Some(mut doc) = found.first().cloned() {
                 // "… поступило решение налогового органа о приостановлении операций …, основание: требование
                 // № 1744 …" and below it the form "РЕШЕНИЕ № 2290 / о приостановлении операций": the number that
                 // stands right at a title of the same kind is the document's.
                 if doc.class == Class::Demand && source == Source::Text && !doc.tight {
                     let kind = doc.kind.clone();
-                    let tight = self
-                        .documents(hay, source)
+                    let tight = found
                         .into_iter()
                         .find(|t| t.class == Class::Demand && t.tight && t.kind == kind);
                     if let Some(t) = tight {
@@ -359,15 +378,17 @@ impl DocumentFinder {
                     // 14.09.2026"); a number of the subject's own is kept, and then only a date of that number is
                     // taken.
                     if source != Source::Text && (doc.number.is_none() || doc.date.is_none()) {
+                        // The text with its white space folded, once for every title compared below.
+                        let folded = fold_white_space(text);
                         let same = |t: &Document| {
                             t.class == Class::Demand
                                 && t.concrete
                                 && (t.kind.is_none()
-                                    || t.kind.clone().map(|k| self.refine(k, &text)) == doc.kind)
+                                    || t.kind.clone().map(|k| self.refine_folded(k, &folded))
+                                        == doc.kind)
                                 && (doc.number.is_none() || doc.number == t.number)
                         };
-                        if let Some(t) = self.documents(&text, Source::Text).into_iter().find(same)
-                        {
+                        if let Some(t) = self.documents(text, Source::Text).into_iter().find(same) {
                             doc.number = doc.number.or(t.number);
                             doc.date = doc.date.or(t.date);
                             doc.concrete = true;
@@ -383,7 +404,15 @@ impl DocumentFinder {
     /// A base kind becomes its refinement when one of the refinement's phrases (`recognise`, `informal`: matched
     /// as written, the way the rules' `demand_kind` matches them) is in the text.
     fn refine(&self, kind: String, text: &str) -> String {
-        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        // Most kinds have no refinement: the text is then not folded at all.
+        if !self.refinements.iter().any(|(base, _, _)| *base == kind) {
+            return kind;
+        }
+        self.refine_folded(kind, &fold_white_space(text))
+    }
+
+    /// [`DocumentFinder::refine`] of a text whose white space is already folded ([`fold_white_space`]).
+    fn refine_folded(&self, kind: String, text: &str) -> String {
         for (base, refined, phrases) in &self.refinements {
             if *base == kind && phrases.iter().any(|p| text.contains(p.as_str())) {
                 return refined.clone();
@@ -452,11 +481,6 @@ impl DocumentFinder {
         out
     }
 
-    /// The first title in `hay` (normalised) that is the document's own.
-    fn first_document(&self, hay: &str, source: Source) -> Option<Document> {
-        self.documents(hay, source).into_iter().next()
-    }
-
     /// Every title in `hay` (normalised) that names a document rather than refers to one, in text order.
     fn documents(&self, hay: &str, source: Source) -> Vec<Document> {
         let mut found = Vec::new();
@@ -465,8 +489,23 @@ impl DocumentFinder {
             // Most mail names no document: the sentences around a title are not searched without one.
             return found;
         }
-        let follows = self.follows.find_all(hay);
-        let duties = self.duties.find_all(hay);
+        // What follows a demand's title, and the duties that unmake a notice's: searched only when a title of that
+        // class is there to read them.
+        let has = |class: Class| {
+            candidates
+                .iter()
+                .any(|c| self.owners[c.owner].class == class)
+        };
+        let follows = if has(Class::Demand) {
+            self.follows.find_all(hay)
+        } else {
+            Vec::new()
+        };
+        let duties = if has(Class::Notice) {
+            self.duties.find_all(hay)
+        } else {
+            Vec::new()
+        };
         for (i, c) in candidates.iter().enumerate() {
             let owner = &self.owners[c.owner];
             let next_title = candidates[i + 1..]
@@ -570,6 +609,11 @@ impl DocumentFinder {
             .iter()
             .any(|k| k.end == before.len())
     }
+}
+
+/// `text` with every run of white space one space, and none at either end: how refinements' phrases are matched.
+fn fold_white_space(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Words that may stand between a verb and the document it names: "запросите, пожалуйста, акт сверки".

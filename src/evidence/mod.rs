@@ -161,14 +161,17 @@ pub fn assess(vocabulary: &Vocabulary, mail: &ParsedMail, facts: &Facts) -> Evid
         .collect();
     let new_content = sections.new_content();
     let new_text = head(&new_content, EVIDENCE_TEXT_BYTES);
-    let document = vocabulary.documents.find(
+    // Normalised once: the document finder and the checklist search the same text.
+    let normalized = phrases::normalize(new_text);
+    let document = vocabulary.documents.find_normalized(
         facts.demand.as_ref(),
         &mail.subject,
         &names,
-        new_text,
+        &normalized,
         subject_is_history,
     );
-    let checklist = checklist::extract(&vocabulary.checklist_intro, new_text);
+    let checklist =
+        checklist::extract_normalized(&vocabulary.checklist_intro, new_text, &normalized);
     Evidence {
         sections,
         document,

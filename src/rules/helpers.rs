@@ -433,8 +433,7 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
     engine.register_fn("is_valid_inn", |s: &str| crate::ids::is_valid_inn(s.trim()));
     engine.register_fn("find_inns", |text: &str| -> Array {
         let mut seen = Vec::<String>::new();
-        for m in DIGIT_RUN.find_iter(text) {
-            let s = m.as_str();
+        for (_, s) in digit_runs(text) {
             if (s.len() == 10 || s.len() == 12)
                 && crate::ids::is_valid_inn(s)
                 && !seen.iter().any(|x| x == s)
@@ -850,8 +849,22 @@ fn add_working_days(
     Ok(iso(d))
 }
 
-static DIGIT_RUN: std::sync::LazyLock<Regex> =
-    std::sync::LazyLock::new(|| Regex::new("[0-9]+").expect("a literal pattern compiles"));
+/// Every run of ASCII digits in `text` with its byte offset, in order (what `[0-9]+` finds): a scan of the bytes,
+/// run over every mail's whole search text, where a regular expression would start a search per run.
+fn digit_runs(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let start = at + bytes.get(at..)?.iter().position(u8::is_ascii_digit)?;
+        let len = bytes[start..]
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(bytes.len() - start);
+        at = start + len;
+        // ASCII digits start and end the run: both are character boundaries.
+        text.get(start..at).map(|run| (start, run))
+    })
+}
 
 /// How far after a label a date may start, in characters (filler such as ": до «").
 const DATE_AFTER_MAX_GAP: usize = 24;
@@ -870,6 +883,40 @@ pub fn squash(text: &str) -> String {
         }
     }
     out
+}
+
+/// Whether [`squash`] would return `text` unchanged: one line of words each separated by one space, not starting
+/// with a quote marker.
+fn is_squashed(text: &str) -> bool {
+    if text.starts_with(|c: char| c == '>' || c.is_whitespace())
+        || text.ends_with(char::is_whitespace)
+    {
+        return false;
+    }
+    // Byte by byte: white space outside ASCII (U+0085, U+00A0, U+1680, U+2000…U+3000) starts with one of four
+    // lead bytes, decoded only there; Cyrillic and Latin letters pass at one comparison a byte.
+    let mut after_space = false;
+    for (i, &b) in text.as_bytes().iter().enumerate() {
+        let space = match b {
+            b' ' => {
+                if after_space {
+                    return false;
+                }
+                after_space = true;
+                continue;
+            }
+            0xC2 | 0xE1 | 0xE2 | 0xE3 => text
+                .get(i..)
+                .and_then(|rest| rest.chars().next())
+                .is_some_and(char::is_whitespace),
+            b => b.is_ascii_whitespace() || b == 0x0B,
+        };
+        if space {
+            return false;
+        }
+        after_space = false;
+    }
+    true
 }
 
 /// Labels that say whose an INN is, matched against the text just before it (lower-cased); the nearest decides.
@@ -925,14 +972,17 @@ fn role_of(before: &str) -> &'static str {
 }
 
 fn inn_roles(text: &str) -> Array {
-    let flat = squash(text);
+    // The rules pass the search text, squashed already: read as it is rather than copied.
+    let flat = if is_squashed(text) {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(squash(text))
+    };
     let mut out = Array::new();
-    for m in DIGIT_RUN.find_iter(&flat) {
-        let s = m.as_str();
+    for (start, s) in digit_runs(&flat) {
         if !((s.len() == 10 || s.len() == 12) && crate::ids::is_valid_inn(s)) {
             continue;
         }
-        let start = m.start();
         let mut from = start.saturating_sub(ROLE_CONTEXT);
         while !flat.is_char_boundary(from) {
             from += 1;
@@ -950,6 +1000,54 @@ fn inn_roles(text: &str) -> Array {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn digit_runs_are_what_the_pattern_finds() {
+        let re = Regex::new("[0-9]+").unwrap();
+        for text in [
+            "",
+            "7",
+            "ИНН 7728997898, КПП 772801001; 02.03.2026",
+            "abc",
+            "12ab34",
+            "№١٢٣ 45",
+            "x9",
+        ] {
+            let by_pattern: Vec<(usize, &str)> = re
+                .find_iter(text)
+                .map(|m| (m.start(), m.as_str()))
+                .collect();
+            assert_eq!(digit_runs(text).collect::<Vec<_>>(), by_pattern, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_squashed_text_is_known_as_one() {
+        for text in [
+            "",
+            "a",
+            "ИНН 7728997898 от 02.03.2026",
+            " a",
+            "a ",
+            "a  b",
+            "a\nb",
+            "a\tb",
+            "> a",
+            ">a b",
+            "a > b",
+            "a\u{a0}b",
+            "a\r\nb",
+            "\n",
+            "a\u{b}b",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "a\u{3000}b",
+            "«а» — №\u{2011}1",
+        ] {
+            assert_eq!(is_squashed(text), squash(text) == text, "{text:?}");
+        }
+    }
 
     #[test]
     #[allow(clippy::unwrap_used)]
