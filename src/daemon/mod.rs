@@ -533,6 +533,7 @@ pub async fn poll_mailboxes_once(
     let ctx = crate::imap::PollContext {
         lease: Some(lease),
         budget: MemoryBudget::megabytes(app.settings.ingest.memory_mb),
+        keep_reports: false,
         ..crate::imap::PollContext::new(&app.store, pipeline, app.settings.ingest.batch_size)
     };
     for mailbox in &app.settings.mailboxes {
@@ -559,9 +560,7 @@ pub async fn poll_mailboxes_once(
         }
         // What was committed is reported even when a later step (the acknowledgement, a later batch) failed.
         let (outcome, error) = crate::imap::poll_mailbox_once_reporting(&ctx, mailbox).await;
-        for r in &outcome.reports {
-            out.summary.add(r);
-        }
+        merge(&mut out.summary, outcome.summary);
         match (error, outcome.ack_error) {
             (Some(e), _) => out.failed.push((mailbox.name.clone(), e)),
             (None, Some(reason)) => out.failed.push((

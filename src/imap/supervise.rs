@@ -209,12 +209,13 @@ pub async fn run_mailbox(
                 lease: Some(&lease),
                 metrics: Some(&metrics),
                 budget: batching.budget.clone(),
+                keep_reports: false,
             };
             let outcome = s.poll(&ctx).await?;
-            if !outcome.reports.is_empty() || outcome.moved_from_before > 0 {
+            if outcome.committed > 0 || outcome.moved_from_before > 0 {
                 tracing::info!(
                     mailbox = %name,
-                    committed = outcome.reports.len(),
+                    committed = outcome.committed,
                     moved = outcome.moved,
                     "pass done"
                 );
