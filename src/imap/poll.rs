@@ -486,103 +486,112 @@ impl MailboxSession {
         } else {
             None
         };
-        // The stages: fetched (to evaluate), evaluated (to commit), committed (to acknowledge).
-        let mut fetched: Option<Raw> = None;
-        let mut evaluated: Option<Evaluated> = None;
+        // The stages: fetched (to evaluate), evaluated (to commit), committed (to acknowledge). With a mover, a
+        // committed batch is queued to it at once; without, the session moves it before its next FETCH.
+        let (queue, queued) = tokio::sync::mpsc::unbounded_channel::<Vec<Move>>();
+        let queue = mover.is_some().then_some(queue);
+        let moving = async {
+            match mover.as_mut() {
+                Some(m) => run_mover(m, &name, &folders, caps, queued).await,
+                None => Moved::default(),
+            }
+        };
         let mut to_move: Option<Committed> = None;
-        let mut next_chunk = 0;
-        // Bounded: each turn takes the next chunk or moves every stage on by one, and the chunks are finite.
-        loop {
-            let committing = evaluated.take();
-            let evaluating = fetched.take();
-            // With a mover, batch k-1 is moved there; without, by the session before its FETCH. Once the
-            // acknowledgement failed in this pass, nothing more is moved: the next pass tries again.
-            let pending = to_move.take().filter(|_| !ack_blocked);
-            // The next chunk with its share of the budget: waited for only when this pass holds no mail (so no pass
-            // waits while holding what another waits for), taken only if free now otherwise.
-            let fetching = match chunks.get(next_chunk).filter(|_| !ctx.stopping()) {
-                Some(chunk) if committing.is_none() && evaluating.is_none() => {
-                    Some((chunk.uids, ctx.budget.reserve(chunk.bytes).await))
-                }
-                Some(chunk) => ctx
-                    .budget
-                    .try_reserve(chunk.bytes)
-                    .map(|reservation| (chunk.uids, reservation)),
-                None => None,
-            };
-            if fetching.is_some() {
-                next_chunk += 1;
-            }
-            if committing.is_none()
-                && evaluating.is_none()
-                && pending.is_none()
-                && fetching.is_none()
-            {
-                break;
-            }
-            let (aside, inline) = match mover {
-                Some(_) => (pending, None),
-                None => (None, pending),
-            };
-            let session = &mut self.session;
-            let (committed, evaluated_now, moved_aside, session_work) = tokio::join!(
-                async {
-                    match committing {
-                        Some(batch) => Some(
-                            commit_evaluated(ctx, &name, plan.uidvalidity, last_uid, batch).await,
-                        ),
-                        None => None,
+        let passing = async {
+            // Owned by the pass: when it ends, the queue closes and the mover moves what is left in it and ends.
+            let queue = queue;
+            let mut fetched: Option<Raw> = None;
+            let mut evaluated: Option<Evaluated> = None;
+            let mut next_chunk = 0;
+            // Bounded: each turn takes the next chunk or moves every stage on by one, and the chunks are finite.
+            loop {
+                let committing = evaluated.take();
+                let evaluating = fetched.take();
+                // Once the acknowledgement failed in this pass, nothing more is moved: the next pass tries again.
+                let inline = to_move.take().filter(|_| !ack_blocked);
+                // The next chunk with its share of the budget: waited for only when this pass holds no mail (so no
+                // pass waits while holding what another waits for), taken only if free now otherwise.
+                let fetching = match chunks.get(next_chunk).filter(|_| !ctx.stopping()) {
+                    Some(chunk) if committing.is_none() && evaluating.is_none() => {
+                        Some((chunk.uids, ctx.budget.reserve(chunk.bytes).await))
                     }
-                },
-                async {
-                    match evaluating {
-                        Some(raw) => {
-                            Some(evaluate_batch(ctx, &name, plan.uidvalidity, archive, raw).await)
+                    Some(chunk) => ctx
+                        .budget
+                        .try_reserve(chunk.bytes)
+                        .map(|reservation| (chunk.uids, reservation)),
+                    None => None,
+                };
+                if fetching.is_some() {
+                    next_chunk += 1;
+                }
+                if committing.is_none()
+                    && evaluating.is_none()
+                    && inline.is_none()
+                    && fetching.is_none()
+                {
+                    break;
+                }
+                let session = &mut self.session;
+                let (committed, evaluated_now, session_work) = tokio::join!(
+                    async {
+                        match committing {
+                            Some(batch) => Some(
+                                commit_evaluated(ctx, &name, plan.uidvalidity, last_uid, batch)
+                                    .await,
+                            ),
+                            None => None,
                         }
-                        None => None,
-                    }
-                },
-                async {
-                    match (&aside, mover.as_mut()) {
-                        (Some(c), Some(m)) => move_moves(m, &name, &folders, caps, &c.moves).await,
-                        _ => Ok(0),
-                    }
-                },
-                async {
-                    let moved = match &inline {
-                        Some(c) => move_moves(session, &name, &folders, caps, &c.moves).await,
-                        None => Ok(0),
-                    };
-                    // A refused move leaves the folder selected: the FETCH goes on. A lost connection does not
-                    // (the pass ends with its error below).
-                    let fetched = match (&moved, fetching) {
-                        (Err(Error::Network { .. }), _) | (_, None) => None,
-                        (_, Some((uids, reservation))) => {
-                            Some(fetch_batch(session, &name, uids, reservation).await)
+                    },
+                    async {
+                        match evaluating {
+                            Some(raw) => Some(
+                                evaluate_batch(ctx, &name, plan.uidvalidity, archive, raw).await,
+                            ),
+                            None => None,
                         }
-                    };
-                    (moved, fetched)
+                    },
+                    async {
+                        let moved = match &inline {
+                            Some(c) => move_moves(session, &name, &folders, caps, &c.moves).await,
+                            None => Ok(0),
+                        };
+                        // A refused move leaves the folder selected: the FETCH goes on. A lost connection does
+                        // not (the pass ends with its error below).
+                        let fetched = match (&moved, fetching) {
+                            (Err(Error::Network { .. }), _) | (_, None) => None,
+                            (_, Some((uids, reservation))) => {
+                                Some(fetch_batch(session, &name, uids, reservation).await)
+                            }
+                        };
+                        (moved, fetched)
+                    }
+                );
+                if let Some(committed) = committed {
+                    let (committed, batch_last) = committed?;
+                    last_uid = batch_last;
+                    let Committed { moves, reports } = committed;
+                    outcome.committed += reports.len();
+                    for report in &reports {
+                        outcome.summary.add(report);
+                    }
+                    if ctx.keep_reports {
+                        outcome.reports.extend(reports);
+                    }
+                    match &queue {
+                        // The mover has stopped only after a failure of its own, reported when it ends.
+                        Some(queue) => {
+                            let _ = queue.send(moves);
+                        }
+                        None => {
+                            to_move = Some(Committed {
+                                moves,
+                                reports: Vec::new(),
+                            })
+                        }
+                    }
                 }
-            );
-            if let Some(committed) = committed {
-                let (committed, batch_last) = committed?;
-                last_uid = batch_last;
-                let Committed { moves, reports } = committed;
-                outcome.committed += reports.len();
-                for report in &reports {
-                    outcome.summary.add(report);
-                }
-                if ctx.keep_reports {
-                    outcome.reports.extend(reports);
-                }
-                to_move = Some(Committed {
-                    moves,
-                    reports: Vec::new(),
-                });
-            }
-            let (moved_inline, fetched_now) = session_work;
-            for moved in [moved_inline, moved_aside] {
-                match moved {
+                let (moved_inline, fetched_now) = session_work;
+                match moved_inline {
                     Ok(n) => outcome.moved += n,
                     Err(Error::Server { reason, .. }) => {
                         ack_blocked = true;
@@ -590,15 +599,28 @@ impl MailboxSession {
                     }
                     Err(e) => return Err(e),
                 }
+                evaluated = evaluated_now.transpose()?;
+                fetched = fetched_now.transpose()?;
+                if ctx.stopping() {
+                    break;
+                }
             }
-            evaluated = evaluated_now.transpose()?;
-            fetched = fetched_now.transpose()?;
-            if ctx.stopping() {
-                break;
+            Ok(())
+        };
+        let (moved, passed) = tokio::join!(moving, passing);
+        if let Some(mut m) = mover {
+            if moved.error.is_none() {
+                let _ = tokio::time::timeout(NETWORK_TIMEOUT, m.logout()).await;
             }
         }
-        if let Some(mut m) = mover {
-            let _ = tokio::time::timeout(NETWORK_TIMEOUT, m.logout()).await;
+        outcome.moved += moved.moved;
+        if let Some(reason) = moved.refused {
+            ack_blocked = true;
+            self.ack_failed(outcome, reason);
+        }
+        passed?;
+        if let Some(e) = moved.error {
+            return Err(e);
         }
         if let Some(committed) = to_move.filter(|_| !ack_blocked) {
             match self.acknowledge(&committed).await {
@@ -974,6 +996,42 @@ async fn open_mover(mailbox: &MailboxSettings, uidvalidity: u32) -> Option<Sessi
             None
         }
     }
+}
+
+/// What the mover session did in a pass.
+#[derive(Default)]
+struct Moved {
+    moved: usize,
+    /// The server refused a move: nothing more was moved in this pass (the mail stays, committed, for the next).
+    refused: Option<String>,
+    /// The connection failed: the pass ends with this error once its batches are committed.
+    error: Option<Error>,
+}
+
+/// Moves committed batches on the mover session as they are queued, one MOVE per batch and destination, beside the
+/// pass instead of in step with it: a slow MOVE no longer holds up the next commit, nor a slow commit the next MOVE.
+/// Batches are not merged into larger MOVEs: Dovecot's MOVE costs per mail, more per mail in large sets (333 mails
+/// took 623 ms, 49 took 54 ms), and the pass would wait for the last large one. Ends when the queue closes and is
+/// empty. Bounded by the queue: each turn takes one batch from it, and the pass queues one per batch committed.
+async fn run_mover(
+    session: &mut Session,
+    name: &str,
+    folders: &Folders,
+    caps: Caps,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Vec<Move>>,
+) -> Moved {
+    let mut done = Moved::default();
+    while let Some(moves) = queue.recv().await {
+        if done.refused.is_some() || done.error.is_some() {
+            continue;
+        }
+        match move_moves(session, name, folders, caps, &moves).await {
+            Ok(n) => done.moved += n,
+            Err(Error::Server { reason, .. }) => done.refused = Some(reason),
+            Err(e) => done.error = Some(e),
+        }
+    }
+    done
 }
 
 /// Moves committed mail to the processed or quarantine folder on `session` (the folders exist); returns how many.
