@@ -39,8 +39,11 @@
 //! fetched, acknowledged, logged or counted.
 //!
 //! A pass is pipelined: while batch k commits (through `pipeline::batch`, the path every source takes), batch k+1 is
-//! evaluated on the blocking pool, the session fetches batch k+2, and batch k-1 is moved — on a second session for a
-//! pass of three batches or more, falling back to the main session when the server refuses one.
+//! evaluated on the blocking pool and the session fetches batch k+2. Committed batches are moved by a second session
+//! for a pass of three batches or more, which takes them from a queue as they commit (so a slow MOVE and a slow
+//! commit do not wait for each other); where the server refuses that session, the main one moves batch k-1 before
+//! its FETCH. Each batch holds its share of the process's memory budget (`pipeline::budget`) from before its FETCH
+//! until its commit ends.
 
 use super::server::{Folders, ServerInfo};
 use super::{timed, Error, Session, NETWORK_TIMEOUT};
@@ -455,9 +458,9 @@ impl MailboxSession {
             }
         }
         // Pipelined over the four resources a batch needs. While batch k commits (the database), batch k+1 is
-        // evaluated (parse, extract, rules: the CPU, on the blocking pool) and the session moves batch k-1
-        // (committed before) and then fetches batch k+2 (the IMAP connection). A batch is moved only after its
-        // commit, so nothing is acknowledged early; a failure leaves committed mail in the folder, moved by the
+        // evaluated (parse, extract, rules: the CPU, on the blocking pool) and the session fetches batch k+2 (the
+        // IMAP connection); committed batches are moved by the mover session as they commit, or, without one, by
+        // the session before its next FETCH. A batch is moved only after its commit, so nothing is acknowledged early; a failure leaves committed mail in the folder, moved by the
         // next pass, and fetched or evaluated mail uncommitted, fetched again. Each batch holds its share of the
         // process's memory budget from before its FETCH until its commit ends; a batch whose share is not free is
         // fetched once this pass holds no other mail.
