@@ -13,9 +13,6 @@
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The default ceiling: 64 MB.
-pub const DEFAULT_MEMORY_MB: u64 = 64;
-
 /// Most bytes of mail in one batch, whatever the budget: a batch costs one MOVE on the server (~75 ms on Dovecot
 /// whatever its size), so much smaller batches make the MOVE the slowest step of a pass.
 pub const MAX_BATCH_BYTES: u64 = 8 << 20;
@@ -103,7 +100,7 @@ impl MemoryBudget {
 
 impl Default for MemoryBudget {
     fn default() -> MemoryBudget {
-        MemoryBudget::megabytes(DEFAULT_MEMORY_MB)
+        MemoryBudget::megabytes(crate::settings::DEFAULT_MEMORY_MB)
     }
 }
 
@@ -113,8 +110,11 @@ mod tests {
 
     #[test]
     fn batches_fit_three_in_flight_with_their_copies() {
-        let budget = MemoryBudget::megabytes(64);
-        assert_eq!(budget.batch_bytes(), MAX_BATCH_BYTES);
+        // The default: a ninth of 64 MB, about 7 MB of mail per batch.
+        let budget = MemoryBudget::default();
+        assert_eq!(budget.batch_bytes(), budget.bytes() / 9);
+        // A large budget: batches stop at the cap.
+        assert_eq!(MemoryBudget::megabytes(1000).batch_bytes(), MAX_BATCH_BYTES);
         let small = MemoryBudget::megabytes(12);
         assert_eq!(small.batch_bytes(), small.bytes() / 9);
         let held: Vec<_> = (0..3)

@@ -7,6 +7,9 @@ use super::check::positive;
 /// Mails per database commit: large enough to amortise the commit, small enough that a crash redoes little.
 const DEFAULT_BATCH_SIZE: usize = 64;
 
+/// The default ceiling on mail in flight across every mailbox (`pipeline::budget`): 64 MB.
+pub const DEFAULT_MEMORY_MB: u64 = 64;
+
 /// Batching of mail processing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestSettings {
@@ -37,7 +40,7 @@ pub(super) fn validate(problems: &mut Vec<String>, raw: RawIngest) -> IngestSett
             problems,
             "ingest.memory_mb",
             raw.memory_mb,
-            crate::pipeline::budget::DEFAULT_MEMORY_MB,
+            DEFAULT_MEMORY_MB,
         ),
     }
 }

@@ -35,7 +35,7 @@ pub use self::database::DatabaseSettings;
 pub use self::directory::DirectorySettings;
 pub use self::general::GeneralSettings;
 pub use self::http::{HttpSettings, DEFAULT_HEADER_READ_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS};
-pub use self::ingest::IngestSettings;
+pub use self::ingest::{IngestSettings, DEFAULT_MEMORY_MB};
 pub use self::mailboxes::{Acknowledge, MailboxSettings, MaildirSettings, PasswordSource, Tls};
 pub use self::notify::{
     EscalationRung, EscalationSettings, EscalationTarget, NotifySettings, NotifyTransport,

@@ -27,8 +27,6 @@ async fn app_with_webhook(engine: Engine) -> (TestApp, tempfile::TempDir) {
 }
 
 async fn ingest(app: &TestApp, paths: &[&std::path::Path], archive: Archive) -> Vec<Report> {
-    let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let inputs = taxinbox::source::collect(&paths).unwrap();
     let options = taxinbox::ingest::IngestOptions {
         dry_run: false,
         batch_size: 64,
@@ -36,18 +34,9 @@ async fn ingest(app: &TestApp, paths: &[&std::path::Path], archive: Archive) -> 
         archive,
         mailbox: None,
     };
-    let mut reports = Vec::new();
-    taxinbox::ingest::ingest(
-        &app.app.store,
-        &app.pipeline().await,
-        &inputs,
-        &options,
-        &chrono::Utc::now,
-        |r| reports.push(r.clone()),
-    )
-    .await
-    .unwrap();
-    reports
+    app.ingest_with_options(&app.pipeline().await, paths, &options)
+        .await
+        .1
 }
 
 on_both_engines!(

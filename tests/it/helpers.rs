@@ -144,8 +144,6 @@ impl TestApp {
         paths: &[&Path],
         dry_run: bool,
     ) -> Vec<taxinbox::pipeline::Report> {
-        let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        let inputs = taxinbox::source::collect(&paths).expect("collect inputs");
         let options = taxinbox::ingest::IngestOptions {
             archive: taxinbox::pipeline::batch::Archive::No,
             dry_run,
@@ -156,18 +154,33 @@ impl TestApp {
             .batch_bytes(),
             mailbox: None,
         };
+        self.ingest_with_options(pipeline, paths, &options).await.1
+    }
+
+    /// Ingests paths through `pipeline` with `options`: the run's summary and the reports.
+    pub async fn ingest_with_options(
+        &self,
+        pipeline: &taxinbox::pipeline::Pipeline,
+        paths: &[&Path],
+        options: &taxinbox::ingest::IngestOptions,
+    ) -> (
+        taxinbox::pipeline::batch::Summary,
+        Vec<taxinbox::pipeline::Report>,
+    ) {
+        let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let inputs = taxinbox::source::collect(&paths).expect("collect inputs");
         let mut reports = Vec::new();
-        taxinbox::ingest::ingest(
+        let summary = taxinbox::ingest::ingest(
             &self.app.store,
             pipeline,
             &inputs,
-            &options,
+            options,
             &chrono::Utc::now,
             |r| reports.push(r.clone()),
         )
         .await
         .expect("ingest");
-        reports
+        (summary, reports)
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

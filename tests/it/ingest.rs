@@ -224,27 +224,9 @@ on_both_engines!(
             taxinbox::store::load_directory(&mut conn).await.unwrap()
         })
         .unwrap();
-        let inputs =
-            taxinbox::source::collect(&[corpus().join("mail/0014.eml").display().to_string()])
-                .unwrap();
-        let options = taxinbox::ingest::IngestOptions {
-            archive: taxinbox::pipeline::batch::Archive::No,
-            dry_run: false,
-            batch_size: 8,
-            max_batch_bytes: taxinbox::pipeline::budget::MAX_BATCH_BYTES,
-            mailbox: None,
-        };
-        let mut reports = vec![];
-        taxinbox::ingest::ingest(
-            &app.app.store,
-            &broken,
-            &inputs,
-            &options,
-            &chrono::Utc::now,
-            |r| reports.push(r.clone()),
-        )
-        .await
-        .unwrap();
+        let reports = app
+            .ingest_with(&broken, &[&corpus().join("mail/0014.eml")], false)
+            .await;
         assert_eq!(reports[0].status, Status::Quarantined);
         assert!(
             reports[0]
@@ -350,15 +332,10 @@ on_both_engines!(
     |engine| async move {
         let app = TestApp::new(engine).await;
         app.import_corpus_register().await;
-        let paths: Vec<String> = (10..20)
-            .map(|n| {
-                corpus()
-                    .join(format!("mail/{n:04}.eml"))
-                    .display()
-                    .to_string()
-            })
+        let files: Vec<std::path::PathBuf> = (10..20)
+            .map(|n| corpus().join(format!("mail/{n:04}.eml")))
             .collect();
-        let inputs = taxinbox::source::collect(&paths).unwrap();
+        let paths: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
         // One byte per batch: every mail is a batch of its own, however many the count allows.
         let options = taxinbox::ingest::IngestOptions {
             archive: taxinbox::pipeline::batch::Archive::No,
@@ -367,20 +344,13 @@ on_both_engines!(
             max_batch_bytes: 1,
             mailbox: None,
         };
-        let mut reports = vec![];
-        let summary = taxinbox::ingest::ingest(
-            &app.app.store,
-            &app.pipeline().await,
-            &inputs,
-            &options,
-            &chrono::Utc::now,
-            |r| reports.push(r.clone()),
-        )
-        .await
-        .unwrap();
+        let (summary, reports) = app
+            .ingest_with_options(&app.pipeline().await, &paths, &options)
+            .await;
         assert!(summary.unreadable.is_empty());
-        let sources: Vec<&str> = reports.iter().map(|r| r.source.as_str()).collect();
-        assert_eq!(sources, paths, "every mail, in order");
+        let sources: Vec<String> = reports.iter().map(|r| r.source.clone()).collect();
+        let expected: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(sources, expected, "every mail, in order");
         assert_eq!(app.count("SELECT COUNT(*) FROM messages").await, 10);
         // 0014 and 0015 notify the same demand: the second, a batch later, joins the first's case.
         assert_eq!(reports[5].status, Status::Linked);
