@@ -4,9 +4,19 @@
 //! - `ingest/sqlite` and `ingest/postgres`: the whole corpus committed (batched, logged, hash-chained), beside
 //!   `evaluate` of the same mail — the ratio is what durability costs.
 //!
+//! - `pack_raw`: a 138 KB mail packed for the store (zstd level 1 with the thread's kept context), beside
+//!   `zstd::bulk::compress` making a context per call (what it did before) — the ratio is what keeping it saves.
+//!
 //! Run: `cargo bench --bench pipeline` (PostgreSQL from TAXINBOX_TEST_PG, default postgres://postgres@127.0.0.1:5432).
 
 #![allow(clippy::unwrap_used)] // a benchmark stops at the first failure
+
+#[allow(dead_code)] // the test harness's Dovecot; the load mail uses its numbering
+#[path = "../tests/it/dovecot.rs"]
+mod dovecot;
+#[allow(dead_code)] // shared bench support; this benchmark needs only the mail
+#[path = "support/load_mail.rs"]
+mod load_mail;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::path::PathBuf;
@@ -77,6 +87,19 @@ fn evaluate(c: &mut Criterion) {
                 std::hint::black_box(p.evaluate(m, "bench", now));
             }
         })
+    });
+    g.finish();
+}
+
+fn pack_raw(c: &mut Criterion) {
+    let mail = load_mail::load_mail(&root().join("tests/corpus"), 1, 135 * 1024);
+    let mut g = c.benchmark_group("pack_raw");
+    g.throughput(Throughput::Bytes(mail.len() as u64));
+    g.bench_function("zstd_fresh_context", |b| {
+        b.iter(|| std::hint::black_box(zstd::bulk::compress(&mail, 1).unwrap()))
+    });
+    g.bench_function("pack_raw", |b| {
+        b.iter(|| std::hint::black_box(taxinbox::store::pack_raw(String::new(), &mail)))
     });
     g.finish();
 }
@@ -182,5 +205,5 @@ fn ingest(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, evaluate, ingest);
+criterion_group!(benches, evaluate, pack_raw, ingest);
 criterion_main!(benches);

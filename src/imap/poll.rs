@@ -460,10 +460,11 @@ impl MailboxSession {
         // Pipelined over the four resources a batch needs. While batch k commits (the database), batch k+1 is
         // evaluated (parse, extract, rules: the CPU, on the blocking pool) and the session fetches batch k+2 (the
         // IMAP connection); committed batches are moved by the mover session as they commit, or, without one, by
-        // the session before its next FETCH. A batch is moved only after its commit, so nothing is acknowledged early; a failure leaves committed mail in the folder, moved by the
-        // next pass, and fetched or evaluated mail uncommitted, fetched again. Each batch holds its share of the
-        // process's memory budget from before its FETCH until its commit ends; a batch whose share is not free is
-        // fetched once this pass holds no other mail.
+        // the session before its next FETCH. A batch is moved only after its commit, so nothing is acknowledged
+        // early; a failure leaves committed mail in the folder, moved by the next pass, and fetched or evaluated
+        // mail uncommitted, fetched again. Each batch holds its share of the process's memory budget from before
+        // its FETCH until its commit ends; a batch whose share is not free is fetched once this pass holds no
+        // other mail.
         let chunks = cut_batches(
             &plan.new,
             &plan.sizes,
