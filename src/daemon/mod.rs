@@ -86,10 +86,8 @@ pub async fn run_pass_recording(
             let options = IngestOptions {
                 dry_run: false,
                 batch_size: app.settings.ingest.batch_size,
-                max_batch_bytes: crate::pipeline::budget::MemoryBudget::megabytes(
-                    app.settings.ingest.memory_mb,
-                )
-                .batch_bytes(),
+                max_batch_bytes: MemoryBudget::megabytes(app.settings.ingest.memory_mb)
+                    .batch_bytes(),
                 archive: maildir.archive_before.map_or(Archive::No, Archive::Before),
                 mailbox: Some(maildir.name.clone()),
             };
