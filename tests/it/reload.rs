@@ -178,6 +178,14 @@ async fn loaded_versions(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
+/// Saves a rule file as an editor that saves atomically does (a temporary file renamed over it): a pass that starts
+/// meanwhile reads the old file or the new one, never one half written.
+fn save_rule(path: &std::path::Path, text: &str) {
+    let saving = path.with_extension("rhai.saving");
+    std::fs::write(&saving, text).unwrap();
+    std::fs::rename(&saving, path).unwrap();
+}
+
 /// A rule that claims the test's mails (subject "Горячая загрузка …") as a notice.
 const HOT_RULE: &str = r#"fn classify(mail) {
     if mail.subject.contains("Горячая загрузка") {
@@ -200,7 +208,7 @@ on_both_engines!(
 
         // A new rule file while the daemon runs: mail waiting now is decided by the new set.
         daemon.deliver("after", "Горячая загрузка 2");
-        std::fs::write(rules.join("mail/05-hot.rhai"), HOT_RULE).unwrap();
+        save_rule(&rules.join("mail/05-hot.rhai"), HOT_RULE);
         let (rule, new_version, category) = decision(&app, &daemon, "after").await;
         assert_eq!(rule.as_deref(), Some("05-hot.rhai"), "{}", daemon.log());
         assert_eq!(category, "notice");
@@ -219,11 +227,10 @@ on_both_engines!(
 
         // A broken file: refused with file:line in the log, the previous set still decides.
         daemon.deliver("broken", "Горячая загрузка 3");
-        std::fs::write(
-            rules.join("mail/05-hot.rhai"),
+        save_rule(
+            &rules.join("mail/05-hot.rhai"),
             "fn classify(mail) {\n    let = 1;\n}\n",
-        )
-        .unwrap();
+        );
         daemon.wait_for_log("05-hot.rhai:2:", 1);
         let (rule, version, _) = decision(&app, &daemon, "broken").await;
         assert_eq!(rule.as_deref(), Some("05-hot.rhai"));
@@ -232,11 +239,10 @@ on_both_engines!(
 
         // Fixed: reloaded (back to the version of the same text, which the log records again as loaded).
         daemon.deliver("fixed", "Горячая загрузка 4");
-        std::fs::write(
-            rules.join("mail/05-hot.rhai"),
-            HOT_RULE.replace("notice", "ignore"),
-        )
-        .unwrap();
+        save_rule(
+            &rules.join("mail/05-hot.rhai"),
+            &HOT_RULE.replace("notice", "ignore"),
+        );
         let (rule, fixed_version, category) = decision(&app, &daemon, "fixed").await;
         assert_eq!(rule.as_deref(), Some("05-hot.rhai"));
         assert_eq!(category, "ignore");
@@ -634,7 +640,7 @@ on_both_engines!(
         let app = TestApp::new(engine).await;
         let rules = app.path("rules");
         copy_rules(&rules);
-        std::fs::write(rules.join("mail/05-context.rhai"), CONTEXT_RULE).unwrap();
+        save_rule(&rules.join("mail/05-context.rhai"), CONTEXT_RULE);
         deliver(&app.path("inbox"), "before", "Горячая загрузка 1");
         let daemon = Daemon::start(&app, &rules);
         // The sender is nobody's client yet: the task waits in the unassigned queue.
@@ -745,7 +751,7 @@ on_both_engines!(
         let app = TestApp::new(engine).await;
         let rules = app.path("rules");
         copy_rules(&rules);
-        std::fs::write(rules.join("mail/05-context.rhai"), CONTEXT_RULE).unwrap();
+        save_rule(&rules.join("mail/05-context.rhai"), CONTEXT_RULE);
         deliver(&app.path("inbox"), "first", "Требование горячее 1");
         let daemon = Daemon::start(&app, &rules);
         let port = http_port(&daemon);
