@@ -14,12 +14,8 @@ pub const MAX_ITEMS: usize = 40;
 pub const MAX_ITEM_CHARS: usize = 400;
 
 /// The items `text` lists after the first phrase of `intro` found in it, in order; empty when it lists none.
-pub fn extract(intro: &PhraseTable, text: &str) -> Vec<String> {
-    extract_normalized(intro, text, &normalize(text))
-}
-
-/// [`extract`], given `text` [`normalize`]d as well (the assessment has it already).
-pub fn extract_normalized(intro: &PhraseTable, text: &str, normalized: &str) -> Vec<String> {
+/// `normalized` is `text` [`normalize`]d (the assessment has it already, for the document finder).
+pub fn extract(intro: &PhraseTable, text: &str, normalized: &str) -> Vec<String> {
     // A phrase found on two joined lines is found in the whole text too (a line break is white space to a phrase,
     // and the text around a line is no word): most mail has none, and costs one search instead of one per line.
     if intro.first(normalized).is_none() {
@@ -261,7 +257,7 @@ mod tests {
                     \n\
                     Документы представляются в виде заверенных копий.";
         assert_eq!(
-            extract(&intro(), text),
+            extract(&intro(), text, &normalize(text)),
             vec![
                 "Книга учета доходов и расходов за 2024 год",
                 "Договоры с покупателями, по которым в 2024 году получены доходы свыше 500 000 руб., с \
@@ -277,7 +273,7 @@ mod tests {
                     товарно-транспортные накладные; договоры поставки с приложениями и\n\
                     спецификациями.\n\n---\n1С-Отчетность";
         assert_eq!(
-            extract(&intro(), text),
+            extract(&intro(), text, &normalize(text)),
             vec![
                 "товарно-транспортные накладные",
                 "договоры поставки с приложениями и спецификациями"
@@ -289,7 +285,7 @@ mod tests {
     fn an_operators_help_text_is_no_checklist() {
         let text = "Поступило требование о представлении документов.\n\nЧто делать:\n  1. Отправьте квитанцию о \
                     приеме.\n  2. Подготовьте ответ и отправьте его через Экстерн.";
-        assert!(extract(&intro(), text).is_empty());
+        assert!(extract(&intro(), text, &normalize(text)).is_empty());
     }
 
     #[test]
@@ -298,7 +294,7 @@ mod tests {
         let text = format!(
             "Прошу представить следующие пояснения:\n- о расхождении в книге покупок;\n1) {long}\n"
         );
-        let items = extract(&intro(), &text);
+        let items = extract(&intro(), &text, &normalize(&text));
         assert_eq!(items[0], "о расхождении в книге покупок");
         assert!(items[1].ends_with('…') && items[1].chars().count() <= MAX_ITEM_CHARS);
     }

@@ -291,28 +291,9 @@ impl DocumentFinder {
         })
     }
 
-    /// The mail's own document, from its envelope, subject (unless `is_reply`), attachment names and new text
-    /// (each as written; they are normalised here).
+    /// The mail's own document, from its envelope, subject (unless `is_reply`), attachment names (as written) and new
+    /// text, given [`normalize`]d: the assessment normalises it once for the finder and the checklist.
     pub fn find(
-        &self,
-        xml: Option<&XmlDemand>,
-        subject: &str,
-        attachment_names: &[&str],
-        new_text: &str,
-        is_reply: bool,
-    ) -> Option<Document> {
-        self.find_normalized(
-            xml,
-            subject,
-            attachment_names,
-            &normalize(new_text),
-            is_reply,
-        )
-    }
-
-    /// [`DocumentFinder::find`] with the new text already [`normalize`]d: the assessment normalises it once for
-    /// the finder and the checklist.
-    pub fn find_normalized(
         &self,
         xml: Option<&XmlDemand>,
         subject: &str,
@@ -876,7 +857,7 @@ mod tests {
 
     fn doc(subject: &str, text: &str) -> Option<(Class, Option<String>, bool)> {
         finder()
-            .find(None, subject, &[], text, false)
+            .find(None, subject, &[], &normalize(text), false)
             .map(|d| (d.class, d.kind, d.concrete))
     }
 
@@ -946,7 +927,7 @@ mod tests {
                 None,
                 "Re: Требование № 5 от 02.03.2026 о представлении документов",
                 &[],
-                "Спасибо, получили.",
+                &normalize("Спасибо, получили."),
                 true
             ),
             None
@@ -956,7 +937,9 @@ mod tests {
                 None,
                 "Re: зарплата за март",
                 &[],
-                "Пришло новое: ТРЕБОВАНИЕ № 7710 о представлении пояснений от 03.03.2026",
+                &normalize(
+                    "Пришло новое: ТРЕБОВАНИЕ № 7710 о представлении пояснений от 03.03.2026",
+                ),
                 true,
             )
             .unwrap();
@@ -988,7 +971,7 @@ mod tests {
                 Some(&x),
                 "",
                 &[],
-                "в соответствии со статьей 93.1 Налогового кодекса",
+                &normalize("в соответствии со статьей 93.1 Налогового кодекса"),
                 false,
             )
             .unwrap();

@@ -163,15 +163,14 @@ pub fn assess(vocabulary: &Vocabulary, mail: &ParsedMail, facts: &Facts) -> Evid
     let new_text = head(&new_content, EVIDENCE_TEXT_BYTES);
     // Normalised once: the document finder and the checklist search the same text.
     let normalized = phrases::normalize(new_text);
-    let document = vocabulary.documents.find_normalized(
+    let document = vocabulary.documents.find(
         facts.demand.as_ref(),
         &mail.subject,
         &names,
         &normalized,
         subject_is_history,
     );
-    let checklist =
-        checklist::extract_normalized(&vocabulary.checklist_intro, new_text, &normalized);
+    let checklist = checklist::extract(&vocabulary.checklist_intro, new_text, &normalized);
     Evidence {
         sections,
         document,

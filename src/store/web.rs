@@ -454,28 +454,40 @@ fn fts_phrase(search: &str) -> String {
     format!("\"{}\"", search.replace('"', "\"\""))
 }
 
-/// How a search reaches the mail: SQLite's trigram full-text table (`messages_search`, kept by triggers) for three
-/// characters or more; otherwise `LIKE` over the columns, which PostgreSQL answers from its trigram indexes.
-fn search_condition(search: &str, sqlite: bool, values: &mut Vec<String>) -> String {
+/// The ids of the mail a search finds, as a subquery, and whether it searched the case's number too: SQLite's
+/// trigram full-text table (`messages_search`, kept by triggers; its text holds the subject, sender, INN, demand
+/// number and the case's number) for three characters or more; otherwise `LIKE` over the mail's own columns, which
+/// PostgreSQL answers from its trigram indexes.
+fn mail_ids_matching(search: &str, sqlite: bool, values: &mut Vec<String>) -> (String, bool) {
     if sqlite && search.chars().count() >= 3 {
         values.push(fts_phrase(search));
-        return format!(
-            "m.id IN (SELECT rowid FROM messages_search WHERE messages_search MATCH ${})",
+        let ids = format!(
+            "SELECT rowid FROM messages_search WHERE messages_search MATCH ${}",
             values.len()
         );
+        return (ids, true);
     }
     let patterns = search_patterns(search);
-    let first = values.len() + 1;
     let own = like_any(
         &["subject", "from_addr", "client_inn", "demand_number"],
         patterns.len(),
-        first,
+        values.len() + 1,
     );
-    let case = like_any(&["number"], patterns.len(), first);
+    values.extend(patterns);
+    (format!("SELECT id FROM messages WHERE {own}"), false)
+}
+
+/// The mail log's search: the mail's own columns and its case's number.
+fn search_condition(search: &str, sqlite: bool, values: &mut Vec<String>) -> String {
+    let (mail, with_case) = mail_ids_matching(search, sqlite, values);
+    if with_case {
+        return format!("m.id IN ({mail})");
+    }
+    let patterns = search_patterns(search);
+    let case = like_any(&["number"], patterns.len(), values.len() + 1);
     values.extend(patterns);
     format!(
-        "m.id IN (SELECT id FROM messages WHERE {own} \
-         UNION SELECT id FROM messages WHERE case_id IN (SELECT id FROM cases WHERE {case}))"
+        "m.id IN ({mail} UNION SELECT id FROM messages WHERE case_id IN (SELECT id FROM cases WHERE {case}))"
     )
 }
 
@@ -785,25 +797,12 @@ fn task_search_condition(search: &str, sqlite: bool, values: &mut Vec<String>) -
     let own = like_any(&["t.title", "t.client_inn"], patterns.len(), first);
     let client = like_any(&["name"], patterns.len(), first);
     let case = like_any(&["number"], patterns.len(), first);
-    // The mail's columns the SQLite search text holds too, so both engines find the same tasks.
-    let mail_columns = like_any(
-        &["subject", "from_addr", "client_inn", "demand_number"],
-        patterns.len(),
-        first,
-    );
     values.extend(patterns);
-    let mail = if sqlite && search.chars().count() >= 3 {
-        values.push(fts_phrase(search));
-        format!(
-            "t.message IN (SELECT rowid FROM messages_search WHERE messages_search MATCH ${})",
-            values.len()
-        )
-    } else {
-        format!("t.message IN (SELECT id FROM messages WHERE {mail_columns})")
-    };
+    // The case's number is searched above whether or not the mail's search covers it.
+    let (mail, _) = mail_ids_matching(search, sqlite, values);
     format!(
         "({own} OR t.client_inn IN (SELECT inn FROM clients WHERE {client}) \
-         OR t.case_id IN (SELECT id FROM cases WHERE {case}) OR {mail})"
+         OR t.case_id IN (SELECT id FROM cases WHERE {case}) OR t.message IN ({mail}))"
     )
 }
 
