@@ -1012,9 +1012,7 @@ impl EventDef {
         };
         NaiveDate::from_ymd_opt(year, first_month, first_day).unwrap_or(NaiveDate::MIN)
     }
-}
 
-impl EventDef {
     /// This event's obligations whose (moved) due date falls in `year`, in period order: the part of
     /// [`TaxCalendar::obligations`] that depends on the event and the calendar only, not on the client.
     fn obligations_due_in(

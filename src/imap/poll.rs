@@ -108,9 +108,7 @@ pub struct PollOutcome {
     pub uidvalidity: u32,
     /// `true` when the stored checkpoint was for another UIDVALIDITY (the pass started again from UID 1).
     pub uidvalidity_changed: bool,
-    /// How many mails this pass committed.
-    pub committed: usize,
-    /// What they came to, counted as they were committed.
+    /// What the mail this pass committed came to, counted as it was committed (`summary.total()` mails).
     pub summary: batch::Summary,
     /// One report per mail committed in this pass, in UID order, when [`PollContext::keep_reports`] says so.
     pub reports: Vec<Report>,
@@ -574,7 +572,6 @@ impl MailboxSession {
                     let (committed, batch_last) = committed?;
                     last_uid = batch_last;
                     let Committed { moves, reports } = committed;
-                    outcome.committed += reports.len();
                     for report in &reports {
                         outcome.summary.add(report);
                     }

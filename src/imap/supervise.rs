@@ -212,10 +212,11 @@ pub async fn run_mailbox(
                 keep_reports: false,
             };
             let outcome = s.poll(&ctx).await?;
-            if outcome.committed > 0 || outcome.moved_from_before > 0 {
+            let committed = outcome.summary.total();
+            if committed > 0 || outcome.moved_from_before > 0 {
                 tracing::info!(
                     mailbox = %name,
-                    committed = outcome.committed,
+                    committed,
                     moved = outcome.moved,
                     "pass done"
                 );

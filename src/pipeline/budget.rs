@@ -62,7 +62,8 @@ impl MemoryBudget {
     }
 
     /// What is free now, in bytes.
-    pub fn available(&self) -> u64 {
+    #[cfg(test)]
+    fn available(&self) -> u64 {
         self.permits.available_permits() as u64 * UNIT
     }
 

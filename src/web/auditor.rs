@@ -96,6 +96,11 @@ pub async fn log(
     Query(q): Query<LogQuery>,
 ) -> Result<Response, WebError> {
     viewer.require_all()?;
+    // The filters' choices, on the page whatever else it shows.
+    let choices = minijinja::context! {
+        categories => present::CATEGORIES,
+        statuses => [present::MAIL_STATUSES[0], present::MAIL_STATUSES[1], present::MAIL_STATUSES[2]],
+    };
     let filter = match q.filter() {
         Ok(filter) => filter,
         // A mistyped filter: the page again with what was typed and what is wrong, not an error page that loses it.
@@ -104,8 +109,7 @@ pub async fn log(
                 "log.html",
                 Some(&viewer),
                 minijinja::context! {
-                    q => q, mails => Vec::<store::MailListRow>::new(), total => 0, error => why,
-                    categories => present::CATEGORIES, statuses => [present::MAIL_STATUSES[0], present::MAIL_STATUSES[1], present::MAIL_STATUSES[2]],
+                    q => q, mails => Vec::<store::MailListRow>::new(), total => 0, error => why, ..choices
                 },
             )?;
             return Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response());
@@ -142,8 +146,7 @@ pub async fn log(
         "log.html",
         Some(&viewer),
         minijinja::context! {
-            q => q, mails => mails, next => next, prev => prev, qs => qs, total => total,
-            categories => present::CATEGORIES, statuses => [present::MAIL_STATUSES[0], present::MAIL_STATUSES[1], present::MAIL_STATUSES[2]],
+            q => q, mails => mails, next => next, prev => prev, qs => qs, total => total, ..choices
         },
     )
     .map(IntoResponse::into_response)
