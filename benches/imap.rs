@@ -179,10 +179,36 @@ fn write_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time from a `/proc/<pid>/stat` line: the process's own (`utime` + `stime`) and that of its children it has
+/// waited for (`cutime` + `cstime`), in seconds. Linux counts in clock ticks of 1/100 s (USER_HZ on every mainstream
+/// architecture).
+fn cpu_seconds(pid: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // pid (comm) state …: comm may hold spaces, so count fields after the last ')'.
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect())
+        .unwrap_or_default();
+    let tick = |i: usize| fields.get(i).copied().unwrap_or(0.0) / 100.0;
+    // After ')': state is field 0, utime 11, stime 12, cutime 13, cstime 14.
+    (tick(11) + tick(12), tick(13) + tick(14))
+}
+
+/// CPU seconds spent while one side worked: taxinbox's process, mbsync's, and the Dovecot server's (its master
+/// and the session processes it has reaped).
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    ours: f64,
+    mbsync: f64,
+    server_during_ours: f64,
+    server_during_mbsync: f64,
+}
+
 /// What one run measured.
 struct Run {
     ours: Duration,
     mbsync: Duration,
+    cpu: Cpu,
     /// SQLite: bytes written while taxinbox worked, and the size of the database (with its WAL) it left.
     written: Option<(u64, u64)>,
 }
@@ -205,7 +231,16 @@ fn run_once(variant: Variant, mails: usize, target: usize) -> (Run, usize) {
         server.deliver(&raw);
     }
     // mbsync first: it only reads (Sync Pull, Expunge None), so taxinbox finds the same INBOX afterwards.
+    let server_pid = server.pid().to_string();
+    let server_cpu = || {
+        let (own, reaped) = cpu_seconds(&server_pid);
+        own + reaped
+    };
+    let (server_before, (_, children_before)) = (server_cpu(), cpu_seconds("self"));
     let (mbsync_time, fetched) = mbsync(&server, dir.path());
+    // Dovecot reaps a session's process once its client has logged out.
+    std::thread::sleep(Duration::from_millis(200));
+    let (server_between, (ours_before, children_after)) = (server_cpu(), cpu_seconds("self"));
     assert_eq!(fetched, mails, "mbsync fetched every mail");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -217,6 +252,15 @@ fn run_once(variant: Variant, mails: usize, target: usize) -> (Run, usize) {
     let (ours, committed) = runtime.block_on(taxinbox_once(&server, dir.path(), variant));
     // The store is closed: SQLite's last checkpoint is in the figure.
     let written = write_bytes().saturating_sub(before);
+    let (ours_after, _) = cpu_seconds("self");
+    drop(runtime);
+    std::thread::sleep(Duration::from_millis(200));
+    let cpu = Cpu {
+        ours: ours_after - ours_before,
+        mbsync: children_after - children_before,
+        server_during_ours: server_cpu() - server_between,
+        server_during_mbsync: server_between - server_before,
+    };
     assert_eq!(committed, mails, "taxinbox committed every mail");
     let stored = ["taxinbox.db", "taxinbox.db-wal"]
         .iter()
@@ -226,6 +270,7 @@ fn run_once(variant: Variant, mails: usize, target: usize) -> (Run, usize) {
     let run = Run {
         ours,
         mbsync: mbsync_time,
+        cpu,
         written: (!variant.postgres).then_some((written, stored)),
     };
     (run, bytes)
@@ -293,6 +338,14 @@ fn main() {
                 run.mbsync.as_secs_f64(),
                 rate(mails, run.mbsync),
                 run.ratio(mails)
+            );
+            println!(
+                "  {:<16} CPU taxinbox {:.2} s + server {:.2} s   mbsync {:.2} s + server {:.2} s",
+                "",
+                run.cpu.ours,
+                run.cpu.server_during_ours,
+                run.cpu.mbsync,
+                run.cpu.server_during_mbsync
             );
             if let Some((written, stored)) = run.written {
                 println!(

@@ -53,9 +53,7 @@ fn generate(folders: &[PathBuf], mails: usize, target: usize) -> u64 {
                         let dir = &folders[(n - 1) % folders.len()];
                         let name =
                             format!("{}.M{n}P{}.load", 1_700_000_000 + n, std::process::id());
-                        let tmp = dir.join("tmp").join(&name);
-                        std::fs::write(&tmp, &raw).unwrap();
-                        std::fs::rename(&tmp, dir.join("new").join(&name)).unwrap();
+                        dovecot::deliver_into(dir, &name, &raw);
                         n += threads;
                     }
                     bytes

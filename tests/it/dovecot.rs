@@ -48,6 +48,11 @@ fn id(args: &[&str]) -> String {
 /// Who the server's processes and the mail run as, as configuration lines, and the mail's uid and gid.
 /// As root, Dovecot's own unprivileged users (it refuses root for logins and mail); otherwise the current user.
 fn server_users() -> (String, u32, u32) {
+    static USERS: std::sync::OnceLock<(String, u32, u32)> = std::sync::OnceLock::new();
+    USERS.get_or_init(read_server_users).clone()
+}
+
+fn read_server_users() -> (String, u32, u32) {
     let uid: u32 = id(&["-u"]).parse().expect("uid");
     if uid == 0 {
         let mail_uid = id(&["-u", "dovecot"])
@@ -238,6 +243,11 @@ service anvil {{
         s
     }
 
+    /// The master process's id (its session processes are its children).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// The server's log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
@@ -288,7 +298,6 @@ service anvil {{
 
     /// Delivers one mail into INBOX, as an MDA does.
     pub fn deliver(&mut self, raw: &[u8]) {
-        let maildir = self.maildir();
         self.delivered += 1;
         let name = format!(
             "{}.M{}P{}.taxinbox-test",
@@ -296,9 +305,7 @@ service anvil {{
             self.delivered,
             std::process::id()
         );
-        let tmp = maildir.join("tmp").join(&name);
-        std::fs::write(&tmp, raw).expect("write mail");
-        std::fs::rename(&tmp, maildir.join("new").join(&name)).expect("deliver mail");
+        deliver_into(&self.maildir(), &name, raw);
     }
 
     /// Writes `password` to a file in the server's folder and returns its path (for `password_file`).
@@ -441,6 +448,18 @@ pub fn numbered_mail(corpus: &Path, n: usize) -> Vec<u8> {
     }
     out.extend_from_slice(body);
     out
+}
+
+/// Writes `raw` into the Maildir `maildir` as file `name`, as an MDA does: into `tmp/`, owned by the mail user, then
+/// renamed into `new/`. The owner matters: Dovecot moves mail between folders by hard link, and the kernel refuses
+/// its user a link to a file it does not own (`fs.protected_hardlinks`), so mail left to root would be copied byte by
+/// byte on every MOVE, as no real server's mail is.
+pub fn deliver_into(maildir: &Path, name: &str, raw: &[u8]) {
+    let tmp = maildir.join("tmp").join(name);
+    std::fs::write(&tmp, raw).expect("write mail");
+    let (_, uid, gid) = server_users();
+    std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)).expect("give the mail to the mail user");
+    std::fs::rename(&tmp, maildir.join("new").join(name)).expect("deliver mail");
 }
 
 impl Dovecot {
