@@ -187,7 +187,11 @@ fn cpu_seconds(pid: &str) -> (f64, f64) {
     // pid (comm) state …: comm may hold spaces, so count fields after the last ')'.
     let fields: Vec<f64> = stat
         .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect())
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .map(|f| f.parse().unwrap_or(0.0))
+                .collect()
+        })
         .unwrap_or_default();
     let tick = |i: usize| fields.get(i).copied().unwrap_or(0.0) / 100.0;
     // After ')': state is field 0, utime 11, stime 12, cutime 13, cstime 14.

@@ -104,6 +104,28 @@ fn pack_raw(c: &mut Criterion) {
     g.finish();
 }
 
+/// Parsing one 135 KB mail (a text part and a base64 PDF): mail-parser as used, mail-parser told to leave transfer
+/// encodings alone (the cost of finding the parts without decoding them), and `mail::parse`.
+fn parse_large(c: &mut Criterion) {
+    let mail = load_mail::load_mail(&root().join("tests/corpus"), 1, 135 * 1024);
+    let mut g = c.benchmark_group("parse_large");
+    g.throughput(Throughput::Bytes(mail.len() as u64));
+    let parser = mail_parser::MessageParser::new();
+    g.bench_function("mail_parser", |b| {
+        b.iter(|| std::hint::black_box(parser.parse(mail.as_slice())))
+    });
+    let structure_only = mail_parser::MessageParser::new()
+        .with_mime_headers()
+        .ignore_header(mail_parser::HeaderName::ContentTransferEncoding);
+    g.bench_function("mail_parser_no_transfer_decoding", |b| {
+        b.iter(|| std::hint::black_box(structure_only.parse(mail.as_slice())))
+    });
+    g.bench_function("mail_parse", |b| {
+        b.iter(|| std::hint::black_box(taxinbox::mail::parse(&mail)))
+    });
+    g.finish();
+}
+
 fn ingest_into(c: &mut Criterion, name: &str, url: impl Fn() -> String) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let files: Vec<PathBuf> = {
@@ -205,5 +227,5 @@ fn ingest(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, evaluate, pack_raw, ingest);
+criterion_group!(benches, evaluate, pack_raw, parse_large, ingest);
 criterion_main!(benches);

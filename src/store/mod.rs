@@ -194,9 +194,11 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if engine == Engine::Sqlite {
+                        // temp_store: statement journals (a transaction's savepoints) stay in memory. On disk, a
+                        // batch's commit wrote each into a temporary file and deleted it again.
                         conn.execute(composed_sql(format!(
                             "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
-                             PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                             PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;"
                         )))
                         .await?;
                     }
