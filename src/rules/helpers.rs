@@ -741,20 +741,21 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
         inn_roles_memoized(text)
     });
     // Client-request topics by weighted phrases (`topics.toml`): subject, own words, what a forward passes on; never
-    // a reply's quoted history.
+    // a reply's quoted history. The mail comes by reference (`&mut`, read only): taken by value, Rhai would copy the
+    // whole shared map at every call.
     let vocabulary = ctx.vocabulary.clone();
     engine.register_fn(
         "request_topic",
-        move |ctx: NativeCallContext, mail: Map| -> RhaiResult<String> {
-            let (subject, own, forwarded, is_reply) = topic_texts(&ctx, "request_topic", &mail)?;
+        move |ctx: NativeCallContext, mail: &mut Map| -> RhaiResult<String> {
+            let (subject, own, forwarded, is_reply) = topic_texts(&ctx, "request_topic", mail)?;
             Ok(vocabulary.topics.best(&subject, &own, &forwarded, is_reply))
         },
     );
     let vocabulary = ctx.vocabulary.clone();
     engine.register_fn(
         "topic_scores",
-        move |ctx: NativeCallContext, mail: Map| -> RhaiResult<Array> {
-            let (subject, own, forwarded, is_reply) = topic_texts(&ctx, "topic_scores", &mail)?;
+        move |ctx: NativeCallContext, mail: &mut Map| -> RhaiResult<Array> {
+            let (subject, own, forwarded, is_reply) = topic_texts(&ctx, "topic_scores", mail)?;
             Ok(vocabulary
                 .topics
                 .scores(&subject, &own, &forwarded, is_reply)

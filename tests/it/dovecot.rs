@@ -243,11 +243,6 @@ service anvil {{
         s
     }
 
-    /// The master process's id (its session processes are its children).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
     /// The server's log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
@@ -473,6 +468,11 @@ impl Dovecot {
 
 #[allow(dead_code)] // used by the benchmarks (benches/load.rs, benches/peers.rs), which include this file
 impl Dovecot {
+    /// The master process's id (its session processes are its children).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Takes the whole server down — the master and every process it started, so that every client connection
     /// drops (killing only the master, as [`Dovecot::stop`] does, leaves running IMAP sessions served) — waits
     /// until the port is free, and starts it again on the same port with the same mail after `down`.
