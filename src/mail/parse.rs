@@ -1014,6 +1014,8 @@ mod tests {
             assert_eq!(lean(i), None, "{}", cases[i].0);
         }
         assert_eq!(lean(8), Some(vec![60_000]));
+        // A forwarded message's files are decoded: only the outer message's parts are left out.
+        assert_eq!(lean(9), None);
     }
 
     #[test]
