@@ -123,6 +123,24 @@ fn parse_large(c: &mut Criterion) {
     g.bench_function("mail_parse", |b| {
         b.iter(|| std::hint::black_box(taxinbox::mail::parse(&mail)))
     });
+    // As large, but a letter without files: a newsletter's HTML in base64.
+    let html = {
+        use base64::Engine as _;
+        let page = "<p>Новости бухгалтерского учёта и налогообложения за неделю</p>\n".repeat(1200);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(page);
+        let lines: Vec<&[u8]> = encoded.as_bytes().chunks(76).collect();
+        let mut mail = b"From: news@example.com\r\nSubject: news\r\nMIME-Version: 1.0\r\n\
+            Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            .to_vec();
+        mail.extend_from_slice(&lines.join(&b"\r\n"[..]));
+        mail
+    };
+    g.bench_function("mail_parse_letter_without_files", |b| {
+        b.iter(|| std::hint::black_box(taxinbox::mail::parse(&html)))
+    });
+    g.bench_function("mail_parser_letter_without_files", |b| {
+        b.iter(|| std::hint::black_box(parser.parse(html.as_slice())))
+    });
     g.finish();
 }
 

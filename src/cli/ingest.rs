@@ -85,10 +85,8 @@ pub async fn run_ingest(
     let options = IngestOptions {
         dry_run,
         batch_size: app.settings.ingest.batch_size,
-        max_batch_bytes: crate::pipeline::budget::MemoryBudget::megabytes(
-            app.settings.ingest.memory_mb,
-        )
-        .batch_bytes(),
+        max_batch_bytes: crate::pipeline::budget::MemoryBudget::configured(&app.settings.ingest)
+            .batch_bytes(),
         archive,
         mailbox: None,
     };

@@ -86,8 +86,7 @@ pub async fn run_pass_recording(
             let options = IngestOptions {
                 dry_run: false,
                 batch_size: app.settings.ingest.batch_size,
-                max_batch_bytes: MemoryBudget::megabytes(app.settings.ingest.memory_mb)
-                    .batch_bytes(),
+                max_batch_bytes: MemoryBudget::configured(&app.settings.ingest).batch_bytes(),
                 archive: maildir.archive_before.map_or(Archive::No, Archive::Before),
                 mailbox: Some(maildir.name.clone()),
             };
@@ -530,7 +529,7 @@ pub async fn poll_mailboxes_once(
     let mut out = MailboxesOnce::default();
     let ctx = crate::imap::PollContext {
         lease: Some(lease),
-        budget: MemoryBudget::megabytes(app.settings.ingest.memory_mb),
+        budget: MemoryBudget::configured(&app.settings.ingest),
         keep_reports: false,
         ..crate::imap::PollContext::new(&app.store, pipeline, app.settings.ingest.batch_size)
     };
@@ -609,7 +608,7 @@ fn start_mailboxes(
 ) -> MailboxTasks {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     // One budget for every mailbox: the mail in flight of them all stays under `ingest.memory_mb`.
-    let budget = MemoryBudget::megabytes(app.settings.ingest.memory_mb);
+    let budget = MemoryBudget::configured(&app.settings.ingest);
     let mut tasks = Vec::new();
     for mailbox in &app.settings.mailboxes {
         let (store, pipeline, mailbox, rx) = (

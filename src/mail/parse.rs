@@ -185,6 +185,15 @@ static STRUCTURE: LazyLock<MessageParser> = LazyLock::new(|| {
 /// A file's base64 shorter than this is decoded as mail-parser does: the detour would cost more than it saves.
 const LEAN_MIN_BODY_BYTES: usize = 16 * 1024;
 
+/// The media types of files whose bytes nothing reads. A message that names none (a letter, however large, with
+/// no such file) is read as sent, without the structure pass.
+static BINARY_TYPES: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
+    aho_corasick::AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(["application/", "image/", "audio/", "video/"])
+        .expect("literal patterns build")
+});
+
 /// The raw message without the base64 of its large binary files (PDF, images, archives: files whose bytes nothing
 /// reads), with each file's decoded size by where its body, now empty, starts. The rest of the message is as sent,
 /// so mail-parser reads it as before, and the files are still listed with their names, types and sizes; only their
@@ -200,7 +209,7 @@ struct Lean {
 
 impl Lean {
     fn of(raw: &[u8]) -> Option<Lean> {
-        if raw.len() < LEAN_MIN_BODY_BYTES {
+        if raw.len() < LEAN_MIN_BODY_BYTES || !BINARY_TYPES.is_match(raw) {
             return None;
         }
         let message = STRUCTURE.parse(raw)?;

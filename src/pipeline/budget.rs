@@ -56,6 +56,11 @@ impl MemoryBudget {
         MemoryBudget::new(mb.saturating_mul(1_000_000))
     }
 
+    /// The budget `[ingest] memory_mb` sets.
+    pub fn configured(ingest: &crate::settings::IngestSettings) -> MemoryBudget {
+        MemoryBudget::megabytes(ingest.memory_mb)
+    }
+
     /// The budget's size in bytes.
     pub fn bytes(&self) -> u64 {
         u64::from(self.units) * UNIT

@@ -148,8 +148,8 @@ impl TestApp {
             archive: taxinbox::pipeline::batch::Archive::No,
             dry_run,
             batch_size: self.app.settings.ingest.batch_size,
-            max_batch_bytes: taxinbox::pipeline::budget::MemoryBudget::megabytes(
-                self.app.settings.ingest.memory_mb,
+            max_batch_bytes: taxinbox::pipeline::budget::MemoryBudget::configured(
+                &self.app.settings.ingest,
             )
             .batch_bytes(),
             mailbox: None,
