@@ -9,7 +9,7 @@
 //! ([`Mode::Merge`]) only creates and updates, for partial files.
 //!
 //! The import reads the directory before it writes, beside a daemon that may write at any moment: on SQLite its
-//! transaction therefore takes the write lock first ([`Store::begin_immediate`]).
+//! transaction takes the write lock first, as every transaction does ([`Store::begin`]).
 
 use crate::directory::{self, CsvFormat, Directory};
 use crate::store::{self, Store};
@@ -170,7 +170,7 @@ pub async fn import_files_with(
         }
         None => None,
     };
-    let mut tx = store.begin_immediate().await?;
+    let mut tx = store.begin().await?;
     let current = store::load_directory(&mut tx).await?;
     let merged = merge(
         mode,
@@ -371,7 +371,7 @@ pub async fn disable_person(
         );
     }
     let now = store::timestamp(chrono::Utc::now());
-    let mut tx = store.begin_immediate().await?;
+    let mut tx = store.begin().await?;
     if !store::set_accountant_active(&mut tx, &email, false, &now).await? {
         anyhow::bail!("{email} is not an active member of staff in the directory; nothing changed");
     }
@@ -398,7 +398,7 @@ pub async fn disable_person(
 pub async fn enable_person(store: &Store, email: &str) -> anyhow::Result<()> {
     let email = email.trim().to_lowercase();
     let now = store::timestamp(chrono::Utc::now());
-    let mut tx = store.begin_immediate().await?;
+    let mut tx = store.begin().await?;
     if !store::set_accountant_active(&mut tx, &email, true, &now).await? {
         anyhow::bail!(
             "{email} is not a deactivated member of staff in the directory; nothing changed"

@@ -298,26 +298,13 @@ impl Store {
         &self.pool
     }
 
-    /// Begins a transaction; on SQLite after this process's other transactions have ended (see [`Tx`]).
+    /// Begins a transaction. On SQLite it waits first for this process's other transactions to end (see [`Tx`]),
+    /// then takes the database's write lock at once (`BEGIN IMMEDIATE`), waiting in the busy handler while another
+    /// process (the daemon, a `directory import`) writes. Every transaction here reads before it writes: a deferred
+    /// one would read a snapshot, and its first write would then fail with `SQLITE_BUSY_SNAPSHOT` (517, "database is
+    /// locked") whenever the other process committed in between — the daemon's batch could then fail pass after
+    /// pass while imports run beside it.
     pub async fn begin(&self) -> anyhow::Result<Tx> {
-        let turn = match self.engine {
-            Engine::Sqlite => Some(self.gate.clone().lock_owned().await),
-            Engine::Postgres => None,
-        };
-        let tx = self
-            .pool
-            .begin()
-            .await
-            .context("begin a database transaction")?;
-        Ok(Tx { tx, _turn: turn })
-    }
-
-    /// Like [`Store::begin`], but on SQLite the transaction takes the database's write lock at once (`BEGIN
-    /// IMMEDIATE`), waiting in the busy handler for another process's writer. For a transaction that reads before
-    /// it writes while another process (the daemon) may write: a deferred one would read a snapshot, and its first
-    /// write would then fail with `SQLITE_BUSY_SNAPSHOT` (517, "database is locked") once the other process
-    /// committed in between.
-    pub async fn begin_immediate(&self) -> anyhow::Result<Tx> {
         let (turn, tx) = match self.engine {
             Engine::Sqlite => (
                 Some(self.gate.clone().lock_owned().await),
@@ -466,6 +453,48 @@ pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two processes on one SQLite file (two stores here): a transaction that has read, then writes after the other
+    /// committed, still commits. A deferred transaction would have failed its write with `SQLITE_BUSY_SNAPSHOT`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_that_read_first_writes_after_another_process_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let daemon = Store::connect(&url).await.unwrap();
+        let import = Store::connect(&url).await.unwrap();
+        let mut tx = daemon.begin().await.unwrap();
+        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM raw_mail")
+            .fetch_one(&mut **tx)
+            .await
+            .unwrap();
+        // The other process writes and commits while the transaction is open: it waits for the write lock.
+        let other = tokio::spawn(async move {
+            let mut tx = import.begin().await.unwrap();
+            sqlx::query("INSERT INTO raw_mail (sha256, size, content, stored_at) VALUES ('b', 1, x'00', '')")
+                .execute(&mut **tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !other.is_finished(),
+            "the other writer waits for the write lock"
+        );
+        sqlx::query(
+            "INSERT INTO raw_mail (sha256, size, content, stored_at) VALUES ('a', 1, x'00', '')",
+        )
+        .execute(&mut **tx)
+        .await
+        .expect("the write after a read is not refused");
+        tx.commit().await.unwrap();
+        other.await.unwrap();
+        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM raw_mail")
+            .fetch_one(daemon.pool())
+            .await
+            .unwrap();
+        assert_eq!(after, before + 2);
+    }
 
     #[test]
     fn passwords_in_database_urls_are_redacted() {

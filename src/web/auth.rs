@@ -567,7 +567,7 @@ async fn claim_attempt(
     now_ms: i64,
 ) -> Result<(), WebError> {
     let window_ms = FAILURE_WINDOW_MINUTES * 60 * 1000;
-    let mut tx = web.store().begin_immediate().await?;
+    let mut tx = web.store().begin().await?;
     let by_account = store::claim_sign_in_attempt(&mut tx, account_key, now_ms, window_ms, |n| {
         sign_in_delay_ms(n, MAX_FAILURES_PER_ACCOUNT)
     })

@@ -298,8 +298,9 @@ async fn set_password_ends_the_persons_sessions() {
 }
 
 /// Re-imports the register with the real binary while `taxinbox run` keeps committing mail delivered to its
-/// Maildir: every import succeeds at its first try (on SQLite a deferred transaction would read a snapshot and
-/// fail its first write with "database is locked" once the daemon committed in between).
+/// Maildir: every import succeeds at its first try, and the daemon keeps committing between the imports. On SQLite
+/// a deferred transaction on either side would read a snapshot and fail its first write with "database is locked"
+/// once the other process committed in between: the daemon's batches then failed pass after pass (seen once in CI).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_register_is_reimported_at_the_first_try_while_run_is_working() {
     let app = TestApp::with_extra_config(
@@ -378,7 +379,8 @@ async fn the_register_is_reimported_at_the_first_try_while_run_is_working() {
     let _ = daemon.wait();
     assert!(
         after > before,
-        "the daemon wrote while the register was imported ({before} → {after})"
+        "the daemon wrote while the register was imported ({before} → {after}); its log:\n{}",
+        std::fs::read_to_string(app.path("daemon-0.log")).unwrap_or_default()
     );
     app.cleanup().await;
 }
