@@ -95,9 +95,9 @@ async fn fill(app: &taxinbox::app::Instance) -> (String, i64, i64) {
         a_mail = id;
         if n % 2 == 0 && !quarantined {
             let assignee = accountants[(n / 2) % accountants.len()].clone();
-            a_task = store::insert_task(
+            a_task = store::insert_tasks(
                 &mut tx,
-                &NewTask {
+                &[NewTask {
                     message: id,
                     client_inn: Some(client.clone()),
                     step: "answer".into(),
@@ -110,10 +110,10 @@ async fn fill(app: &taxinbox::app::Instance) -> (String, i64, i64) {
                         .into(),
                     created_at: now.clone(),
                     ..Default::default()
-                },
+                }],
             )
             .await
-            .unwrap();
+            .unwrap()[0];
         }
     }
     let closed =

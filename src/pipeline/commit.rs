@@ -225,75 +225,22 @@ impl Pipeline {
             }
             None => None,
         };
-        let mut tasks = Vec::with_capacity(resolved.tasks.len());
-        for t in &resolved.tasks {
-            tasks.push(
-                self.create_task(
-                    conn,
-                    rows,
-                    id,
-                    case_id,
-                    resolved,
-                    t,
-                    eval,
-                    target.archived,
-                    now_s,
-                )
-                .await?,
-            );
-        }
+        let tasks = create_tasks(
+            conn,
+            rows,
+            id,
+            case_id,
+            resolved,
+            eval,
+            target.archived,
+            now_s,
+        )
+        .await?;
         let mut stored = Stored::new(id, record).named_demand(resolved.demand.is_some());
         stored.tasks = tasks;
         stored.closes = closes;
         self.finish(conn, rows, target, eval, stored, "mail_processed", now_s)
             .await
-    }
-
-    /// One planned task stored, with its new-task notification when it has a person; an archived one (history) is
-    /// stored done and marked archived, and nobody is notified.
-    #[allow(clippy::too_many_arguments)]
-    async fn create_task(
-        &self,
-        conn: &mut AnyConnection,
-        rows: &mut BatchRows,
-        message: i64,
-        case_id: Option<i64>,
-        resolved: &Resolved,
-        t: &PlannedTask,
-        eval: &Evaluation,
-        archived: bool,
-        now_s: &str,
-    ) -> anyhow::Result<TaskReport> {
-        let task_id = store::insert_task(
-            conn,
-            &NewTask {
-                message,
-                case_id,
-                client_inn: resolved.client_inn.clone(),
-                step: t.step.clone(),
-                title: t.title.clone(),
-                role: t.role.as_str().to_owned(),
-                assignee: t.assignee.clone(),
-                due: t.due.to_string(),
-                priority: t.priority.clone(),
-                provenance: t.provenance.to_string(),
-                created_at: now_s.to_owned(),
-                archived,
-            },
-        )
-        .await?;
-        if let Some(person) = t.assignee.as_ref().filter(|_| !archived) {
-            rows.queue_notification(new_task_notification(
-                task_id, message, person, t, eval, now_s,
-            ));
-        }
-        Ok(TaskReport {
-            step: t.step.clone(),
-            title: t.title.clone(),
-            role: t.role.as_str().to_owned(),
-            assignee: t.assignee.clone(),
-            due: t.due,
-        })
     }
 
     /// The report of what was stored, and its log entry (`event`, unless the target names its own).
@@ -442,6 +389,56 @@ impl Pipeline {
             .await?;
         Ok(())
     }
+}
+
+/// The planned tasks of a mail stored (in one statement), each with its new-task notification when it has a
+/// person; archived ones (history) are stored done and marked archived, and nobody is notified.
+#[allow(clippy::too_many_arguments)]
+async fn create_tasks(
+    conn: &mut AnyConnection,
+    rows: &mut BatchRows,
+    message: i64,
+    case_id: Option<i64>,
+    resolved: &Resolved,
+    eval: &Evaluation,
+    archived: bool,
+    now_s: &str,
+) -> anyhow::Result<Vec<TaskReport>> {
+    let new: Vec<NewTask> = resolved
+        .tasks
+        .iter()
+        .map(|t| NewTask {
+            message,
+            case_id,
+            client_inn: resolved.client_inn.clone(),
+            step: t.step.clone(),
+            title: t.title.clone(),
+            role: t.role.as_str().to_owned(),
+            assignee: t.assignee.clone(),
+            due: t.due.to_string(),
+            priority: t.priority.clone(),
+            provenance: t.provenance.to_string(),
+            created_at: now_s.to_owned(),
+            archived,
+        })
+        .collect();
+    let ids = store::insert_tasks(conn, &new).await?;
+    let mut reports = Vec::with_capacity(ids.len());
+    for (t, task_id) in resolved.tasks.iter().zip(ids) {
+        if let Some(person) = t.assignee.as_ref().filter(|_| !archived) {
+            rows.queue_notification(new_task_notification(
+                task_id, message, person, t, eval, now_s,
+            ));
+        }
+        reports.push(TaskReport {
+            step: t.step.clone(),
+            title: t.title.clone(),
+            role: t.role.as_str().to_owned(),
+            assignee: t.assignee.clone(),
+            due: t.due,
+        });
+    }
+    Ok(reports)
 }
 
 /// Where an outcome is written: a new message from `source`, or the stored message `existing` decided again.

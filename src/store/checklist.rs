@@ -15,26 +15,46 @@ pub struct ChecklistItem {
     pub done_by: Option<String>,
 }
 
+/// Most items in one `INSERT` (two bound values each).
+const ITEMS_PER_INSERT: usize = 200;
+
 /// Stores `items` as the checklist of `case` when it has none yet (a second copy of the demand adds nothing to a
-/// list already kept); returns whether it stored them.
+/// list already kept); returns whether it stored them. One statement for a list of up to [`ITEMS_PER_INSERT`]
+/// items, the look for an existing list included: it runs for every new case of a batch.
 pub async fn set_case_checklist(
     conn: &mut AnyConnection,
     case: i64,
     items: &[String],
 ) -> anyhow::Result<bool> {
-    if items.is_empty() || !case_checklist(conn, case).await?.is_empty() {
-        return Ok(false);
-    }
-    for (i, item) in items.iter().enumerate() {
-        sqlx::query("INSERT INTO case_checklist (case_id, position, item) VALUES ($1, $2, $3)")
-            .bind(case)
-            .bind(i as i64 + 1)
-            .bind(item)
+    for (n, chunk) in items.chunks(ITEMS_PER_INSERT).enumerate() {
+        let first = n * ITEMS_PER_INSERT;
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("SELECT ${} AS position, ${} AS item", 2 * i + 2, 2 * i + 3))
+            .collect();
+        // The first chunk only when the case has no list; the rest follow it.
+        let guard = if n == 0 {
+            " WHERE NOT EXISTS (SELECT 1 FROM case_checklist WHERE case_id = $1)"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "INSERT INTO case_checklist (case_id, position, item) SELECT $1, v.position, v.item FROM ({}) v{guard}",
+            rows.join(" UNION ALL ")
+        );
+        let mut query = sqlx::query(crate::store::composed_sql(sql)).bind(case);
+        for (i, item) in chunk.iter().enumerate() {
+            query = query.bind((first + i) as i64 + 1).bind(item.as_str());
+        }
+        let stored = query
             .execute(&mut *conn)
             .await
-            .with_context(|| format!("save item {} of the checklist of case {case}", i + 1))?;
+            .with_context(|| format!("save the checklist of case {case}"))?
+            .rows_affected();
+        if stored == 0 {
+            return Ok(false);
+        }
     }
-    Ok(true)
+    Ok(!items.is_empty())
 }
 
 /// The checklist of `case`, in order.
@@ -95,4 +115,59 @@ pub async fn checklist_of_task(conn: &mut AnyConnection, task: i64) -> anyhow::R
     .fetch_all(&mut *conn)
     .await
     .context("read the checklist of a task")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{self, MessageRecord, Store};
+
+    /// A list longer than one statement is stored whole and in order, once: a second copy of the demand, with
+    /// another list, leaves the first as it was; an empty list stores nothing.
+    #[tokio::test]
+    async fn a_case_keeps_the_first_list_it_is_given_however_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("c.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let conn: &mut AnyConnection = &mut tx;
+        sqlx::query(
+            "INSERT INTO raw_mail (sha256, size, content, stored_at) VALUES ('s', 1, x'00', '')",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let record = MessageRecord {
+            sha256: "s".into(),
+            facts: "{}".into(),
+            ..MessageRecord::default()
+        };
+        let message = store::insert_message(conn, &record).await.unwrap();
+        let case = store::insert_case(
+            conn,
+            "7707083893",
+            "1",
+            "1",
+            "2026-03-02",
+            None,
+            message,
+            "",
+        )
+        .await
+        .unwrap();
+        assert!(!set_case_checklist(conn, case, &[]).await.unwrap());
+        let items: Vec<String> = (1..=450).map(|n| format!("документ {n}")).collect();
+        assert!(set_case_checklist(conn, case, &items).await.unwrap());
+        let other: Vec<String> = vec!["другой список".into()];
+        assert!(!set_case_checklist(conn, case, &other).await.unwrap());
+        let kept = case_checklist(conn, case).await.unwrap();
+        assert_eq!(
+            kept.iter().map(|i| i.item.clone()).collect::<Vec<_>>(),
+            items
+        );
+        assert!(kept
+            .iter()
+            .enumerate()
+            .all(|(n, i)| i.position == n as i64 + 1));
+    }
 }

@@ -793,31 +793,51 @@ pub async fn set_message_case(
     Ok(())
 }
 
-pub async fn insert_task(conn: &mut AnyConnection, t: &NewTask) -> anyhow::Result<i64> {
-    sqlx::query_scalar(
-        "INSERT INTO tasks (message, case_id, client_inn, step, title, role, assignee, due, priority, provenance, \
-         created_at, status, archived) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-    )
-    .bind(t.message)
-    .bind(t.case_id)
-    .bind(&t.client_inn)
-    .bind(clean(&t.step))
-    .bind(clean(&t.title))
-    .bind(&t.role)
-    .bind(&t.assignee)
-    .bind(&t.due)
-    .bind(&t.priority)
-    .bind(&t.provenance)
-    .bind(&t.created_at)
-    .bind(if t.archived {
-        super::status::TaskStatus::Done.as_str()
-    } else {
-        super::status::TaskStatus::Open.as_str()
-    })
-    .bind(i64::from(t.archived))
-    .fetch_one(&mut *conn)
-    .await
-    .context("insert task")
+/// Stores `tasks` (one mail's), in one statement per [`ROWS_PER_INSERT`] tasks, and returns their ids in the order
+/// of `tasks`. `RETURNING` promises no order on either engine, but both number the rows of one `INSERT` in the order
+/// of its `VALUES` (SQLite's next rowid, PostgreSQL's sequence as each row is formed), so the ids sorted are the
+/// rows' ids in order.
+pub async fn insert_tasks(conn: &mut AnyConnection, tasks: &[NewTask]) -> anyhow::Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(tasks.len());
+    for chunk in tasks.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO tasks (message, case_id, client_inn, step, title, role, assignee, due, priority, provenance, \
+             created_at, status, archived) VALUES {} RETURNING id",
+            values_placeholders(chunk.len(), 13)
+        );
+        let mut query = sqlx::query_scalar::<_, i64>(composed_sql(sql));
+        for t in chunk {
+            let status = if t.archived {
+                super::status::TaskStatus::Done
+            } else {
+                super::status::TaskStatus::Open
+            };
+            query = query
+                .bind(t.message)
+                .bind(t.case_id)
+                .bind(t.client_inn.as_deref())
+                .bind(clean(&t.step))
+                .bind(clean(&t.title))
+                .bind(t.role.as_str())
+                .bind(t.assignee.as_deref())
+                .bind(t.due.as_str())
+                .bind(t.priority.as_str())
+                .bind(t.provenance.as_str())
+                .bind(t.created_at.as_str())
+                .bind(status.as_str())
+                .bind(i64::from(t.archived));
+        }
+        let mut chunk_ids = query.fetch_all(&mut *conn).await.context("insert tasks")?;
+        anyhow::ensure!(
+            chunk_ids.len() == chunk.len(),
+            "insert tasks: {} rows stored, {} returned",
+            chunk.len(),
+            chunk_ids.len()
+        );
+        chunk_ids.sort_unstable();
+        ids.extend(chunk_ids);
+    }
+    Ok(ids)
 }
 
 pub async fn insert_notification(
@@ -1086,5 +1106,60 @@ mod tests {
         );
         tx.commit().await.unwrap();
         store.close().await;
+    }
+
+    /// A mail's tasks, more than one statement holds, come back with their ids in the order given.
+    #[tokio::test]
+    async fn tasks_stored_together_get_their_ids_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path()).await;
+        let mut tx = store.begin().await.unwrap();
+        store_raw_row(&mut tx, "s").await;
+        let message = insert_message(
+            &mut tx,
+            &MessageRecord {
+                sha256: "s".into(),
+                facts: "{}".into(),
+                ..MessageRecord::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(insert_tasks(&mut tx, &[]).await.unwrap().is_empty());
+        let tasks: Vec<NewTask> = (0..ROWS_PER_INSERT * 2 + 7)
+            .map(|n| NewTask {
+                message,
+                step: format!("step-{n}"),
+                title: format!("Задача {n}"),
+                role: "accountant".into(),
+                due: "2026-03-02".into(),
+                priority: "normal".into(),
+                provenance: "{}".into(),
+                archived: n % 3 == 0,
+                ..NewTask::default()
+            })
+            .collect();
+        let ids = insert_tasks(&mut tx, &tasks).await.unwrap();
+        assert_eq!(ids.len(), tasks.len());
+        for (task, id) in tasks.iter().zip(&ids) {
+            let (step, status): (String, String) =
+                sqlx::query_as("SELECT step, status FROM tasks WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .unwrap();
+            assert_eq!(step, task.step);
+            assert_eq!(status == "done", task.archived);
+        }
+    }
+
+    async fn store_raw_row(tx: &mut crate::store::Tx, sha256: &str) {
+        sqlx::query(
+            "INSERT INTO raw_mail (sha256, size, content, stored_at) VALUES ($1, 1, x'00', '')",
+        )
+        .bind(sha256)
+        .execute(&mut ***tx)
+        .await
+        .unwrap();
     }
 }

@@ -934,9 +934,9 @@ async fn add_tasks_like(app: &TestApp, like: i64, n: usize) {
             .unwrap();
     let now = store::timestamp(Utc::now());
     for i in 0..n {
-        let id = store::insert_task(
+        let id = store::insert_tasks(
             &mut tx,
-            &store::NewTask {
+            &[store::NewTask {
                 message,
                 case_id: None,
                 client_inn: client_inn.clone(),
@@ -950,10 +950,10 @@ async fn add_tasks_like(app: &TestApp, like: i64, n: usize) {
                 provenance: "{}".to_owned(),
                 created_at: now.clone(),
                 archived: false,
-            },
+            }],
         )
         .await
-        .unwrap();
+        .unwrap()[0];
         store::queue_task_event(&mut tx, id, "created", &format!("created:{id}"), None, &now)
             .await
             .unwrap();
