@@ -95,10 +95,9 @@ async fn start_driver_sized(phone: Option<u32>) -> (Driver, Client) {
         });
     }
     caps.insert("goog:chromeOptions".into(), options);
-    // Two rustls crypto providers are linked in (ring, aws-lc via fantoccini): name one for the process.
-    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-    let client = ClientBuilder::rustls()
-        .unwrap()
+    // chromedriver listens on loopback: plain HTTP.
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = ClientBuilder::new(connector)
         .capabilities(caps)
         .connect(&driver.url)
         .await
