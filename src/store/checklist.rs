@@ -120,15 +120,14 @@ pub async fn checklist_of_task(conn: &mut AnyConnection, task: i64) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{self, MessageRecord, Store};
+    use crate::store::{self, MessageRecord};
 
     /// A list longer than one statement is stored whole and in order, once: a second copy of the demand, with
     /// another list, leaves the first as it was; an empty list stores nothing.
     #[tokio::test]
     async fn a_case_keeps_the_first_list_it_is_given_however_long() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("c.db").display());
-        let store = Store::connect(&url).await.unwrap();
+        let store = store::test_store(dir.path()).await;
         let mut tx = store.begin().await.unwrap();
         let conn: &mut AnyConnection = &mut tx;
         sqlx::query(

@@ -990,17 +990,12 @@ pub async fn mark_notification_failed(
 mod tests {
     use super::*;
 
-    async fn sqlite_store(dir: &std::path::Path) -> super::super::Store {
-        let url = format!("sqlite://{}", dir.join("raw.db").display());
-        super::super::Store::connect(&url).await.unwrap()
-    }
-
     /// Rows written before raw mail was compressed (`identity`) and after (`zstd`) read back as the mail itself,
     /// through both readers (one mail, and the pages `audit verify` walks).
     #[tokio::test]
     async fn raw_mail_reads_back_whether_stored_as_it_came_or_compressed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(dir.path()).await;
+        let store = super::super::test_store(dir.path()).await;
         let old = b"Subject: stored before compression\r\n\r\nbody\r\n".to_vec();
         let new = "Subject: stored compressed\r\n\r\nТребование о представлении документов\r\n"
             .repeat(50)
@@ -1071,7 +1066,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_of_log_entries_chains_like_entries_appended_one_by_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(dir.path()).await;
+        let store = super::super::test_store(dir.path()).await;
         let payload = serde_json::json!({"n": 1});
         let entry = |event: &'static str| super::super::LogEntry {
             at: "2026-01-01T00:00:00.000Z",
@@ -1112,7 +1107,7 @@ mod tests {
     #[tokio::test]
     async fn tasks_stored_together_get_their_ids_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(dir.path()).await;
+        let store = super::super::test_store(dir.path()).await;
         let mut tx = store.begin().await.unwrap();
         store_raw_row(&mut tx, "s").await;
         let message = insert_message(

@@ -450,6 +450,15 @@ pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A migrated SQLite store in `dir` (the same file for every call with the same `dir`), for unit tests.
+#[cfg(test)]
+pub(crate) async fn test_store(dir: &std::path::Path) -> Store {
+    let url = format!("sqlite://{}", dir.join("store.db").display());
+    Store::connect(&url)
+        .await
+        .expect("a SQLite store in a temporary folder")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,9 +468,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_transaction_that_read_first_writes_after_another_process_committed() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let daemon = Store::connect(&url).await.unwrap();
-        let import = Store::connect(&url).await.unwrap();
+        let daemon = test_store(dir.path()).await;
+        let import = test_store(dir.path()).await;
         let mut tx = daemon.begin().await.unwrap();
         let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM raw_mail")
             .fetch_one(&mut **tx)
@@ -528,8 +536,7 @@ mod tests {
     #[tokio::test]
     async fn the_bundled_sqlite_is_3_50_2_or_newer() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("version.db").display());
-        let store = Store::connect(&url).await.unwrap();
+        let store = test_store(dir.path()).await;
         let mut conn = store.acquire().await.unwrap();
         let version: String = sqlx::query_scalar("SELECT sqlite_version()")
             .fetch_one(&mut *conn)
