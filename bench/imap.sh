@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # IMAP throughput of taxinbox beside mbsync (isync) on the same private Dovecot mailbox, in one run:
 # N load mails (default 2000) from INBOX to committed tasks, as mails/second and a ratio (benches/imap.rs), for
-# SQLite MOVE (median of 3 runs), SQLite flag, PostgreSQL MOVE and PostgreSQL flag; on SQLite also the bytes written.
+# SQLite MOVE (median of 3 runs), SQLite flag, PostgreSQL MOVE and PostgreSQL flag; on SQLite also the bytes written,
+# on PostgreSQL also the database server's CPU time.
 #   bench/imap.sh                                  # all four, 2000 mails
 #   TAXINBOX_BENCH_MAIL_KB=135 bench/imap.sh       # mails padded to ~135 KB, like real traffic
 #   TAXINBOX_BENCH_DB=sqlite TAXINBOX_BENCH_ACK=move TAXINBOX_BENCH_RUNS=5 bench/imap.sh

@@ -198,14 +198,36 @@ fn cpu_seconds(pid: &str) -> (f64, f64) {
     (tick(11) + tick(12), tick(13) + tick(14))
 }
 
-/// CPU seconds spent while one side worked: taxinbox's process, mbsync's, and the Dovecot server's (its master
-/// and the session processes it has reaped).
+/// CPU seconds of every PostgreSQL process on this machine: each one's own and what it has reaped (the postmaster
+/// reaps the backends of closed connections), so that a difference of two readings counts the work in between.
+fn postgres_cpu() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|pid| {
+            let (own, reaped) = cpu_seconds(&pid);
+            own + reaped
+        })
+        .sum()
+}
+
+/// CPU seconds spent while one side worked: taxinbox's process, mbsync's, the Dovecot server's (its master and the
+/// session processes it has reaped), and on PostgreSQL the database server's during taxinbox's pass.
 #[derive(Default, Clone, Copy)]
 struct Cpu {
     ours: f64,
     mbsync: f64,
     server_during_ours: f64,
     server_during_mbsync: f64,
+    database_during_ours: Option<f64>,
 }
 
 /// What one run measured.
@@ -253,7 +275,9 @@ fn run_once(variant: Variant, mails: usize, target: usize) -> (Run, usize) {
         .build()
         .unwrap();
     let before = write_bytes();
+    let database_before = postgres_cpu();
     let (ours, committed) = runtime.block_on(taxinbox_once(&server, dir.path(), variant));
+    let database_after = postgres_cpu();
     // The store is closed: SQLite's last checkpoint is in the figure.
     let written = write_bytes().saturating_sub(before);
     let (ours_after, _) = cpu_seconds("self");
@@ -264,6 +288,7 @@ fn run_once(variant: Variant, mails: usize, target: usize) -> (Run, usize) {
         mbsync: children_after - children_before,
         server_during_ours: server_cpu() - server_between,
         server_during_mbsync: server_between - server_before,
+        database_during_ours: variant.postgres.then_some(database_after - database_before),
     };
     assert_eq!(committed, mails, "taxinbox committed every mail");
     let stored = ["taxinbox.db", "taxinbox.db-wal"]
@@ -343,8 +368,13 @@ fn main() {
                 rate(mails, run.mbsync),
                 run.ratio(mails)
             );
+            let database = run
+                .cpu
+                .database_during_ours
+                .map(|s| format!(" + PostgreSQL {s:.2} s"))
+                .unwrap_or_default();
             println!(
-                "  {:<16} CPU taxinbox {:.2} s + server {:.2} s   mbsync {:.2} s + server {:.2} s",
+                "  {:<16} CPU taxinbox {:.2} s + server {:.2} s{database}   mbsync {:.2} s + server {:.2} s",
                 "",
                 run.cpu.ours,
                 run.cpu.server_during_ours,
