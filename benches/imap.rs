@@ -198,6 +198,12 @@ fn cpu_seconds(pid: &str) -> (f64, f64) {
     (tick(11) + tick(12), tick(13) + tick(14))
 }
 
+/// [`cpu_seconds`] of `pid`, its own and its reaped children's together.
+fn cpu_total(pid: &str) -> f64 {
+    let (own, reaped) = cpu_seconds(pid);
+    own + reaped
+}
+
 /// CPU seconds of every PostgreSQL process on this machine: each one's own and what it has reaped (the postmaster
 /// reaps the backends of closed connections), so that a difference of two readings counts the work in between.
 fn postgres_cpu() -> f64 {
@@ -212,10 +218,7 @@ fn postgres_cpu() -> f64 {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|c| c.trim() == "postgres")
         })
-        .map(|pid| {
-            let (own, reaped) = cpu_seconds(&pid);
-            own + reaped
-        })
+        .map(|pid| cpu_total(&pid))
         .sum()
 }
 
@@ -258,10 +261,7 @@ fn run_once(variant: Variant, mails: usize, target: usize) -> (Run, usize) {
     }
     // mbsync first: it only reads (Sync Pull, Expunge None), so taxinbox finds the same INBOX afterwards.
     let server_pid = server.pid().to_string();
-    let server_cpu = || {
-        let (own, reaped) = cpu_seconds(&server_pid);
-        own + reaped
-    };
+    let server_cpu = || cpu_total(&server_pid);
     let (server_before, (_, children_before)) = (server_cpu(), cpu_seconds("self"));
     let (mbsync_time, fetched) = mbsync(&server, dir.path());
     // Dovecot reaps a session's process once its client has logged out.
@@ -275,9 +275,9 @@ fn run_once(variant: Variant, mails: usize, target: usize) -> (Run, usize) {
         .build()
         .unwrap();
     let before = write_bytes();
-    let database_before = postgres_cpu();
+    let database_before = variant.postgres.then(postgres_cpu);
     let (ours, committed) = runtime.block_on(taxinbox_once(&server, dir.path(), variant));
-    let database_after = postgres_cpu();
+    let database_after = variant.postgres.then(postgres_cpu);
     // The store is closed: SQLite's last checkpoint is in the figure.
     let written = write_bytes().saturating_sub(before);
     let (ours_after, _) = cpu_seconds("self");
@@ -288,7 +288,7 @@ fn run_once(variant: Variant, mails: usize, target: usize) -> (Run, usize) {
         mbsync: children_after - children_before,
         server_during_ours: server_cpu() - server_between,
         server_during_mbsync: server_between - server_before,
-        database_during_ours: variant.postgres.then_some(database_after - database_before),
+        database_during_ours: database_after.zip(database_before).map(|(a, b)| a - b),
     };
     assert_eq!(committed, mails, "taxinbox committed every mail");
     let stored = ["taxinbox.db", "taxinbox.db-wal"]

@@ -155,15 +155,13 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     // the worker down, so a panic anywhere in decoding becomes an ordinary error.
     // The structure pass is an optimisation: where it fails, the message is read as sent.
     let lean = std::panic::catch_unwind(|| Lean::of(raw)).ok().flatten();
-    let result = std::panic::catch_unwind(|| match &lean {
-        Some(lean) => {
-            let message = PARSER.parse(&lean.raw)?;
-            Some(build(&message, &lean.sizes))
-        }
-        None => {
-            let message = PARSER.parse(raw)?;
-            Some(build(&message, &BTreeMap::new()))
-        }
+    let no_sizes = BTreeMap::new();
+    let (bytes, sizes) = lean
+        .as_ref()
+        .map_or((raw, &no_sizes), |lean| (lean.raw.as_slice(), &lean.sizes));
+    let result = std::panic::catch_unwind(|| {
+        let message = PARSER.parse(bytes)?;
+        Some(build(&message, sizes))
     });
     match result {
         Ok(Some(mail)) => Ok(mail),

@@ -303,7 +303,8 @@ impl Store {
     /// process (the daemon, a `directory import`) writes. Every transaction here reads before it writes: a deferred
     /// one would read a snapshot, and its first write would then fail with `SQLITE_BUSY_SNAPSHOT` (517, "database is
     /// locked") whenever the other process committed in between — the daemon's batch could then fail pass after
-    /// pass while imports run beside it.
+    /// pass while imports run beside it. Not for a store opened with [`Store::connect_read_only`]: it only reads,
+    /// outside transactions, and a read-only SQLite connection cannot take the write lock.
     pub async fn begin(&self) -> anyhow::Result<Tx> {
         let (turn, tx) = match self.engine {
             Engine::Sqlite => (
