@@ -2,9 +2,10 @@
 //! (bench/peer_rules.py writes taxinbox's default rules as a Sieve script and an imapfilter configuration):
 //!
 //! - `sieve`: rule evaluation per message. taxinbox's `Pipeline::evaluate` (parse, extract, Rhai rules, client,
-//!   deadlines; one thread) over N mails, beside Pigeonhole's `sieve-filter` (one process over the whole mailbox,
-//!   through the private Dovecot's configuration, dry run: evaluates, files nothing) and `sieve-test` (one process
-//!   per message, on a sample).
+//!   deadlines; one thread) over N mails, then the same mails through the batch path `run` and `ingest` take
+//!   (`pipeline::batch::evaluate`, across the cores; it must decide the same), beside Pigeonhole's `sieve-filter`
+//!   (one process over the whole mailbox, through the private Dovecot's configuration, dry run: evaluates, files
+//!   nothing) and `sieve-test` (one process per message, on a sample).
 //! - `imapfilter`: a mailbox worked end to end. taxinbox's `run --once` step (fetch, evaluate, commit with the log,
 //!   move) beside `imapfilter` running the Lua configuration (server-side searches, one MOVE per folder) on an
 //!   identical mailbox of a second private Dovecot.
@@ -147,6 +148,44 @@ fn sieve(mails: usize, target: usize) {
     }
     let ours = started.elapsed();
 
+    // The same mails through the batch path `run` and `ingest` take: batches of `ingest.batch_size`, each evaluated
+    // across the cores and packed for the store (pipeline::batch::evaluate). Same decisions, more threads.
+    use taxinbox::pipeline::batch;
+    let batch_size = app.settings.ingest.batch_size;
+    let batches: Vec<Vec<batch::Incoming>> = raws
+        .chunks(batch_size)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, raw)| batch::Incoming {
+                    raw: raw.clone(),
+                    source: format!("bench:{i}"),
+                    mailbox: "demands".to_owned(),
+                    archive: batch::Archive::No,
+                })
+                .collect()
+        })
+        .collect();
+    let threads = batch::evaluation_threads(batch_size.min(mails));
+    let started = Instant::now();
+    let mut batched_by_category: std::collections::BTreeMap<String, usize> = Default::default();
+    for incoming in batches {
+        let evaluated = batch::evaluate(&pipeline, incoming, batch::Shadow::Skip, now);
+        for eval in evaluated.evaluations() {
+            let category = match &eval.outcome {
+                Ok(r) => r.decision.category.clone(),
+                Err(_) => "quarantined".to_owned(),
+            };
+            *batched_by_category.entry(category).or_default() += 1;
+        }
+    }
+    let batched = started.elapsed();
+    assert_eq!(
+        batched_by_category, ours_by_category,
+        "the batch path decides as one thread does"
+    );
+
     // sieve-filter reads the mailbox through the server's configuration, as the mail user would.
     let started = Instant::now();
     let out = Command::new("sieve-filter")
@@ -208,8 +247,9 @@ fn sieve(mails: usize, target: usize) {
     let per_message = started.elapsed();
 
     let kb = raws.iter().map(Vec::len).sum::<usize>() as f64 / mails as f64 / 1024.0;
-    let (r_ours, r_filter, r_test) = (
+    let (r_ours, r_batched, r_filter, r_test) = (
         rate(mails, ours),
+        rate(mails, batched),
         rate(mails, filter),
         rate(sample, per_message),
     );
@@ -218,6 +258,11 @@ fn sieve(mails: usize, target: usize) {
         "  taxinbox evaluate (parse, extract, Rhai, client, deadlines; 1 thread): {:>8.2} s {:>8.0} mails/s",
         ours.as_secs_f64(),
         r_ours
+    );
+    println!(
+        "  taxinbox batch path (batches of {batch_size}, {threads} threads, packed for the store): {:>5.2} s {:>8.0} mails/s",
+        batched.as_secs_f64(),
+        r_batched
     );
     println!(
         "  sieve-filter (one process, whole mailbox, dry run):                   {:>8.2} s {:>8.0} mails/s",
@@ -234,6 +279,10 @@ fn sieve(mails: usize, target: usize) {
     println!(
         "  ratio taxinbox / sieve-filter: {:>8.3}",
         r_ours / r_filter
+    );
+    println!(
+        "  ratio taxinbox batch path / sieve-filter: {:>8.3} ({threads} threads against one process)",
+        r_batched / r_filter
     );
     println!("  ratio taxinbox / sieve-test:   {:>8.3}", r_ours / r_test);
     rt.block_on(app.store.close());

@@ -78,11 +78,26 @@ impl Evaluated {
     pub fn is_empty(&self) -> bool {
         self.mails.is_empty()
     }
+
+    /// Each mail's evaluation, in the batch's order.
+    pub fn evaluations(&self) -> &[Evaluation] {
+        &self.evaluations
+    }
 }
 
 /// Most threads one batch's evaluation uses: rules are CPU-bound, and the database and an IMAP connection need a
 /// core too.
 const MAX_EVALUATION_THREADS: usize = 4;
+
+/// How many threads [`evaluate`] uses for a batch of `mails`: the cores, at most `MAX_EVALUATION_THREADS`, and one
+/// for every 8 mails at least.
+pub fn evaluation_threads(mails: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_EVALUATION_THREADS)
+        .min(mails / 8)
+        .max(1)
+}
 
 /// Evaluates each mail (and, with [`Shadow::Evaluate`], its shadow decision) and packs its bytes for the store
 /// (compressed), in order, on up to `MAX_EVALUATION_THREADS` threads. Pure: no I/O.
@@ -101,11 +116,7 @@ pub fn evaluate(
         let packed = store::pack_raw(eval.sha256.clone(), &m.raw);
         (eval, (shadow, packed))
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(MAX_EVALUATION_THREADS)
-        .min(mails.len() / 8)
-        .max(1);
+    let threads = evaluation_threads(mails.len());
     let evaluated: Vec<_> = if threads == 1 {
         mails.iter().map(one).collect()
     } else {
