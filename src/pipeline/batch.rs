@@ -89,8 +89,8 @@ impl Evaluated {
 /// core too.
 const MAX_EVALUATION_THREADS: usize = 4;
 
-/// How many threads [`evaluate`] uses for a batch of `mails`: the cores, at most `MAX_EVALUATION_THREADS`, and one
-/// for every 8 mails at least.
+/// How many threads [`evaluate`] uses for a batch of `mails`: one per core, but no more than
+/// `MAX_EVALUATION_THREADS` and than one per 8 mails; one at least.
 pub fn evaluation_threads(mails: usize) -> usize {
     std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
