@@ -120,7 +120,7 @@ pub async fn checklist_of_task(conn: &mut AnyConnection, task: i64) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{self, MessageRecord};
+    use crate::store;
 
     /// A list longer than one statement is stored whole and in order, once: a second copy of the demand, with
     /// another list, leaves the first as it was; an empty list stores nothing.
@@ -130,18 +130,7 @@ mod tests {
         let store = store::test_store(dir.path()).await;
         let mut tx = store.begin().await.unwrap();
         let conn: &mut AnyConnection = &mut tx;
-        sqlx::query(
-            "INSERT INTO raw_mail (sha256, size, content, stored_at) VALUES ('s', 1, x'00', '')",
-        )
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-        let record = MessageRecord {
-            sha256: "s".into(),
-            facts: "{}".into(),
-            ..MessageRecord::default()
-        };
-        let message = store::insert_message(conn, &record).await.unwrap();
+        let message = store::test_message(conn, "s").await;
         let case = store::insert_case(
             conn,
             "7707083893",

@@ -1109,17 +1109,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = super::super::test_store(dir.path()).await;
         let mut tx = store.begin().await.unwrap();
-        store_raw_row(&mut tx, "s").await;
-        let message = insert_message(
-            &mut tx,
-            &MessageRecord {
-                sha256: "s".into(),
-                facts: "{}".into(),
-                ..MessageRecord::default()
-            },
-        )
-        .await
-        .unwrap();
+        let message = super::super::test_message(&mut tx, "s").await;
         assert!(insert_tasks(&mut tx, &[]).await.unwrap().is_empty());
         let tasks: Vec<NewTask> = (0..ROWS_PER_INSERT * 2 + 7)
             .map(|n| NewTask {
@@ -1146,15 +1136,5 @@ mod tests {
             assert_eq!(step, task.step);
             assert_eq!(status == "done", task.archived);
         }
-    }
-
-    async fn store_raw_row(tx: &mut crate::store::Tx, sha256: &str) {
-        sqlx::query(
-            "INSERT INTO raw_mail (sha256, size, content, stored_at) VALUES ($1, 1, x'00', '')",
-        )
-        .bind(sha256)
-        .execute(&mut ***tx)
-        .await
-        .unwrap();
     }
 }
