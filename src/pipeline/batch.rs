@@ -101,55 +101,71 @@ pub fn evaluation_threads(mails: usize) -> usize {
 
 /// Evaluates each mail (and, with [`Shadow::Evaluate`], its shadow decision) and packs its bytes for the store
 /// (compressed), in order, on up to `MAX_EVALUATION_THREADS` threads. Pure: no I/O.
+///
+/// Each mail is held once: its bytes are dropped as soon as they are packed, so a batch being evaluated holds the
+/// mail not yet packed and the packed copies of the rest, never both of one mail beyond the few mails in hand.
 pub fn evaluate(
     pipeline: &Pipeline,
-    mut mails: Vec<Incoming>,
+    mails: Vec<Incoming>,
     shadow: Shadow,
     now: DateTime<Utc>,
 ) -> Evaluated {
-    let one = |m: &Incoming| {
+    let one = |mut m: Incoming| {
         let eval = pipeline.evaluate(&m.raw, &m.mailbox, now);
         let shadow = match shadow {
             Shadow::Evaluate => shadow::evaluate(pipeline, &m.raw, &m.mailbox, now),
             Shadow::Skip => None,
         };
         let packed = store::pack_raw(eval.sha256.clone(), &m.raw);
-        (eval, (shadow, packed))
+        m.raw = Vec::new();
+        (m, eval, shadow, packed)
     };
     let threads = evaluation_threads(mails.len());
     let evaluated: Vec<_> = if threads == 1 {
-        mails.iter().map(one).collect()
+        mails.into_iter().map(one).collect()
     } else {
+        // Consecutive runs of the batch, one per thread, each thread owning its mails.
         let per_thread = mails.len().div_ceil(threads);
+        let mut parts: Vec<Vec<Incoming>> = Vec::with_capacity(threads);
+        let mut rest = mails.into_iter();
+        loop {
+            let part: Vec<Incoming> = rest.by_ref().take(per_thread).collect();
+            if part.is_empty() {
+                break;
+            }
+            parts.push(part);
+        }
         std::thread::scope(|scope| {
-            let parts: Vec<_> = mails
-                .chunks(per_thread)
+            let handles: Vec<_> = parts
+                .into_iter()
                 .map(|part| {
                     let one = &one;
-                    scope.spawn(move || part.iter().map(one).collect::<Vec<_>>())
+                    scope.spawn(move || part.into_iter().map(one).collect::<Vec<_>>())
                 })
                 .collect();
-            parts
+            handles
                 .into_iter()
-                .flat_map(|p| {
-                    p.join()
+                .flat_map(|h| {
+                    h.join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
                 })
                 .collect()
         })
     };
-    let (evaluations, rest): (Vec<_>, Vec<_>) = evaluated.into_iter().unzip();
-    let (shadows, packed) = rest.into_iter().unzip();
-    for m in &mut mails {
-        m.raw = Vec::new();
-    }
-    Evaluated {
-        mails,
-        packed,
-        evaluations,
-        shadows,
+    let mut batch = Evaluated {
+        mails: Vec::with_capacity(evaluated.len()),
+        packed: Vec::with_capacity(evaluated.len()),
+        evaluations: Vec::with_capacity(evaluated.len()),
+        shadows: Vec::with_capacity(evaluated.len()),
         now,
+    };
+    for (mail, eval, shadow, packed) in evaluated {
+        batch.mails.push(mail);
+        batch.evaluations.push(eval);
+        batch.shadows.push(shadow);
+        batch.packed.push(packed);
     }
+    batch
 }
 
 /// Writes `batch` through `tx` — each mail committed by the pipeline, then its shadow decision recorded beside it —

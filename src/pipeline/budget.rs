@@ -3,8 +3,9 @@
 //! A batch reserves its share before it is fetched and gives it back when its commit ends (committed or not), so
 //! that the mail fetched, evaluated and committing across all mailboxes together stays under the ceiling whatever
 //! the number of mailboxes and the size of the mail. A batch is counted at three times its mail's size: while it is
-//! evaluated it holds the mail as fetched and its packed (compressed) copy for the store, and while it commits the
-//! database driver and SQLite each copy the packed mail they are given to bind (heaptrack on the load benchmark).
+//! evaluated it holds each mail once (as fetched until it is packed, then its packed copy for the store; never both
+//! beyond the mail a thread has in hand), and while it commits the database driver and SQLite each copy the packed
+//! mail they are given to bind (heaptrack on the load benchmark).
 //!
 //! Deadlock freedom: a holder of a reservation only ever *tries* for another ([`MemoryBudget::try_reserve`]); only
 //! a pass holding none waits ([`MemoryBudget::reserve`]). Reservations are given back by commits, which never wait

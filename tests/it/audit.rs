@@ -391,6 +391,77 @@ on_both_engines!(
 );
 
 /// Runs the binary with a configuration file.
+/// Raw mail reaches PostgreSQL compressed by taxinbox (or as it came, when it would not shrink): the server keeps it
+/// out of line as sent, without trying its own compression on it (migration 0025), and it reads back exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_keeps_raw_mail_as_taxinbox_sent_it_and_it_reads_back_exactly() {
+    use base64::Engine as _;
+    let app = TestApp::new(Engine::Postgres).await;
+    app.import_corpus_register().await;
+    // A client's letter with a 60 KB file (incompressible, like a PDF): stored out of line, in TOAST chunks.
+    let mut file = Vec::with_capacity(60 * 1024);
+    let mut block = [7u8; 32];
+    while file.len() < 60 * 1024 {
+        block = <sha2::Sha256 as sha2::Digest>::digest(block).into();
+        file.extend_from_slice(&block);
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&file);
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    let large = format!(
+        "From: Бухгалтерия <buh@romashka.example>\r\nTo: inbox@debet-service.example\r\n\
+         Subject: Акт сверки за ноябрь\r\nMessage-ID: <toast-1@romashka.example>\r\n\
+         Date: Mon, 7 Dec 2026 10:00:00 +0300\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nДобрый день! Акт сверки во вложении.\r\n--b\r\n\
+         Content-Type: application/pdf; name=\"akt.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         {}\r\n--b--\r\n",
+        lines.join("\r\n")
+    );
+    let large_file = app.dir.path().join("large.eml");
+    std::fs::write(&large_file, &large).unwrap();
+    let files = [large_file, corpus().join("mail/0007.eml")];
+    app.ingest(&[&files[0], &files[1]], false).await;
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM pg_attribute WHERE attrelid = 'raw_mail'::regclass \
+             AND attname = 'content' AND attstorage = 'e'"
+        )
+        .await,
+        1,
+        "raw_mail.content is STORAGE EXTERNAL"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM raw_mail WHERE octet_length(content) > 8192")
+            .await,
+        1,
+        "the large mail is stored out of line"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM raw_mail WHERE pg_column_size(content) < octet_length(content)"
+        )
+        .await,
+        0,
+        "the server compressed no raw mail (a compressed value takes less than its length)"
+    );
+    let mut conn = app.app.store.acquire().await.unwrap();
+    for file in &files {
+        let sent = std::fs::read(file).unwrap();
+        let sha = taxinbox::store::sha256_hex(&sent);
+        let stored = taxinbox::store::raw_mail(&mut conn, &sha)
+            .await
+            .unwrap()
+            .expect("the mail is stored");
+        assert!(stored == sent, "{} reads back as it came", file.display());
+    }
+    drop(conn);
+    app.cleanup().await;
+}
+
 fn taxinbox(config: &std::path::Path) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_taxinbox"));
     c.arg("--config").arg(config).env_remove("RUST_LOG");

@@ -358,3 +358,68 @@ on_both_engines!(
         app.cleanup().await;
     }
 );
+
+/// The batch path spreads a batch over the cores and keeps its order: each mail comes back beside its own
+/// evaluation, decided as one mail alone is decided, and without its bytes (packed for the store instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_evaluated_across_threads_keeps_each_mail_beside_its_own_decision() {
+    use taxinbox::pipeline::batch::{self, Archive, Incoming, Shadow};
+    let app = TestApp::new(Engine::Sqlite).await;
+    app.import_corpus_register().await;
+    let pipeline = app.pipeline().await;
+    let mut files: Vec<_> = std::fs::read_dir(corpus().join("mail"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    files.sort();
+    files.truncate(64);
+    let raws: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let now = chrono::Utc::now();
+    let incoming = files
+        .iter()
+        .zip(&raws)
+        .map(|(f, raw)| Incoming {
+            raw: raw.clone(),
+            source: f.display().to_string(),
+            mailbox: "file".into(),
+            archive: Archive::No,
+        })
+        .collect();
+    assert!(batch::evaluation_threads(files.len()) >= 2 || num_cpus() < 2);
+    let evaluated = batch::evaluate(&pipeline, incoming, Shadow::Skip, now);
+    assert_eq!(evaluated.len(), files.len());
+    for (i, (mail, eval)) in evaluated
+        .mails
+        .iter()
+        .zip(evaluated.evaluations())
+        .enumerate()
+    {
+        assert_eq!(mail.source, files[i].display().to_string());
+        assert!(
+            mail.raw.is_empty(),
+            "{}: bytes dropped once packed",
+            mail.source
+        );
+        assert_eq!(eval.sha256, taxinbox::store::sha256_hex(&raws[i]));
+        let alone = pipeline.evaluate(&raws[i], "file", now);
+        let decided = |e: &taxinbox::pipeline::Evaluation| {
+            e.outcome
+                .as_ref()
+                .map(|r| {
+                    (
+                        r.rule.clone(),
+                        format!("{:?}", r.decision),
+                        r.client_inn.clone(),
+                    )
+                })
+                .map_err(Clone::clone)
+        };
+        assert_eq!(decided(eval), decided(&alone), "{}", mail.source);
+    }
+    app.cleanup().await;
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
