@@ -390,7 +390,6 @@ on_both_engines!(
     }
 );
 
-/// Runs the binary with a configuration file.
 /// Raw mail reaches PostgreSQL compressed by taxinbox (or as it came, when it would not shrink): the server keeps it
 /// out of line as sent, without trying its own compression on it (migration 0025), and it reads back exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,6 +461,7 @@ async fn postgresql_keeps_raw_mail_as_taxinbox_sent_it_and_it_reads_back_exactly
     app.cleanup().await;
 }
 
+/// Runs the binary with a configuration file.
 fn taxinbox(config: &std::path::Path) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_taxinbox"));
     c.arg("--config").arg(config).env_remove("RUST_LOG");
