@@ -134,7 +134,7 @@ fn measure_array(a: &Array, acc: &mut DataSize, max: DataSize, depth: usize) -> 
     a.iter().all(|v| measure(v, acc, max, depth + 1))
 }
 
-fn measure_map(m: &Map, acc: &mut DataSize, max: DataSize, depth: usize) -> bool {
+pub(crate) fn measure_map(m: &Map, acc: &mut DataSize, max: DataSize, depth: usize) -> bool {
     acc.items += m.len();
     if acc.over(max) {
         return false;
@@ -753,28 +753,27 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
     );
     let vocabulary = ctx.vocabulary.clone();
     engine.register_fn(
+        "request_topic",
+        move |ctx: NativeCallContext, mail: &mut super::MailObject| -> RhaiResult<String> {
+            let (subject, own, forwarded, is_reply) =
+                topic_texts(&ctx, "request_topic", mail.fields())?;
+            Ok(vocabulary.topics.best(&subject, &own, &forwarded, is_reply))
+        },
+    );
+    let vocabulary = ctx.vocabulary.clone();
+    engine.register_fn(
         "topic_scores",
         move |ctx: NativeCallContext, mail: &mut Map| -> RhaiResult<Array> {
-            let (subject, own, forwarded, is_reply) = topic_texts(&ctx, "topic_scores", mail)?;
-            Ok(vocabulary
-                .topics
-                .scores(&subject, &own, &forwarded, is_reply)
-                .into_iter()
-                .map(|s| {
-                    let mut m = Map::new();
-                    m.insert("topic".into(), s.topic.into());
-                    m.insert("score".into(), Dynamic::from_float(s.score));
-                    m.insert(
-                        "phrases".into(),
-                        s.phrases
-                            .into_iter()
-                            .map(Dynamic::from)
-                            .collect::<Array>()
-                            .into(),
-                    );
-                    Dynamic::from(m)
-                })
-                .collect())
+            let texts = topic_texts(&ctx, "topic_scores", mail)?;
+            Ok(topic_scores(&vocabulary, texts))
+        },
+    );
+    let vocabulary = ctx.vocabulary.clone();
+    engine.register_fn(
+        "topic_scores",
+        move |ctx: NativeCallContext, mail: &mut super::MailObject| -> RhaiResult<Array> {
+            let texts = topic_texts(&ctx, "topic_scores", mail.fields())?;
+            Ok(topic_scores(&vocabulary, texts))
         },
     );
     let vocabulary = ctx.vocabulary.clone();
@@ -788,6 +787,32 @@ pub fn register(engine: &mut Engine, ctx: &RuleContext) {
     engine.register_fn("fail", |message: &str| -> RhaiResult<Dynamic> {
         fail(message)
     });
+}
+
+/// Every topic's score with the phrases that made it, as `topic_scores` returns them.
+fn topic_scores(
+    vocabulary: &crate::evidence::Vocabulary,
+    (subject, own, forwarded, is_reply): (String, String, String, bool),
+) -> Array {
+    vocabulary
+        .topics
+        .scores(&subject, &own, &forwarded, is_reply)
+        .into_iter()
+        .map(|s| {
+            let mut m = Map::new();
+            m.insert("topic".into(), s.topic.into());
+            m.insert("score".into(), Dynamic::from_float(s.score));
+            m.insert(
+                "phrases".into(),
+                s.phrases
+                    .into_iter()
+                    .map(Dynamic::from)
+                    .collect::<Array>()
+                    .into(),
+            );
+            Dynamic::from(m)
+        })
+        .collect()
 }
 
 /// A string field of the `mail` map ("" when absent or not a string).

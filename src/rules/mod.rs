@@ -14,7 +14,7 @@ mod object;
 
 pub use decision::{ClientChoice, Decision, DemandFacts, TaskDue, TaskSpec};
 pub use live::LiveRules;
-pub use object::mail_object;
+pub use object::{mail_object, MailObject};
 
 use crate::calendar::{DemandCatalog, ProductionCalendar};
 use crate::directory::Directory;
@@ -211,8 +211,9 @@ const MEMORY_CEILING_VALUES: usize = 16;
 /// and the next one waits longer when the variables hold many items, so measuring costs a few item visits per read.
 const MEMORY_CHECK_EVERY: usize = 64;
 
-/// Variable reads between two measurements of the shared values in scope — the mail, and variables a closure
-/// captured — at least, and at most (a big mail is walked in proportion to its size, not at every measurement).
+/// Variable reads between two measurements of the shared values in scope — variables a closure captured — at least,
+/// and at most (a big value is walked in proportion to its size, not at every measurement). The mail itself is a
+/// read-only [`MailObject`], measured once when it is built.
 const SHARED_CHECK_EVERY: (usize, usize) = (1024, 32_768);
 
 /// The memory ceiling of the classification running on this thread, and the reads left before the next measurement.
@@ -230,15 +231,14 @@ thread_local! {
 }
 
 /// Sets the deadline and the memory ceiling for one classification of `mail` on this thread; the guard clears them.
+/// The ceiling allows for a copy of the mail (`let a = mail.attachments;`) beyond what the limits allow.
 fn enter_budget(limits: &Limits, budget: Duration, mail: &Dynamic) -> BudgetGuard {
     DEADLINE.with(|d| d.set(Some(Instant::now() + budget)));
     let or_max = |n: usize| if n == 0 { usize::MAX } else { n };
-    let unbounded = helpers::DataSize {
-        items: usize::MAX,
-        bytes: usize::MAX,
-    };
-    let mut of_mail = helpers::DataSize::default();
-    helpers::measure(mail, &mut of_mail, unbounded, 0);
+    let of_mail = mail
+        .read_lock::<MailObject>()
+        .map(|m| m.size())
+        .unwrap_or_default();
     let max = helpers::DataSize {
         items: of_mail
             .items
@@ -252,7 +252,7 @@ fn enter_budget(limits: &Limits, budget: Duration, mail: &Dynamic) -> BudgetGuar
             max,
             reads_left: MEMORY_CHECK_EVERY,
             shared_reads_left: 0,
-            shared: of_mail,
+            shared: helpers::DataSize::default(),
         }))
     });
     BudgetGuard
@@ -270,7 +270,7 @@ impl Drop for BudgetGuard {
 }
 
 /// Called on every variable read: counts down, then measures what the script's scope holds (its own variables
-/// every few reads, shared values — the mail, which the ceiling allows for — less often) and stops the script when
+/// every few reads, shared values — what closures captured — less often) and stops the script when
 /// it is over the ceiling.
 fn check_memory(scope: &rhai::Scope) -> Result<(), Box<rhai::EvalAltResult>> {
     let Some(mut ceiling) = CEILING.with(Cell::get) else {
@@ -367,6 +367,7 @@ fn build_engine(limits: &Limits, ctx: &RuleContext) -> Engine {
     // variable as usual) and only measures. Marked volatile by Rhai, hence the allow.
     #[allow(deprecated)]
     engine.on_var(|_, _, ctx| check_memory(ctx.scope()).map(|()| None));
+    object::register(&mut engine);
     helpers::register(&mut engine, ctx);
     engine
 }
@@ -464,8 +465,9 @@ impl Ruleset {
 
     /// Runs the rules in order on one mail; the first decision wins.
     pub fn classify(&self, mail: &Dynamic) -> Result<Classification, RuleFailure> {
-        let _budget = enter_budget(&self.limits, self.time_budget, mail);
-        self.run(mail)
+        let mail = read_only(mail);
+        let _budget = enter_budget(&self.limits, self.time_budget, &mail);
+        self.run(&mail)
     }
 
     /// Calls one file's `classify` with the (shared) mail; a failure names the file and, where known, the line.
@@ -490,11 +492,9 @@ impl Ruleset {
     }
 
     fn run(&self, mail: &Dynamic) -> Result<Classification, RuleFailure> {
-        // Shared, so that handing the mail to each rule file copies a pointer, not the whole map.
-        let mail = mail.clone().into_shared();
         let mut ran = Vec::new();
         for file in &self.files {
-            let value = self.call_classify(file, &mail)?;
+            let value = self.call_classify(file, mail)?;
             let decision = Decision::from_dynamic(value).map_err(|message| RuleFailure {
                 file: file.name.clone(),
                 line: None,
@@ -519,7 +519,7 @@ impl Ruleset {
     /// Runs every rule file on one mail, each on its own (not first-wins), and returns what each returned. The
     /// linter uses it to see decisions that a file earlier in the order hides on the fixtures.
     pub fn run_each(&self, mail: &Dynamic) -> Vec<(String, Result<Dynamic, RuleFailure>)> {
-        let mail = mail.clone().into_shared();
+        let mail = read_only(mail);
         self.files
             .iter()
             .map(|file| {
@@ -528,6 +528,18 @@ impl Ruleset {
                 (file.name.clone(), value)
             })
             .collect()
+    }
+}
+
+/// The mail as every rule file gets it: the read-only [`MailObject`] (a map, as tests and callers may pass, is made
+/// one), handed from file to file by pointer.
+fn read_only(mail: &Dynamic) -> Dynamic {
+    if mail.is::<MailObject>() {
+        return mail.clone();
+    }
+    match mail.read_lock::<rhai::Map>() {
+        Some(map) => Dynamic::from(MailObject::new(map.clone())),
+        None => mail.clone(),
     }
 }
 
@@ -621,6 +633,96 @@ mod tests {
             rs.classify(&mail()).unwrap().rule.as_deref(),
             Some("10-ok.rhai")
         );
+    }
+
+    /// A mail with the kinds of values the real one has: strings, a map of headers, an array of attachment maps.
+    fn mail_with_headers() -> Dynamic {
+        let mut m = rhai::Map::new();
+        m.insert("subject".into(), "Требование № 1 от 02.03.2026".into());
+        let mut headers = rhai::Map::new();
+        headers.insert("precedence".into(), "bulk".into());
+        m.insert("headers".into(), headers.into());
+        let mut attachment = rhai::Map::new();
+        attachment.insert("name".into(), "a.xml".into());
+        m.insert("attachments".into(), vec![Dynamic::from(attachment)].into());
+        m.insert("demand".into(), Dynamic::UNIT);
+        Dynamic::from(m)
+    }
+
+    #[test]
+    fn a_rule_reads_the_mail_and_changes_its_own_copies_never_the_mail_the_next_file_reads() {
+        let rs = ruleset(
+            &[
+                (
+                    "10-read.rhai",
+                    r#"fn classify(mail) {
+                        let h = mail.headers; h["precedence"] = "list";
+                        let m = mail.to_map(); m.subject = "changed";
+                        let read = mail.attachments.len() == 1 && mail.headers.get("precedence") == "bulk"
+                            && "subject" in mail && !("nope" in mail) && mail.nope == () && mail.demand == ()
+                            && mail["subject"] == mail.get("subject") && mail.keys().len() == 4
+                            && h.precedence == "list" && m.subject == "changed" && type_of(mail) == "mail";
+                        if read { () } else { #{category: "ignore", reason: "a read went wrong"} }
+                    }"#,
+                ),
+                (
+                    "20-decide.rhai",
+                    r#"fn classify(mail) { #{category: "notice", reason: mail.subject + " " + mail.headers.precedence} }"#,
+                ),
+            ],
+            &Limits::default(),
+        )
+        .unwrap();
+        let c = rs.classify(&mail_with_headers()).unwrap();
+        assert_eq!(c.rule.as_deref(), Some("20-decide.rhai"));
+        assert_eq!(
+            c.decision.unwrap().reason,
+            "Требование № 1 от 02.03.2026 bulk"
+        );
+    }
+
+    #[test]
+    fn writing_to_the_mail_fails_that_mail_naming_the_field_and_the_line() {
+        for (rule, field, line) in [
+            (
+                "fn classify(mail) {\n  mail.subject = \"x\";\n  ()\n}",
+                "subject",
+                2,
+            ),
+            (
+                "fn classify(mail) {\n  mail.headers[\"x\"] = 1;\n  ()\n}",
+                "headers",
+                2,
+            ),
+            (
+                "fn classify(mail) {\n  mail.headers.remove(\"precedence\");\n  ()\n}",
+                "headers",
+                2,
+            ),
+            (
+                "fn classify(mail) {\n  mail[\"demand\"] = #{};\n  ()\n}",
+                "demand",
+                2,
+            ),
+            (
+                "fn tidy(m) {\n  m.subject = \"\";\n}\nfn classify(mail) {\n  tidy(mail);\n  ()\n}",
+                "subject",
+                5,
+            ),
+        ] {
+            let rs = ruleset(&[("10-write.rhai", rule)], &Limits::default()).unwrap();
+            let err = rs.classify(&mail_with_headers()).unwrap_err();
+            assert!(
+                err.message.contains("read only") && err.message.contains(&format!("`{field}`")),
+                "{rule}: {}",
+                err.message
+            );
+            assert_eq!(
+                (err.file.as_str(), err.line),
+                ("10-write.rhai", Some(line)),
+                "{rule}"
+            );
+        }
     }
 
     #[test]

@@ -1,10 +1,173 @@
-//! The `mail` object a rule sees: the parsed mail, the extracted facts and the evidence of what it is, as one
-//! Rhai map.
+//! The `mail` object a rule sees: the parsed mail, the extracted facts and the evidence of what it is — the fields
+//! of the rule API, read only.
 
+use super::helpers::DataSize;
 use crate::evidence::{Document, Evidence};
 use crate::mail::{Facts, ParsedMail, XmlDemand};
 use chrono::NaiveDate;
-use rhai::{Array, Dynamic, Map};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Position};
+use std::sync::Arc;
+
+/// The `mail` a rule sees: the fields of the rule API, read only, handed from rule to rule and into the rules' own
+/// functions by pointer.
+///
+/// Read like a map (`mail.subject`, `mail["subject"]`, `"demand" in mail`, `mail.keys()`); a field read is a copy,
+/// so a rule may change what it read. Writing to the mail itself is an error: one rule file's change would otherwise
+/// reach the files after it (a shared map) and the decision would depend on the order of the files, not on the mail.
+/// As a plain map, every call of a rule's own function with `mail` copied it whole, headers and attachments included.
+#[derive(Debug, Clone)]
+pub struct MailObject(Arc<(Map, DataSize)>);
+
+impl MailObject {
+    pub fn new(fields: Map) -> MailObject {
+        let mut size = DataSize::default();
+        let unbounded = DataSize {
+            items: usize::MAX,
+            bytes: usize::MAX,
+        };
+        super::helpers::measure_map(&fields, &mut size, unbounded, 0);
+        MailObject(Arc::new((fields, size)))
+    }
+
+    pub fn fields(&self) -> &Map {
+        &self.0 .0
+    }
+
+    /// What the mail holds, measured once: the memory ceiling of a rule allows for a copy of it.
+    pub(super) fn size(&self) -> DataSize {
+        self.0 .1
+    }
+
+    fn field(&self, name: &str) -> Dynamic {
+        self.fields().get(name).cloned().unwrap_or(Dynamic::UNIT)
+    }
+}
+
+/// The fields [`mail_object`] fills, each with a getter of its own (the indexer answers any other name with `()`,
+/// as a map does).
+const FIELDS: &[&str] = &[
+    "message_id",
+    "subject",
+    "from",
+    "from_name",
+    "to",
+    "cc",
+    "date",
+    "received_at",
+    "mailbox",
+    "text",
+    "html",
+    "headers",
+    "attachments",
+    "in_reply_to",
+    "references",
+    "is_auto",
+    "is_reply",
+    "inns",
+    "kpps",
+    "ogrns",
+    "demand",
+    "search_text",
+    "document",
+    "own_text",
+    "checklist",
+    "forwarded_text",
+    "quoted_text",
+    "new_text",
+];
+
+fn read_only(name: &str) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(
+        format!(
+            "the mail is read only: `{name}` cannot be set (copy it first: `let v = mail.{name};`, or \
+             `let m = mail.to_map();`)"
+        )
+        .into(),
+        Position::NONE,
+    )
+    .into()
+}
+
+/// Whether two of the mail's values are equal: unit, strings, numbers, booleans, and arrays and maps of them (what
+/// [`mail_object`] builds). Any other kind of value counts as different.
+fn same(a: &Dynamic, b: &Dynamic) -> bool {
+    if a.is_unit() || b.is_unit() {
+        return a.is_unit() && b.is_unit();
+    }
+    if let (Some(x), Some(y)) = (
+        a.read_lock::<rhai::ImmutableString>(),
+        b.read_lock::<rhai::ImmutableString>(),
+    ) {
+        return *x == *y;
+    }
+    if let (Some(x), Some(y)) = (a.read_lock::<Array>(), b.read_lock::<Array>()) {
+        return x.len() == y.len() && x.iter().zip(y.iter()).all(|(x, y)| same(x, y));
+    }
+    if let (Some(x), Some(y)) = (a.read_lock::<Map>(), b.read_lock::<Map>()) {
+        return x.len() == y.len()
+            && x.iter()
+                .zip(y.iter())
+                .all(|((kx, x), (ky, y))| kx == ky && same(x, y));
+    }
+    match (a.as_bool(), b.as_bool()) {
+        (Ok(x), Ok(y)) => return x == y,
+        (Err(_), Err(_)) => {}
+        _ => return false,
+    }
+    match (a.as_int(), b.as_int()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// A write to the mail's field `name`: refused, unless it writes back what the field holds — as Rhai does after a
+/// method call on a field it read (`mail.attachments.len()`, `mail.headers.get("precedence")`).
+fn write(m: &MailObject, name: &str, value: &Dynamic) -> Result<(), Box<EvalAltResult>> {
+    if same(&m.field(name), value) {
+        Ok(())
+    } else {
+        Err(read_only(name))
+    }
+}
+
+/// Registers the `mail` type: a getter per field, the indexer, the map functions that read (`contains` for `in`,
+/// `get`, `keys`, `values`, `len`, `is_empty`), `to_map()` for a copy a rule may change, and setters that refuse
+/// any change.
+pub(super) fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<MailObject>("mail");
+    for &name in FIELDS {
+        engine.register_get(name, move |m: &mut MailObject| m.field(name));
+        engine.register_set(name, move |m: &mut MailObject, value: Dynamic| {
+            write(m, name, &value)
+        });
+    }
+    engine.register_indexer_get(|m: &mut MailObject, name: &str| m.field(name));
+    engine.register_indexer_set(|m: &mut MailObject, name: &str, value: Dynamic| {
+        write(m, name, &value)
+    });
+    engine.register_fn("contains", |m: &mut MailObject, name: &str| {
+        m.fields().contains_key(name)
+    });
+    engine.register_fn("get", |m: &mut MailObject, name: &str| m.field(name));
+    engine.register_fn("keys", |m: &mut MailObject| -> Array {
+        m.fields()
+            .keys()
+            .map(|k| Dynamic::from(k.to_string()))
+            .collect()
+    });
+    engine.register_fn("values", |m: &mut MailObject| -> Array {
+        m.fields().values().cloned().collect()
+    });
+    engine.register_fn("len", |m: &mut MailObject| {
+        i64::try_from(m.fields().len()).unwrap_or(i64::MAX)
+    });
+    engine.register_fn("is_empty", |m: &mut MailObject| m.fields().is_empty());
+    engine.register_fn("to_map", |m: &mut MailObject| -> Map { m.fields().clone() });
+    engine.register_fn("to_string", |m: &mut MailObject| {
+        format!("{:?}", m.fields())
+    });
+    engine.register_fn("to_debug", |m: &mut MailObject| format!("{:?}", m.fields()));
+}
 
 /// Longest body string handed to the rules (`text`, `html`, `search_text`, each attachment's `text`): half the default
 /// `rules.max_string_size` (1 MiB), so a rule may copy, lower-case or join two of them without failing the mail on
@@ -94,7 +257,7 @@ fn search_text(mail: &ParsedMail, clean_text: &str) -> String {
     super::helpers::squash(&all)
 }
 
-/// Builds the map of the rule API (docs/rules-api.md). `received` is the date the mail counts as received (its Date header in
+/// Builds the `mail` of the rule API (docs/rules-api.md). `received` is the date the mail counts as received (its Date header in
 /// the firm's time zone); `mailbox` names the source it came from.
 pub fn mail_object(
     mail: &ParsedMail,
@@ -191,5 +354,6 @@ pub fn mail_object(
     );
     m.insert("quoted_text".into(), capped(&evidence.sections.quoted));
     m.insert("new_text".into(), capped(&evidence.sections.new_content()));
-    Dynamic::from(m)
+    debug_assert!(m.keys().all(|k| FIELDS.contains(&k.as_str())));
+    Dynamic::from(MailObject::new(m))
 }
