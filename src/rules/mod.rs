@@ -470,7 +470,7 @@ impl Ruleset {
         self.run(&mail)
     }
 
-    /// Calls one file's `classify` with the (shared) mail; a failure names the file and, where known, the line.
+    /// Calls one file's `classify` with the read-only mail; a failure names the file and, where known, the line.
     fn call_classify(&self, file: &RuleFile, mail: &Dynamic) -> Result<Dynamic, RuleFailure> {
         let mut scope = rhai::Scope::new();
         let options = rhai::CallFnOptions::new()

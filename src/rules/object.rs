@@ -14,7 +14,8 @@ use std::sync::Arc;
 /// Read like a map (`mail.subject`, `mail["subject"]`, `"demand" in mail`, `mail.keys()`); a field read is a copy,
 /// so a rule may change what it read. Writing to the mail itself is an error: one rule file's change would otherwise
 /// reach the files after it (a shared map) and the decision would depend on the order of the files, not on the mail.
-/// As a plain map, every call of a rule's own function with `mail` copied it whole, headers and attachments included.
+/// A plain map would also be copied whole, headers and attachments included, at every call of a rule's own function
+/// with `mail`; this is one pointer.
 #[derive(Debug, Clone)]
 pub struct MailObject(Arc<(Map, DataSize)>);
 
