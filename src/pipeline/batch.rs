@@ -89,14 +89,38 @@ impl Evaluated {
 /// core too.
 const MAX_EVALUATION_THREADS: usize = 4;
 
+/// Fewest mails a thread takes of a batch: fewer are not worth waking a thread for.
+const MAILS_PER_THREAD: usize = 8;
+
 /// How many threads [`evaluate`] uses for a batch of `mails`: one per core, but no more than
-/// `MAX_EVALUATION_THREADS` and than one per 8 mails; one at least.
+/// `MAX_EVALUATION_THREADS` and than one per `MAILS_PER_THREAD` mails; one at least (the caller's own).
 pub fn evaluation_threads(mails: usize) -> usize {
     std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(MAX_EVALUATION_THREADS)
-        .min(mails / 8)
+        .min(mails / MAILS_PER_THREAD)
         .max(1)
+}
+
+/// The threads batches are evaluated on, made at the first batch and kept: a thread keeps what it builds once (its
+/// zstd context, the regular expressions' scratch space) from batch to batch, and the threads take the batch's mails
+/// one by one as they finish, so one slow mail does not leave the others idle. `None` when the system refuses
+/// threads: the batch is then evaluated on the caller's thread.
+fn evaluation_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::LazyLock<Option<rayon::ThreadPool>> = std::sync::LazyLock::new(|| {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(MAX_EVALUATION_THREADS);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("taxinbox-eval-{i}"))
+            .build()
+            .map_err(|e| {
+                tracing::warn!("cannot start the evaluation threads, evaluating on one: {e}")
+            })
+            .ok()
+    });
+    POOL.as_ref()
 }
 
 /// Evaluates each mail (and, with [`Shadow::Evaluate`], its shadow decision) and packs its bytes for the store
@@ -120,37 +144,19 @@ pub fn evaluate(
         m.raw = Vec::new();
         (m, eval, shadow, packed)
     };
-    let threads = evaluation_threads(mails.len());
-    let evaluated: Vec<_> = if threads == 1 {
-        mails.into_iter().map(one).collect()
-    } else {
-        // Consecutive runs of the batch, one per thread, each thread owning its mails.
-        let per_thread = mails.len().div_ceil(threads);
-        let mut parts: Vec<Vec<Incoming>> = Vec::with_capacity(threads);
-        let mut rest = mails.into_iter();
-        loop {
-            let part: Vec<Incoming> = rest.by_ref().take(per_thread).collect();
-            if part.is_empty() {
-                break;
-            }
-            parts.push(part);
+    let evaluated: Vec<_> = match evaluation_pool() {
+        Some(pool) if evaluation_threads(mails.len()) > 1 => {
+            use rayon::iter::ParallelIterator as _;
+            use rayon::iter::{IndexedParallelIterator as _, IntoParallelIterator as _};
+            pool.install(|| {
+                mails
+                    .into_par_iter()
+                    .with_min_len(MAILS_PER_THREAD)
+                    .map(one)
+                    .collect()
+            })
         }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = parts
-                .into_iter()
-                .map(|part| {
-                    let one = &one;
-                    scope.spawn(move || part.into_iter().map(one).collect::<Vec<_>>())
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        })
+        _ => mails.into_iter().map(one).collect(),
     };
     let mut batch = Evaluated {
         mails: Vec::with_capacity(evaluated.len()),
