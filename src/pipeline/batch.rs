@@ -140,8 +140,7 @@ pub fn evaluate(
             Shadow::Evaluate => shadow::evaluate(pipeline, &m.raw, &m.mailbox, now),
             Shadow::Skip => None,
         };
-        let packed = store::pack_raw(eval.sha256.clone(), &m.raw);
-        m.raw = Vec::new();
+        let packed = store::pack_raw(eval.sha256.clone(), std::mem::take(&mut m.raw));
         (m, eval, shadow, packed)
     };
     let evaluated: Vec<_> = match evaluation_pool() {

@@ -4,8 +4,9 @@
 //! that the mail fetched, evaluated and committing across all mailboxes together stays under the ceiling whatever
 //! the number of mailboxes and the size of the mail. A batch is counted at three times its mail's size: while it is
 //! evaluated it holds each mail once (as fetched until it is packed, then its packed copy for the store; never both
-//! beyond the mail a thread has in hand), and while it commits the database driver and SQLite each copy the packed
-//! mail they are given to bind (heaptrack on the load benchmark).
+//! beyond the mail a thread has in hand), and while it commits the database driver and SQLite each copy what one
+//! statement binds: about a MiB of packed mail, a larger mail being bound in parts of a MiB (`store::RAW_PART_BYTES`;
+//! heaptrack on the load benchmark measured the copies when a statement bound a whole batch).
 //!
 //! Deadlock freedom: a holder of a reservation only ever *tries* for another ([`MemoryBudget::try_reserve`]); only
 //! a pass holding none waits ([`MemoryBudget::reserve`]). Reservations are given back by commits, which never wait

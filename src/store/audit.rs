@@ -514,7 +514,12 @@ pub async fn purge_raw_mail(
         outcome.bytes += size;
         outcome.purged += 1;
         if !dry_run {
-            sqlx::query("UPDATE raw_mail SET content = NULL WHERE sha256 = $1")
+            sqlx::query("DELETE FROM raw_mail_parts WHERE sha256 = $1")
+                .bind(&sha)
+                .execute(&mut *conn)
+                .await
+                .context("purge the parts of a large raw mail")?;
+            sqlx::query("UPDATE raw_mail SET content = NULL, parts = 0 WHERE sha256 = $1")
                 .bind(&sha)
                 .execute(&mut *conn)
                 .await

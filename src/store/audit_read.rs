@@ -263,22 +263,33 @@ pub async fn raw_mail_page(
     after: &str,
     limit: i64,
 ) -> anyhow::Result<Vec<RawMailRow>> {
-    let rows: Vec<(String, i64, Option<Vec<u8>>, String)> = sqlx::query_as(
-        "SELECT sha256, size, content, encoding FROM raw_mail WHERE sha256 > $1 ORDER BY sha256 LIMIT $2",
+    /// `sha256, size, content, encoding, parts` of a `raw_mail` row.
+    type Row = (String, i64, Option<Vec<u8>>, String, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT sha256, size, content, encoding, parts FROM raw_mail WHERE sha256 > $1 ORDER BY sha256 LIMIT $2",
     )
     .bind(after)
     .bind(limit)
     .fetch_all(&mut *conn)
     .await
     .context("read raw mail")?;
-    Ok(rows
-        .into_iter()
-        .map(|(sha256, size, content, encoding)| RawMailRow {
-            content: content.map(|c| super::messages::unpack_raw_or_stored(&encoding, c, size)),
+    let mut page = Vec::with_capacity(rows.len());
+    for (sha256, size, content, encoding, parts) in rows {
+        // A large mail's parts are read here, one row at a time; a missing part leaves the bytes short of their hash.
+        let content = match content {
+            Some(c) => {
+                let (c, _) = super::messages::raw_content(conn, &sha256, c, parts).await?;
+                Some(super::messages::unpack_raw_or_stored(&encoding, c, size))
+            }
+            None => None,
+        };
+        page.push(RawMailRow {
+            content,
             sha256,
             size,
-        })
-        .collect())
+        });
+    }
+    Ok(page)
 }
 
 const MAIL_COLUMNS: &str = "m.id, m.sha256, m.message_id, m.source, m.mailbox, m.fetched_at, m.received_date, \

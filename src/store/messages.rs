@@ -113,10 +113,11 @@ fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
     })
 }
 
-/// Packs `raw` (whose hash is `sha256`) for storing: compressed when that saves at least 1/32 of it.
-pub fn pack_raw(sha256: String, raw: &[u8]) -> PackedRaw {
+/// Packs `raw` (whose hash is `sha256`) for storing: compressed when that saves at least 1/32 of it, else the bytes
+/// themselves, moved rather than copied (a large scan does not shrink, and is then held once).
+pub fn pack_raw(sha256: String, raw: Vec<u8>) -> PackedRaw {
     let size = i64::try_from(raw.len()).unwrap_or(i64::MAX);
-    match compress(raw) {
+    match compress(&raw) {
         Ok(packed) if packed.len() < raw.len() - raw.len() / 32 => PackedRaw {
             sha256,
             size,
@@ -127,7 +128,7 @@ pub fn pack_raw(sha256: String, raw: &[u8]) -> PackedRaw {
             sha256,
             size,
             encoding: "identity",
-            content: raw.to_vec(),
+            content: raw,
         },
     }
 }
@@ -185,6 +186,10 @@ const ROWS_PER_INSERT: usize = 200;
 /// in turn, rather than copied whole twice at once: the memory budget (`pipeline::budget`) counts one copy of a
 /// batch being bound, and the load benchmark's peak was a few MB over 150 MB with whole-batch statements.
 const RAW_BYTES_PER_INSERT: usize = 1 << 20;
+
+/// Packed raw mail larger than this is stored in parts of this size (`raw_mail_parts`), one statement each: what
+/// the driver and the database copy of a large mail at any time is one part, not the mail.
+pub const RAW_PART_BYTES: usize = 1 << 20;
 
 /// `($1, $2), ($3, $4)`: the `VALUES` of `rows` rows of `columns` placeholders each.
 pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
@@ -258,7 +263,8 @@ impl BatchRows {
     }
 
     /// Stores every mail of `mails` the store does not hold yet, in as few statements as [`ROWS_PER_INSERT`] and
-    /// [`RAW_BYTES_PER_INSERT`] allow; a hash already there is left as it is.
+    /// [`RAW_BYTES_PER_INSERT`] allow; a mail packed larger than [`RAW_PART_BYTES`] in parts, one statement each. A
+    /// hash already there is left as it is.
     pub async fn store_raw(
         &mut self,
         conn: &mut AnyConnection,
@@ -270,6 +276,12 @@ impl BatchRows {
             if !self.known.contains_key(&m.sha256) && !fresh.iter().any(|f| f.sha256 == m.sha256) {
                 fresh.push(m);
             }
+        }
+        let (large, fresh): (Vec<&PackedRaw>, Vec<&PackedRaw>) = fresh
+            .into_iter()
+            .partition(|m| m.content.len() > RAW_PART_BYTES);
+        for m in large {
+            store_raw_in_parts(conn, m, now).await?;
         }
         let mut start = 0;
         while start < fresh.len() {
@@ -577,20 +589,98 @@ pub async fn put_raw(
     Ok(())
 }
 
+/// Stores `m` as a `raw_mail` row with empty `content` and its packed bytes in parts of [`RAW_PART_BYTES`], each
+/// bound by a statement of its own. Parts are written only when the row is new: a mail stored before (by another
+/// instance, say) keeps its parts.
+async fn store_raw_in_parts(
+    conn: &mut AnyConnection,
+    m: &PackedRaw,
+    now: &str,
+) -> anyhow::Result<()> {
+    let parts = m.content.chunks(RAW_PART_BYTES);
+    let inserted = sqlx::query(
+        "INSERT INTO raw_mail (sha256, size, content, stored_at, encoding, parts) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (sha256) DO NOTHING",
+    )
+    .bind(m.sha256.as_str())
+    .bind(m.size)
+    .bind(&[] as &[u8])
+    .bind(now)
+    .bind(m.encoding)
+    .bind(i64::try_from(parts.len()).unwrap_or(i64::MAX))
+    .execute(&mut *conn)
+    .await
+    .context("store raw mail")?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(());
+    }
+    for (seq, part) in parts.enumerate() {
+        sqlx::query("INSERT INTO raw_mail_parts (sha256, seq, content) VALUES ($1, $2, $3)")
+            .bind(m.sha256.as_str())
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .bind(part)
+            .execute(&mut *conn)
+            .await
+            .context("store a part of a large raw mail")?;
+    }
+    Ok(())
+}
+
+/// The stored bytes of raw mail `sha256` whose row says it has `parts` parts, put back together in order, one part
+/// read at a time; `content` (the row's own) when it has none. Parts that are missing leave a gap the mail's hash
+/// check names: the caller decides whether that is an error.
+pub(crate) async fn raw_content(
+    conn: &mut AnyConnection,
+    sha256: &str,
+    content: Vec<u8>,
+    parts: i64,
+) -> anyhow::Result<(Vec<u8>, i64)> {
+    if parts <= 0 {
+        return Ok((content, 0));
+    }
+    let mut whole = Vec::new();
+    let mut found = 0;
+    for seq in 0..parts {
+        let part: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT content FROM raw_mail_parts WHERE sha256 = $1 AND seq = $2")
+                .bind(sha256)
+                .bind(seq)
+                .fetch_optional(&mut *conn)
+                .await
+                .context("read a part of a large raw mail")?;
+        if let Some(part) = part {
+            if whole.is_empty() {
+                whole.reserve(
+                    part.len()
+                        .saturating_mul(usize::try_from(parts).unwrap_or(1)),
+                );
+            }
+            whole.extend_from_slice(&part);
+            found += 1;
+        }
+    }
+    Ok((whole, found))
+}
+
 /// The raw mail with hash `sha256`, decompressed; `None` when there is none or its content was purged.
 pub async fn raw_mail(conn: &mut AnyConnection, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
-    let row: Option<(Option<Vec<u8>>, String, i64)> =
-        sqlx::query_as("SELECT content, encoding, size FROM raw_mail WHERE sha256 = $1")
+    let row: Option<(Option<Vec<u8>>, String, i64, i64)> =
+        sqlx::query_as("SELECT content, encoding, size, parts FROM raw_mail WHERE sha256 = $1")
             .bind(sha256)
             .fetch_optional(&mut *conn)
             .await
             .context("read raw mail")?;
-    match row {
-        Some((Some(content), encoding, size)) => unpack_raw(&encoding, content, size)
-            .with_context(|| format!("raw mail {sha256}"))
-            .map(Some),
-        _ => Ok(None),
+    let Some((Some(content), encoding, size, parts)) = row else {
+        return Ok(None);
+    };
+    let (content, found) = raw_content(conn, sha256, content, parts).await?;
+    if found < parts {
+        anyhow::bail!("raw mail {sha256}: {found} of its {parts} stored parts are there");
     }
+    unpack_raw(&encoding, content, size)
+        .with_context(|| format!("raw mail {sha256}"))
+        .map(Some)
 }
 
 pub async fn insert_message(conn: &mut AnyConnection, m: &MessageRecord) -> anyhow::Result<i64> {
@@ -1008,7 +1098,7 @@ mod tests {
         put_raw(&mut tx, &old_sha, &old, "2026-01-01T00:00:00.000Z")
             .await
             .unwrap();
-        let packed = pack_raw(new_sha.clone(), &new);
+        let packed = pack_raw(new_sha.clone(), new.clone());
         assert_eq!(packed.encoding, "zstd");
         assert!(packed.content.len() < new.len() / 4, "text compresses");
         let mut rows = BatchRows::default();
@@ -1054,7 +1144,7 @@ mod tests {
                 (state >> 24) as u8
             })
             .collect();
-        let packed = pack_raw("x".into(), &noise);
+        let packed = pack_raw("x".into(), noise.clone());
         assert_eq!(packed.encoding, "identity");
         assert_eq!(packed.content, noise);
         assert_eq!(unpack_raw("identity", noise.clone(), 4096).unwrap(), noise);

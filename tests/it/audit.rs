@@ -265,6 +265,145 @@ on_both_engines!(
     }
 );
 
+/// A demand with a scan of `scan_bytes` bytes that do not compress (like a real PDF), as base64 lines.
+fn demand_with_a_large_scan(scan_bytes: usize) -> Vec<u8> {
+    use base64::Engine as _;
+    use rand::{RngCore as _, SeedableRng as _};
+    let mut scan = vec![0u8; scan_bytes];
+    rand::rngs::StdRng::seed_from_u64(7).fill_bytes(&mut scan);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&scan);
+    let mut mail = "From: noreply@kontur.ru\r\nTo: buh@debet-service.example\r\nSubject: Требование о представлении \
+         документов № 4418 от 11.09.2026\r\nDate: Fri, 11 Sep 2026 10:00:00 +0300\r\nMessage-ID: <large-scan@kontur.ru>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nВ адрес ООО «Ветер-Снаб» (ИНН 7703612056) поступило требование о \
+         представлении документов № 4418 от 11.09.2026. Скан во вложении.\r\n--b\r\n\
+         Content-Type: application/pdf; name=\"scan.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename=\"scan.pdf\"\r\n\r\n"
+        .as_bytes()
+        .to_vec();
+    for line in encoded.as_bytes().chunks(76) {
+        mail.extend_from_slice(line);
+        mail.extend_from_slice(b"\r\n");
+    }
+    mail.extend_from_slice(b"--b--\r\n");
+    mail
+}
+
+on_both_engines!(
+    a_large_mail_is_stored_in_parts_reads_back_exactly_verifies_and_a_purge_takes_every_part,
+    |engine| async move {
+        let app = TestApp::with_extra_config(engine, "[audit]\nretention_days = 30\n").await;
+        app.import_corpus_register().await;
+        let mail = demand_with_a_large_scan(3 << 20);
+        let path = app.path("large.eml");
+        std::fs::write(&path, &mail).unwrap();
+        let reports = app.ingest(&[&path], false).await;
+        assert_eq!(reports.len(), 1);
+        let sha = taxinbox::store::sha256_hex(&mail);
+
+        // Stored in parts of at most RAW_PART_BYTES, the row itself holding none of the bytes.
+        let parts = app
+            .count(&format!(
+                "SELECT parts FROM raw_mail WHERE sha256 = '{sha}'"
+            ))
+            .await;
+        let part_size = i64::try_from(taxinbox::store::RAW_PART_BYTES).unwrap();
+        assert!(
+            parts >= 3,
+            "a mail of {} bytes in {parts} parts",
+            mail.len()
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM raw_mail_parts WHERE sha256 = '{sha}'"
+            ))
+            .await,
+            parts
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM raw_mail_parts WHERE sha256 = '{sha}' AND (seq < {parts} - 1 AND \
+                 length(content) = {part_size} OR seq = {parts} - 1 AND length(content) <= {part_size})"
+            ))
+            .await,
+            parts,
+            "every part but the last is full"
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM raw_mail WHERE sha256 = '{sha}' AND length(content) = 0"
+            ))
+            .await,
+            1
+        );
+        let mut conn = app.app.store.acquire().await.unwrap();
+        assert_eq!(
+            taxinbox::store::raw_mail(&mut conn, &sha).await.unwrap(),
+            Some(mail.clone()),
+            "the parts read back as the mail"
+        );
+        let v = audit::verify(&mut conn).await.unwrap();
+        assert!(v.is_intact(), "{v}");
+        assert_eq!(v.raw_checked, 1);
+        drop(conn);
+
+        // One byte of one part altered, or a part gone, is named like any altered mail.
+        let entry = app
+            .count("SELECT MAX(seq) FROM audit_log WHERE sha256 IS NOT NULL")
+            .await;
+        let v = verify_after(
+            &app,
+            &[&format!(
+                "UPDATE raw_mail_parts SET content = (SELECT content FROM raw_mail_parts WHERE sha256 = '{sha}' \
+                 AND seq = 0) WHERE sha256 = '{sha}' AND seq = 1"
+            )],
+        )
+        .await;
+        assert_eq!(first_bad(&v), entry, "{v}");
+        assert!(v.to_string().contains("altered"), "{v}");
+        let v = verify_after(
+            &app,
+            &[&format!(
+                "DELETE FROM raw_mail_parts WHERE sha256 = '{sha}' AND seq = 1"
+            )],
+        )
+        .await;
+        assert_eq!(first_bad(&v), entry, "{v}");
+        let mut tx = app.app.store.begin().await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM raw_mail_parts WHERE sha256 = '{sha}' AND seq = 1"
+        )))
+        .execute(&mut **tx)
+        .await
+        .unwrap();
+        let err = taxinbox::store::raw_mail(&mut tx, &sha).await.unwrap_err();
+        assert!(err.to_string().contains("parts"), "{err:#}");
+        tx.rollback().await.unwrap();
+
+        // The same mail again is its duplicate: no second copy of its parts.
+        app.ingest(&[&path], false).await;
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM raw_mail_parts").await,
+            parts
+        );
+
+        // Past the retention period the purge takes the parts with the content.
+        let later = chrono::Utc::now() + chrono::Duration::days(31);
+        let purged = audit::purge_expired(&app.app.store, &app.app.settings.audit, later, false)
+            .await
+            .unwrap();
+        assert_eq!(purged.purged, 1);
+        assert_eq!(purged.bytes, i64::try_from(mail.len()).unwrap());
+        assert_eq!(app.count("SELECT COUNT(*) FROM raw_mail_parts").await, 0);
+        let mut conn = app.app.store.acquire().await.unwrap();
+        let v = audit::verify(&mut conn).await.unwrap();
+        assert!(v.is_intact(), "{v}");
+        assert_eq!((v.raw_checked, v.raw_purged), (1, 1));
+        drop(conn);
+        app.cleanup().await;
+    }
+);
+
 on_both_engines!(
     show_tells_why_a_mail_was_quarantined_and_that_a_reprocess_then_processed_and_notified,
     |engine| async move {

@@ -1,0 +1,13 @@
+-- Raw mail larger than a MiB once packed is stored in parts of a MiB, in order: its `raw_mail` row keeps an empty
+-- `content` and says in `parts` how many follow. Each part is written by a statement of its own, so a large mail is
+-- never bound (and copied by the driver and by the database) whole. Purging the mail deletes its parts.
+ALTER TABLE raw_mail ADD COLUMN parts BIGINT NOT NULL DEFAULT 0;
+
+CREATE TABLE raw_mail_parts (
+    sha256  TEXT NOT NULL REFERENCES raw_mail (sha256),
+    seq     BIGINT NOT NULL,
+    content BYTEA NOT NULL,
+    PRIMARY KEY (sha256, seq)
+);
+-- As raw_mail.content (0025): packed by taxinbox already, kept out of line without the server's compression.
+ALTER TABLE raw_mail_parts ALTER COLUMN content SET STORAGE EXTERNAL;
