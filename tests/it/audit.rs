@@ -361,21 +361,14 @@ on_both_engines!(
         .await;
         assert_eq!(first_bad(&v), entry, "{v}");
         assert!(v.to_string().contains("altered"), "{v}");
-        let v = verify_after(
-            &app,
-            &[&format!(
-                "DELETE FROM raw_mail_parts WHERE sha256 = '{sha}' AND seq = 1"
-            )],
-        )
-        .await;
+        let drop_a_part = format!("DELETE FROM raw_mail_parts WHERE sha256 = '{sha}' AND seq = 1");
+        let v = verify_after(&app, &[&drop_a_part]).await;
         assert_eq!(first_bad(&v), entry, "{v}");
         let mut tx = app.app.store.begin().await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM raw_mail_parts WHERE sha256 = '{sha}' AND seq = 1"
-        )))
-        .execute(&mut **tx)
-        .await
-        .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(drop_a_part))
+            .execute(&mut **tx)
+            .await
+            .unwrap();
         let err = taxinbox::store::raw_mail(&mut tx, &sha).await.unwrap_err();
         assert!(err.to_string().contains("parts"), "{err:#}");
         tx.rollback().await.unwrap();
