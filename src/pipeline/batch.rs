@@ -85,9 +85,9 @@ impl Evaluated {
     }
 }
 
-/// Most threads one batch's evaluation uses: rules are CPU-bound, and the database and an IMAP connection need a
-/// core too.
-const MAX_EVALUATION_THREADS: usize = 4;
+/// Most threads evaluating mail at once, across every mailbox (the pool's size, where the machine has the cores):
+/// rules are CPU-bound, and each thread holds the mail it has in hand beyond the memory budget's count.
+const MAX_EVALUATION_THREADS: usize = 8;
 
 /// Fewest mails a thread takes of a batch: fewer are not worth waking a thread for.
 const MAILS_PER_THREAD: usize = 8;
