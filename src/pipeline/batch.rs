@@ -92,12 +92,11 @@ const MAX_EVALUATION_THREADS: usize = 8;
 /// Fewest mails a thread takes of a batch: fewer are not worth waking a thread for.
 const MAILS_PER_THREAD: usize = 8;
 
-/// How many threads [`evaluate`] uses for a batch of `mails`: one per core, but no more than
-/// `MAX_EVALUATION_THREADS` and than one per `MAILS_PER_THREAD` mails; one at least (the caller's own).
+/// How many threads [`evaluate`] uses for a batch of `mails`: the pool's, but no more than one per
+/// `MAILS_PER_THREAD` mails; one at least (the caller's own, without a pool).
 pub fn evaluation_threads(mails: usize) -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(MAX_EVALUATION_THREADS)
+    evaluation_pool()
+        .map_or(1, rayon::ThreadPool::current_num_threads)
         .min(mails / MAILS_PER_THREAD)
         .max(1)
 }
