@@ -13,6 +13,7 @@ mod audit;
 mod audit_read;
 mod calendar;
 mod checklist;
+mod checkpoint;
 mod directory;
 mod gauges;
 mod generation;
@@ -74,11 +75,17 @@ use std::time::Duration;
 pub struct Tx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// SQLite: tells the background checkpointer that the log grew ([`checkpoint`]).
+    checkpoint: Option<std::sync::Arc<checkpoint::Checkpointer>>,
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        if let Some(checkpointer) = &self.checkpoint {
+            checkpointer.committed();
+        }
+        Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
@@ -158,6 +165,8 @@ pub struct Store {
     engine: Engine,
     /// The write gate of SQLite transactions (see [`Tx`]), shared by every clone of this store.
     gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: the background checkpointer, told of every commit ([`checkpoint`]).
+    checkpoint: Option<std::sync::Arc<checkpoint::Checkpointer>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -196,24 +205,34 @@ impl Store {
                     if engine == Engine::Sqlite {
                         // temp_store: statement journals (a transaction's savepoints) stay in memory. On disk, a
                         // batch's commit wrote each into a temporary file and deleted it again.
+                        // wal_autocheckpoint: the background checkpointer copies the log into the database; a
+                        // writer does it itself only past the backstop ([`checkpoint`]).
                         conn.execute(composed_sql(format!(
                             "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
-                             PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;"
+                             PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; \
+                             PRAGMA wal_autocheckpoint = {};",
+                            checkpoint::BACKSTOP_PAGES
                         )))
                         .await?;
                     }
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .with_context(|| format!("connect to {}", redact_url(&url)))?;
-        let store = Store {
+        let mut store = Store {
             pool,
             engine,
             gate: Default::default(),
+            checkpoint: None,
         };
         store.migrate().await?;
+        if engine == Engine::Sqlite && !is_sqlite_memory(&url) {
+            store.checkpoint = checkpoint::Checkpointer::start(&options)
+                .await
+                .map(std::sync::Arc::new);
+        }
         Ok(store)
     }
 
@@ -252,6 +271,7 @@ impl Store {
             pool,
             engine,
             gate: Default::default(),
+            checkpoint: None,
         };
         store.check_schema().await?;
         Ok(store)
@@ -314,7 +334,11 @@ impl Store {
             Engine::Postgres => (None, self.pool.begin().await),
         };
         let tx = tx.context("begin a database transaction")?;
-        Ok(Tx { tx, _turn: turn })
+        Ok(Tx {
+            tx,
+            _turn: turn,
+            checkpoint: self.checkpoint.clone(),
+        })
     }
 
     pub async fn acquire(&self) -> anyhow::Result<sqlx::pool::PoolConnection<sqlx::Any>> {
@@ -324,7 +348,12 @@ impl Store {
             .context("acquire a database connection")
     }
 
+    /// Closes the pool, and on SQLite the checkpointer's connection first: the last connection to close folds the
+    /// write-ahead log into the database and removes it.
     pub async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpoint {
+            checkpointer.close().await;
+        }
         self.pool.close().await;
     }
 }
@@ -365,6 +394,11 @@ fn read_only_sqlite_url(url: &str) -> String {
 }
 
 /// `sqlite://path` → `sqlite://path?mode=rwc`, with the folder created, so a fresh data directory just works.
+/// An SQLite database in memory: no log, nothing to checkpoint.
+fn is_sqlite_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
 fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
     let rest = url
         .trim_start_matches("sqlite://")
