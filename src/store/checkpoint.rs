@@ -7,11 +7,15 @@
 //! committed; a connection of its own copies the log into the database in the background (a `PASSIVE` checkpoint: it
 //! never waits for, nor blocks, a reader or the next writer), on its own thread, while the next batch is written.
 //!
+//! For the log to start over from its beginning (and its file to stay a few batches long: at most 25 MB through six
+//! passes of `bench/imap.sh`), every page in it must be copied when the next transaction writes its first page. So
+//! the writers keep a transaction's pages in memory until its commit ([`SPILL_PAGES`]): the next batch's first write
+//! comes when it commits, after the checkpoint of the one before has ended. (A writer that spills pages early in its
+//! transaction finds the log not yet copied, and the log grows on until the writers' own checkpoint: 72–78 MB in
+//! `bench/imap.sh` with SQLite's default spill and a 64 MiB backstop.)
+//!
 //! The writers' connections keep an automatic checkpoint as a backstop, at [`BACKSTOP_PAGES`]: a write this module
-//! does not hear of, or a checkpointer that failed, still cannot grow the log without bound. It also bounds the log
-//! file: SQLite writes the log from its start again only when a writer begins with every page copied, and with
-//! batches back to back the next commit usually begins before the background copy ends. The file then grows to the
-//! backstop and a batch (72–78 MB in `bench/imap.sh`), where the writer's own checkpoint lets the log start over.
+//! does not hear of, or a checkpointer that failed or fell behind, still cannot grow the log without bound.
 
 use sqlx::any::AnyConnectOptions;
 use sqlx::Connection as _;
@@ -19,14 +23,19 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-/// The writers' own automatic checkpoint: at this many pages in the log (64 MiB of 4 KiB pages), the committing
-/// writer copies the log into the database itself, as SQLite does by default at 1,000. Never reached while the
-/// checkpointer keeps up.
-pub(super) const BACKSTOP_PAGES: u32 = 16_384;
+/// The writers' own automatic checkpoint: at this many pages in the log (16 MiB of 4 KiB pages), the committing
+/// writer copies the log into the database itself, as SQLite does by default at 1,000. Reached only when the
+/// checkpointer falls behind, or a reader keeps the log from starting over.
+pub(super) const BACKSTOP_PAGES: u32 = 4_096;
 
-/// At most one checkpoint in this time. Batches of mail commit every few tens of milliseconds under load, so the
-/// log still holds only a few of them; a burst of small commits (the notifier's, a mail each) shares one checkpoint.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// Dirty pages a writer keeps in memory before it spills them to the log in the middle of a transaction (16 MiB:
+/// more than the largest batch the memory budget lets through). Only a larger transaction (an import of a very large
+/// register) spills, as SQLite does by default past its 2 MiB cache.
+pub(super) const SPILL_PAGES: u32 = 4_096;
+
+/// At most one checkpoint in this time: a burst of small commits (the notifier's, a mail each, a millisecond apart)
+/// shares one. Shorter than a batch's commit (tens of milliseconds), so each batch is copied before the next commits.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The background checkpointer: told of every commit, stopped by [`Checkpointer::close`].
 #[derive(Debug)]
@@ -112,7 +121,7 @@ mod tests {
     use sqlx::Executor as _;
 
     /// A commit far below the writers' backstop reaches the database file without another write: the background
-    /// checkpointer copied it there. (Left to the writers, a 2 MiB commit would stay in the log until 64 MiB.)
+    /// checkpointer copied it there. (Left to the writers, a 2 MiB commit would stay in the log until 16 MiB.)
     #[tokio::test]
     async fn a_commit_is_copied_into_the_database_in_the_background() {
         let dir = tempfile::tempdir().expect("a temporary folder");

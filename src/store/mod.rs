@@ -206,12 +206,14 @@ impl Store {
                         // temp_store: statement journals (a transaction's savepoints) stay in memory. On disk, a
                         // batch's commit wrote each into a temporary file and deleted it again.
                         // wal_autocheckpoint: the background checkpointer copies the log into the database; a
-                        // writer does it itself only past the backstop ([`checkpoint`]).
+                        // writer does it itself only past the backstop. cache_spill: a batch's pages reach the log
+                        // at its commit, so that the log can start over ([`checkpoint`]).
                         conn.execute(composed_sql(format!(
                             "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
                              PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; \
-                             PRAGMA wal_autocheckpoint = {};",
-                            checkpoint::BACKSTOP_PAGES
+                             PRAGMA wal_autocheckpoint = {}; PRAGMA cache_spill = {};",
+                            checkpoint::BACKSTOP_PAGES,
+                            checkpoint::SPILL_PAGES
                         )))
                         .await?;
                     }
