@@ -29,8 +29,9 @@ use tokio::task::JoinHandle;
 pub(super) const BACKSTOP_PAGES: u32 = 4_096;
 
 /// Dirty pages a writer keeps in memory before it spills them to the log in the middle of a transaction (16 MiB:
-/// more than the largest batch the memory budget lets through). Only a larger transaction (an import of a very large
-/// register) spills, as SQLite does by default past its 2 MiB cache.
+/// twice the largest batch the default memory budget lets through, ~7 MB). Only a larger transaction (a batch under
+/// a much larger `memory_mb`, an import of a very large register) spills, as SQLite does by default past its 2 MiB
+/// cache.
 pub(super) const SPILL_PAGES: u32 = 4_096;
 
 /// At most one checkpoint in this time: a burst of small commits (the notifier's, a mail each, a millisecond apart)
