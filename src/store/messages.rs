@@ -188,8 +188,9 @@ const ROWS_PER_INSERT: usize = 200;
 const RAW_BYTES_PER_INSERT: usize = 1 << 20;
 
 /// Packed raw mail larger than this is stored in parts of this size (`raw_mail_parts`), one statement each: what
-/// the driver and the database copy of a large mail at any time is one part, not the mail.
-pub const RAW_PART_BYTES: usize = 1 << 20;
+/// the driver and the database copy of a large mail at any time is one part, not the mail. The same bound as a
+/// statement of small mails ([`RAW_BYTES_PER_INSERT`]): the memory budget counts on one for every statement.
+pub const RAW_PART_BYTES: usize = RAW_BYTES_PER_INSERT;
 
 /// `($1, $2), ($3, $4)`: the `VALUES` of `rows` rows of `columns` placeholders each.
 pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
