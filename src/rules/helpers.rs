@@ -305,11 +305,12 @@ struct CachedTable {
 
 impl PhraseTableCache {
     fn get(&self, phrases: &Array) -> RhaiResult<Arc<crate::evidence::phrases::PhraseTable>> {
-        let list: Vec<ImmutableString> = phrases
+        // Read in place: a rule's literal list, built again at every call, holds the very strings of the list kept
+        // beside its table, so the comparison below mostly finds the same pointer and copies nothing.
+        let list: Vec<_> = phrases
             .iter()
             .map(|p| {
                 p.read_lock::<ImmutableString>()
-                    .map(|p| p.clone())
                     .ok_or_else(|| Box::<EvalAltResult>::from("phrases must be strings"))
             })
             .collect::<RhaiResult<_>>()?;
@@ -321,14 +322,22 @@ impl PhraseTableCache {
             }
             h.finish()
         };
+        let same = |kept: &[ImmutableString]| {
+            kept.len() == list.len()
+                && kept
+                    .iter()
+                    .zip(&list)
+                    .all(|(k, p)| k.ptr_eq(p) || k.as_str() == p.as_str())
+        };
         if let Ok(map) = self.map.read() {
             if let Some(t) = map
                 .get(&hash)
-                .and_then(|tables| tables.iter().find(|t| t.phrases == list))
+                .and_then(|tables| tables.iter().find(|t| same(&t.phrases)))
             {
                 return Ok(t.table.clone());
             }
         }
+        let list: Vec<ImmutableString> = list.iter().map(|p| (**p).clone()).collect();
         let table = crate::evidence::phrases::PhraseTable::new(&list)
             .map(Arc::new)
             .map_err(|(i, e)| {
