@@ -222,7 +222,8 @@ pub fn check(
         vocabulary: Arc::new(vocabulary),
     };
 
-    let engine = super::build_engine(limits, &ctx);
+    let patterns = Arc::new(super::helpers::RegexCache::default());
+    let engine = super::build_engine(limits, &ctx, &patterns);
     let mut compiled = true;
     for (name, text) in &sources {
         if let Err(LoadError::Script {
@@ -230,7 +231,7 @@ pub fn check(
             line,
             column,
             message,
-        }) = compile_file(&engine, name, text)
+        }) = compile_file(&engine, &patterns, name, text)
         {
             compiled = false;
             report.findings.push(Finding {

@@ -17,9 +17,10 @@ fn fail<T>(message: impl Into<String>) -> RhaiResult<T> {
 
 /// Compiled patterns by source text. Rules use a handful of literal patterns over and over, so the cache stays
 /// small; it is capped all the same — by count and by total compiled size — so a rule building patterns from mail
-/// text cannot grow it without bound.
-#[derive(Default)]
-struct RegexCache {
+/// text cannot grow it without bound. A ruleset's literal patterns are compiled into it when the ruleset loads
+/// ([`RegexCache::compile_literals`]), and a reload of the context keeps it.
+#[derive(Debug, Default)]
+pub(crate) struct RegexCache {
     // Looked up for every call a rule makes, with patterns of a few hundred bytes: a fast hasher matters here.
     map: RwLock<HashMap<String, Arc<Regex>, ahash::RandomState>>,
     /// What the cached patterns may take once compiled, summed over [`COMPILED_SIZE_STEPS`] (an upper bound).
@@ -37,8 +38,28 @@ const CACHE_BYTES: usize = 16 << 20;
 /// bound of the pattern's size. Literal patterns fit the first and compile once.
 const COMPILED_SIZE_STEPS: [usize; 3] = [16 << 10, 256 << 10, REGEX_SIZE_LIMIT];
 
+/// The helpers whose second argument is a regular expression.
+const PATTERN_HELPERS: &[&str] = &[
+    "regex_match",
+    "regex_capture",
+    "regex_captures",
+    "regex_find_all",
+    "regex_replace",
+    "find_date_after",
+];
+
 impl RegexCache {
     fn get(&self, pattern: &str) -> RhaiResult<Arc<Regex>> {
+        self.compiled(pattern).or_else(fail)
+    }
+
+    /// How many patterns are cached.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.read().map_or(0, |m| m.len())
+    }
+
+    fn compiled(&self, pattern: &str) -> Result<Arc<Regex>, String> {
         if let Ok(map) = self.map.read() {
             if let Some(re) = map.get(pattern) {
                 return Ok(re.clone());
@@ -52,11 +73,11 @@ impl RegexCache {
                     break;
                 }
                 Err(regex::Error::CompiledTooBig(_)) if limit < REGEX_SIZE_LIMIT => continue,
-                Err(e) => return fail(format!("bad regular expression {pattern:?}: {e}")),
+                Err(e) => return Err(format!("bad regular expression {pattern:?}: {e}")),
             }
         }
         let Some((re, size)) = compiled else {
-            return fail(format!("bad regular expression {pattern:?}: too big"));
+            return Err(format!("bad regular expression {pattern:?}: too big"));
         };
         let re = Arc::new(re);
         let size = size + pattern.len();
@@ -69,6 +90,39 @@ impl RegexCache {
             }
         }
         Ok(re)
+    }
+
+    /// Compiles every pattern `ast` passes to a pattern helper as a literal (`regex_match(text, "…")`), so that the
+    /// first mails after a load do not wait for them; a pattern that does not compile is `(line, column, why)`.
+    /// Patterns a rule builds at run time are compiled at their first use, as before.
+    pub(crate) fn compile_literals(&self, ast: &rhai::AST) -> Result<(), (usize, usize, String)> {
+        use rhai::{ASTNode, Expr};
+        let mut refused = None;
+        ast.walk(&mut |path: &[ASTNode]| {
+            let pattern = match path.last() {
+                Some(ASTNode::Expr(Expr::FnCall(call, pos)))
+                    if PATTERN_HELPERS.contains(&call.name.as_str()) =>
+                {
+                    call.args.get(1).map(|arg| (arg, *pos))
+                }
+                // `text.regex_match("…")`: the text is the object, the pattern the first argument.
+                Some(ASTNode::Expr(Expr::MethodCall(call, pos)))
+                    if PATTERN_HELPERS.contains(&call.name.as_str()) =>
+                {
+                    call.args.first().map(|arg| (arg, *pos))
+                }
+                _ => None,
+            };
+            if let Some((Expr::StringConstant(pattern, at), pos)) = pattern {
+                if let Err(why) = self.compiled(pattern) {
+                    let at = if at.is_none() { pos } else { *at };
+                    refused = Some((at.line().unwrap_or(1), at.position().unwrap_or(1), why));
+                    return false;
+                }
+            }
+            true
+        });
+        refused.map_or(Ok(()), Err)
     }
 }
 
@@ -436,9 +490,8 @@ pub fn client_map(c: &crate::directory::Client) -> Map {
     m
 }
 
-pub fn register(engine: &mut Engine, ctx: &RuleContext) {
-    let regexes = Arc::new(RegexCache::default());
-
+/// Registers the helpers on `engine`; the pattern helpers compile into `regexes`.
+pub(crate) fn register(engine: &mut Engine, ctx: &RuleContext, regexes: &Arc<RegexCache>) {
     engine.register_fn("is_valid_inn", |s: &str| crate::ids::is_valid_inn(s.trim()));
     engine.register_fn("find_inns", |text: &str| -> Array {
         let mut seen = Vec::<String>::new();

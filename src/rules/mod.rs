@@ -119,8 +119,14 @@ pub fn read_sources(dir: &Path) -> Result<Vec<(String, String)>, LoadError> {
     Ok(sources)
 }
 
-/// Compiles one file; a rule file (not a `_` library) must define `fn classify(mail)`.
-fn compile_file(engine: &Engine, name: &str, text: &str) -> Result<AST, LoadError> {
+/// Compiles one file, and the regular expressions it writes as literals into `patterns`; a rule file (not a `_`
+/// library) must define `fn classify(mail)`.
+fn compile_file(
+    engine: &Engine,
+    patterns: &helpers::RegexCache,
+    name: &str,
+    text: &str,
+) -> Result<AST, LoadError> {
     let mut ast = engine.compile(text).map_err(|e| LoadError::Script {
         file: name.to_owned(),
         line: e.position().line().unwrap_or(1),
@@ -128,6 +134,14 @@ fn compile_file(engine: &Engine, name: &str, text: &str) -> Result<AST, LoadErro
         message: e.err_type().to_string(),
     })?;
     ast.set_source(name);
+    patterns
+        .compile_literals(&ast)
+        .map_err(|(line, column, message)| LoadError::Script {
+            file: name.to_owned(),
+            line,
+            column,
+            message,
+        })?;
     if !name.starts_with('_')
         && !ast
             .iter_functions()
@@ -178,6 +192,9 @@ pub struct Ruleset {
     /// under this set sees these snapshots and no others ([`Ruleset::with_context`] makes a copy on new ones).
     ctx: RuleContext,
     limits: Limits,
+    /// The compiled regular expressions of the pattern helpers, the rules' literal ones compiled at load; kept by
+    /// [`Ruleset::with_context`] (same rules, same patterns).
+    patterns: Arc<helpers::RegexCache>,
 }
 
 impl std::fmt::Debug for Ruleset {
@@ -333,7 +350,7 @@ fn check_memory(scope: &rhai::Scope) -> Result<(), Box<rhai::EvalAltResult>> {
 /// milliseconds of its budget, rarely enough that reading the clock costs nothing measurable.
 const CLOCK_CHECK_EVERY: u64 = 4096;
 
-fn build_engine(limits: &Limits, ctx: &RuleContext) -> Engine {
+fn build_engine(limits: &Limits, ctx: &RuleContext, patterns: &Arc<helpers::RegexCache>) -> Engine {
     let mut engine = Engine::new();
     engine.set_max_operations(limits.max_operations);
     engine.set_max_call_levels(limits.max_call_depth);
@@ -368,7 +385,7 @@ fn build_engine(limits: &Limits, ctx: &RuleContext) -> Engine {
     #[allow(deprecated)]
     engine.on_var(|_, _, ctx| check_memory(ctx.scope()).map(|()| None));
     object::register(&mut engine);
-    helpers::register(&mut engine, ctx);
+    helpers::register(&mut engine, ctx, patterns);
     engine
 }
 
@@ -387,7 +404,8 @@ impl Ruleset {
         limits: &Limits,
         ctx: &RuleContext,
     ) -> Result<Ruleset, LoadError> {
-        let engine = build_engine(limits, ctx);
+        let patterns = Arc::new(helpers::RegexCache::default());
+        let engine = build_engine(limits, ctx, &patterns);
         let mut hasher = Sha256::new();
         let mut library = AST::empty();
         let mut files = Vec::new();
@@ -396,7 +414,7 @@ impl Ruleset {
             hasher.update([0]);
             hasher.update(text.as_bytes());
             hasher.update([0]);
-            let ast = compile_file(&engine, name, text)?;
+            let ast = compile_file(&engine, &patterns, name, text)?;
             if name.starts_with('_') {
                 library = library.merge(&ast.clone_functions_only());
             } else {
@@ -421,6 +439,7 @@ impl Ruleset {
             time_budget: limits.time_budget,
             ctx: ctx.clone(),
             limits: limits.clone(),
+            patterns,
         })
     }
 
@@ -433,7 +452,7 @@ impl Ruleset {
     /// what a reload of the directory or of `demands.toml`/calendars puts in force without reading the rule files.
     pub fn with_context(&self, ctx: RuleContext) -> Ruleset {
         Ruleset {
-            engine: build_engine(&self.limits, &ctx),
+            engine: build_engine(&self.limits, &ctx, &self.patterns),
             files: self
                 .files
                 .iter()
@@ -447,6 +466,7 @@ impl Ruleset {
             time_budget: self.time_budget,
             ctx,
             limits: self.limits.clone(),
+            patterns: self.patterns.clone(),
         }
     }
 
@@ -842,6 +862,54 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("10-bad.rhai:2:"), "{err}");
+    }
+
+    #[test]
+    fn a_literal_pattern_that_does_not_compile_refuses_the_set_naming_file_and_line() {
+        for (file, text) in [
+            (
+                "10-bad.rhai",
+                "fn classify(mail) {\n  if regex_match(mail.subject, \"(unclosed\") { return #{category: \"notice\"}; }\n  ()\n}",
+            ),
+            // In a library, called the method way, and by the other pattern helpers.
+            ("_lib.rhai", "fn f(t) {\n  t.regex_capture(\"[z-a]\")\n}"),
+            (
+                "20-date.rhai",
+                "fn classify(mail) {\n  let d = find_date_after(mail.text, \"срок(\");\n  ()\n}",
+            ),
+        ] {
+            let err = ruleset(
+                &[(file, text), ("30-ok.rhai", "fn classify(mail) { () }")],
+                &Limits::default(),
+            )
+            .unwrap_err();
+            assert!(err.to_string().starts_with(&format!("{file}:2:")), "{err}");
+            assert!(err.to_string().contains("bad regular expression"), "{err}");
+        }
+    }
+
+    #[test]
+    fn literal_patterns_are_compiled_at_load_and_kept_on_a_new_context() {
+        let rs = ruleset(
+            &[(
+                "10-x.rhai",
+                r#"fn classify(mail) {
+                    let built = "(?i)" + mail.subject;
+                    if regex_match(mail.subject, "^a") || regex_match(mail.text, "^a") { return (); }
+                    if mail.text.regex_find_all("b+").len() > 0 { return (); }
+                    regex_match(mail.subject, built);
+                    ()
+                }"#,
+            )],
+            &Limits::default(),
+        )
+        .unwrap();
+        // The two literal patterns, once each; the built one waits for a mail.
+        assert_eq!(rs.patterns.len(), 2);
+        let again = rs.with_context(ctx());
+        assert!(Arc::ptr_eq(&rs.patterns, &again.patterns));
+        again.classify(&mail()).unwrap();
+        assert_eq!(again.patterns.len(), 3);
     }
 
     #[test]
