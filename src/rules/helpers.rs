@@ -97,18 +97,18 @@ impl RegexCache {
     /// Patterns a rule builds at run time are compiled at their first use, as before.
     pub(crate) fn compile_literals(&self, ast: &rhai::AST) -> Result<(), (usize, usize, String)> {
         use rhai::{ASTNode, Expr};
+        // A file may define a function of a helper's name: its calls are to that function, not to a pattern helper.
+        let helper = |name: &str| {
+            PATTERN_HELPERS.contains(&name) && !ast.iter_functions().any(|f| f.name == name)
+        };
         let mut refused = None;
         ast.walk(&mut |path: &[ASTNode]| {
             let pattern = match path.last() {
-                Some(ASTNode::Expr(Expr::FnCall(call, pos)))
-                    if PATTERN_HELPERS.contains(&call.name.as_str()) =>
-                {
+                Some(ASTNode::Expr(Expr::FnCall(call, pos))) if helper(&call.name) => {
                     call.args.get(1).map(|arg| (arg, *pos))
                 }
                 // `text.regex_match("…")`: the text is the object, the pattern the first argument.
-                Some(ASTNode::Expr(Expr::MethodCall(call, pos)))
-                    if PATTERN_HELPERS.contains(&call.name.as_str()) =>
-                {
+                Some(ASTNode::Expr(Expr::MethodCall(call, pos))) if helper(&call.name) => {
                     call.args.first().map(|arg| (arg, *pos))
                 }
                 _ => None,

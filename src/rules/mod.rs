@@ -886,6 +886,15 @@ mod tests {
             assert!(err.to_string().starts_with(&format!("{file}:2:")), "{err}");
             assert!(err.to_string().contains("bad regular expression"), "{err}");
         }
+        // A file's own function of a helper's name takes any text.
+        ruleset(
+            &[(
+                "10-own.rhai",
+                "fn regex_match(t, p) { t == p }\nfn classify(mail) { if regex_match(mail.subject, \"(\") { return (); } () }",
+            )],
+            &Limits::default(),
+        )
+        .unwrap();
     }
 
     #[test]
