@@ -19,7 +19,7 @@ if ! command -v mbsync >/dev/null 2>&1; then
 fi
 if [ "${TAXINBOX_BENCH_DB:-}" != sqlite ] && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   scripts/test-services
-elif ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then
+elif [ ! -x /usr/lib/dovecot/imap ]; then
   scripts/test-services
 fi
 mbsync --version

@@ -12,7 +12,7 @@ if ! command -v imapfilter >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq imapfilter >/dev/null
 fi
-if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then
+if [ ! -x /usr/lib/dovecot/imap ]; then
   scripts/test-services
 fi
 imapfilter -V | head -1

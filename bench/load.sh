@@ -9,7 +9,7 @@
 # Needs Dovecot (scripts/test-services installs it, and PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${TAXINBOX_BENCH_DB:-sqlite}" = postgres ] || { ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; }; then
+if [ "${TAXINBOX_BENCH_DB:-sqlite}" = postgres ] || [ ! -x /usr/lib/dovecot/imap ]; then
   scripts/test-services
 fi
 exec cargo bench --bench load

@@ -12,7 +12,7 @@ if ! command -v sieve-filter >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq dovecot-sieve >/dev/null
 fi
-if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then
+if [ ! -x /usr/lib/dovecot/imap ]; then
   scripts/test-services
 fi
 exec cargo bench --bench peers -- sieve
