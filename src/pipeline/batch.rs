@@ -89,11 +89,12 @@ impl Evaluated {
 /// rules are CPU-bound, and each thread holds the mail it has in hand beyond the memory budget's count.
 const MAX_EVALUATION_THREADS: usize = 8;
 
-/// Fewest mails a thread takes of a batch: fewer are not worth waking a thread for.
+/// Mails per thread a batch must bring for the pool to take it: a smaller batch is not worth waking threads for.
 const MAILS_PER_THREAD: usize = 8;
 
-/// How many threads [`evaluate`] uses for a batch of `mails`: the pool's, but no more than one per
-/// `MAILS_PER_THREAD` mails; one at least (the caller's own, without a pool).
+/// How many threads a batch of `mails` is worth: the pool's, but no more than one per `MAILS_PER_THREAD` mails; one
+/// at least. [`evaluate`] evaluates a batch worth one on the caller's thread, and any other on the pool, whose
+/// threads then take its mails one by one.
 pub fn evaluation_threads(mails: usize) -> usize {
     evaluation_pool()
         .map_or(1, rayon::ThreadPool::current_num_threads)
@@ -146,13 +147,11 @@ pub fn evaluate(
         Some(pool) if evaluation_threads(mails.len()) > 1 => {
             use rayon::iter::ParallelIterator as _;
             use rayon::iter::{IndexedParallelIterator as _, IntoParallelIterator as _};
-            pool.install(|| {
-                mails
-                    .into_par_iter()
-                    .with_min_len(MAILS_PER_THREAD)
-                    .map(one)
-                    .collect()
-            })
+            // One mail per piece of work: a thread that is done takes the next mail. With pieces of at least 8
+            // mails (a batch is 64 by default), a thread that finished its last piece waited while the other worked
+            // through a run of 8 or more: on two cores the batch path evaluated 1.59 times as many mails a second
+            // as one thread, now 1.68 (bench/README.md).
+            pool.install(|| mails.into_par_iter().with_max_len(1).map(one).collect())
         }
         _ => mails.into_iter().map(one).collect(),
     };
