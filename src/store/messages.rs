@@ -378,8 +378,39 @@ impl BatchRows {
                 .await
                 .context("queue notifications")?;
         }
-        self.log.flush(conn).await
+        self.log.flush(conn).await?;
+        index_queued_mail(conn).await
     }
+}
+
+/// What the mail log's search finds a mail by (SQLite's `messages_search`): subject, sender, client INN, its own
+/// demand number and its case's number, over `messages m LEFT JOIN cases k`.
+const SEARCH_TEXT: &str =
+    "m.subject || ' ' || m.from_addr || ' ' || coalesce(m.client_inn, '') || ' ' || \
+     coalesce(m.demand_number, '') || ' ' || coalesce(k.number, '')";
+
+/// Indexes for the mail log's search, in one statement, every mail whose row was inserted or changed since the
+/// last call (SQLite; the triggers of migration 0027 queue them): FTS5 writes a segment of its index per statement
+/// that writes it, so a batch's mails indexed together are one segment where a trigger per mail made one each, and
+/// FTS5 no longer spends the batch merging them. [`BatchRows::flush`] calls it, so a mail is searchable when its
+/// batch commits. PostgreSQL's search reads its trigram indexes of the columns themselves: nothing to do.
+pub async fn index_queued_mail(conn: &mut AnyConnection) -> anyhow::Result<()> {
+    if !super::is_sqlite(conn) {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO messages_search (rowid, text) SELECT m.id, {SEARCH_TEXT} \
+         FROM messages_search_queue q JOIN messages m ON m.id = q.id LEFT JOIN cases k ON k.id = m.case_id"
+    );
+    sqlx::query(composed_sql(sql))
+        .execute(&mut *conn)
+        .await
+        .context("index the batch's mail for the search")?;
+    sqlx::query("DELETE FROM messages_search_queue")
+        .execute(&mut *conn)
+        .await
+        .context("index the batch's mail for the search")?;
+    Ok(())
 }
 
 /// Text as both engines store it: NUL replaced (see `MessageRecord::storable`).
@@ -1129,6 +1160,116 @@ mod tests {
             assert_eq!(super::super::sha256_hex(&content), row.sha256);
             assert_eq!(content.len() as i64, row.size);
         }
+        tx.commit().await.unwrap();
+        store.close().await;
+    }
+
+    /// The mail log's search index takes a batch's mails in one segment when the batch's rows are flushed — subject,
+    /// sender and the case's number as they are then — and follows a mail changed or deleted later.
+    #[tokio::test]
+    async fn a_batch_is_indexed_for_the_search_in_one_segment_at_its_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::test_store(dir.path()).await;
+        let mut tx = store.begin().await.unwrap();
+        let found = async |conn: &mut AnyConnection, phrase: &str| -> Vec<i64> {
+            sqlx::query_scalar(
+                "SELECT rowid FROM messages_search WHERE messages_search MATCH $1 ORDER BY rowid",
+            )
+            .bind(format!("\"{phrase}\""))
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap()
+        };
+        // Segments hold the index's pages; a segment's id is the top bits of its pages' ids (FTS5's layout).
+        let segments = async |conn: &mut AnyConnection| -> i64 {
+            sqlx::query_scalar(
+                "SELECT COUNT(DISTINCT id >> 37) FROM messages_search_data WHERE id >= (1 << 37)",
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+        };
+        let mut ids = Vec::new();
+        for n in 1..=3 {
+            let sha = format!("{n:064}");
+            sqlx::query(
+                "INSERT INTO raw_mail (sha256, size, content, stored_at) VALUES ($1, 1, x'00', '')",
+            )
+            .bind(&sha)
+            .execute(&mut **tx)
+            .await
+            .unwrap();
+            let record = MessageRecord {
+                sha256: sha,
+                subject: format!("Требование о представлении пояснений {n}"),
+                from_addr: format!("client{n}@example.ru"),
+                facts: "{}".into(),
+                ..MessageRecord::default()
+            };
+            ids.push(insert_message(&mut tx, &record).await.unwrap());
+        }
+        let case = insert_case(
+            &mut tx,
+            "7707083893",
+            "4471",
+            "4471/А",
+            "2026-07-03",
+            None,
+            ids[0],
+            "",
+        )
+        .await
+        .unwrap();
+        set_message_case(&mut tx, ids[0], case).await.unwrap();
+        assert!(
+            found(&mut tx, "пояснений").await.is_empty(),
+            "indexed at the flush, not per statement"
+        );
+        BatchRows::default().flush(&mut tx).await.unwrap();
+        assert_eq!(found(&mut tx, "пояснений").await, ids);
+        assert_eq!(found(&mut tx, "client2@").await, vec![ids[1]]);
+        assert_eq!(
+            found(&mut tx, "4471/а").await,
+            vec![ids[0]],
+            "the case's number"
+        );
+        let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages_search_queue")
+            .fetch_one(&mut **tx)
+            .await
+            .unwrap();
+        assert_eq!(queued, 0);
+        tx.commit().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(segments(&mut tx).await, 1, "the batch is one segment");
+
+        // A mail indexed before and changed after: out of the index until the next flush, then with its new text.
+        sqlx::query(
+            "UPDATE messages SET subject = 'Решение о приостановлении операций' WHERE id = $1",
+        )
+        .bind(ids[1])
+        .execute(&mut **tx)
+        .await
+        .unwrap();
+        assert_eq!(found(&mut tx, "пояснений").await, vec![ids[0], ids[2]]);
+        BatchRows::default().flush(&mut tx).await.unwrap();
+        assert_eq!(found(&mut tx, "приостановлении").await, vec![ids[1]]);
+        assert_eq!(found(&mut tx, "пояснений").await, vec![ids[0], ids[2]]);
+        // Deleted: an indexed mail leaves the index; one still queued leaves the queue.
+        sqlx::query("UPDATE messages SET subject = 'Акт налоговой проверки' WHERE id = $1")
+            .bind(ids[2])
+            .execute(&mut **tx)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM messages WHERE id IN ($1, $2)")
+            .bind(ids[1])
+            .bind(ids[2])
+            .execute(&mut **tx)
+            .await
+            .unwrap();
+        BatchRows::default().flush(&mut tx).await.unwrap();
+        assert!(found(&mut tx, "приостановлении").await.is_empty());
+        assert!(found(&mut tx, "проверки").await.is_empty());
+        assert_eq!(found(&mut tx, "пояснений").await, vec![ids[0]]);
         tx.commit().await.unwrap();
         store.close().await;
     }

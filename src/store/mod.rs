@@ -476,6 +476,11 @@ pub async fn backup_sqlite(store: &Store, file: &std::path::Path) -> anyhow::Res
     Ok(())
 }
 
+/// Whether the connection is SQLite's (the mail log's search has a full-text table there, PostgreSQL indexes columns).
+pub(crate) fn is_sqlite(conn: &sqlx::AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("sqlite")
+}
+
 /// The content address of raw mail (and of anything else stored by its hash): lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;

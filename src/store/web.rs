@@ -455,7 +455,7 @@ fn fts_phrase(search: &str) -> String {
 }
 
 /// The ids of the mail a search finds, as a subquery, and whether it searched the case's number too: SQLite's
-/// trigram full-text table (`messages_search`, kept by triggers; its text holds the subject, sender, INN, demand
+/// trigram full-text table (`messages_search`, kept by triggers and each batch's [`super::index_queued_mail`]; its text holds the subject, sender, INN, demand
 /// number and the case's number) for three characters or more; otherwise `LIKE` over the mail's own columns, which
 /// PostgreSQL answers from its trigram indexes.
 fn mail_ids_matching(search: &str, sqlite: bool, values: &mut Vec<String>) -> (String, bool) {
@@ -508,11 +508,6 @@ fn log_conditions(
     (conditions, values)
 }
 
-/// Whether the connection is SQLite's (the search takes its full-text table).
-fn is_sqlite(conn: &AnyConnection) -> bool {
-    conn.backend_name().eq_ignore_ascii_case("sqlite")
-}
-
 const LOG_FROM: &str =
     "messages m LEFT JOIN clients c ON c.inn = m.client_inn LEFT JOIN cases k ON k.id = m.case_id";
 
@@ -524,7 +519,7 @@ pub async fn mail_page(
     page: LogPage,
     limit: i64,
 ) -> anyhow::Result<Vec<MailListRow>> {
-    let (mut conditions, values) = log_conditions(filter, search, is_sqlite(conn));
+    let (mut conditions, values) = log_conditions(filter, search, super::is_sqlite(conn));
     let (order, bound) = match page {
         LogPage::Newest => ("DESC", None),
         LogPage::Before(id) => {
@@ -571,7 +566,7 @@ pub async fn mail_count(
     filter: &super::MailFilter,
     search: Option<&str>,
 ) -> anyhow::Result<i64> {
-    let (conditions, values) = log_conditions(filter, search, is_sqlite(conn));
+    let (conditions, values) = log_conditions(filter, search, super::is_sqlite(conn));
     let clause = if conditions.is_empty() {
         String::new()
     } else {
@@ -892,7 +887,7 @@ pub async fn web_task_list(
     offset: i64,
     limit: i64,
 ) -> anyhow::Result<Vec<TaskListRow>> {
-    let Some(sql) = task_list_sql(filter, is_sqlite(conn)) else {
+    let Some(sql) = task_list_sql(filter, super::is_sqlite(conn)) else {
         return Ok(Vec::new());
     };
     let (order_by, joins) = match order {
@@ -930,7 +925,7 @@ pub async fn web_task_clients(
     conn: &mut AnyConnection,
     filter: &TaskListFilter,
 ) -> anyhow::Result<Vec<(Option<String>, i64)>> {
-    let Some(sql) = task_list_sql(filter, is_sqlite(conn)) else {
+    let Some(sql) = task_list_sql(filter, super::is_sqlite(conn)) else {
         return Ok(Vec::new());
     };
     let text = format!(
@@ -962,7 +957,7 @@ pub async fn web_team_load(
         status: Some("open".to_owned()),
         ..Default::default()
     };
-    let Some(sql) = task_list_sql(&filter, is_sqlite(conn)) else {
+    let Some(sql) = task_list_sql(&filter, super::is_sqlite(conn)) else {
         return Ok(Vec::new());
     };
     let clause = if sql.clause.is_empty() {
