@@ -210,13 +210,23 @@ impl Lean {
         if raw.len() < LEAN_MIN_BODY_BYTES || !BINARY_TYPES.is_match(raw) {
             return None;
         }
-        let message = STRUCTURE.parse(raw)?;
+        Lean::structured(raw, Shrunk::of(raw))
+    }
+
+    /// [`Lean::of`] with the structure read from `shrunk` (else from `raw` itself).
+    fn structured(raw: &[u8], shrunk: Option<Shrunk>) -> Option<Lean> {
+        let message = STRUCTURE.parse(shrunk.as_ref().map_or(raw, |s| s.bytes.as_slice()))?;
+        let at = |offset: u32| {
+            shrunk
+                .as_ref()
+                .map_or(offset as usize, |s| s.raw_offset(offset))
+        };
         let mut cuts: Vec<(usize, usize, usize)> = message
             .parts
             .iter()
             .filter(|part| matches!(part.body, PartType::Binary(_) | PartType::InlineBinary(_)))
             .filter_map(|part| {
-                let (start, end) = (part.offset_body as usize, part.offset_end as usize);
+                let (start, end) = (at(part.offset_body), at(part.offset_end));
                 if end > raw.len() || end < start + LEAN_MIN_BODY_BYTES {
                     return None;
                 }
@@ -224,7 +234,7 @@ impl Lean {
                 if is_xml(&name, &mime) || mime.starts_with("text/") {
                     return None;
                 }
-                if !declares_base64(raw.get(part.offset_header as usize..start)?) {
+                if !declares_base64(raw.get(at(part.offset_header)..start)?) {
                     return None;
                 }
                 let size = clean_base64_size(&raw[start..end])?;
@@ -252,6 +262,81 @@ impl Lean {
         lean.raw.extend_from_slice(&raw[from..]);
         Some(lean)
     }
+}
+
+/// The message for [`Lean`]'s structure pass, with the middle of every long run of base64 lines left out: the lines
+/// between a run's first and last (at least [`SHRINK_MIN_LINES`] in all). mail-parser looks for the next boundary byte
+/// by byte, through the whole of every file; here a run is found a line at a time. A line of nothing but the base64
+/// alphabet and padding holds no "--" (so no boundary), no colon and no leading blank (so no header field or its
+/// continuation), and is not the blank line that ends a header block: without those lines mail-parser finds the same
+/// parts with the same headers, at offsets [`Shrunk::raw_offset`] takes back to the message as sent.
+struct Shrunk {
+    bytes: Vec<u8>,
+    /// Where each stretch of `bytes` after a cut starts, in `bytes` and in the message as sent.
+    anchors: Vec<(u32, usize)>,
+}
+
+/// The fewest lines of base64 in a run for [`Shrunk`] to cut it (about 5 KB at 76 characters a line).
+const SHRINK_MIN_LINES: usize = 64;
+
+impl Shrunk {
+    /// `None` when no run is long enough to cut (the message is read as it is).
+    fn of(raw: &[u8]) -> Option<Shrunk> {
+        let mut shrunk: Option<Shrunk> = None;
+        let mut from = 0;
+        // The run being read: where its second and its last line start, and how many lines it has.
+        let mut run: Option<(usize, usize, usize)> = None;
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', raw).chain(std::iter::once(raw.len())) {
+            let line = &raw[start..end];
+            if is_base64_line(line) {
+                run = Some(match run {
+                    None => (end + 1, start, 1),
+                    Some((second, _, lines)) => (second, start, lines + 1),
+                });
+            } else if let Some((second, last, lines)) = run.take() {
+                if lines >= SHRINK_MIN_LINES {
+                    let s = shrunk.get_or_insert_with(|| Shrunk {
+                        bytes: Vec::with_capacity(raw.len() / 8),
+                        anchors: Vec::new(),
+                    });
+                    s.bytes.extend_from_slice(&raw[from..second]);
+                    s.anchors.push((u32::try_from(s.bytes.len()).ok()?, last));
+                    from = last;
+                }
+            }
+            start = end + 1;
+        }
+        let mut shrunk = shrunk?;
+        shrunk.bytes.extend_from_slice(&raw[from..]);
+        Some(shrunk)
+    }
+
+    /// Where `offset` of the shrunk message is in the message as sent.
+    fn raw_offset(&self, offset: u32) -> usize {
+        let i = self.anchors.partition_point(|&(at, _)| at <= offset);
+        match i.checked_sub(1).map(|i| self.anchors[i]) {
+            Some((at, raw)) => raw + (offset - at) as usize,
+            None => offset as usize,
+        }
+    }
+}
+
+/// A line (without its `\n`; a trailing `\r` allowed) of nothing but the base64 alphabet and padding, not empty.
+fn is_base64_line(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // Without an early exit, so that the loop compiles to vector instructions.
+    let mut bad = 0u8;
+    for &b in line {
+        let alphabet = (b.wrapping_sub(b'A') < 26)
+            | (b.wrapping_sub(b'a') < 26)
+            | (b.wrapping_sub(b'0') < 10)
+            | (b == b'+')
+            | (b == b'/')
+            | (b == b'=');
+        bad |= u8::from(!alphabet);
+    }
+    !line.is_empty() && bad == 0
 }
 
 /// Whether a part's raw header block has exactly one Content-Transfer-Encoding field, `base64` on its own line.
@@ -1023,6 +1108,50 @@ mod tests {
         assert_eq!(lean(8), Some(vec![60_000]));
         // A forwarded message's files are decoded: only the outer message's parts are left out.
         assert_eq!(lean(9), None);
+        // The structure pass reads the files' runs of base64 cut short, and finds what it finds in them whole.
+        for (case, raw) in &cases {
+            let shrunk = Shrunk::of(raw);
+            if let Some(s) = &shrunk {
+                assert!(s.bytes.len() < raw.len() / 4, "{case}");
+            }
+            let whole = Lean::structured(raw, None).map(|l| (l.raw, l.sizes));
+            assert_eq!(
+                Lean::structured(raw, shrunk).map(|l| (l.raw, l.sizes)),
+                whole,
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_shrunk_message_keeps_each_run_of_base64_lines_first_and_last_and_maps_back() {
+        let line =
+            "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3\r\n";
+        let run = |n: usize| line.repeat(n);
+        let raw = format!(
+            "Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/pdf\r\n\r\n{}--b\r\n\
+             Content-Type: text/plain\r\n\r\n{}--b\r\n\r\n{}=\r\n--b--\r\n",
+            run(100),
+            run(SHRINK_MIN_LINES - 1),
+            run(SHRINK_MIN_LINES),
+        );
+        let raw = raw.as_bytes();
+        let shrunk = Shrunk::of(raw).unwrap();
+        // The first run keeps 2 lines of 100, the second is too short to cut, the third (with its padding line) 2.
+        let cut = (100 - 2 + SHRINK_MIN_LINES + 1 - 2) * line.len();
+        assert_eq!(shrunk.bytes.len(), raw.len() - cut);
+        assert_eq!(shrunk.anchors.len(), 2);
+        // Every byte kept is where the map says it came from.
+        for (i, b) in shrunk.bytes.iter().enumerate() {
+            assert_eq!(raw[shrunk.raw_offset(i as u32)], *b, "byte {i}");
+        }
+        assert!(Shrunk::of(run(SHRINK_MIN_LINES - 1).as_bytes()).is_none());
+        assert!(!is_base64_line(b""));
+        assert!(!is_base64_line(b"\r"));
+        assert!(!is_base64_line(b" QUJD"));
+        assert!(!is_base64_line(b"--b"));
+        assert!(!is_base64_line(b"Subject:x"));
+        assert!(is_base64_line(b"QUJD==\r"));
     }
 
     #[test]
@@ -1048,6 +1177,14 @@ mod tests {
                 let whole = std::panic::catch_unwind(|| parsed_whole(&raw)).ok();
                 let ours = parse(&raw).ok().map(|parsed| format!("{parsed:?}"));
                 assert_eq!(ours, whole, "{}", path.display());
+                // The structure read from the message with its runs of base64 cut short is the structure.
+                let lean = |shrunk| {
+                    std::panic::catch_unwind(|| {
+                        Lean::structured(&raw, shrunk).map(|l| (l.raw, l.sizes))
+                    })
+                    .ok()
+                };
+                assert_eq!(lean(Shrunk::of(&raw)), lean(None), "{}", path.display());
                 read += 1;
             }
         }
