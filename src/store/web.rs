@@ -455,9 +455,9 @@ fn fts_phrase(search: &str) -> String {
 }
 
 /// The ids of the mail a search finds, as a subquery, and whether it searched the case's number too: SQLite's
-/// trigram full-text table (`messages_search`, kept by triggers and each batch's [`super::index_queued_mail`]; its text holds the subject, sender, INN, demand
-/// number and the case's number) for three characters or more; otherwise `LIKE` over the mail's own columns, which
-/// PostgreSQL answers from its trigram indexes.
+/// trigram full-text table (`messages_search`, kept by triggers and each batch's [`super::index_queued_mail`]; its
+/// text holds the subject, sender, INN, demand number and the case's number) for three characters or more; otherwise
+/// `LIKE` over the mail's own columns, which PostgreSQL answers from its trigram indexes.
 fn mail_ids_matching(search: &str, sqlite: bool, values: &mut Vec<String>) -> (String, bool) {
     if sqlite && search.chars().count() >= 3 {
         values.push(fts_phrase(search));
