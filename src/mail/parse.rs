@@ -287,9 +287,23 @@ impl Shrunk {
         // The run being read: where its second and its last line start, and how many lines it has.
         let mut run: Option<(usize, usize, usize)> = None;
         let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', raw).chain(std::iter::once(raw.len())) {
-            let line = &raw[start..end];
-            if is_base64_line(line) {
+        // A file's base64 lines are of one length: the line after a base64 line is first tried at the length of
+        // the one before (a slice of the alphabet holds no line break, so the break found there is the first).
+        let mut width = 0;
+        while start <= raw.len() {
+            let guess = start + width;
+            let (end, line, base64) = if width > 0
+                && raw.get(guess) == Some(&b'\n')
+                && is_base64_line(&raw[start..guess])
+            {
+                (guess, &raw[start..guess], true)
+            } else {
+                let end = memchr::memchr(b'\n', &raw[start..]).map_or(raw.len(), |i| start + i);
+                let line = &raw[start..end];
+                (end, line, is_base64_line(line))
+            };
+            width = if base64 { line.len() } else { 0 };
+            if base64 {
                 run = Some(match run {
                     None => (end + 1, start, 1),
                     Some((second, _, lines)) => (second, start, lines + 1),
