@@ -476,7 +476,7 @@ pub async fn backup_sqlite(store: &Store, file: &std::path::Path) -> anyhow::Res
     Ok(())
 }
 
-/// Whether the connection is SQLite's (the mail log's search has a full-text table there, PostgreSQL indexes columns).
+/// Whether the connection is SQLite's, where the SQL of some reads and writes differs (the mail log's full-text table).
 pub(crate) fn is_sqlite(conn: &sqlx::AnyConnection) -> bool {
     conn.backend_name().eq_ignore_ascii_case("sqlite")
 }
