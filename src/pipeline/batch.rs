@@ -114,6 +114,7 @@ fn evaluation_pool() -> Option<&'static rayon::ThreadPool> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("taxinbox-eval-{i}"))
+            .start_handler(|_| yield_to_the_waiting())
             .build()
             .map_err(|e| {
                 tracing::warn!("cannot start the evaluation threads, evaluating on one: {e}")
@@ -121,6 +122,32 @@ fn evaluation_pool() -> Option<&'static rayon::ThreadPool> {
             .ok()
     });
     POOL.as_ref()
+}
+
+/// How much lower the evaluation threads' priority is than the process's: the nice value they add to it.
+pub const EVALUATION_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority by [`EVALUATION_NICENESS`] (at most to 19, the lowest).
+///
+/// Evaluation is the one stage of the pipeline that always has work while a backlog lasts, and it keeps every core
+/// busy. The stages beside it wait on each other: the database writer runs a batch's statements one round trip at a
+/// time, the IMAP sessions wait for the server, the web view for a request. At equal priority each of those woken
+/// threads queued behind the evaluation threads for a core, at every round trip; below them, they run as soon as they
+/// are woken, and evaluation takes the rest. Nothing waits for evaluation that could run instead, so a busy machine
+/// does not slow it beyond its share; on an idle one it takes every core as before. Linux keeps a nice value per
+/// thread; elsewhere it is the process's, and nothing is changed.
+fn yield_to_the_waiting() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getpriority_process, setpriority_process};
+        let this = Some(rustix::thread::gettid());
+        let lowered = getpriority_process(this).and_then(|nice| {
+            setpriority_process(this, nice.saturating_add(EVALUATION_NICENESS).min(19))
+        });
+        if let Err(e) = lowered {
+            tracing::debug!("evaluation thread keeps its priority: {e}");
+        }
+    }
 }
 
 /// Evaluates each mail (and, with [`Shadow::Evaluate`], its shadow decision) and packs its bytes for the store
@@ -344,5 +371,29 @@ impl Summary {
             out.push_str(&format!("unreadable (left in place): {source}: {error}\n"));
         }
         out
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use rustix::process::getpriority_process;
+
+    fn own_nice() -> i32 {
+        getpriority_process(Some(rustix::thread::gettid())).expect("read this thread's nice value")
+    }
+
+    #[test]
+    fn the_evaluation_threads_run_below_the_thread_that_started_them() {
+        let started_by = own_nice();
+        let pool = super::evaluation_pool().expect("the evaluation threads start");
+        let theirs = pool.broadcast(|_| own_nice());
+        assert!(!theirs.is_empty());
+        let expected = (started_by + super::EVALUATION_NICENESS).min(19);
+        assert!(
+            theirs.iter().all(|&nice| nice == expected),
+            "evaluation threads at {theirs:?}, the thread that started them at {started_by}: expected {expected}"
+        );
+        // The caller keeps its own: only the pool's threads were lowered.
+        assert_eq!(own_nice(), started_by);
     }
 }
