@@ -199,6 +199,9 @@ impl Store {
                 Engine::Sqlite => 4,
                 Engine::Postgres => 8,
             })
+            // A PostgreSQL connection can be cut while it waits in the pool: it is pinged before use. A SQLite one
+            // is a file this process holds open; its ping was one more round trip to its thread per transaction.
+            .test_before_acquire(engine == Engine::Postgres)
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
