@@ -124,18 +124,18 @@ fn evaluation_pool() -> Option<&'static rayon::ThreadPool> {
     POOL.as_ref()
 }
 
-/// How much lower the evaluation threads' priority is than the process's: the nice value they add to it.
-pub const EVALUATION_NICENESS: i32 = 10;
+/// How many nice levels the evaluation threads sit below the thread that starts their pool (the process's level).
+const EVALUATION_NICENESS: i32 = 10;
 
 /// Lowers the calling thread's scheduling priority by [`EVALUATION_NICENESS`] (at most to 19, the lowest).
 ///
-/// Evaluation is the one stage of the pipeline that always has work while a backlog lasts, and it keeps every core
-/// busy. The stages beside it wait on each other: the database writer runs a batch's statements one round trip at a
-/// time, the IMAP sessions wait for the server, the web view for a request. At equal priority each of those woken
-/// threads queued behind the evaluation threads for a core, at every round trip; below them, they run as soon as they
-/// are woken, and evaluation takes the rest. Nothing waits for evaluation that could run instead, so a busy machine
-/// does not slow it beyond its share; on an idle one it takes every core as before. Linux keeps a nice value per
-/// thread; elsewhere it is the process's, and nothing is changed.
+/// Evaluation is the one stage of the pipeline that has work all the while a backlog lasts, and it keeps every core
+/// busy. The other stages wait on each other: the database writer runs a batch's statements one round trip at a
+/// time, the IMAP sessions wait for the server, the web view for a request. At equal priority each of those threads,
+/// once woken, queued behind the evaluation threads for a core at every round trip, and the commit — the pass's
+/// slowest stage — waited with it. Below them, they run as soon as they are woken and evaluation takes what is left:
+/// every idle core, as before, and beside another busy process about a tenth of its share rather than none. Linux
+/// keeps a nice value per thread; elsewhere it is the whole process's, and nothing is changed.
 fn yield_to_the_waiting() {
     #[cfg(target_os = "linux")]
     {
