@@ -1191,22 +1191,14 @@ mod tests {
         };
         let mut ids = Vec::new();
         for n in 1..=3 {
-            let sha = format!("{n:064}");
-            sqlx::query(
-                "INSERT INTO raw_mail (sha256, size, content, stored_at) VALUES ($1, 1, x'00', '')",
-            )
-            .bind(&sha)
-            .execute(&mut **tx)
-            .await
-            .unwrap();
             let record = MessageRecord {
-                sha256: sha,
+                sha256: format!("{n:064}"),
                 subject: format!("Требование о представлении пояснений {n}"),
                 from_addr: format!("client{n}@example.ru"),
                 facts: "{}".into(),
                 ..MessageRecord::default()
             };
-            ids.push(insert_message(&mut tx, &record).await.unwrap());
+            ids.push(super::super::test_message_of(&mut tx, &record).await);
         }
         let case = insert_case(
             &mut tx,

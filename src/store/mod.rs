@@ -507,19 +507,25 @@ pub(crate) async fn test_store(dir: &std::path::Path) -> Store {
 /// A stored message (with its raw mail row, `sha256`) for unit tests that need rows naming one; returns its id.
 #[cfg(test)]
 pub(crate) async fn test_message(conn: &mut sqlx::AnyConnection, sha256: &str) -> i64 {
-    sqlx::query(
-        "INSERT INTO raw_mail (sha256, size, content, stored_at) VALUES ($1, 1, x'00', '')",
-    )
-    .bind(sha256)
-    .execute(&mut *conn)
-    .await
-    .expect("a raw mail row");
     let record = MessageRecord {
         sha256: sha256.into(),
         facts: "{}".into(),
         ..MessageRecord::default()
     };
-    insert_message(conn, &record).await.expect("a message row")
+    test_message_of(conn, &record).await
+}
+
+/// [`test_message`] with the message's columns as `record` has them (a raw mail row for its `sha256` too).
+#[cfg(test)]
+pub(crate) async fn test_message_of(conn: &mut sqlx::AnyConnection, record: &MessageRecord) -> i64 {
+    sqlx::query(
+        "INSERT INTO raw_mail (sha256, size, content, stored_at) VALUES ($1, 1, x'00', '')",
+    )
+    .bind(&record.sha256)
+    .execute(&mut *conn)
+    .await
+    .expect("a raw mail row");
+    insert_message(conn, record).await.expect("a message row")
 }
 
 #[cfg(test)]
