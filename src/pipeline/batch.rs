@@ -198,7 +198,7 @@ pub fn evaluate(
     batch
 }
 
-/// Writes `batch` through `tx` — each mail committed by the pipeline, then its shadow decision recorded beside it —
+/// Writes `batch` through `tx` — each mail committed by the pipeline, then the shadow decisions recorded beside them —
 /// and returns the reports in order. Does not commit: [`commit`] does, and a dry run rolls `tx` back.
 pub async fn write(
     tx: &mut Tx,
@@ -207,7 +207,8 @@ pub async fn write(
 ) -> anyhow::Result<Vec<Report>> {
     let mut reports = Vec::with_capacity(batch.len());
     // What the batch asks once: which of its mails are stored already; their raw bytes stored before any message
-    // names them; the rest of its rows written together at the end.
+    // names them; the demand cases its mails may join, and ids for the rows it may add; the rows themselves
+    // written together at the end.
     let mut rows = store::BatchRows::default();
     let hashes: Vec<&str> = batch
         .evaluations
@@ -217,12 +218,22 @@ pub async fn write(
     rows.look_up(tx, &hashes).await?;
     rows.store_raw(tx, &batch.packed, &store::timestamp(batch.now))
         .await?;
-    for ((mail, eval), shadow) in batch
-        .mails
+    let mut keys = Vec::new();
+    let mut reserve = store::Reserve::default();
+    for eval in batch
+        .evaluations
         .iter()
-        .zip(&batch.evaluations)
-        .zip(&batch.shadows)
+        .filter(|e| !rows.is_known(&e.sha256))
     {
+        let (own_keys, opens_case) = super::commit::case_keys(eval);
+        keys.extend(own_keys);
+        reserve.messages += 1;
+        reserve.cases += usize::from(opens_case);
+        reserve.tasks += eval.outcome.as_ref().map_or(0, |r| r.tasks.len());
+    }
+    rows.pending.look_up_cases(tx, &keys).await?;
+    rows.pending.reserve(tx, reserve).await?;
+    for (mail, eval) in batch.mails.iter().zip(&batch.evaluations) {
         let archived = mail.archive.applies(eval.received);
         let report = pipeline
             .commit(
@@ -235,10 +246,13 @@ pub async fn write(
                 batch.now,
             )
             .await?;
-        shadow::record(tx, shadow.as_ref(), eval, &report, batch.now).await?;
         reports.push(report);
     }
     rows.flush(tx).await?;
+    // A shadow decision names its stored mail: after the flush has written it.
+    for ((eval, shadow), report) in batch.evaluations.iter().zip(&batch.shadows).zip(&reports) {
+        shadow::record(tx, shadow.as_ref(), eval, report, batch.now).await?;
+    }
     Ok(reports)
 }
 

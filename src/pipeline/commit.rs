@@ -1,7 +1,8 @@
-//! The writing half of the pipeline: one evaluated mail through an open transaction — the duplicate check, the
+//! The writing half of the pipeline: one evaluated mail within its batch's transaction — the duplicate check, the
 //! case it joins (the same demand; a forward, reply or quotation of a case's mail), the message row, a new case,
-//! tasks, notifications and task events, and the log entry with the decision trace. The report is read off what
-//! was stored.
+//! tasks, notifications and task events, and the log entry with the decision trace. The rows are kept with the
+//! batch ([`store::BatchRows`]: ids assigned at once, written together at its flush), and what a later mail of the
+//! batch reads of them is answered from there. The report is read off what was stored.
 
 use super::number_key;
 use super::{
@@ -33,8 +34,8 @@ fn joins_by_thread_or_quotation(category: &str) -> bool {
 
 impl Pipeline {
     /// Writes one evaluated mail through the open transaction and returns its report. Its raw mail is in the store
-    /// already ([`BatchRows::store_raw`]); its source reference, notifications and log entry wait in `rows` for the
-    /// batch's flush. `archived`: the mail is history (archive import): logged and joined as usual, its tasks stored
+    /// already ([`BatchRows::store_raw`]); its message, case, tasks, source reference, notifications and log entry
+    /// wait in `rows` for the batch's flush. `archived`: the mail is history (archive import): logged and joined as usual, its tasks stored
     /// done and marked archived, no notification and no task event queued, and it proves no step of a case done
     /// (that would push a `done` event).
     #[allow(clippy::too_many_arguments)]
@@ -80,7 +81,7 @@ impl Pipeline {
             rows.add_source_ref(source, id);
             // Task events for the firm's tracker (webhook, Bitrix24), in this same transaction; history pushes none.
             if !archived && rows.sinks_active(conn).await? {
-                store::queue_task_events_of_message(conn, id, &now_s).await?;
+                rows.pending.queue_task_events(id, &now_s);
             }
         }
         Ok(report)
@@ -138,7 +139,7 @@ impl Pipeline {
             Err(error) => {
                 record.status = store::MessageStatus::Quarantined;
                 record.error = Some(error.clone());
-                let stored = Stored::new(save(conn, target.existing, &record).await?, record);
+                let stored = Stored::new(save(conn, rows, target.existing, &record).await?, record);
                 return self
                     .finish(conn, rows, target, eval, stored, "mail_quarantined", now_s)
                     .await;
@@ -148,14 +149,16 @@ impl Pipeline {
         decided(&mut record, resolved);
         let case_key = case_key(resolved);
         if let Some((case, by)) = self
-            .joined_case(conn, target.existing, resolved, case_key.as_ref())
+            .joined_case(conn, rows, target.existing, resolved, case_key.as_ref())
             .await?
         {
             joined(&mut record, &case, by);
             // A second copy may carry the demand's text the first lacked (an operator's alert, then the client's
             // forward of the demand itself): its list fills a checklist still empty.
-            store::set_case_checklist(conn, case.id, &resolved.checklist).await?;
-            let stored = Stored::new(save(conn, target.existing, &record).await?, record)
+            rows.pending
+                .set_case_checklist(conn, case.id, &resolved.checklist)
+                .await?;
+            let stored = Stored::new(save(conn, rows, target.existing, &record).await?, record)
                 .named_demand(resolved.demand.is_some() || by != JoinedBy::Demand);
             return self
                 .finish(conn, rows, target, eval, stored, "mail_linked", now_s)
@@ -166,7 +169,7 @@ impl Pipeline {
         // are the case's), which it is linked to; it creates no task and is no second copy of the demand.
         let mut closes = None;
         if resolved.closes {
-            if let Some(case) = self.closed_case(conn, resolved).await? {
+            if let Some(case) = self.closed_case(conn, rows, resolved).await? {
                 record.case_id = Some(case.id);
                 record.reason = Some(format!(
                     "{}; относится к делу: требование № {} от {}",
@@ -185,7 +188,7 @@ impl Pipeline {
             let case = if target.archived {
                 None
             } else {
-                self.closed_case(conn, resolved).await?
+                self.closed_case(conn, rows, resolved).await?
             };
             if let Some(case) = case {
                 record.case_id = Some(case.id);
@@ -197,30 +200,37 @@ impl Pipeline {
                     resolved.proves.join(", ")
                 ));
                 proved = Some(case.id);
-            } else if let Some(case) = store::find_case_by_thread(conn, &resolved.thread).await? {
+            } else if let Some(case) = rows
+                .pending
+                .find_case_by_thread(conn, &resolved.thread)
+                .await?
+            {
                 record.case_id = Some(case.id);
             }
         }
-        let id = save(conn, target.existing, &record).await?;
+        let id = save(conn, rows, target.existing, &record).await?;
         if let Some(case) = proved {
             close_proved_steps(conn, rows, case, &resolved.proves, id, &eval.sha256, now_s).await?;
         }
         let case_id = match &case_key {
             Some(key) => {
                 let kind = resolved.decision.kind.as_deref();
-                let case = store::insert_case(
-                    conn,
-                    &key.inn,
-                    &key.key,
-                    &key.number,
-                    &key.date,
-                    kind,
-                    id,
-                    now_s,
-                )
-                .await?;
-                store::set_message_case(conn, id, case).await?;
-                store::set_case_checklist(conn, case, &resolved.checklist).await?;
+                let case = rows
+                    .pending
+                    .insert_case(
+                        conn,
+                        key.demand_key(),
+                        &key.number,
+                        kind,
+                        id,
+                        record.message_id.as_deref(),
+                        now_s,
+                    )
+                    .await?;
+                rows.pending.set_message_case(conn, id, case).await?;
+                rows.pending
+                    .set_case_checklist(conn, case, &resolved.checklist)
+                    .await?;
                 Some(case)
             }
             None => None,
@@ -273,14 +283,17 @@ impl Pipeline {
     async fn closed_case(
         &self,
         conn: &mut AnyConnection,
+        rows: &mut BatchRows,
         resolved: &Resolved,
     ) -> anyhow::Result<Option<store::CaseRef>> {
         let Some(inn) = &resolved.client_inn else {
             return Ok(None);
         };
         for r in &resolved.demand_refs {
-            if let Some(case) =
-                store::find_case(conn, inn, &number_key(&r.number), &r.date.to_string()).await?
+            if let Some(case) = rows
+                .pending
+                .find_case(conn, inn, &number_key(&r.number), &r.date.to_string())
+                .await?
             {
                 return Ok(Some(case));
             }
@@ -296,13 +309,18 @@ impl Pipeline {
     async fn joined_case(
         &self,
         conn: &mut AnyConnection,
+        rows: &mut BatchRows,
         existing: Option<i64>,
         resolved: &Resolved,
         case_key: Option<&CaseKey>,
     ) -> anyhow::Result<Option<(store::CaseRef, JoinedBy)>> {
         let other = |case: &store::CaseRef| existing != Some(case.first_message);
         if let Some(k) = case_key {
-            if let Some(case) = store::find_case(conn, &k.inn, &k.key, &k.date).await? {
+            if let Some(case) = rows
+                .pending
+                .find_case(conn, &k.inn, &k.key, &k.date)
+                .await?
+            {
                 // Reprocessing the case's first mail finds its own case: nothing to join.
                 return Ok(other(&case).then_some((case, JoinedBy::Demand)));
             }
@@ -312,14 +330,22 @@ impl Pipeline {
             return Ok(None);
         }
         // A forward "as attachment" carries the original's Message-ID: the very mail the case knows.
-        if let Some(case) = store::find_case_by_thread(conn, &resolved.forwarded).await? {
+        if let Some(case) = rows
+            .pending
+            .find_case_by_thread(conn, &resolved.forwarded)
+            .await?
+        {
             if other(&case) {
                 return Ok(Some((case, JoinedBy::Forward)));
             }
         }
         let new_demand = category == "tax_demand" && !resolved.is_reply;
         if case_key.is_none() || !new_demand {
-            if let Some(case) = store::find_case_by_thread(conn, &resolved.thread).await? {
+            if let Some(case) = rows
+                .pending
+                .find_case_by_thread(conn, &resolved.thread)
+                .await?
+            {
                 if other(&case) {
                     return Ok(Some((case, JoinedBy::Thread)));
                 }
@@ -333,7 +359,11 @@ impl Pipeline {
         };
         for r in &resolved.demand_refs {
             let date = r.date.to_string();
-            if let Some(case) = store::find_case(conn, inn, &number_key(&r.number), &date).await? {
+            if let Some(case) = rows
+                .pending
+                .find_case(conn, inn, &number_key(&r.number), &date)
+                .await?
+            {
                 if other(&case) {
                     return Ok(Some((case, JoinedBy::Quotation)));
                 }
@@ -422,7 +452,7 @@ async fn create_tasks(
             archived,
         })
         .collect();
-    let ids = store::insert_tasks(conn, &new).await?;
+    let ids = rows.pending.insert_tasks(conn, &new).await?;
     let mut reports = Vec::with_capacity(ids.len());
     for (t, task_id) in resolved.tasks.iter().zip(ids) {
         if let Some(person) = t.assignee.as_ref().filter(|_| !archived) {
@@ -595,6 +625,34 @@ struct CaseKey {
     date: String,
 }
 
+impl CaseKey {
+    fn demand_key(&self) -> store::DemandKey {
+        store::DemandKey {
+            client_inn: self.inn.clone(),
+            number_key: self.key.clone(),
+            demand_date: self.date.clone(),
+        }
+    }
+}
+
+/// The demand cases `eval` may look up when committed (the one it opens or joins, those it quotes or closes), and
+/// whether it may open one: what a batch looks up together and reserves ids for ([`store::PendingRows`]).
+pub(super) fn case_keys(eval: &Evaluation) -> (Vec<store::DemandKey>, bool) {
+    let Ok(resolved) = &eval.outcome else {
+        return (Vec::new(), false);
+    };
+    let own = case_key(resolved);
+    let mut keys: Vec<store::DemandKey> = own.iter().map(CaseKey::demand_key).collect();
+    if let Some(inn) = &resolved.client_inn {
+        keys.extend(resolved.demand_refs.iter().map(|r| store::DemandKey {
+            client_inn: inn.clone(),
+            number_key: number_key(&r.number),
+            demand_date: r.date.to_string(),
+        }));
+    }
+    (keys, own.is_some())
+}
+
 fn case_key(resolved: &Resolved) -> Option<CaseKey> {
     match (&resolved.client_inn, &resolved.demand) {
         (
@@ -626,6 +684,8 @@ async fn close_proved_steps(
     sha256: &str,
     now_s: &str,
 ) -> anyhow::Result<()> {
+    // The case's open tasks are read from the store: the batch's own, kept so far, go there first.
+    rows.pending.write(conn).await?;
     for step in steps {
         for task in store::open_case_tasks(conn, case, step).await? {
             if !store::mark_task_done(conn, task.id).await? {
@@ -658,8 +718,10 @@ async fn close_proved_steps(
     Ok(())
 }
 
+/// Stores `record`: over the stored message `existing`, or as a new message kept with the batch's rows.
 async fn save(
     conn: &mut AnyConnection,
+    rows: &mut BatchRows,
     existing: Option<i64>,
     record: &MessageRecord,
 ) -> anyhow::Result<i64> {
@@ -668,7 +730,7 @@ async fn save(
             store::update_message_outcome(conn, id, record).await?;
             Ok(id)
         }
-        None => store::insert_message(conn, record).await,
+        None => rows.pending.insert_message(conn, record).await,
     }
 }
 

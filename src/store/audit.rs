@@ -220,7 +220,7 @@ impl LogBatch {
         for chunk in rows.chunks(LOG_ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO audit_log (seq, at, event, message, sha256, payload, prev_hash, hash, mac) VALUES {}",
-                super::messages::values_placeholders(chunk.len(), 9)
+                super::messages::values_placeholders(conn, chunk.len(), 9)
             );
             let mut query = sqlx::query(super::composed_sql(sql));
             for r in chunk {

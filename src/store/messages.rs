@@ -49,7 +49,7 @@ pub struct MessageRecord {
 impl MessageRecord {
     /// The record with every text made storable: PostgreSQL's TEXT cannot hold NUL, which hostile mail carries in
     /// its headers; it becomes U+FFFD (the raw mail keeps the original bytes).
-    fn storable(&self) -> MessageRecord {
+    pub(super) fn storable(&self) -> MessageRecord {
         let c = |s: &String| clean(s);
         let o = |s: &Option<String>| s.as_ref().map(|s| clean(s));
         MessageRecord {
@@ -156,13 +156,15 @@ pub(crate) fn unpack_raw_or_stored(encoding: &str, content: Vec<u8>, size: i64) 
     zstd::bulk::decompress(&content, usize::try_from(size).unwrap_or(0)).unwrap_or(content)
 }
 
-/// The rows of one batch that nothing later in the batch reads back, written together — one multi-row `INSERT` per
-/// table instead of one statement per mail — and what the batch learns once instead of asking per mail: which of
-/// its mails the store holds already (by content hash), and whether any task sink is active.
+/// The rows of one batch, written together — one multi-row `INSERT` per table instead of one statement per mail —
+/// and what the batch learns once instead of asking per mail: which of its mails the store holds already (by content
+/// hash), and whether any task sink is active.
 ///
-/// Raw mail goes first ([`BatchRows::store_raw`], before any message names it: `messages.sha256` references it);
-/// source references, notifications and log entries wait for [`BatchRows::flush`], which must run in the same
-/// transaction before it commits. The log entries are chained one by one as they are appended
+/// Raw mail goes first ([`BatchRows::store_raw`], before any message names it: `messages.sha256` references it).
+/// The rows later mails of the batch read back — messages, cases, checklists, tasks — are kept in
+/// [`super::PendingRows`], which answers those reads; source references, notifications and log entries, which
+/// nothing in the batch reads, wait beside them. All of it is written by [`BatchRows::flush`], which must run in the
+/// same transaction before it commits. The log entries are chained one by one as they are appended
 /// ([`super::LogBatch`]), and the log's head is advanced once at the flush.
 #[derive(Default)]
 pub struct BatchRows {
@@ -175,6 +177,8 @@ pub struct BatchRows {
     sinks_active: Option<bool>,
     /// The log entries appended and not yet written.
     pub log: super::LogBatch,
+    /// The messages, cases, checklists and tasks kept and not yet written.
+    pub pending: super::PendingRows,
 }
 
 /// Most rows in one multi-row `INSERT`: far under either engine's limit of bound values (SQLite 32,766; PostgreSQL
@@ -192,8 +196,14 @@ const RAW_BYTES_PER_INSERT: usize = 1 << 20;
 /// statement of small mails ([`RAW_BYTES_PER_INSERT`]): the memory budget counts on one for every statement.
 pub const RAW_PART_BYTES: usize = RAW_BYTES_PER_INSERT;
 
-/// `($1, $2), ($3, $4)`: the `VALUES` of `rows` rows of `columns` placeholders each.
-pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
+/// `($1, $2), ($3, $4)`: the `VALUES` of `rows` rows of `columns` placeholders each, numbered in the order the
+/// values are bound — on SQLite anonymous, `(?, ?), (?, ?)`, which it numbers in the same order. SQLite keeps a
+/// statement's named parameters (`$n`) in a list it searches from the start for each one, when it prepares the
+/// statement and again as each value is bound: quadratic in the values, ~750,000 comparisons for a batch's 49
+/// messages of 25 columns, a statement prepared anew for nearly every batch (its row count differs). Anonymous
+/// parameters are in no list.
+pub(crate) fn values_placeholders(conn: &AnyConnection, rows: usize, columns: usize) -> String {
+    let anonymous = super::is_sqlite(conn);
     let mut out = String::with_capacity(rows * columns * 5);
     for r in 0..rows {
         if r > 0 {
@@ -204,7 +214,11 @@ pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
             if c > 0 {
                 out.push_str(", ");
             }
-            out.push_str(&format!("${}", r * columns + c + 1));
+            if anonymous {
+                out.push('?');
+            } else {
+                out.push_str(&format!("${}", r * columns + c + 1));
+            }
         }
         out.push(')');
     }
@@ -258,6 +272,11 @@ impl BatchRows {
         message_by_sha(conn, sha256).await
     }
 
+    /// Whether the batch knows a stored message with content hash `sha256` (looked up, or stored by the batch).
+    pub fn is_known(&self, sha256: &str) -> bool {
+        self.known.contains_key(sha256)
+    }
+
     /// Remembers a message the batch stored, so that a second copy later in the batch is its duplicate.
     pub fn remember(&mut self, message: StoredMessage) {
         self.known.insert(message.sha256.clone(), message);
@@ -299,7 +318,7 @@ impl BatchRows {
             let sql = format!(
                 "INSERT INTO raw_mail (sha256, size, content, stored_at, encoding) VALUES {} \
                  ON CONFLICT (sha256) DO NOTHING",
-                values_placeholders(chunk.len(), 5)
+                values_placeholders(conn, chunk.len(), 5)
             );
             let mut query = sqlx::query(composed_sql(sql));
             for m in chunk {
@@ -340,12 +359,14 @@ impl BatchRows {
         Ok(n > 0)
     }
 
-    /// Writes what waits: source references, notifications and the log entries (advancing the log's head once).
+    /// Writes what waits: the batch's messages, cases and tasks ([`super::PendingRows::write`]), then what names
+    /// them — source references, notifications and the log entries (advancing the log's head once).
     pub async fn flush(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
+        self.pending.write(conn).await?;
         for chunk in std::mem::take(&mut self.source_refs).chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO source_refs (source, message) VALUES {} ON CONFLICT (source) DO NOTHING",
-                values_placeholders(chunk.len(), 2)
+                values_placeholders(conn, chunk.len(), 2)
             );
             let mut query = sqlx::query(composed_sql(sql));
             for (source, message) in chunk {
@@ -359,7 +380,7 @@ impl BatchRows {
         for chunk in std::mem::take(&mut self.notifications).chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO outbox (kind, task, message, recipient, subject, body, not_before, created_at) VALUES {}",
-                values_placeholders(chunk.len(), 8)
+                values_placeholders(conn, chunk.len(), 8)
             );
             let mut query = sqlx::query(composed_sql(sql));
             for n in chunk {
@@ -530,7 +551,7 @@ pub struct CaseRef {
 }
 
 /// The columns [`case_ref`] reads, for a query over `cases c JOIN messages m ON m.id = c.first_message`.
-const CASE_COLUMNS: &str =
+pub(super) const CASE_COLUMNS: &str =
     "c.id, c.first_message, m.message_id, c.client_inn, c.number, c.demand_date, c.kind";
 
 /// How many Message-IDs of a thread are looked up for its case: a `References` header lists the whole thread, and
@@ -830,6 +851,14 @@ pub async fn find_case_by_thread(
     conn: &mut AnyConnection,
     message_ids: &[String],
 ) -> anyhow::Result<Option<CaseRef>> {
+    Ok(thread_case(conn, message_ids).await?.map(|(_, case)| case))
+}
+
+/// [`find_case_by_thread`]'s case, with the position in `message_ids` of the mail that found it.
+pub(super) async fn thread_case(
+    conn: &mut AnyConnection,
+    message_ids: &[String],
+) -> anyhow::Result<Option<(usize, CaseRef)>> {
     let ids: Vec<String> = message_ids
         .iter()
         .take(THREAD_LOOKUP_LIMIT)
@@ -863,7 +892,7 @@ pub async fn find_case_by_thread(
             _ => nearest = Some((position, row.case)),
         }
     }
-    Ok(nearest.map(|(_, case)| case))
+    Ok(nearest)
 }
 
 /// A case with the thread member that found it.
@@ -925,7 +954,7 @@ pub async fn insert_tasks(conn: &mut AnyConnection, tasks: &[NewTask]) -> anyhow
         let sql = format!(
             "INSERT INTO tasks (message, case_id, client_inn, step, title, role, assignee, due, priority, provenance, \
              created_at, status, archived) VALUES {} RETURNING id",
-            values_placeholders(chunk.len(), 13)
+            values_placeholders(conn, chunk.len(), 13)
         );
         let mut query = sqlx::query_scalar::<_, i64>(composed_sql(sql));
         for t in chunk {

@@ -22,6 +22,7 @@ mod lease;
 mod messages;
 mod notify;
 mod patents;
+mod pending;
 mod replay;
 mod shadow;
 mod sink_portal;
@@ -51,6 +52,7 @@ pub use lease::*;
 pub use messages::*;
 pub use notify::*;
 pub use patents::{load_patents, save_patents};
+pub use pending::{DemandKey, PendingRows, Reserve};
 pub use replay::{decisions_since, StoredDecision};
 pub use shadow::{
     insert_shadow_decision, shadow_decisions_since, ShadowDecision, ShadowSide, ShadowTask,

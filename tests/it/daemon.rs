@@ -76,6 +76,77 @@ async fn second_instance(app: &TestApp) -> taxinbox::app::Instance {
     }
 }
 
+/// Two instances committing at once on one PostgreSQL database (each its own input) give their rows ids the other
+/// does not take: each batch reserves its ids from the tables' sequences, and every mail is stored with its task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_committing_at_once_on_postgres_take_ids_of_their_own() {
+    const EACH: usize = 20;
+    let app = TestApp::new(Engine::Postgres).await;
+    app.import_corpus_register().await;
+    let other = second_instance(&app).await;
+    let pipeline = app.pipeline().await;
+    // A client's payroll request (corpus 0053), made a new mail by its Message-ID: one task each.
+    let template = std::fs::read_to_string(corpus().join("mail/0053.eml")).unwrap();
+    let (left, right) = (app.path("left"), app.path("right"));
+    for dir in [&left, &right] {
+        std::fs::create_dir_all(dir).unwrap();
+        for n in 1..=EACH {
+            let text = template.replace(
+                "<001301dcae04$19e5b276$4a5c4746@veter-snab.example>",
+                &format!(
+                    "<at-once-{n}@{}.veter-snab.example>",
+                    dir.file_name().unwrap().to_string_lossy()
+                ),
+            );
+            std::fs::write(dir.join(format!("{n:02}.eml")), text).unwrap();
+        }
+    }
+    let options = taxinbox::ingest::IngestOptions {
+        archive: taxinbox::pipeline::batch::Archive::No,
+        dry_run: false,
+        batch_size: 4,
+        max_batch_bytes: 1 << 20,
+        mailbox: None,
+    };
+    let run = |store: taxinbox::store::Store, dir: std::path::PathBuf| {
+        let pipeline = pipeline.clone();
+        let options = options.clone();
+        tokio::spawn(async move {
+            let inputs = taxinbox::source::collect(&[dir.display().to_string()]).unwrap();
+            taxinbox::ingest::ingest(
+                &store,
+                &pipeline,
+                &inputs,
+                &options,
+                &chrono::Utc::now,
+                |_| {},
+            )
+            .await
+        })
+    };
+    let a = run(app.app.store.clone(), left);
+    let b = run(other.store.clone(), right);
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    a.expect("the first instance's batches");
+    b.expect("the second instance's batches");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM messages").await,
+        2 * EACH as i64
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks t JOIN messages m ON m.id = t.message")
+            .await,
+        2 * EACH as i64
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(DISTINCT message) FROM audit_log WHERE event = 'mail_processed'")
+            .await,
+        2 * EACH as i64
+    );
+    other.store.close().await;
+    app.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_postgres_work_a_mailbox_one_at_a_time_and_process_every_mail_once() {
     const FIRST: usize = 30;

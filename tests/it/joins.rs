@@ -354,3 +354,122 @@ on_both_engines!(
         app.cleanup().await;
     }
 );
+
+on_both_engines!(
+    a_demand_its_forward_and_a_reply_in_one_batch_give_the_case_they_give_one_by_one,
+    |engine| async move {
+        let app = TestApp::new(engine).await;
+        app.import_corpus_register().await;
+        // 0001: the demand; 0002: the client's forward of it; 0005: a reply to 0002 — three mails, one batch.
+        let reports = app
+            .ingest(&[&holdout(1), &holdout(2), &holdout(5)], false)
+            .await;
+        let [first, forward, reply] = &reports[..] else {
+            panic!("three reports: {reports:?}");
+        };
+        assert_eq!(first.status, Status::Processed, "{first:?}");
+        assert_eq!(first.tasks.len(), 2);
+        assert_eq!(forward.status, Status::Linked, "{forward:?}");
+        assert_eq!(forward.joins, first.message_id);
+        assert_eq!(reply.status, Status::Linked, "{reply:?}");
+        assert_eq!(reply.joins, first.message_id);
+        // The rows name each other by the ids the batch gave them before writing them.
+        let first_id = first.id.expect("stored");
+        assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 1);
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM cases c JOIN messages m ON m.id = c.first_message AND m.case_id = c.id \
+                 WHERE m.id = {first_id}"
+            ))
+            .await,
+            1
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM messages m JOIN cases c ON c.id = m.case_id")
+                .await,
+            3
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM tasks t JOIN cases c ON c.id = t.case_id WHERE t.message = {first_id}"
+            ))
+            .await,
+            2
+        );
+        assert_eq!(
+            app.count(
+                "SELECT COUNT(*) FROM audit_log a JOIN messages m ON m.id = a.message AND m.sha256 = a.sha256"
+            )
+            .await,
+            3
+        );
+        let notified = app.count("SELECT COUNT(*) FROM outbox").await;
+        assert!(notified > 0);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM outbox o JOIN tasks t ON t.id = o.task AND t.message = o.message")
+                .await,
+            notified
+        );
+        app.cleanup().await;
+    }
+);
+
+on_both_engines!(
+    a_receipt_in_the_batch_of_its_demand_closes_the_step_after_the_tasks_are_announced,
+    |engine| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("hook.secret");
+        std::fs::write(&secret, "secret-of-the-firm\n").unwrap();
+        let app = TestApp::with_extra_config(
+            engine,
+            &format!(
+                "[[sinks]]\nkind = \"webhook\"\nname = \"tracker\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret_file = \"{}\"\n",
+                secret.display()
+            ),
+        )
+        .await;
+        taxinbox::notify::sink::register(
+            &app.app.store,
+            &app.app.settings.sinks,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        app.import_corpus_register().await;
+        let sent = receipt(
+            &app,
+            "r1",
+            "Квитанция о приеме требования отправлена",
+            "Абонент: ООО «Лес-Групп», ИНН 7703703377\nКвитанция о приеме требования № 12-07/3311 от 09.02.2026 \
+             отправлена в ИФНС России № 3 по г. Москве.",
+        );
+        let reports = app.ingest(&[&holdout(1), &sent], false).await;
+        assert_eq!(reports[0].tasks.len(), 2, "{:?}", reports[0]);
+        assert_eq!(
+            reports[1].category.as_deref(),
+            Some("notice"),
+            "{:?}",
+            reports[1]
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM tasks WHERE step = 'acknowledge' AND status = 'done'")
+                .await,
+            1
+        );
+        // The tracker hears of both tasks, then of the step done: in that order.
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM sink_outbox WHERE event = 'created'")
+                .await,
+            2
+        );
+        assert_eq!(
+            app.count(
+                "SELECT COUNT(*) FROM sink_outbox d WHERE d.event = 'done' AND d.id > \
+                 (SELECT MAX(c.id) FROM sink_outbox c WHERE c.event = 'created')"
+            )
+            .await,
+            1
+        );
+        app.cleanup().await;
+    }
+);
