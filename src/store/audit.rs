@@ -222,7 +222,7 @@ impl LogBatch {
                 "INSERT INTO audit_log (seq, at, event, message, sha256, payload, prev_hash, hash, mac) VALUES {}",
                 super::messages::values_placeholders(conn, chunk.len(), 9)
             );
-            let mut query = sqlx::query(super::composed_sql(sql));
+            let mut query = super::rows_insert(conn, sql);
             for r in chunk {
                 query = query
                     .bind(r.seq)

@@ -416,7 +416,7 @@ impl PendingRows {
                  VALUES {}",
                 values_placeholders(conn, chunk.len(), 8)
             );
-            let mut query = sqlx::query(composed_sql(sql));
+            let mut query = super::rows_insert(conn, sql);
             for c in chunk {
                 query = query
                     .bind(c.id)
@@ -448,7 +448,7 @@ impl PendingRows {
                 "INSERT INTO case_checklist (case_id, position, item) VALUES {}",
                 values_placeholders(conn, chunk.len(), 3)
             );
-            let mut query = sqlx::query(composed_sql(sql));
+            let mut query = super::rows_insert(conn, sql);
             for (case, position, item) in chunk {
                 query = query.bind(*case).bind(*position).bind(*item);
             }
@@ -496,7 +496,7 @@ async fn write_messages(
          ruleset, reason, error, facts, processed_at, archived) VALUES {}",
         values_placeholders(conn, chunk.len(), 25)
     );
-    let mut query = sqlx::query(composed_sql(sql));
+    let mut query = super::rows_insert(conn, sql);
     for (id, m) in chunk {
         query = query
             .bind(*id)
@@ -535,7 +535,7 @@ async fn write_tasks(conn: &mut AnyConnection, chunk: &[(i64, NewTask)]) -> anyh
          provenance, created_at, status, archived) VALUES {}",
         values_placeholders(conn, chunk.len(), 14)
     );
-    let mut query = sqlx::query(composed_sql(sql));
+    let mut query = super::rows_insert(conn, sql);
     for (id, t) in chunk {
         let status = if t.archived {
             super::status::TaskStatus::Done
