@@ -956,50 +956,17 @@ pub async fn set_message_case(
     Ok(())
 }
 
-/// Stores `tasks` (one mail's), in one statement per [`ROWS_PER_INSERT`] tasks, and returns their ids in the order
-/// of `tasks`. `RETURNING` promises no order on either engine, but both number the rows of one `INSERT` in the order
-/// of its `VALUES` (SQLite's next rowid, PostgreSQL's sequence as each row is formed), so the ids sorted are the
-/// rows' ids in order.
+/// Stores `tasks` and returns their ids in the order of `tasks`: ids taken as a batch takes them, the rows written
+/// as it writes them ([`super::PendingRows`]).
 pub async fn insert_tasks(conn: &mut AnyConnection, tasks: &[NewTask]) -> anyhow::Result<Vec<i64>> {
-    let mut ids = Vec::with_capacity(tasks.len());
-    for chunk in tasks.chunks(ROWS_PER_INSERT) {
-        let sql = format!(
-            "INSERT INTO tasks (message, case_id, client_inn, step, title, role, assignee, due, priority, provenance, \
-             created_at, status, archived) VALUES {} RETURNING id",
-            values_placeholders(conn, chunk.len(), 13)
-        );
-        let mut query = sqlx::query_scalar::<_, i64>(composed_sql(sql));
-        for t in chunk {
-            let status = if t.archived {
-                super::status::TaskStatus::Done
-            } else {
-                super::status::TaskStatus::Open
-            };
-            query = query
-                .bind(t.message)
-                .bind(t.case_id)
-                .bind(t.client_inn.as_deref())
-                .bind(clean(&t.step))
-                .bind(clean(&t.title))
-                .bind(t.role.as_str())
-                .bind(t.assignee.as_deref())
-                .bind(t.due.as_str())
-                .bind(t.priority.as_str())
-                .bind(t.provenance.as_str())
-                .bind(t.created_at.as_str())
-                .bind(status.as_str())
-                .bind(i64::from(t.archived));
-        }
-        let mut chunk_ids = query.fetch_all(&mut *conn).await.context("insert tasks")?;
-        anyhow::ensure!(
-            chunk_ids.len() == chunk.len(),
-            "insert tasks: {} rows stored, {} returned",
-            chunk.len(),
-            chunk_ids.len()
-        );
-        chunk_ids.sort_unstable();
-        ids.extend(chunk_ids);
-    }
+    let mut rows = super::PendingRows::default();
+    let reserve = super::Reserve {
+        tasks: tasks.len(),
+        ..super::Reserve::default()
+    };
+    rows.reserve(conn, reserve).await?;
+    let ids = rows.insert_tasks(conn, tasks).await?;
+    rows.write(conn).await?;
     Ok(ids)
 }
 

@@ -231,28 +231,31 @@ fn receipt(app: &TestApp, name: &str, subject: &str, body: &str) -> PathBuf {
     )
 }
 
+/// A test app with the corpus register and a webhook task sink (the firm's tracker; nothing listens on its
+/// address, so its events wait in the sink's outbox), with the folder holding the sink's secret.
+async fn app_with_a_tracker(engine: Engine) -> (TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("hook.secret");
+    std::fs::write(&secret, "secret-of-the-firm\n").unwrap();
+    let app = TestApp::with_extra_config(
+        engine,
+        &format!(
+            "[[sinks]]\nkind = \"webhook\"\nname = \"tracker\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret_file = \"{}\"\n",
+            secret.display()
+        ),
+    )
+    .await;
+    taxinbox::notify::sink::register(&app.app.store, &app.app.settings.sinks, chrono::Utc::now())
+        .await
+        .unwrap();
+    app.import_corpus_register().await;
+    (app, dir)
+}
+
 on_both_engines!(
     operator_receipts_that_name_a_known_demand_close_the_steps_they_prove,
     |engine| async move {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("hook.secret");
-        std::fs::write(&secret, "secret-of-the-firm\n").unwrap();
-        let app = TestApp::with_extra_config(
-            engine,
-            &format!(
-                "[[sinks]]\nkind = \"webhook\"\nname = \"tracker\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret_file = \"{}\"\n",
-                secret.display()
-            ),
-        )
-        .await;
-        taxinbox::notify::sink::register(
-            &app.app.store,
-            &app.app.settings.sinks,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
-        app.import_corpus_register().await;
+        let (app, _secret) = app_with_a_tracker(engine).await;
         let demand = ingest_one(&app, &holdout(1)).await;
         assert_eq!(demand.tasks.len(), 2);
         let open = "SELECT COUNT(*) FROM tasks WHERE status = 'open'";
@@ -417,25 +420,7 @@ on_both_engines!(
 on_both_engines!(
     a_receipt_in_the_batch_of_its_demand_closes_the_step_after_the_tasks_are_announced,
     |engine| async move {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("hook.secret");
-        std::fs::write(&secret, "secret-of-the-firm\n").unwrap();
-        let app = TestApp::with_extra_config(
-            engine,
-            &format!(
-                "[[sinks]]\nkind = \"webhook\"\nname = \"tracker\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret_file = \"{}\"\n",
-                secret.display()
-            ),
-        )
-        .await;
-        taxinbox::notify::sink::register(
-            &app.app.store,
-            &app.app.settings.sinks,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
-        app.import_corpus_register().await;
+        let (app, _secret) = app_with_a_tracker(engine).await;
         let sent = receipt(
             &app,
             "r1",
