@@ -6,10 +6,10 @@
 //! (read once per batch, under the write lock `BEGIN IMMEDIATE` took, so no other writer can take the same ones);
 //! on PostgreSQL reserved from the tables' sequences in one statement per batch (several instances may write at
 //! once; an id reserved and not used is a gap, as a rolled-back insert leaves one). What names a row by id — a
-//! case's first mail, a task's mail and case, a notification's task, a log entry's mail — can therefore be written
-//! before the row itself, as long as it is written after [`PendingRows::write`] in the same transaction: the
-//! references between these tables are checked per statement (PostgreSQL) or per row (SQLite), and `write`
-//! inserts messages, then cases, then checklists, then tasks.
+//! case's first mail, a task's mail and case, a notification's task, a log entry's mail — can therefore be made
+//! before the row is written; it is written after [`PendingRows::write`] in the same transaction. Both engines check
+//! these tables' references at the end of each statement, and `write` inserts messages, then cases, then
+//! checklists, then tasks (a message names its case without a reference the database checks).
 //!
 //! Reads: a case by client, number and date from the cases the batch looked up at its start
 //! ([`PendingRows::look_up_cases`]) and those it opened; a case by thread from the store (mail stored before the
