@@ -182,8 +182,8 @@ pub struct BatchRows {
 }
 
 /// Most rows in one multi-row `INSERT`: far under either engine's limit of bound values (SQLite 32,766; PostgreSQL
-/// 65,535) at the widest row (the log's 9 columns), and a statement small enough to prepare quickly.
-const ROWS_PER_INSERT: usize = 200;
+/// 65,535) at the widest row (a message's 25 columns: 5,000 values), and a statement small enough to prepare quickly.
+pub(super) const ROWS_PER_INSERT: usize = 200;
 
 /// Most bytes of raw mail bound to one `INSERT` (past its first mail). The database driver and SQLite each copy
 /// what a statement binds, so a batch of large mail is written in statements of about a MiB, each copied and freed
@@ -748,43 +748,12 @@ pub async fn raw_mail(conn: &mut AnyConnection, sha256: &str) -> anyhow::Result<
         .map(Some)
 }
 
+/// Stores one message and returns its id, as a batch keeps and writes its messages ([`super::PendingRows`]).
 pub async fn insert_message(conn: &mut AnyConnection, m: &MessageRecord) -> anyhow::Result<i64> {
-    let m = &m.storable();
-    sqlx::query_scalar(
-        "INSERT INTO messages (sha256, message_id, source, mailbox, fetched_at, received_date, from_addr, subject, \
-         status, category, kind, client_inn, demand_number, demand_date, demand_sent, case_id, joins, rule, ruleset, \
-         reason, error, facts, processed_at, archived) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
-         $24) \
-         RETURNING id",
-    )
-    .bind(&m.sha256)
-    .bind(&m.message_id)
-    .bind(&m.source)
-    .bind(&m.mailbox)
-    .bind(&m.fetched_at)
-    .bind(&m.received_date)
-    .bind(&m.from_addr)
-    .bind(&m.subject)
-    .bind(m.status.as_str())
-    .bind(&m.category)
-    .bind(&m.kind)
-    .bind(&m.client_inn)
-    .bind(&m.demand_number)
-    .bind(&m.demand_date)
-    .bind(&m.demand_sent)
-    .bind(m.case_id)
-    .bind(&m.joins)
-    .bind(&m.rule)
-    .bind(&m.ruleset)
-    .bind(&m.reason)
-    .bind(&m.error)
-    .bind(&m.facts)
-    .bind(&m.processed_at)
-    .bind(i64::from(m.archived))
-    .fetch_one(&mut *conn)
-    .await
-    .context("insert message")
+    let mut rows = super::PendingRows::default();
+    let id = rows.insert_message(conn, m).await?;
+    rows.write(conn).await?;
+    Ok(id)
 }
 
 /// Overwrites the outcome of a message that is processed again (`taxinbox reprocess`); its source stays.
@@ -837,24 +806,6 @@ pub async fn add_source_ref(
     .await
     .context("record source reference")?;
     Ok(())
-}
-
-pub async fn find_case(
-    conn: &mut AnyConnection,
-    client_inn: &str,
-    number_key: &str,
-    demand_date: &str,
-) -> anyhow::Result<Option<CaseRef>> {
-    sqlx::query_as(composed_sql(format!(
-        "SELECT {CASE_COLUMNS} FROM cases c JOIN messages m ON m.id = c.first_message \
-         WHERE c.client_inn = $1 AND c.number_key = $2 AND c.demand_date = $3"
-    )))
-    .bind(client_inn)
-    .bind(number_key)
-    .bind(demand_date)
-    .fetch_optional(&mut *conn)
-    .await
-    .context("look up a demand case")
 }
 
 /// The demand case of the first of `message_ids` (nearest ancestor first: `In-Reply-To`, then `References` from
@@ -915,6 +866,7 @@ struct ThreadCase {
     thread_member: String,
 }
 
+/// Opens a demand case and returns its id, as a batch keeps and writes its cases ([`super::PendingRows`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn insert_case(
     conn: &mut AnyConnection,
@@ -926,20 +878,17 @@ pub async fn insert_case(
     first_message: i64,
     now: &str,
 ) -> anyhow::Result<i64> {
-    sqlx::query_scalar(
-        "INSERT INTO cases (client_inn, number_key, number, demand_date, kind, first_message, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-    )
-    .bind(client_inn)
-    .bind(number_key)
-    .bind(number)
-    .bind(demand_date)
-    .bind(kind)
-    .bind(first_message)
-    .bind(now)
-    .fetch_one(&mut *conn)
-    .await
-    .context("insert demand case")
+    let key = super::DemandKey {
+        client_inn: client_inn.to_owned(),
+        number_key: number_key.to_owned(),
+        demand_date: demand_date.to_owned(),
+    };
+    let mut rows = super::PendingRows::default();
+    let id = rows
+        .insert_case(conn, key, number, kind, first_message, None, now)
+        .await?;
+    rows.write(conn).await?;
+    Ok(id)
 }
 
 pub async fn set_message_case(

@@ -16,6 +16,7 @@
 //! batch, which has the lower ids and so comes first, as the store's own order has it) and from the batch's own
 //! mails. A path that reads these tables through the store itself (a receipt's open tasks) writes what waits first.
 
+use super::messages::ROWS_PER_INSERT;
 use super::{composed_sql, values_placeholders, CaseRef, MessageRecord, NewTask};
 use anyhow::Context as _;
 use sqlx::AnyConnection;
@@ -76,10 +77,6 @@ struct Ids {
     /// PostgreSQL: ids taken from the table's sequence and not used yet, in order.
     reserved: VecDeque<i64>,
 }
-
-/// Most rows of one table in one `INSERT`: the widest (messages, 25 columns) binds 5,000 values, far under
-/// either engine's limit (SQLite 32,766; PostgreSQL 65,535).
-const ROWS_PER_INSERT: usize = 200;
 
 /// See the module's documentation.
 #[derive(Default)]
@@ -239,7 +236,7 @@ impl PendingRows {
     }
 
     /// The case of client `client_inn`, demand number `number_key` (normalised) and date `demand_date`: opened by
-    /// the batch, looked up for it, or else asked of the store.
+    /// the batch, looked up for it, or else looked up now.
     pub async fn find_case(
         &mut self,
         conn: &mut AnyConnection,
@@ -252,17 +249,10 @@ impl PendingRows {
             number_key: number_key.to_owned(),
             demand_date: demand_date.to_owned(),
         };
-        if let Some(known) = self.by_key.get(&key) {
-            return Ok(known.clone());
+        if !self.by_key.contains_key(&key) {
+            self.look_up_cases(conn, std::slice::from_ref(&key)).await?;
         }
-        let found = super::find_case(conn, client_inn, number_key, demand_date).await?;
-        match &found {
-            Some(case) => self.remember_case(key, case.clone()),
-            None => {
-                self.by_key.insert(key, None);
-            }
-        }
-        Ok(found)
+        Ok(self.by_key.get(&key).cloned().flatten())
     }
 
     /// The demand case of the first of `message_ids` (nearest ancestor first) that names a stored mail belonging to
